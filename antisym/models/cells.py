@@ -1,0 +1,115 @@
+"""Recurrent cells of the paper: AntisymmetricRNN (Eq. 12), its gated variant (Eq. 13) and the ablation cell.
+
+All three share one shape: a recurrent matrix A (n x n), an input projection computed for every step at once, and an
+Euler step h_t = h_{t-1} + eps * f(A h_{t-1}, u_t). Keeping the projection separate from the step lets the sequence
+loop do one big matmul for all T steps and lets fused kernels take (u, A) directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class EulerCell(nn.Module):
+    """Base class: input projection V x + b for all steps, then Euler steps on the recurrent matrix.
+
+    Subclasses define `recurrent_matrix()` and `gated`. Rows are batch elements, so the paper's A h is `h @ A.T`.
+    """
+
+    gated: bool = False
+
+    def __init__(self, input_size: int, hidden_size: int, eps: float, gamma: float) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.eps = float(eps)
+        self.gamma = float(gamma)
+        # Candidate (and, when gated, gate) input weights V_h, V_z and biases b_h, b_z in one Linear.
+        self.input_proj = nn.Linear(input_size, hidden_size * (2 if self.gated else 1))
+
+    def init_weights(self, init_std: float) -> None:
+        """Appendix C: input-to-hidden N(0, 1/m), hidden-to-hidden N(0, sigma_w^2/n), biases 0."""
+        nn.init.normal_(self.input_proj.weight, std=1.0 / math.sqrt(self.input_size))
+        nn.init.zeros_(self.input_proj.bias)
+        nn.init.normal_(self.hidden_weight, std=init_std / math.sqrt(self.hidden_size))
+
+    @property
+    def hidden_weight(self) -> nn.Parameter:
+        raise NotImplementedError
+
+    def recurrent_matrix(self) -> Tensor:
+        """The effective n x n matrix A that multiplies h_{t-1}."""
+        raise NotImplementedError
+
+    def project(self, x: Tensor) -> Tensor:
+        """V x + b for any leading shape; (..., n) or, gated, (..., 2n) as [candidate | gate]."""
+        return self.input_proj(x)
+
+    def step(self, u_t: Tensor, h: Tensor, a: Tensor) -> Tensor:
+        """One Euler step from the projected input u_t, the state h (B, n) and the recurrent matrix a."""
+        ah = h @ a.T
+        if not self.gated:
+            return h + self.eps * torch.tanh(ah + u_t)
+        u_h, u_z = u_t.chunk(2, dim=-1)
+        return h + self.eps * torch.sigmoid(ah + u_z) * torch.tanh(ah + u_h)
+
+    def forward(self, x_t: Tensor, h: Tensor | None = None) -> Tensor:
+        """One step like `torch.nn.RNNCell`: x_t (B, m), h (B, n) -> h (B, n)."""
+        if h is None:
+            h = x_t.new_zeros(x_t.shape[0], self.hidden_size)
+        return self.step(self.project(x_t), h, self.recurrent_matrix())
+
+
+class AntisymmetricCell(EulerCell):
+    """Eq. 12: h_t = h_{t-1} + eps tanh((W - W^T - gamma I) h_{t-1} + V x_t + b).
+
+    W is stored as its strictly upper-triangular entries only (n(n-1)/2 parameters), which is what makes the
+    parameter counts equal the paper's (9,674 at n=128, m=1).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, eps: float, gamma: float, init_std: float = 1.0) -> None:
+        super().__init__(input_size, hidden_size, eps, gamma)
+        n = hidden_size
+        self.register_buffer("triu_index", torch.triu_indices(n, n, offset=1), persistent=False)
+        self.w_upper = nn.Parameter(torch.empty(n * (n - 1) // 2))
+        self.init_weights(init_std)
+
+    @property
+    def hidden_weight(self) -> nn.Parameter:
+        return self.w_upper
+
+    def recurrent_matrix(self) -> Tensor:
+        n = self.hidden_size
+        w = self.w_upper.new_zeros(n, n).index_put((self.triu_index[0], self.triu_index[1]), self.w_upper)
+        return w - w.T - self.gamma * torch.eye(n, dtype=w.dtype, device=w.device)
+
+
+class GatedAntisymmetricCell(AntisymmetricCell):
+    """Eq. 13: the gate z_t = sigmoid(A h + V_z x + b_z) shares A = W - W^T - gamma I with the candidate."""
+
+    gated = True
+
+
+class AblationCell(EulerCell):
+    """Sec. 5.4: the gated cell with one unstructured n x n matrix (minus gamma I) shared by gate and candidate.
+
+    196 units and m=3 give 41,954 parameters, the paper's "42k"; two separate matrices would give about 80k.
+    """
+
+    gated = True
+
+    def __init__(self, input_size: int, hidden_size: int, eps: float, gamma: float, init_std: float = 1.0) -> None:
+        super().__init__(input_size, hidden_size, eps, gamma)
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
+        self.init_weights(init_std)
+
+    @property
+    def hidden_weight(self) -> nn.Parameter:
+        return self.weight_hh
+
+    def recurrent_matrix(self) -> Tensor:
+        n = self.hidden_size
+        return self.weight_hh - self.gamma * torch.eye(n, dtype=self.weight_hh.dtype, device=self.weight_hh.device)
