@@ -1,0 +1,120 @@
+"""Reading MNIST and CIFAR-10 from torchvision's folder layout, checked by content rather than by file hash.
+
+torchvision downloads the files when they are absent. Copies whose bytes differ from the official release but whose
+content is the same (the CIFAR-10 copy in ../shared/data has placeholder `filenames`) are accepted; truncated or
+corrupt files are rejected with an error that names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor
+
+MNIST_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_FILES = {True: tuple(f"data_batch_{i}" for i in range(1, 6)), False: ("test_batch",)}
+
+
+class DataError(RuntimeError):
+    """The data folder is missing, incomplete or corrupt; the message says which files and how to fix it."""
+
+
+def _missing(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if not p.is_file()]
+
+
+def _download(dataset: type, root: Path, expected: list[Path], offline_hint: str) -> None:
+    """Let torchvision fetch the files; offline, fail with one paragraph that names the folder and files."""
+    try:
+        dataset(str(root), train=True, download=True)
+    except Exception as err:  # torchvision raises RuntimeError or URLError depending on where it fails
+        names = ", ".join(str(p) for p in expected)
+        raise DataError(
+            f"The data files are not in {root} and downloading them failed ({type(err).__name__}: "
+            f"{str(err).splitlines()[0]}). Expected: {names}. {offline_hint} Point `data.root=...` (or the "
+            "ANTISYM_DATA environment variable) at a folder in torchvision's layout, or connect to the network "
+            "and keep `data.download=true`."
+        ) from None
+
+
+def _not_found(root: Path, missing: list[Path]) -> DataError:
+    return DataError(
+        f"Data files not found under {root}: {', '.join(str(p) for p in missing)}. Set `data.download=true` to "
+        "fetch them, or point `data.root=...` (or ANTISYM_DATA) at a folder in torchvision's layout "
+        "(MNIST/raw/*-ubyte, cifar-10-batches-py/*)."
+    )
+
+
+def _corrupt(path: Path, why: str) -> DataError:
+    return DataError(
+        f"{path} is truncated or corrupt ({why}). Delete it and download it again (`data.download=true`), or "
+        "point `data.root=...` at a good copy."
+    )
+
+
+def load_mnist(root: str | Path, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:
+    """MNIST images (N, 28, 28) uint8 and labels (N,) int64 from `root/MNIST/raw`."""
+    root = Path(root)
+    raw = root / "MNIST" / "raw"
+    expected = [raw / name for name in MNIST_FILES[train]]
+    if _missing(expected):
+        if not download:
+            raise _not_found(root, _missing(expected))
+        _download(torchvision.datasets.MNIST, root, expected, "MNIST is four IDX files of about 55 MB in all.")
+    images_path, labels_path = expected
+    try:
+        images = torchvision.datasets.mnist.read_image_file(str(images_path))
+    except (AssertionError, RuntimeError, TypeError, ValueError) as err:
+        raise _corrupt(images_path, str(err) or "bad IDX header") from None
+    try:
+        labels = torchvision.datasets.mnist.read_label_file(str(labels_path))
+    except (AssertionError, RuntimeError, TypeError, ValueError) as err:
+        raise _corrupt(labels_path, str(err) or "bad IDX header") from None
+    if tuple(images.shape[1:]) != (28, 28):
+        raise _corrupt(images_path, f"images are {tuple(images.shape[1:])}, not 28x28")
+    if len(images) != len(labels):
+        raise _corrupt(labels_path, f"{len(labels)} labels for {len(images)} images")
+    _check_labels(labels, labels_path)
+    return images, labels
+
+
+def _check_labels(labels: Tensor, path: Path) -> None:
+    if len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) > 9:
+        raise _corrupt(path, "labels must be digits 0-9")
+
+
+def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        data, labels = entry["data"], entry.get("labels", entry.get("fine_labels"))
+        images = torch.as_tensor(data, dtype=torch.uint8)
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+    except Exception as err:  # pickle raises many types on bad bytes (EOFError, UnpicklingError, KeyError, ...)
+        raise _corrupt(path, f"{type(err).__name__}: {err}") from None
+    if images.ndim != 2 or images.shape[1] != 3072:
+        raise _corrupt(path, f"data has shape {tuple(images.shape)}, expected (N, 3072)")
+    if len(images) != len(labels):
+        raise _corrupt(path, f"{len(labels)} labels for {len(images)} images")
+    _check_labels(labels, path)
+    # Rows hold the R, G and B planes of a 32x32 image; return (N, 32, 32, 3), channels last.
+    return images.view(-1, 3, 32, 32).permute(0, 2, 3, 1).contiguous(), labels
+
+
+def load_cifar10(root: str | Path, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:
+    """CIFAR-10 images (N, 32, 32, 3) uint8 and labels (N,) int64 from `root/cifar-10-batches-py`."""
+    root = Path(root)
+    expected = [root / CIFAR_FOLDER / name for name in CIFAR_FILES[train]]
+    if _missing(expected):
+        if not download:
+            raise _not_found(root, _missing(expected))
+        _download(torchvision.datasets.CIFAR10, root, expected, "CIFAR-10 is a 163 MB archive.")
+    parts = [_read_cifar_batch(p) for p in expected]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

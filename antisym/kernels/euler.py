@@ -1,0 +1,328 @@
+"""Triton kernels for the whole Euler recurrence of the asym, gated and ablation cells (Eq. 12 / Eq. 13).
+
+Forward (one launch): program i owns batch rows [i*block_b, (i+1)*block_b) and walks t = 1..T with its hidden state
+tile in registers and the recurrent matrix A either held on chip for the whole launch ("resident") or re-read from
+L2 in k-chunks every step ("streamed": when A does not fit, e.g. fp32 at n = 196 or 256). It writes every state
+h_0..h_T to a time-major buffer hs (T+1, B, n), which the backward needs.
+
+Backward (one launch): walks t = T..1, recomputes the pre-activation p_t = h_{t-1} A^T from hs (cheaper than storing
+it), writes du_t (the gradient of the projected input, = the pre-activation gradient) and carries
+dh_{t-1} = dh_t + dp_t A in registers; it ends with dh_0. The gradient of A, sum_t dp_t^T h_{t-1}, has no
+recurrence in it, so it is one cuBLAS GEMM over all (t, b) after the kernel instead of a per-step, per-program
+partial in the serial loop.
+
+Padding: n is padded to NP = next_pow2(max(n, 16)) (tl.dot needs tile dims >= 16) with masked loads; padded lanes of
+A, u and h0 load as 0, so padded hidden units stay exactly 0 (tanh(0) = 0) and never touch the real ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from triton.runtime.errors import OutOfResources
+
+from antisym.kernels import PRECISIONS, interpreting
+
+# On-chip budget for the A tiles a resident launch holds (the forward holds A^T, the backward A^T and A). H100/H200
+# have 227 KB of shared memory per block; fp32 A at n = 128 (64 KB) fits twice, at n = 256 (256 KB) not once.
+RESIDENT_BYTES = 128 * 1024
+
+
+@triton.jit
+def _tanh(x):
+    # No tanh in triton.language; this form is exact at +-inf (exp overflow gives 1) and within ~1e-7 absolute
+    # of torch.tanh elsewhere. libdevice's tanh would not run under TRITON_INTERPRET.
+    return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+
+
+@triton.jit
+def _mm(x, y, PRECISION: tl.constexpr):
+    """x @ y with fp32 accumulation; bf16 rounds both operands to bf16 first."""
+    if PRECISION == "bf16":
+        return tl.dot(x.to(tl.bfloat16), y.to(tl.bfloat16), out_dtype=tl.float32)
+    else:
+        return tl.dot(x, y, input_precision=PRECISION)
+
+
+@triton.jit
+def _load_matrix(m_ptr, stride_k, stride_j, N, NP: tl.constexpr):
+    """The padded NP x NP tile M[k, j] = m_ptr[k * stride_k + j * stride_j] (0 outside n x n)."""
+    r = tl.arange(0, NP)
+    mask = (r < N)[:, None] & (r < N)[None, :]
+    return tl.load(m_ptr + r[:, None] * stride_k + r[None, :] * stride_j, mask=mask, other=0.0)
+
+
+@triton.jit
+def _streamed_mm(
+    x_ptr,
+    x_stride,
+    x_second,
+    rb,
+    mb,
+    m_ptr,
+    stride_k,
+    stride_j,
+    N,
+    BLOCK_B: tl.constexpr,
+    NP: tl.constexpr,
+    BK: tl.constexpr,
+    SUM_HALVES: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """X[rb, :n] @ M from memory in k-chunks of BK: X rows at x_ptr + b * x_stride (plus, with SUM_HALVES, the
+    row segment at x_second further on, added to X), M as in `_load_matrix`. Returns (BLOCK_B, NP) fp32."""
+    rn = tl.arange(0, NP)
+    acc = tl.zeros((BLOCK_B, NP), dtype=tl.float32)
+    for k0 in tl.static_range(0, NP, BK):
+        rk = k0 + tl.arange(0, BK)
+        mk = rk < N
+        x_off = x_ptr + rb[:, None] * x_stride + rk[None, :]
+        x_mask = mb[:, None] & mk[None, :]
+        xk = tl.load(x_off, mask=x_mask, other=0.0)
+        if SUM_HALVES:
+            xk += tl.load(x_off + x_second, mask=x_mask, other=0.0)
+        mkj = tl.load(
+            m_ptr + rk[:, None] * stride_k + rn[None, :] * stride_j, mask=mk[:, None] & (rn < N)[None, :], other=0.0
+        )
+        acc += _mm(xk, mkj, PRECISION)
+    return acc
+
+
+@triton.jit
+def _euler_fwd_kernel(
+    u_ptr,
+    a_ptr,
+    h0_ptr,
+    hs_ptr,
+    B,
+    T,
+    N,
+    stride_ub,
+    stride_ut,
+    eps,
+    GATED: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    NP: tl.constexpr,
+    BK: tl.constexpr,
+    RESIDENT: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rn = tl.arange(0, NP)
+    mb = rb < B
+    m2 = mb[:, None] & (rn < N)[None, :]
+    tile = rb[:, None] * N + rn[None, :]  # this program's rows of a (B, n) slab
+    slab = B * N
+    h = tl.load(h0_ptr + tile, mask=m2, other=0.0)
+    tl.store(hs_ptr + tile, h, mask=m2)
+    if RESIDENT:
+        at = _load_matrix(a_ptr, 1, N, N, NP)  # at[k, j] = A[j, k], so h @ at = h A^T
+    u_tile = u_ptr + rb[:, None] * stride_ub + rn[None, :]
+    for t in range(T):
+        if RESIDENT:
+            p = _mm(h, at, PRECISION)
+        else:
+            tl.debug_barrier()  # h_{t-1}, stored by every thread of the program, is re-read in k-chunks
+            p = _streamed_mm(hs_ptr + t * slab, N, 0, rb, mb, a_ptr, 1, N, N, BLOCK_B, NP, BK, False, PRECISION)
+        u_h = tl.load(u_tile + t * stride_ut, mask=m2, other=0.0)
+        if GATED:
+            u_z = tl.load(u_tile + t * stride_ut + N, mask=m2, other=0.0)
+            h = h + eps * tl.sigmoid(p + u_z) * _tanh(p + u_h)
+        else:
+            h = h + eps * _tanh(p + u_h)
+        tl.store(hs_ptr + (t + 1) * slab + tile, h, mask=m2)
+
+
+@triton.jit
+def _euler_bwd_kernel(
+    u_ptr,
+    a_ptr,
+    hs_ptr,
+    dht_ptr,
+    du_ptr,
+    dh0_ptr,
+    B,
+    T,
+    N,
+    stride_ub,
+    stride_ut,
+    eps,
+    GATED: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    NP: tl.constexpr,
+    BK: tl.constexpr,
+    RESIDENT: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rn = tl.arange(0, NP)
+    mb = rb < B
+    m2 = mb[:, None] & (rn < N)[None, :]
+    tile = rb[:, None] * N + rn[None, :]
+    slab = B * N
+    if GATED:
+        K = 2 * N
+    else:
+        K = N
+    du_tile = rb[:, None] * K + rn[None, :]  # du is (T, B, K) contiguous, K = n or 2n = [candidate | gate]
+    dh = tl.load(dht_ptr + tile, mask=m2, other=0.0)
+    if RESIDENT:
+        at = _load_matrix(a_ptr, 1, N, N, NP)  # A^T, for p = h A^T
+        a = _load_matrix(a_ptr, N, 1, N, NP)  # A, for dh += dp A
+    u_tile = u_ptr + rb[:, None] * stride_ub + rn[None, :]
+    for i in range(T):
+        t = T - 1 - i
+        if RESIDENT:
+            p = _mm(tl.load(hs_ptr + t * slab + tile, mask=m2, other=0.0), at, PRECISION)
+        else:
+            p = _streamed_mm(hs_ptr + t * slab, N, 0, rb, mb, a_ptr, 1, N, N, BLOCK_B, NP, BK, False, PRECISION)
+        u_h = tl.load(u_tile + t * stride_ut, mask=m2, other=0.0)
+        g = eps * dh
+        du_t = du_ptr + t * B * K + du_tile
+        if GATED:
+            u_z = tl.load(u_tile + t * stride_ut + N, mask=m2, other=0.0)
+            s = _tanh(p + u_h)
+            z = tl.sigmoid(p + u_z)
+            da_h = g * z * (1.0 - s * s)
+            da_z = g * s * z * (1.0 - z)
+            tl.store(du_t, da_h, mask=m2)
+            tl.store(du_t + N, da_z, mask=m2)
+            dp = da_h + da_z  # gate and candidate share p = h A^T
+        else:
+            s = _tanh(p + u_h)
+            dp = g * (1.0 - s * s)
+            tl.store(du_t, dp, mask=m2)
+        if RESIDENT:
+            dh = dh + _mm(dp, a, PRECISION)
+        else:
+            tl.debug_barrier()  # dp_t, just stored by every thread, is re-read in k-chunks
+            dh = dh + _streamed_mm(
+                du_ptr + t * B * K, K, N, rb, mb, a_ptr, N, 1, N, BLOCK_B, NP, BK, GATED, PRECISION
+            )
+    tl.store(dh0_ptr + tile, dh, mask=m2)
+
+
+def padded_size(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
+
+
+# (kernel name, NP, precision, gated, block_b, num_warps) -> False once a resident launch ran out of shared memory.
+_RESIDENT_FITS: dict[tuple, bool] = {}
+
+
+def _launch(kernel, grid, args, *, resident: bool, key: tuple, **meta) -> None:
+    """Launch resident when asked and not known to fail; fall back to streamed on OutOfResources (compile time)."""
+    if resident and _RESIDENT_FITS.get(key, True):
+        try:
+            kernel[grid](*args, RESIDENT=True, **meta)
+            return
+        except OutOfResources:
+            _RESIDENT_FITS[key] = False
+    kernel[grid](*args, RESIDENT=False, **meta)
+
+
+class FusedEulerRecurrence(torch.autograd.Function):
+    """(u (B, T, k), A (n, n), h0 (B, n)) -> h_T (B, n); all float32, u with unit stride in its last dim."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, a: Tensor, h0: Tensor, eps: float, gated: bool, precision: str, tuning: dict):
+        B, T, _ = u.shape
+        n = a.shape[0]
+        a_k = a.detach().to(torch.bfloat16 if precision == "bf16" else torch.float32).contiguous()
+        hs = torch.empty(T + 1, B, n, device=u.device, dtype=torch.float32)
+        NP = padded_size(n)
+        block_b, bk, num_warps = tuning["block_b"], min(tuning["bk"], NP), tuning["num_warps"]
+        resident = tuning["resident"]
+        if resident is None:
+            resident = NP * NP * a_k.element_size() <= RESIDENT_BYTES
+        meta = dict(GATED=gated, BLOCK_B=block_b, NP=NP, BK=bk, PRECISION=precision, num_warps=num_warps)
+        if not resident:
+            meta["num_stages"] = 1  # no software pipelining across the barrier of the streamed loop
+        grid = (triton.cdiv(B, block_b),)
+        with torch.cuda.device(u.device) if u.is_cuda else contextlib.nullcontext():
+            _launch(
+                _euler_fwd_kernel,
+                grid,
+                (u, a_k, h0, hs, B, T, n, u.stride(0), u.stride(1), eps),
+                resident=resident,
+                key=("fwd", NP, precision, gated, block_b, num_warps),
+                **meta,
+            )
+        ctx.save_for_backward(u, a_k, hs)
+        ctx.eps, ctx.gated, ctx.precision, ctx.tuning, ctx.a_dtype = eps, gated, precision, tuning, a.dtype
+        return hs[T].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dh_t: Tensor):
+        u, a_k, hs = ctx.saved_tensors
+        B, T, k = u.shape
+        n = a_k.shape[0]
+        NP = padded_size(n)
+        tuning = ctx.tuning
+        block_b, bk, num_warps = tuning["block_b"], min(tuning["bk"], NP), tuning["num_warps"]
+        resident = tuning["resident"]
+        if resident is None:
+            resident = 2 * NP * NP * a_k.element_size() <= RESIDENT_BYTES
+        meta = dict(GATED=ctx.gated, BLOCK_B=block_b, NP=NP, BK=bk, PRECISION=ctx.precision, num_warps=num_warps)
+        if not resident:
+            meta["num_stages"] = 1
+        du = torch.empty(T, B, k, device=u.device, dtype=torch.float32)  # time-major, see dA below
+        dh0 = torch.empty(B, n, device=u.device, dtype=torch.float32)
+        with torch.cuda.device(u.device) if u.is_cuda else contextlib.nullcontext():
+            _launch(
+                _euler_bwd_kernel,
+                (triton.cdiv(B, block_b),),
+                (u, a_k, hs, dh_t.contiguous(), du, dh0, B, T, n, u.stride(0), u.stride(1), ctx.eps),
+                resident=resident,
+                key=("bwd", NP, ctx.precision, ctx.gated, block_b, num_warps),
+                **meta,
+            )
+        da = None
+        if ctx.needs_input_grad[1]:
+            dp = du[..., :n] + du[..., n:] if ctx.gated else du
+            # dA = sum_{t,b} dp_t[b]^T h_{t-1}[b]: time-major hs[:-1] and dp flatten to (T*B, n) without copies.
+            da = (dp.reshape(T * B, n).T @ hs[:T].reshape(T * B, n)).to(ctx.a_dtype)
+        return du.transpose(0, 1), da, dh0, None, None, None, None
+
+
+DEFAULT_TUNING = {"block_b": 16, "bk": 32, "num_warps": None, "resident": None}
+
+
+def fused_euler_recurrence(cell, u: Tensor, h0: Tensor, precision: str = "ieee", **tuning) -> Tensor:
+    """h_T of an `EulerCell` over projected inputs u (B, T, k) from h0 (B, n), through the fused kernels.
+
+    `tuning`: block_b (batch rows per program, a power of two >= 16), bk (k-chunk of a streamed A), num_warps,
+    resident (True / False / None = by RESIDENT_BYTES). The triangular parameterisation stays in PyTorch: the
+    gradient reaches w_upper through `cell.recurrent_matrix()`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    unknown = set(tuning) - set(DEFAULT_TUNING)
+    if unknown:
+        raise TypeError(f"unknown tuning options {sorted(unknown)}; known: {sorted(DEFAULT_TUNING)}")
+    if u.device.type != "cuda" and not interpreting():
+        raise RuntimeError("the fused recurrence needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors")
+    cfg = {**DEFAULT_TUNING, **tuning}
+    block_b = cfg["block_b"]
+    if block_b < 16 or block_b & (block_b - 1):
+        raise ValueError(f"block_b={block_b} must be a power of two >= 16 (tl.dot tile)")
+    if cfg["bk"] < 16 or cfg["bk"] & (cfg["bk"] - 1):
+        raise ValueError(f"bk={cfg['bk']} must be a power of two >= 16 (tl.dot tile)")
+    n = cell.hidden_size
+    if cfg["num_warps"] is None:
+        cfg["num_warps"] = 4 if padded_size(n) <= 64 else 8
+    a = cell.recurrent_matrix()
+    u = u.float()
+    if u.stride(-1) != 1:
+        u = u.contiguous()
+    B, T, _ = u.shape
+    if (T + 1) * B * 2 * n >= 2**31:
+        raise ValueError(f"B={B}, T={T}, n={n}: buffers exceed int32 indexing of the kernels")
+    if T == 0:
+        return h0
+    return FusedEulerRecurrence.apply(u, a.float(), h0.float().contiguous(), cell.eps, cell.gated, precision, cfg)
