@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from typing import TYPE_CHECKING
 
 import torch
@@ -30,12 +31,20 @@ MAX_HIDDEN = 512
 
 
 def interpreting() -> bool:
-    """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
+    """True when the kernels run in Triton's CPU interpreter: they were built (or, not imported yet, will be built)
+    while TRITON_INTERPRET=1 was set. Triton reads the variable when a kernel is defined, so it must be set before
+    `antisym.kernels.euler` is first imported."""
+    euler = sys.modules.get("antisym.kernels.euler")
+    if euler is not None:
+        return euler.INTERPRETED
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-def fused_unsupported_reason(device: torch.device, hidden_size: int, dtype: torch.dtype) -> str | None:
-    """Why the fused path cannot run here, or None when it can."""
+def fused_unsupported_reason(
+    device: torch.device, hidden_size: int, dtype: torch.dtype, allow_interpreter: bool = False
+) -> str | None:
+    """Why the fused path cannot run here, or None when it can. CPU tensors run only in Triton's interpreter, and
+    only when `allow_interpreter` (an explicit model.impl=fused; auto never picks the slow interpreter)."""
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed"
     if hidden_size > MAX_HIDDEN:
@@ -46,9 +55,9 @@ def fused_unsupported_reason(device: torch.device, hidden_size: int, dtype: torc
         if torch.cuda.get_device_capability(device) < (8, 0):
             return "GPU older than sm_80"
         return None
-    if device.type == "cpu" and interpreting():
+    if device.type == "cpu" and allow_interpreter and interpreting():
         return None
-    return f"device {device.type} (needs CUDA, or TRITON_INTERPRET=1 for CPU tensors)"
+    return f"device {device.type} (the kernels need CUDA; CPU tensors only with TRITON_INTERPRET=1 and impl=fused)"
 
 
 def fused_euler_recurrence(cell: EulerCell, u: Tensor, h0: Tensor, precision: str = "ieee", **tuning) -> Tensor:

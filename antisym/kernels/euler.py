@@ -25,11 +25,21 @@ import triton.language as tl
 from torch import Tensor
 from triton.runtime.errors import OutOfResources
 
-from antisym.kernels import PRECISIONS, interpreting
+from antisym.kernels import PRECISIONS
+
+try:  # Whether the kernels below are built for Triton's CPU interpreter (read when they are defined, as Triton does).
+    from triton import knobs
+
+    INTERPRETED = bool(knobs.runtime.interpret)
+except ImportError:  # triton < 3.4 reads the environment directly
+    import os
+
+    INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 # On-chip budget for the A tiles a resident launch holds (the forward holds A^T, the backward A^T and A). H100/H200
 # have 227 KB of shared memory per block; fp32 A at n = 128 (64 KB) fits twice, at n = 256 (256 KB) not once.
 RESIDENT_BYTES = 128 * 1024
+EMULATE_BF16 = tl.constexpr(INTERPRETED)
 
 
 @triton.jit
@@ -43,7 +53,12 @@ def _tanh(x):
 def _mm(x, y, PRECISION: tl.constexpr):
     """x @ y with fp32 accumulation; bf16 rounds both operands to bf16 first."""
     if PRECISION == "bf16":
-        return tl.dot(x.to(tl.bfloat16), y.to(tl.bfloat16), out_dtype=tl.float32)
+        if EMULATE_BF16:
+            # Triton's interpreter (3.8) returns garbage for bf16 tl.dot; the same product from bf16-rounded
+            # operands in fp32 (exact products, fp32 sums) stands in for it on CPU.
+            return tl.dot(x.to(tl.bfloat16).to(tl.float32), y.to(tl.float32), input_precision="ieee")
+        else:
+            return tl.dot(x.to(tl.bfloat16), y.to(tl.bfloat16), out_dtype=tl.float32)
     else:
         return tl.dot(x, y, input_precision=PRECISION)
 
@@ -210,19 +225,51 @@ def padded_size(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-# (kernel name, NP, precision, gated, block_b, num_warps) -> False once a resident launch ran out of shared memory.
+# (direction, NP, precision, gated, block_b, num_warps) -> False once a resident launch ran out of shared memory.
 _RESIDENT_FITS: dict[tuple, bool] = {}
 
 
-def _launch(kernel, grid, args, *, resident: bool, key: tuple, **meta) -> None:
-    """Launch resident when asked and not known to fail; fall back to streamed on OutOfResources (compile time)."""
-    if resident and _RESIDENT_FITS.get(key, True):
-        try:
-            kernel[grid](*args, RESIDENT=True, **meta)
-            return
-        except OutOfResources:
-            _RESIDENT_FITS[key] = False
-    kernel[grid](*args, RESIDENT=False, **meta)
+def _a_copies(direction: str) -> int:
+    return 1 if direction == "fwd" else 2  # the forward holds A^T; the backward A^T and A
+
+
+def _a_dtype(precision: str) -> torch.dtype:
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def _wants_resident(direction: str, n: int, precision: str, gated: bool, tuning: dict) -> bool:
+    """Resident when asked (tuning["resident"]) or, by default, when the A copies fit RESIDENT_BYTES; never once
+    such a launch ran out of shared memory."""
+    NP = padded_size(n)
+    key = (direction, NP, precision, gated, tuning["block_b"], tuning["num_warps"])
+    wanted = tuning["resident"]
+    if wanted is None:
+        itemsize = torch.empty((), dtype=_a_dtype(precision)).element_size()
+        wanted = _a_copies(direction) * NP * NP * itemsize <= RESIDENT_BYTES
+    return wanted and _RESIDENT_FITS.get(key, True)
+
+
+def _launch(kernel, direction: str, args: tuple, B: int, n: int, gated: bool, precision: str, tuning: dict) -> None:
+    """One launch of `kernel` over batch tiles; resident A when planned, streamed after an OutOfResources."""
+    NP = padded_size(n)
+    meta = dict(GATED=gated, BLOCK_B=tuning["block_b"], NP=NP, BK=min(tuning["bk"], NP), PRECISION=precision,
+                num_warps=tuning["num_warps"])
+    grid = (triton.cdiv(B, tuning["block_b"]),)
+    with torch.cuda.device(args[0].device) if args[0].is_cuda else contextlib.nullcontext():
+        if _wants_resident(direction, n, precision, gated, tuning):
+            try:
+                kernel[grid](*args, RESIDENT=True, **meta)
+                return
+            except OutOfResources:  # raised when compiling, before anything runs
+                _RESIDENT_FITS[(direction, NP, precision, gated, tuning["block_b"], tuning["num_warps"])] = False
+        # num_stages=1: no software pipelining that could hoist the k-chunk loads above the loop's barrier.
+        kernel[grid](*args, RESIDENT=False, num_stages=1, **meta)
+
+
+def launch_plan(n: int, precision: str = "ieee", gated: bool = False, **tuning) -> dict[str, str]:
+    """Where A lives in each direction for this shape ("resident" or "streamed"), as the next launch would do it."""
+    cfg = _tuning(n, tuning)
+    return {d: "resident" if _wants_resident(d, n, precision, gated, cfg) else "streamed" for d in ("fwd", "bwd")}
 
 
 class FusedEulerRecurrence(torch.autograd.Function):
@@ -232,26 +279,10 @@ class FusedEulerRecurrence(torch.autograd.Function):
     def forward(ctx, u: Tensor, a: Tensor, h0: Tensor, eps: float, gated: bool, precision: str, tuning: dict):
         B, T, _ = u.shape
         n = a.shape[0]
-        a_k = a.detach().to(torch.bfloat16 if precision == "bf16" else torch.float32).contiguous()
-        hs = torch.empty(T + 1, B, n, device=u.device, dtype=torch.float32)
-        NP = padded_size(n)
-        block_b, bk, num_warps = tuning["block_b"], min(tuning["bk"], NP), tuning["num_warps"]
-        resident = tuning["resident"]
-        if resident is None:
-            resident = NP * NP * a_k.element_size() <= RESIDENT_BYTES
-        meta = dict(GATED=gated, BLOCK_B=block_b, NP=NP, BK=bk, PRECISION=precision, num_warps=num_warps)
-        if not resident:
-            meta["num_stages"] = 1  # no software pipelining across the barrier of the streamed loop
-        grid = (triton.cdiv(B, block_b),)
-        with torch.cuda.device(u.device) if u.is_cuda else contextlib.nullcontext():
-            _launch(
-                _euler_fwd_kernel,
-                grid,
-                (u, a_k, h0, hs, B, T, n, u.stride(0), u.stride(1), eps),
-                resident=resident,
-                key=("fwd", NP, precision, gated, block_b, num_warps),
-                **meta,
-            )
+        a_k = a.detach().to(_a_dtype(precision)).contiguous()
+        hs = torch.empty(T + 1, B, n, device=u.device, dtype=torch.float32)  # h_0..h_T, time-major
+        args = (u, a_k, h0, hs, B, T, n, u.stride(0), u.stride(1), eps)
+        _launch(_euler_fwd_kernel, "fwd", args, B, n, gated, precision, tuning)
         ctx.save_for_backward(u, a_k, hs)
         ctx.eps, ctx.gated, ctx.precision, ctx.tuning, ctx.a_dtype = eps, gated, precision, tuning, a.dtype
         return hs[T].clone()
@@ -262,26 +293,10 @@ class FusedEulerRecurrence(torch.autograd.Function):
         u, a_k, hs = ctx.saved_tensors
         B, T, k = u.shape
         n = a_k.shape[0]
-        NP = padded_size(n)
-        tuning = ctx.tuning
-        block_b, bk, num_warps = tuning["block_b"], min(tuning["bk"], NP), tuning["num_warps"]
-        resident = tuning["resident"]
-        if resident is None:
-            resident = 2 * NP * NP * a_k.element_size() <= RESIDENT_BYTES
-        meta = dict(GATED=ctx.gated, BLOCK_B=block_b, NP=NP, BK=bk, PRECISION=ctx.precision, num_warps=num_warps)
-        if not resident:
-            meta["num_stages"] = 1
         du = torch.empty(T, B, k, device=u.device, dtype=torch.float32)  # time-major, see dA below
         dh0 = torch.empty(B, n, device=u.device, dtype=torch.float32)
-        with torch.cuda.device(u.device) if u.is_cuda else contextlib.nullcontext():
-            _launch(
-                _euler_bwd_kernel,
-                (triton.cdiv(B, block_b),),
-                (u, a_k, hs, dh_t.contiguous(), du, dh0, B, T, n, u.stride(0), u.stride(1), ctx.eps),
-                resident=resident,
-                key=("bwd", NP, ctx.precision, ctx.gated, block_b, num_warps),
-                **meta,
-            )
+        args = (u, a_k, hs, dh_t.contiguous(), du, dh0, B, T, n, u.stride(0), u.stride(1), ctx.eps)
+        _launch(_euler_bwd_kernel, "bwd", args, B, n, ctx.gated, ctx.precision, ctx.tuning)
         da = None
         if ctx.needs_input_grad[1]:
             dp = du[..., :n] + du[..., n:] if ctx.gated else du
@@ -293,6 +308,20 @@ class FusedEulerRecurrence(torch.autograd.Function):
 DEFAULT_TUNING = {"block_b": 16, "bk": 32, "num_warps": None, "resident": None}
 
 
+def _tuning(n: int, tuning: dict) -> dict:
+    """DEFAULT_TUNING updated by `tuning`, checked, with num_warps filled in (4 up to NP = 64, else 8)."""
+    unknown = set(tuning) - set(DEFAULT_TUNING)
+    if unknown:
+        raise TypeError(f"unknown tuning options {sorted(unknown)}; known: {sorted(DEFAULT_TUNING)}")
+    cfg = {**DEFAULT_TUNING, **tuning}
+    for name in ("block_b", "bk"):
+        if cfg[name] < 16 or cfg[name] & (cfg[name] - 1):
+            raise ValueError(f"{name}={cfg[name]} must be a power of two >= 16 (tl.dot tile)")
+    if cfg["num_warps"] is None:
+        cfg["num_warps"] = 4 if padded_size(n) <= 64 else 8
+    return cfg
+
+
 def fused_euler_recurrence(cell, u: Tensor, h0: Tensor, precision: str = "ieee", **tuning) -> Tensor:
     """h_T of an `EulerCell` over projected inputs u (B, T, k) from h0 (B, n), through the fused kernels.
 
@@ -302,20 +331,10 @@ def fused_euler_recurrence(cell, u: Tensor, h0: Tensor, precision: str = "ieee",
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
-    unknown = set(tuning) - set(DEFAULT_TUNING)
-    if unknown:
-        raise TypeError(f"unknown tuning options {sorted(unknown)}; known: {sorted(DEFAULT_TUNING)}")
-    if u.device.type != "cuda" and not interpreting():
+    if u.device.type != "cuda" and not INTERPRETED:
         raise RuntimeError("the fused recurrence needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors")
-    cfg = {**DEFAULT_TUNING, **tuning}
-    block_b = cfg["block_b"]
-    if block_b < 16 or block_b & (block_b - 1):
-        raise ValueError(f"block_b={block_b} must be a power of two >= 16 (tl.dot tile)")
-    if cfg["bk"] < 16 or cfg["bk"] & (cfg["bk"] - 1):
-        raise ValueError(f"bk={cfg['bk']} must be a power of two >= 16 (tl.dot tile)")
     n = cell.hidden_size
-    if cfg["num_warps"] is None:
-        cfg["num_warps"] = 4 if padded_size(n) <= 64 else 8
+    cfg = _tuning(n, tuning)
     a = cell.recurrent_matrix()
     u = u.float()
     if u.stride(-1) != 1:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 from torch import Tensor, nn
 
 from antisym.models.cells import EulerCell
+
+log = logging.getLogger("antisym")
 
 
 def euler_recurrence(cell: EulerCell, u: Tensor, h0: Tensor) -> Tensor:
@@ -24,10 +27,25 @@ def euler_recurrence(cell: EulerCell, u: Tensor, h0: Tensor) -> Tensor:
 
 
 class EulerClassifier(nn.Module):
-    """AntisymmetricRNN, its gated variant or the ablation model, with h_0 = 0 and a Linear readout on h_T."""
+    """AntisymmetricRNN, its gated variant or the ablation model, with h_0 = 0 and a Linear readout on h_T.
 
-    def __init__(self, cell: EulerCell, num_classes: int) -> None:
+    `impl` picks how the recurrence runs: "eager" (`euler_recurrence`, a PyTorch loop), "fused" (the Triton kernels
+    of `antisym.kernels`, one launch forward and one backward) or "auto" (fused where it can run: CUDA, triton
+    importable, float32, hidden size supported; else eager). `precision` is the fused path's matmul precision,
+    one of `antisym.kernels.PRECISIONS`; the eager path ignores it.
+    """
+
+    def __init__(self, cell: EulerCell, num_classes: int, impl: str = "auto", precision: str = "ieee") -> None:
         super().__init__()
+        from antisym.kernels import IMPLS, PRECISIONS  # no triton import
+
+        if impl not in IMPLS:
+            raise ValueError(f"model.impl={impl!r}; choose one of {', '.join(IMPLS)}.")
+        if precision not in PRECISIONS:
+            raise ValueError(f"model.precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        self.impl = impl
+        self.precision = precision
+        self._chosen: dict[tuple, str] = {}  # (device type, dtype) -> impl, logged once each
         self.cell = cell
         self.readout = nn.Linear(cell.hidden_size, num_classes)
         nn.init.normal_(self.readout.weight, std=1.0 / math.sqrt(cell.hidden_size))
@@ -41,7 +59,31 @@ class EulerClassifier(nn.Module):
         """h_T for inputs x (B, T, m); h0 defaults to zeros (the paper does not say; zeros is the usual choice)."""
         if h0 is None:
             h0 = x.new_zeros(x.shape[0], self.hidden_size)
-        return euler_recurrence(self.cell, self.cell.project(x), h0)
+        u = self.cell.project(x)
+        if self.resolve_impl(u) == "fused":
+            from antisym.kernels import fused_euler_recurrence
+
+            return fused_euler_recurrence(self.cell, u, h0, precision=self.precision)
+        return euler_recurrence(self.cell, u, h0)
+
+    def resolve_impl(self, u: Tensor) -> str:
+        """"eager" or "fused" for inputs like u; logs the choice (logger "antisym") once per device and dtype."""
+        key = (u.device.type, u.dtype)
+        if key not in self._chosen:
+            from antisym.kernels import fused_unsupported_reason
+
+            reason = None
+            if self.impl != "eager":
+                explicit = self.impl == "fused"
+                reason = fused_unsupported_reason(u.device, self.hidden_size, u.dtype, allow_interpreter=explicit)
+            if self.impl == "fused" and reason is not None:
+                raise RuntimeError(f"model.impl=fused cannot run here: {reason}. Use model.impl=auto or eager.")
+            chosen = "fused" if self.impl != "eager" and reason is None else "eager"
+            why = f" ({reason})" if self.impl == "auto" and reason else ""
+            extra = f", precision={self.precision}" if chosen == "fused" else ""
+            log.info("recurrence: model.impl=%s -> %s on %s%s%s", self.impl, chosen, u.device.type, extra, why)
+            self._chosen[key] = chosen
+        return self._chosen[key]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.readout(self.final_state(x))

@@ -9,14 +9,18 @@ from typing import Any
 
 
 class MetricsLogger:
-    """Appends one JSON object per row; on resume, rows past the checkpoint's step are dropped first."""
+    """Appends one JSON object per row.
+
+    On resume, rows past the checkpoint's step and the end-of-run test rows are dropped first, so the file reads as
+    if the run had never stopped.
+    """
 
     def __init__(self, path: Path, wandb_cfg: Mapping[str, Any] | None, config: dict, run_dir: Path,
                  resume_step: int | None = None) -> None:
         self.path = path
         if resume_step is not None and path.is_file():
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            kept = [r for r in rows if r["step"] <= resume_step]
+            kept = [r for r in rows if r["step"] <= resume_step and r["split"] != "test"]
             path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self.file = open(path, "a")  # noqa: SIM115 - held open for the whole run
         self.wandb_run = None

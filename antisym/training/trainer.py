@@ -197,22 +197,24 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, 
         x, y = tasks["train"].batch(idx, noise_gen)
         logits = model(x.to(device))
         loss = F.cross_entropy(logits, y.to(device))
-        if not math.isfinite(loss.item()):
-            status = "diverged"
-            summary["diverged_at_step"] = step + 1
-            log.warning("loss is %s at step %d: stopping; checkpoints up to step %d are kept.", loss.item(),
-                        step + 1, step)
-            break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if float(t.grad_clip) > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), float(t.grad_clip))
+        # clip_grad_norm_ with an infinite bound only measures; the norm is logged and checked either way.
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), float(t.grad_clip) or math.inf).item()
+        if not (math.isfinite(loss.item()) and math.isfinite(grad_norm)):
+            # Stop before the step: the parameters and the checkpoints written so far stay finite.
+            status = "diverged"
+            summary["diverged_at_step"] = step + 1
+            log.warning("loss %s, gradient norm %s at step %d: stopping; checkpoints up to step %d are kept.",
+                        loss.item(), grad_norm, step + 1, step)
+            break
         optimizer.step()
         step += 1
 
         if step % int(t.log_every) == 0 or step == 1:
             acc = (logits.argmax(-1) == y.to(device)).float().mean().item()
             metrics.log({"step": step, "split": "train", "loss": loss.item(), "acc": acc,
+                         "grad_norm": grad_norm,
                          "lr": optimizer.param_groups[0]["lr"], "time_s": time.time() - started})
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
         if int(t.jacobian_every) > 0 and step % int(t.jacobian_every) == 0:

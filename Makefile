@@ -1,0 +1,33 @@
+# antisym: make train | make test | make lint | make bench (+ figures, reproduce-table from mk/*.mk)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Any train.py overrides for `make train`, e.g. ARGS="model=gated dataset=pmnist"
+ARGS ?=
+
+.PHONY: venv train test lint bench
+
+# torch 2.14.1 / torchvision 0.29.1 are pinned to the wheels on this machine's disk (pip finds them offline).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[dev,launchers]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+train: venv
+	$(PY) train.py $(ARGS)
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check antisym scripts tests train.py
+	$(PY) -m ruff format --check antisym scripts tests train.py
+
+bench: venv
+	$(PY) scripts/bench.py
+
+-include mk/*.mk

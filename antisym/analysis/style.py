@@ -1,0 +1,136 @@
+"""One figure style for the project, and saving a figure with a record of how it was made.
+
+Every figure goes to `<out_dir>/<name>.png` and `.pdf`, with a sidecar `<name>.json` holding the provenance (git
+commit, date, device, settings, wall time, library versions) and a one-line footer with the same essentials.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window (scripts run headless and under pytest)
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: ggplot-like: grey panel, white grid, no spines (the paper's Figure 1 look), with readable sizes.
+RC = {
+    "axes.facecolor": "#EBEBEB",
+    "axes.edgecolor": "white",
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.spines.left": False,
+    "axes.spines.bottom": False,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "grid.color": "white",
+    "grid.linewidth": 0.9,
+    "xtick.color": "#444444",
+    "ytick.color": "#444444",
+    "xtick.labelsize": 8.5,
+    "ytick.labelsize": 8.5,
+    "legend.fontsize": 8.5,
+    "legend.frameon": False,
+    "figure.facecolor": "white",
+    "savefig.dpi": 150,
+    "font.size": 10,
+}
+
+
+@contextmanager
+def figure_style() -> Iterator[None]:
+    with plt.rc_context(RC):
+        yield
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_description(device: str = "cpu") -> str:
+    """Human-readable compute device: the GPU name for cuda, else the CPU model and torch's thread count."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device}: {torch.cuda.get_device_name(torch.device(device))}"
+    return f"cpu: {cpu_name()}, {torch.get_num_threads()} torch threads"
+
+
+def provenance(script: str, settings: Mapping[str, Any], started: float, device: str = "cpu") -> dict[str, Any]:
+    """What made a figure: script, argv, commit (and whether the tree was dirty), date, device, settings, wall time."""
+    import numpy
+    import torch
+
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "script": script,
+        "argv": sys.argv,
+        "git_commit": commit,
+        "git_dirty": bool(dirty) if dirty is not None else None,
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device_description(device),
+        "host": platform.node(),
+        "wall_time_s": round(time.time() - started, 2),
+        "settings": dict(settings),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "matplotlib": matplotlib.__version__,
+        },
+    }
+
+
+def footer_text(meta: Mapping[str, Any]) -> str:
+    commit = (meta.get("git_commit") or "unknown")[:10] + ("+dirty" if meta.get("git_dirty") else "")
+    return (
+        f"{meta['script']} | commit {commit} | {meta['date_utc']} | {meta['device']} | "
+        f"wall {meta['wall_time_s']:.0f} s"
+    )
+
+
+def save_figure(fig: plt.Figure, out_dir: str | Path, name: str, meta: Mapping[str, Any]) -> list[Path]:
+    """Write <name>.png, <name>.pdf and <name>.json (provenance + any extra data in `meta`); returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Below everything already drawn; bbox_inches="tight" grows the canvas to include it.
+    y_bottom = fig.get_tightbbox(fig.canvas.get_renderer()).y0 / fig.get_figheight()
+    fig.text(0.995, y_bottom - 0.004, footer_text(meta), ha="right", va="top", fontsize=6.5, color="#777777")
+    paths = [out / f"{name}.png", out / f"{name}.pdf", out / f"{name}.json"]
+    fig.savefig(paths[0], bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    paths[2].write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    plt.close(fig)
+    return paths
+
+
+__all__ = ["RC", "device_description", "figure_style", "footer_text", "provenance", "save_figure"]

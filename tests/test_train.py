@@ -1,0 +1,150 @@
+"""Training end to end through Hydra's compose API and the CLI, on tiny data in the real formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from antisym.data import DataError
+from antisym.training import load_run_model, run
+from tests.conftest import REPO
+
+TINY = ["model.hidden_size=8", "trainer.max_steps=6", "trainer.batch_size=8", "trainer.eval_every=3",
+        "trainer.eval_batch_size=16", "trainer.log_every=2", "trainer.progress=false", "dataset.val_size=8",
+        "data.download=false"]
+
+
+def compose_cfg(root: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=[*TINY, f"data.root={root}", *overrides])
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["model=asym", "dataset=mnist"], ["model=gated", "dataset=pmnist", "optimizer=sgd"],
+     ["model=lstm", "dataset=cifar10", "optimizer=adam"],
+     ["model=ablation", "dataset=noisy_cifar10", "dataset.seq_len=40", "optimizer=rmsprop"]],
+)
+def test_compose_and_train(tiny_data, tmp_path, overrides):
+    root, _ = tiny_data
+    cfg = compose_cfg(root, *overrides)
+    summary = run(cfg, tmp_path)
+    assert summary["status"] == "completed" and summary["steps"] == 6
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("status", "steps", "best_val_acc", "test_acc", "final_test_acc", "params", "wall_time_s", "device",
+                "git_commit"):
+        assert key in on_disk, key
+    assert 0.0 <= on_disk["test_acc"] <= 1.0 and on_disk["device"] == "cpu"
+    rows = read_rows(tmp_path)
+    assert [r["step"] for r in rows if r["split"] == "val"] == [3, 6]
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    assert (tmp_path / "checkpoints" / "best.pt").is_file() and (tmp_path / "config.yaml").is_file()
+    model, loaded = load_run_model(tmp_path)
+    assert loaded.model.name == cfg.model.name and sum(p.numel() for p in model.parameters()) == summary["params"]
+    if cfg.dataset.name == "pmnist":
+        perm = torch.load(tmp_path / "permutation.pt")
+        assert sorted(perm.tolist()) == list(range(784))
+
+
+def test_resume_equals_uninterrupted_run(tiny_data, tmp_path):
+    root, _ = tiny_data
+    common = ["dataset=noisy_cifar10", "dataset.seq_len=36", "model=gated", "trainer.eval_every=4"]
+    full = run(compose_cfg(root, *common, "trainer.max_steps=8"), tmp_path / "full")
+    run(compose_cfg(root, *common, "trainer.max_steps=4"), tmp_path / "split")
+    resumed = run(compose_cfg(root, *common, "trainer.max_steps=8", "trainer.resume=true"), tmp_path / "split")
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert resumed["test_acc"] == full["test_acc"] and resumed["best_val_acc"] == full["best_val_acc"]
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in read_rows(tmp_path / "full")]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in read_rows(tmp_path / "split")]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("model.eps=0", "model.eps"), ("model.gamma=-1", "model.gamma"), ("model.hidden_size=0", "hidden_size"),
+     ("+optimizer.betas=[0.9,0.99]", "betas"), ("trainer.lr_schedule=linear", "lr_schedule")],
+)
+def test_bad_values_stop_before_training(tiny_data, tmp_path, override, message):
+    root, _ = tiny_data
+    with pytest.raises(ValueError, match=message):
+        run(compose_cfg(root, override), tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and message.split(".")[-1] in summary["error"]
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_corrupt_data_stops_before_training(tiny_data, tmp_path):
+    root, _ = tiny_data
+    bad = tmp_path / "data" / "MNIST" / "raw"
+    bad.mkdir(parents=True)
+    for f in (root / "MNIST" / "raw").iterdir():
+        (bad / f.name).write_bytes(f.read_bytes()[:200])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        run(compose_cfg(tmp_path / "data"), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_divergence_is_recorded_and_earlier_checkpoints_kept(tiny_data, tmp_path):
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=2", "trainer.eval_every=2"), tmp_path)
+    before = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    # Continue with a step size that overflows h to inf within a few steps: the loss turns NaN at step 3.
+    summary = run(compose_cfg(root, "trainer.resume=true", "model.eps=1e38"), tmp_path)
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] == 3 and summary["steps"] == 2
+    after = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert after["step"] == 2 and all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_wandb_logger_runs_offline(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    root, _ = tiny_data
+    run(compose_cfg(root, "logger=wandb"), tmp_path)
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_run(tiny_data, tmp_path):
+    root, _ = tiny_data
+    proc = cli(*TINY, f"data.root={root}", "model=gated", "dataset=pmnist", "optimizer=adagrad",
+               f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+    assert (tmp_path / ".hydra" / "config.yaml").is_file()
+
+
+def test_cli_error_is_one_clear_paragraph(tmp_path):
+    proc = cli(*TINY, f"data.root={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "Data files not found under" in proc.stderr and "data.root" in proc.stderr
+
+
+def test_multirun_failed_job_keeps_the_others(tiny_data, tmp_path):
+    root, _ = tiny_data
+    proc = cli("-m", *TINY, f"data.root={root}", "model.eps=-1,0.5", "model.gamma=0.01,0.1",
+               f"hydra.sweep.dir={tmp_path}")
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 4
+    status = {}
+    for job in jobs:
+        cfg = (job / ".hydra" / "overrides.yaml").read_text()
+        status[job.name] = (json.loads((job / "summary.json").read_text())["status"], "model.eps=-1" in cfg)
+    assert sorted(status.values()) == [("completed", False), ("completed", False), ("failed", True), ("failed", True)]
+    assert proc.returncode != 0
