@@ -25,8 +25,12 @@ def write_cifar_batch(path: Path, images_hwc: np.ndarray, labels: np.ndarray) ->
     """A CIFAR-10 python batch: dict with uint8 `data` (N, 3072) as R, G, B planes, and `labels`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = images_hwc.transpose(0, 3, 1, 2).reshape(len(images_hwc), 3072).astype(np.uint8)
-    entry = {"batch_label": path.name, "labels": labels.tolist(), "data": data,
-             "filenames": [f"img_{i}.png" for i in range(len(labels))]}
+    entry = {
+        "batch_label": path.name,
+        "labels": labels.tolist(),
+        "data": data,
+        "filenames": [f"img_{i}.png" for i in range(len(labels))],
+    }
     with open(path, "wb") as f:
         pickle.dump(entry, f)
 

@@ -14,8 +14,17 @@ VAL = 8
 
 
 def cfg(name, **kw):
-    base = {"name": name, "val_size": VAL, "split_seed": 0, "normalize": False, "permutation_seed": 3,
-            "seq_len": 40, "noise": "independent", "noise_seed": 0, "row_order": "channels"}
+    base = {
+        "name": name,
+        "val_size": VAL,
+        "split_seed": 0,
+        "normalize": False,
+        "permutation_seed": 3,
+        "seq_len": 40,
+        "noise": "independent",
+        "noise_seed": 0,
+        "row_order": "channels",
+    }
     return {**base, **kw}
 
 

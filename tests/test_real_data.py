@@ -23,9 +23,19 @@ def test_real_files_load_with_known_content(real_data_root):
 
 @pytest.mark.slow
 def test_small_model_learns_real_mnist(real_data_root, tmp_path):
-    cfg = compose_cfg(real_data_root, "model=asym", "model.hidden_size=32", "model.eps=0.1", "optimizer=adam",
-                      "optimizer.lr=0.01", "trainer.max_steps=300", "trainer.batch_size=64", "trainer.eval_every=300",
-                      "trainer.eval_batch_size=1000", "dataset.val_size=1000")
+    cfg = compose_cfg(
+        real_data_root,
+        "model=asym",
+        "model.hidden_size=32",
+        "model.eps=0.1",
+        "optimizer=adam",
+        "optimizer.lr=0.01",
+        "trainer.max_steps=300",
+        "trainer.batch_size=64",
+        "trainer.eval_every=300",
+        "trainer.eval_batch_size=1000",
+        "dataset.val_size=1000",
+    )
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed"
     assert summary["best_val_acc"] > 0.3 and summary["test_acc"] > 0.3, summary  # chance is 0.1

@@ -15,9 +15,17 @@ from antisym.data import DataError
 from antisym.training import load_run_model, run
 from tests.conftest import REPO
 
-TINY = ["model.hidden_size=8", "trainer.max_steps=6", "trainer.batch_size=8", "trainer.eval_every=3",
-        "trainer.eval_batch_size=16", "trainer.log_every=2", "trainer.progress=false", "dataset.val_size=8",
-        "data.download=false"]
+TINY = [
+    "model.hidden_size=8",
+    "trainer.max_steps=6",
+    "trainer.batch_size=8",
+    "trainer.eval_every=3",
+    "trainer.eval_batch_size=16",
+    "trainer.log_every=2",
+    "trainer.progress=false",
+    "dataset.val_size=8",
+    "data.download=false",
+]
 
 
 def compose_cfg(root: Path, *overrides: str):
@@ -31,9 +39,12 @@ def read_rows(run_dir: Path) -> list[dict]:
 
 @pytest.mark.parametrize(
     "overrides",
-    [["model=asym", "dataset=mnist"], ["model=gated", "dataset=pmnist", "optimizer=sgd"],
-     ["model=lstm", "dataset=cifar10", "optimizer=adam"],
-     ["model=ablation", "dataset=noisy_cifar10", "dataset.seq_len=40", "optimizer=rmsprop"]],
+    [
+        ["model=asym", "dataset=mnist"],
+        ["model=gated", "dataset=pmnist", "optimizer=sgd"],
+        ["model=lstm", "dataset=cifar10", "optimizer=adam"],
+        ["model=ablation", "dataset=noisy_cifar10", "dataset.seq_len=40", "optimizer=rmsprop"],
+    ],
 )
 def test_compose_and_train(tiny_data, tmp_path, overrides):
     root, _ = tiny_data
@@ -41,8 +52,17 @@ def test_compose_and_train(tiny_data, tmp_path, overrides):
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed" and summary["steps"] == 6
     on_disk = json.loads((tmp_path / "summary.json").read_text())
-    for key in ("status", "steps", "best_val_acc", "test_acc", "final_test_acc", "params", "wall_time_s", "device",
-                "git_commit"):
+    for key in (
+        "status",
+        "steps",
+        "best_val_acc",
+        "test_acc",
+        "final_test_acc",
+        "params",
+        "wall_time_s",
+        "device",
+        "git_commit",
+    ):
         assert key in on_disk, key
     assert 0.0 <= on_disk["test_acc"] <= 1.0 and on_disk["device"] == "cpu"
     rows = read_rows(tmp_path)
@@ -73,8 +93,13 @@ def test_resume_equals_uninterrupted_run(tiny_data, tmp_path):
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("model.eps=0", "model.eps"), ("model.gamma=-1", "model.gamma"), ("model.hidden_size=0", "hidden_size"),
-     ("+optimizer.betas=[0.9,0.99]", "betas"), ("trainer.lr_schedule=linear", "lr_schedule")],
+    [
+        ("model.eps=0", "model.eps"),
+        ("model.gamma=-1", "model.gamma"),
+        ("model.hidden_size=0", "hidden_size"),
+        ("+optimizer.betas=[0.9,0.99]", "betas"),
+        ("trainer.lr_schedule=linear", "lr_schedule"),
+    ],
 )
 def test_bad_values_stop_before_training(tiny_data, tmp_path, override, message):
     root, _ = tiny_data
@@ -117,14 +142,16 @@ def test_wandb_logger_runs_offline(tiny_data, tmp_path, monkeypatch):
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_run(tiny_data, tmp_path):
     root, _ = tiny_data
-    proc = cli(*TINY, f"data.root={root}", "model=gated", "dataset=pmnist", "optimizer=adagrad",
-               f"hydra.run.dir={tmp_path}")
+    proc = cli(
+        *TINY, f"data.root={root}", "model=gated", "dataset=pmnist", "optimizer=adagrad", f"hydra.run.dir={tmp_path}"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
     assert (tmp_path / ".hydra" / "config.yaml").is_file()
@@ -138,8 +165,9 @@ def test_cli_error_is_one_clear_paragraph(tmp_path):
 
 def test_multirun_failed_job_keeps_the_others(tiny_data, tmp_path):
     root, _ = tiny_data
-    proc = cli("-m", *TINY, f"data.root={root}", "model.eps=-1,0.5", "model.gamma=0.01,0.1",
-               f"hydra.sweep.dir={tmp_path}")
+    proc = cli(
+        "-m", *TINY, f"data.root={root}", "model.eps=-1,0.5", "model.gamma=0.01,0.1", f"hydra.sweep.dir={tmp_path}"
+    )
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
     assert len(jobs) == 4
     status = {}

@@ -51,8 +51,9 @@ def validate_dataset_cfg(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"dataset.val_size must be >= 0, got {cfg['val_size']}.")
     if cfg["name"] == "noisy_cifar10":
         if spec.seq_len < IMAGE_ROWS:
-            raise ValueError(f"dataset.seq_len must be >= {IMAGE_ROWS} (the image rows come first), got "
-                             f"{spec.seq_len}.")
+            raise ValueError(
+                f"dataset.seq_len must be >= {IMAGE_ROWS} (the image rows come first), got {spec.seq_len}."
+            )
         if cfg.get("noise", "independent") not in ("independent", "shared"):
             raise ValueError(f"dataset.noise must be 'independent' or 'shared', got {cfg.get('noise')!r}.")
         if cfg.get("row_order", "channels") not in ("channels", "rgb"):
@@ -144,10 +145,12 @@ class SequenceTask(Dataset):
         if self.split == "train":
             return torch.randn(len(idx), steps, 96, generator=generator, device=device)
         offset = {"val": 0, "test": 1}[self.split] << 32
-        return torch.stack([
-            torch.randn(steps, 96, generator=torch.Generator().manual_seed(self.noise_seed + offset + int(j)))
-            for j in self.index[idx.cpu()]
-        ]).to(device)
+        return torch.stack(
+            [
+                torch.randn(steps, 96, generator=torch.Generator().manual_seed(self.noise_seed + offset + int(j)))
+                for j in self.index[idx.cpu()]
+            ]
+        ).to(device)
 
 
 def build_task(dataset_cfg: Mapping[str, Any], root: str, split: str, download: bool = True) -> SequenceTask:

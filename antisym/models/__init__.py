@@ -30,11 +30,13 @@ def validate_model_cfg(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"model.init_std (sigma_w) must be >= 0, got {cfg['init_std']}; the paper's grid is 0-16.")
     if name in CELLS:
         if float(cfg.get("eps", 0.0)) <= 0:
-            raise ValueError(f"model.eps (Euler step size) must be > 0, got {cfg.get('eps')}; the paper's grid is "
-                             "0.01, 0.1, 1.")
+            raise ValueError(
+                f"model.eps (Euler step size) must be > 0, got {cfg.get('eps')}; the paper's grid is 0.01, 0.1, 1."
+            )
         if float(cfg.get("gamma", -1.0)) < 0:
-            raise ValueError(f"model.gamma (diffusion) must be >= 0, got {cfg.get('gamma')}; the paper's grid is "
-                             "0.001-1.")
+            raise ValueError(
+                f"model.gamma (diffusion) must be >= 0, got {cfg.get('gamma')}; the paper's grid is 0.001-1."
+            )
 
 
 def build_model(model_cfg: Mapping[str, Any], input_size: int, num_classes: int) -> nn.Module:

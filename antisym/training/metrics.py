@@ -15,8 +15,14 @@ class MetricsLogger:
     if the run had never stopped.
     """
 
-    def __init__(self, path: Path, wandb_cfg: Mapping[str, Any] | None, config: dict, run_dir: Path,
-                 resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        wandb_cfg: Mapping[str, Any] | None,
+        config: dict,
+        run_dir: Path,
+        resume_step: int | None = None,
+    ) -> None:
         self.path = path
         if resume_step is not None and path.is_file():
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -28,9 +34,15 @@ class MetricsLogger:
             import wandb
 
             self.wandb_run = wandb.init(
-                project=wandb_cfg.get("project"), entity=wandb_cfg.get("entity"), mode=wandb_cfg.get("mode", "offline"),
-                group=wandb_cfg.get("group"), tags=list(wandb_cfg.get("tags") or []), config=config,
-                dir=str(run_dir), name=run_dir.name, resume="allow",
+                project=wandb_cfg.get("project"),
+                entity=wandb_cfg.get("entity"),
+                mode=wandb_cfg.get("mode", "offline"),
+                group=wandb_cfg.get("group"),
+                tags=list(wandb_cfg.get("tags") or []),
+                config=config,
+                dir=str(run_dir),
+                name=run_dir.name,
+                resume="allow",
             )
 
     def log(self, row: dict[str, Any]) -> None:
@@ -38,8 +50,9 @@ class MetricsLogger:
         self.file.flush()
         if self.wandb_run is not None:
             split = row.get("split", "train")
-            self.wandb_run.log({f"{split}/{k}": v for k, v in row.items() if k not in ("step", "split")},
-                               step=row["step"])
+            self.wandb_run.log(
+                {f"{split}/{k}": v for k, v in row.items() if k not in ("step", "split")}, step=row["step"]
+            )
 
     def close(self, summary: Mapping[str, Any] | None = None) -> None:
         self.file.close()

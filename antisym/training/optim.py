@@ -20,13 +20,17 @@ def optimizer_class(cfg: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
     try:
         cls = get_class(target)
     except Exception:
-        raise ValueError(f"optimizer._target_={target!r} is not an importable optimizer class; use e.g. "
-                         "torch.optim.SGD or pick optimizer=sgd|adagrad|adam|rmsprop.") from None
+        raise ValueError(
+            f"optimizer._target_={target!r} is not an importable optimizer class; use e.g. "
+            "torch.optim.SGD or pick optimizer=sgd|adagrad|adam|rmsprop."
+        ) from None
     accepted = set(inspect.signature(cls).parameters) - {"params"}
     unknown = sorted(k for k in cfg if k != "_target_" and k not in accepted)
     if unknown:
-        raise ValueError(f"optimizer field(s) {', '.join(unknown)} are not accepted by {target}; it takes "
-                         f"{', '.join(sorted(accepted))}. Remove them or pick another optimizer group.")
+        raise ValueError(
+            f"optimizer field(s) {', '.join(unknown)} are not accepted by {target}; it takes "
+            f"{', '.join(sorted(accepted))}. Remove them or pick another optimizer group."
+        )
     return cls
 
 

@@ -40,10 +40,16 @@ def git_commit() -> str:
     """The commit of the code that runs (with -dirty when it has uncommitted changes), or 'unknown'."""
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")
@@ -136,9 +142,15 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    summary: dict[str, Any] = {"status": "running", "steps": 0, "git_commit": git_commit(),
-                               "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                               "model": cfg.model.name, "dataset": cfg.dataset.name, "tags": list(cfg.get("tags", []))}
+    summary: dict[str, Any] = {
+        "status": "running",
+        "steps": 0,
+        "git_commit": git_commit(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "tags": list(cfg.get("tags", [])),
+    }
     try:
         validate(cfg)
         device = resolve_device(str(cfg.trainer.device))
@@ -154,8 +166,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, started: float) -> dict:
     t = cfg.trainer
     root = to_absolute_path(str(cfg.data.root))
-    tasks = {split: build_task(cfg.dataset, root, split, download=bool(cfg.data.download)).to(device)
-             for split in ("train", "val", "test")}
+    tasks = {
+        split: build_task(cfg.dataset, root, split, download=bool(cfg.data.download)).to(device)
+        for split in ("train", "val", "test")
+    }
     if tasks["train"].permutation is not None:
         torch.save(tasks["train"].permutation.cpu(), run_dir / "permutation.pt")
     spec = task_spec(cfg.dataset)
@@ -167,10 +181,16 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, 
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     sampler = BatchSampler(len(tasks["train"]), int(t.batch_size), int(t.seed))
     noise_gen = torch.Generator(device=device).manual_seed(int(t.seed) + 1)
-    summary.update(params=count_parameters(model), train_size=len(tasks["train"]), val_size=len(tasks["val"]),
-                   test_size=len(tasks["test"]), max_steps=int(t.max_steps))
-    log.info("%s on %s: %d parameters, %s, run dir %s", cfg.model.name, cfg.dataset.name, summary["params"], device,
-             run_dir)
+    summary.update(
+        params=count_parameters(model),
+        train_size=len(tasks["train"]),
+        val_size=len(tasks["val"]),
+        test_size=len(tasks["test"]),
+        max_steps=int(t.max_steps),
+    )
+    log.info(
+        "%s on %s: %d parameters, %s, run dir %s", cfg.model.name, cfg.dataset.name, summary["params"], device, run_dir
+    )
 
     ckpt_dir = run_dir / "checkpoints"
     step, best = 0, {"val_acc": -1.0, "step": -1}
@@ -185,8 +205,13 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, 
         log.info("resumed from %s at step %d", ckpt_path, step)
     jacobian_x = tasks["val"].batch(torch.arange(min(int(t.jacobian_batch), len(tasks["val"]))))[0]
 
-    metrics = MetricsLogger(run_dir / METRICS_FILE, cfg.logger.wandb, OmegaConf.to_container(cfg, resolve=True),
-                            run_dir, resume_step=step if ckpt_path is not None else None)
+    metrics = MetricsLogger(
+        run_dir / METRICS_FILE,
+        cfg.logger.wandb,
+        OmegaConf.to_container(cfg, resolve=True),
+        run_dir,
+        resume_step=step if ckpt_path is not None else None,
+    )
     bar = tqdm(total=int(t.max_steps), initial=step, disable=not t.progress, dynamic_ncols=True)
     status = "completed"
     model.train()
@@ -205,17 +230,30 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, 
             # Stop before the step: the parameters and the checkpoints written so far stay finite.
             status = "diverged"
             summary["diverged_at_step"] = step + 1
-            log.warning("loss %s, gradient norm %s at step %d: stopping; checkpoints up to step %d are kept.",
-                        loss.item(), grad_norm, step + 1, step)
+            log.warning(
+                "loss %s, gradient norm %s at step %d: stopping; checkpoints up to step %d are kept.",
+                loss.item(),
+                grad_norm,
+                step + 1,
+                step,
+            )
             break
         optimizer.step()
         step += 1
 
         if step % int(t.log_every) == 0 or step == 1:
             acc = (logits.argmax(-1) == y.to(device)).float().mean().item()
-            metrics.log({"step": step, "split": "train", "loss": loss.item(), "acc": acc,
-                         "grad_norm": grad_norm,
-                         "lr": optimizer.param_groups[0]["lr"], "time_s": time.time() - started})
+            metrics.log(
+                {
+                    "step": step,
+                    "split": "train",
+                    "loss": loss.item(),
+                    "acc": acc,
+                    "grad_norm": grad_norm,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "time_s": time.time() - started,
+                }
+            )
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
         if int(t.jacobian_every) > 0 and step % int(t.jacobian_every) == 0:
             from antisym.analysis.jacobian import jacobian_eigen_stats
@@ -227,16 +265,29 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, 
             if val["acc"] > best["val_acc"]:
                 best = {"val_acc": val["acc"], "step": step}
                 atomic_save({"model": model.state_dict(), "step": step}, ckpt_dir / "best.pt")
-            atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "sampler": sampler.state_dict(), "noise_gen": noise_gen.get_state(), "step": step,
-                         "best": best}, ckpt_dir / "last.pt")
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "sampler": sampler.state_dict(),
+                    "noise_gen": noise_gen.get_state(),
+                    "step": step,
+                    "best": best,
+                },
+                ckpt_dir / "last.pt",
+            )
             bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{val['acc']:.3f}")
         bar.update(1)
     bar.close()
 
     final_test = evaluate(model, tasks["test"], int(t.eval_batch_size), device)
-    summary.update(status=status, steps=step, best_val_acc=best["val_acc"] if best["step"] >= 0 else None,
-                   best_step=best["step"] if best["step"] >= 0 else None, final_test_acc=final_test["acc"])
+    summary.update(
+        status=status,
+        steps=step,
+        best_val_acc=best["val_acc"] if best["step"] >= 0 else None,
+        best_step=best["step"] if best["step"] >= 0 else None,
+        final_test_acc=final_test["acc"],
+    )
     if best["step"] >= 0:
         model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=False)["model"])
         summary["test_acc"] = evaluate(model, tasks["test"], int(t.eval_batch_size), device)["acc"]
@@ -246,6 +297,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, 
     metrics.log({"step": step, "split": "test", "acc": summary["test_acc"], "final_acc": final_test["acc"]})
     metrics.close(summary)
     write_json(summary, run_dir / SUMMARY_FILE)
-    log.info("%s after %d steps: best val acc %s, test acc %s", status, step, summary["best_val_acc"],
-             summary["test_acc"])
+    log.info(
+        "%s after %d steps: best val acc %s, test acc %s", status, step, summary["best_val_acc"], summary["test_acc"]
+    )
     return summary
