@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Time one training iteration (forward + backward + optimizer step) of every model at the paper's task shapes.
 
-    .venv/bin/python scripts/bench.py                          # CPU: eager Euler loops and LSTM -> results/bench_cpu.md
-    python3 scripts/bench.py --device cuda                     # GPU: eager, CUDA-graph eager, fused, cuDNN LSTM,
-                                                               #      plus 1/2/4/8 processes sharing the GPU -> results/bench.md
-    .venv/bin/python scripts/bench.py --tiny --out /tmp/b.md   # seconds-long smoke run of every code path
+    .venv/bin/python scripts/bench.py                # CPU: eager Euler loops and LSTM -> results/bench_cpu.md
+    python3 scripts/bench.py --device cuda           # GPU: eager, CUDA-graph eager, fused, cuDNN LSTM, and
+                                                     #      1/2/4/8 processes sharing the GPU -> results/bench.md
+    .venv/bin/python scripts/bench.py --tiny --out /tmp/b.md   # quick smoke run of every code path
 
 Needs torch (and triton for the fused rows) only: no Hydra. Inputs are random tensors of the task's shape (data loading
 is not timed); the optimizer is SGD with momentum 0.9 for every model (its step is the same few elementwise kernels
@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -149,8 +149,20 @@ def bench_one(shape_name, shape, model_name, variant, device, iters, warmup, bat
     step = step_fn(model, x, y, variant.graph)
     times = time_steps(step, device, iters, warmup)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return Row(shape_name, model_name, variant.label, batch, T, m, hidden_size(model_name, n),
-               count_parameters(model), statistics.median(times), min(times), peak, [round(t, 3) for t in times])
+    return Row(
+        shape_name,
+        model_name,
+        variant.label,
+        batch,
+        T,
+        m,
+        hidden_size(model_name, n),
+        count_parameters(model),
+        statistics.median(times),
+        min(times),
+        peak,
+        [round(t, 3) for t in times],
+    )
 
 
 def variants_for(model: str, device: torch.device, precisions) -> list[Variant]:
@@ -174,8 +186,19 @@ def run_grid(shapes: dict, models, device, iters, warmup, precisions, batch=BATC
                     row = bench_one(shape_name, shape, model, variant, device, iters, warmup, batch)
                 except Exception as err:  # report and go on: one failing variant must not lose the others
                     log(f"  {shape_name:14s} {model:9s} {variant.label:22s} FAILED: {type(err).__name__}: {err}")
-                    rows.append(Row(shape_name, model, f"{variant.label} (failed: {type(err).__name__})", batch,
-                                    *shape, 0, float("nan"), float("nan"), None))
+                    rows.append(
+                        Row(
+                            shape_name,
+                            model,
+                            f"{variant.label} (failed: {type(err).__name__})",
+                            batch,
+                            *shape,
+                            0,
+                            float("nan"),
+                            float("nan"),
+                            None,
+                        )
+                    )
                     continue
                 rows.append(row)
                 peak = f"{row.peak_mib:8.1f} MiB" if row.peak_mib is not None else ""
@@ -207,11 +230,28 @@ def run_sharing(nprocs_list, model, impl, precision, shape, device, iters, warmu
     """Aggregate training throughput (sequences/s) of N processes stepping concurrently on one device."""
     results = []
     for nprocs in nprocs_list:
-        cmd = [sys.executable, __file__, "--worker", "--device", str(device), "--shape", shape, "--worker-model",
-               model, "--worker-impl", impl, "--worker-precision", precision, "--iters", str(iters), "--warmup",
-               str(warmup), "--batch", str(batch)] + (["--tiny"] if tiny else [])
-        procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                 for _ in range(nprocs)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--device",
+            str(device),
+            "--shape",
+            shape,
+            "--worker-model",
+            model,
+            "--worker-impl",
+            impl,
+            "--worker-precision",
+            precision,
+            "--iters",
+            str(iters),
+            "--warmup",
+            str(warmup),
+            "--batch",
+            str(batch),
+        ] + (["--tiny"] if tiny else [])
+        procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(nprocs)]
         try:
             for p in procs:  # all warmed up (compiled, allocated) before anyone is timed
                 line = p.stdout.readline()
@@ -227,9 +267,17 @@ def run_sharing(nprocs_list, model, impl, precision, shape, device, iters, warmu
                 p.wait(timeout=600)
         span = max(o["end"] for o in outs) - min(o["start"] for o in outs)
         seqs = sum(o["iters"] for o in outs) * batch
-        results.append({"procs": nprocs, "model": model, "impl": impl if impl != "fused" else f"fused[{precision}]",
-                        "shape": shape, "seq_per_s": seqs / span, "iters_per_s": seqs / batch / span,
-                        "span_s": span})
+        results.append(
+            {
+                "procs": nprocs,
+                "model": model,
+                "impl": impl if impl != "fused" else f"fused[{precision}]",
+                "shape": shape,
+                "seq_per_s": seqs / span,
+                "iters_per_s": seqs / batch / span,
+                "span_s": span,
+            }
+        )
     return results
 
 
@@ -241,20 +289,29 @@ def fmt(v, digits=2) -> str:
 
 
 def rows_table(rows: list[Row]) -> list[str]:
-    lines = ["| shape | model | variant | B | T | m | n | params | ms/iter (median) | ms/iter (min) | peak MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| shape | model | variant | B | T | m | n | params | ms/iter (median) | ms/iter (min) | peak MiB | all ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.shape} | {r.model} | {r.variant} | {r.B} | {r.T} | {r.m} | {r.n} | {r.params:,} | "
-                     f"{fmt(r.ms_median)} | {fmt(r.ms_min)} | {fmt(r.peak_mib, 1)} |")
+        every = ", ".join(f"{t:.1f}" for t in r.times_ms)
+        lines.append(
+            f"| {r.shape} | {r.model} | {r.variant} | {r.B} | {r.T} | {r.m} | {r.n} | {r.params:,} | "
+            f"{fmt(r.ms_median)} | {fmt(r.ms_min)} | {fmt(r.peak_mib, 1)} | {every} |"
+        )
     return lines
 
 
 def sharing_table(results: list[dict]) -> list[str]:
-    lines = ["| processes | model | impl | shape | sequences/s (all processes) | iterations/s | span s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| processes | model | impl | shape | sequences/s (all processes) | iterations/s | span s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r['procs']} | {r['model']} | {r['impl']} | {r['shape']} | {r['seq_per_s']:.1f} | "
-                     f"{r['iters_per_s']:.2f} | {r['span_s']:.2f} |")
+        lines.append(
+            f"| {r['procs']} | {r['model']} | {r['impl']} | {r['shape']} | {r['seq_per_s']:.1f} | "
+            f"{r['iters_per_s']:.2f} | {r['span_s']:.2f} |"
+        )
     return lines
 
 
@@ -266,28 +323,35 @@ def header(meta: dict, title: str) -> list[str]:
         triton_version = triton.__version__
     except ImportError:
         triton_version = "not installed"
-    return [f"# {title}", "",
-            f"- device: {meta['device']}",
-            f"- date (UTC): {meta['date_utc']}",
-            f"- git commit: {commit}",
-            f"- torch {meta['versions']['torch']}, triton {triton_version}, python {meta['versions']['python']}",
-            f"- command: `{' '.join(meta['argv'])}`",
-            f"- wall time of the run: {meta['wall_time_s']:.0f} s", ""]
+    return [
+        f"# {title}",
+        "",
+        f"- device: {meta['device']}",
+        f"- date (UTC): {meta['date_utc']}",
+        f"- git commit: {commit}",
+        f"- torch {meta['versions']['torch']}, triton {triton_version}, python {meta['versions']['python']}",
+        f"- command: `{' '.join(meta['argv'])}`",
+        f"- wall time of the run: {meta['wall_time_s']:.0f} s",
+        f"- load average (1/5/15 min) at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())} "
+        f"on {os.cpu_count()} CPUs (other processes share this machine)",
+        "",
+    ]
 
 
 def write_report(path: Path, meta: dict, rows: list[Row], sharing: list[dict], title: str) -> None:
     lines = header(meta, title)
-    lines += ["One training iteration = forward + cross-entropy + backward + SGD-momentum step, batch "
-              f"{rows[0].B if rows else BATCH}, random inputs of the task's shape; median of the timed iterations "
-              f"({meta['settings']['iters']} after {meta['settings']['warmup']} warm-up).", ""]
+    lines += [
+        "One training iteration = forward + cross-entropy + backward + SGD-momentum step, batch "
+        f"{rows[0].B if rows else BATCH}, random inputs of the task's shape; median of the timed iterations "
+        f"({meta['settings']['iters']} after {meta['settings']['warmup']} warm-up).",
+        "",
+    ]
     lines += rows_table(rows)
     if sharing:
         lines += ["", "## Several training processes sharing one device", ""] + sharing_table(sharing)
-    lines += ["", "Raw per-iteration times are in the JSON next to this file.", ""]
+    lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
-    raw = {"meta": meta, "rows": [asdict(r) for r in rows], "sharing": sharing}
-    path.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str))
 
 
 def parse_args(argv=None):
@@ -299,11 +363,20 @@ def parse_args(argv=None):
     ap.add_argument("--iters", type=int, default=None, help="timed iterations per row (default: cpu 2, cuda 10)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default: cpu 1, cuda 3)")
     ap.add_argument("--batch", type=int, default=BATCH)
-    ap.add_argument("--sharing", default=None,
-                    help="process counts for the sharing test, e.g. 1,2,4,8 (default: 1,2,4,8 on cuda, none on cpu)")
+    ap.add_argument(
+        "--sharing",
+        default=None,
+        help="process counts for the sharing test, e.g. 1,2,4,8 (default: 1,2,4,8 on cuda, none on cpu)",
+    )
     ap.add_argument("--tiny", action="store_true", help="tiny shapes: a smoke test of every code path")
     ap.add_argument("--out", default=None, help="report path (default results/bench_cpu.md or results/bench.md)")
     ap.add_argument("--commit", default=None, help="git commit to record where the checkout has no .git")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's); 1 keeps a shared, busy CPU from oversubscription",
+    )
     # internal: one process of the sharing test
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--shape", default="pmnist", help=argparse.SUPPRESS)
@@ -323,6 +396,8 @@ def main(argv=None) -> Path | None:
     if args.worker:
         worker(args)
         return None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch sees no GPU")
@@ -336,8 +411,18 @@ def main(argv=None) -> Path | None:
     sharing = []
     if sharing_spec:
         impl = "fused" if device.type == "cuda" else "eager"
-        sharing = run_sharing([int(k) for k in sharing_spec.split(",")], "asym", impl, precisions[0], "pmnist",
-                              device, args.iters, args.warmup, args.tiny, args.batch)
+        sharing = run_sharing(
+            [int(k) for k in sharing_spec.split(",")],
+            "asym",
+            impl,
+            precisions[0],
+            "pmnist",
+            device,
+            args.iters,
+            args.warmup,
+            args.tiny,
+            args.batch,
+        )
         print("\n".join(sharing_table(sharing)))
     out = Path(args.out or ("results/bench.md" if device.type == "cuda" else "results/bench_cpu.md"))
     settings = {k: v for k, v in vars(args).items() if not k.startswith("worker")}

@@ -1,8 +1,8 @@
 """The fused Triton recurrence (antisym.kernels) against a direct loop of Eq. 12 / Eq. 13, on the CPU.
 
 The kernels run in Triton's interpreter: TRITON_INTERPRET=1 is set here before the kernels are first defined.
-Shapes are tiny because the interpreter is slow. Tolerances: fp32 kernels against a float64 reference, so about 1e-5; bf16 rounds the
-operands of every matmul to 8 bits, so about 5e-2.
+Shapes are tiny because the interpreter is slow. Tolerances: fp32 kernels against a float64 reference, so about
+1e-5; bf16 rounds the operands of every matmul to 8 bits, so about 5e-2.
 """
 
 from __future__ import annotations
@@ -28,10 +28,22 @@ from antisym.models import build_model  # noqa: E402
 from antisym.models.cells import AblationCell, AntisymmetricCell, GatedAntisymmetricCell  # noqa: E402
 
 if not interpreting():
-    pytest.skip("antisym.kernels.euler was imported without TRITON_INTERPRET=1 before this module; the CPU tests "
-                "need the interpreted kernels", allow_module_level=True)
+    pytest.skip(
+        "antisym.kernels.euler was imported without TRITON_INTERPRET=1 before this module; the CPU tests "
+        "need the interpreted kernels",
+        allow_module_level=True,
+    )
 
 CELLS = {"asym": AntisymmetricCell, "gated": GatedAntisymmetricCell, "ablation": AblationCell}
+
+
+@pytest.fixture(autouse=True)
+def float32_default():
+    """The kernels take float32; run each test with that default whatever another module set globally."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def reference_final_state(cell, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
@@ -88,12 +100,14 @@ def check_against_reference(kind, n, B, T, eps, gamma, precision="ieee", tol=2e-
     def close(got, want, what):
         scale = want.abs().max().item() + 1.0
         err = (got.double() - want).abs().max().item()
-        assert err <= tol * scale, f"{kind} n={n} B={B} T={T} eps={eps} gamma={gamma} {precision} {tuning}: " \
-                                   f"{what} off by {err:.2e} (scale {scale:.2f})"
+        assert err <= tol * scale, (
+            f"{kind} n={n} B={B} T={T} eps={eps} gamma={gamma} {precision} {tuning}: "
+            f"{what} off by {err:.2e} (scale {scale:.2f})"
+        )
 
     assert h_fused.shape == (B, n) and h_fused.dtype == torch.float32
     close(h_fused, h_ref, "h_T")
-    for name, got, want in zip(names, g_fused, g_ref):
+    for name, got, want in zip(names, g_fused, g_ref, strict=True):
         close(got, want, f"grad of {name}")
 
 
@@ -154,7 +168,7 @@ def test_model_impl_fused_matches_eager(name, caplog):
     assert "model.impl=eager -> eager on cpu" in caplog.text
     (loss_e, g_e), (loss_f, g_f) = grads
     torch.testing.assert_close(loss_f, loss_e, rtol=1e-5, atol=1e-6)
-    for a, b in zip(g_f, g_e):
+    for a, b in zip(g_f, g_e, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 

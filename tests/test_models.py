@@ -8,7 +8,14 @@ import torch
 
 from antisym.models import build_model, count_parameters
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Compare in float64 so that rounding cannot hide a wrong equation; restore the default afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

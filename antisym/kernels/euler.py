@@ -42,6 +42,16 @@ RESIDENT_BYTES = 128 * 1024
 EMULATE_BF16 = tl.constexpr(INTERPRETED)
 
 
+# Only builtins of triton.language below, and helpers of this file: the library's own @jit helpers (tl.zeros,
+# tl.sigmoid, ...) are plain JIT functions when triton was imported before TRITON_INTERPRET=1 was set (torchvision
+# imports it), and the interpreter cannot call those.
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
 @triton.jit
 def _tanh(x):
     # No tanh in triton.language; this form is exact at +-inf (exp overflow gives 1) and within ~1e-7 absolute
@@ -91,7 +101,7 @@ def _streamed_mm(
     """X[rb, :n] @ M from memory in k-chunks of BK: X rows at x_ptr + b * x_stride (plus, with SUM_HALVES, the
     row segment at x_second further on, added to X), M as in `_load_matrix`. Returns (BLOCK_B, NP) fp32."""
     rn = tl.arange(0, NP)
-    acc = tl.zeros((BLOCK_B, NP), dtype=tl.float32)
+    acc = tl.full((BLOCK_B, NP), 0.0, tl.float32)
     for k0 in tl.static_range(0, NP, BK):
         rk = k0 + tl.arange(0, BK)
         mk = rk < N
@@ -105,6 +115,16 @@ def _streamed_mm(
         )
         acc += _mm(xk, mkj, PRECISION)
     return acc
+
+
+@triton.jit
+def _batch_tile(B, N, BLOCK_B: tl.constexpr, NP: tl.constexpr):
+    """This program's batch rows rb, the hidden lanes rn, their masks, and the offsets of its tile in a (B, n) slab."""
+    rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rn = tl.arange(0, NP)
+    mb = rb < B
+    m2 = mb[:, None] & (rn < N)[None, :]
+    return rb, rn, mb, m2, rb[:, None] * N + rn[None, :]
 
 
 @triton.jit
@@ -126,11 +146,7 @@ def _euler_fwd_kernel(
     RESIDENT: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    rn = tl.arange(0, NP)
-    mb = rb < B
-    m2 = mb[:, None] & (rn < N)[None, :]
-    tile = rb[:, None] * N + rn[None, :]  # this program's rows of a (B, n) slab
+    rb, rn, mb, m2, tile = _batch_tile(B, N, BLOCK_B, NP)
     slab = B * N
     h = tl.load(h0_ptr + tile, mask=m2, other=0.0)
     tl.store(hs_ptr + tile, h, mask=m2)
@@ -146,7 +162,7 @@ def _euler_fwd_kernel(
         u_h = tl.load(u_tile + t * stride_ut, mask=m2, other=0.0)
         if GATED:
             u_z = tl.load(u_tile + t * stride_ut + N, mask=m2, other=0.0)
-            h = h + eps * tl.sigmoid(p + u_z) * _tanh(p + u_h)
+            h = h + eps * _sigmoid(p + u_z) * _tanh(p + u_h)
         else:
             h = h + eps * _tanh(p + u_h)
         tl.store(hs_ptr + (t + 1) * slab + tile, h, mask=m2)
@@ -173,16 +189,9 @@ def _euler_bwd_kernel(
     RESIDENT: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    rn = tl.arange(0, NP)
-    mb = rb < B
-    m2 = mb[:, None] & (rn < N)[None, :]
-    tile = rb[:, None] * N + rn[None, :]
+    rb, rn, mb, m2, tile = _batch_tile(B, N, BLOCK_B, NP)
     slab = B * N
-    if GATED:
-        K = 2 * N
-    else:
-        K = N
+    K = 2 * N if GATED else N
     du_tile = rb[:, None] * K + rn[None, :]  # du is (T, B, K) contiguous, K = n or 2n = [candidate | gate]
     dh = tl.load(dht_ptr + tile, mask=m2, other=0.0)
     if RESIDENT:
@@ -201,7 +210,7 @@ def _euler_bwd_kernel(
         if GATED:
             u_z = tl.load(u_tile + t * stride_ut + N, mask=m2, other=0.0)
             s = _tanh(p + u_h)
-            z = tl.sigmoid(p + u_z)
+            z = _sigmoid(p + u_z)
             da_h = g * z * (1.0 - s * s)
             da_z = g * s * z * (1.0 - z)
             tl.store(du_t, da_h, mask=m2)
@@ -215,9 +224,7 @@ def _euler_bwd_kernel(
             dh = dh + _mm(dp, a, PRECISION)
         else:
             tl.debug_barrier()  # dp_t, just stored by every thread, is re-read in k-chunks
-            dh = dh + _streamed_mm(
-                du_ptr + t * B * K, K, N, rb, mb, a_ptr, N, 1, N, BLOCK_B, NP, BK, GATED, PRECISION
-            )
+            dh = dh + _streamed_mm(du_ptr + t * B * K, K, N, rb, mb, a_ptr, N, 1, N, BLOCK_B, NP, BK, GATED, PRECISION)
     tl.store(dh0_ptr + tile, dh, mask=m2)
 
 
@@ -237,23 +244,31 @@ def _a_dtype(precision: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
+def _fit_key(direction: str, n: int, precision: str, gated: bool, tuning: dict) -> tuple:
+    return (direction, padded_size(n), precision, gated, tuning["block_b"], tuning["num_warps"])
+
+
 def _wants_resident(direction: str, n: int, precision: str, gated: bool, tuning: dict) -> bool:
     """Resident when asked (tuning["resident"]) or, by default, when the A copies fit RESIDENT_BYTES; never once
     such a launch ran out of shared memory."""
-    NP = padded_size(n)
-    key = (direction, NP, precision, gated, tuning["block_b"], tuning["num_warps"])
     wanted = tuning["resident"]
     if wanted is None:
         itemsize = torch.empty((), dtype=_a_dtype(precision)).element_size()
-        wanted = _a_copies(direction) * NP * NP * itemsize <= RESIDENT_BYTES
-    return wanted and _RESIDENT_FITS.get(key, True)
+        wanted = _a_copies(direction) * padded_size(n) ** 2 * itemsize <= RESIDENT_BYTES
+    return wanted and _RESIDENT_FITS.get(_fit_key(direction, n, precision, gated, tuning), True)
 
 
 def _launch(kernel, direction: str, args: tuple, B: int, n: int, gated: bool, precision: str, tuning: dict) -> None:
     """One launch of `kernel` over batch tiles; resident A when planned, streamed after an OutOfResources."""
     NP = padded_size(n)
-    meta = dict(GATED=gated, BLOCK_B=tuning["block_b"], NP=NP, BK=min(tuning["bk"], NP), PRECISION=precision,
-                num_warps=tuning["num_warps"])
+    meta = dict(
+        GATED=gated,
+        BLOCK_B=tuning["block_b"],
+        NP=NP,
+        BK=min(tuning["bk"], NP),
+        PRECISION=precision,
+        num_warps=tuning["num_warps"],
+    )
     grid = (triton.cdiv(B, tuning["block_b"]),)
     with torch.cuda.device(args[0].device) if args[0].is_cuda else contextlib.nullcontext():
         if _wants_resident(direction, n, precision, gated, tuning):
@@ -261,7 +276,7 @@ def _launch(kernel, direction: str, args: tuple, B: int, n: int, gated: bool, pr
                 kernel[grid](*args, RESIDENT=True, **meta)
                 return
             except OutOfResources:  # raised when compiling, before anything runs
-                _RESIDENT_FITS[(direction, NP, precision, gated, tuning["block_b"], tuning["num_warps"])] = False
+                _RESIDENT_FITS[_fit_key(direction, n, precision, gated, tuning)] = False
         # num_stages=1: no software pipelining that could hoist the k-chunk loads above the loop's barrier.
         kernel[grid](*args, RESIDENT=False, num_stages=1, **meta)
 

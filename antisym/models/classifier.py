@@ -67,7 +67,7 @@ class EulerClassifier(nn.Module):
         return euler_recurrence(self.cell, u, h0)
 
     def resolve_impl(self, u: Tensor) -> str:
-        """"eager" or "fused" for inputs like u; logs the choice (logger "antisym") once per device and dtype."""
+        """The impl ("eager" or "fused") for inputs like u; logged (logger "antisym") once per device and dtype."""
         key = (u.device.type, u.dtype)
         if key not in self._chosen:
             from antisym.kernels import fused_unsupported_reason
