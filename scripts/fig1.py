@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Figure 1: trajectories of 2-D vanilla RNNs (a-d) and feedback/Euler RNNs with the ODE's vector field (e-h).
 
-    .venv/bin/python scripts/fig1.py [--out results/figures] [--steps 50] [--eps 0.1]
+.venv/bin/python scripts/fig1.py [--out results/figures] [--steps 50] [--eps 0.1]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Figure 3 (Appendix D): vanilla 2-D RNNs with standard Gaussian random weights, seeds 1-16, in a 4 x 4 grid.
 
-    .venv/bin/python scripts/fig3.py [--out results/figures] [--steps 50] [--seeds 1 2 ... 16]
+.venv/bin/python scripts/fig3.py [--out results/figures] [--steps 50] [--seeds 1 2 ... 16]
 """
 
 from __future__ import annotations

@@ -17,12 +17,26 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from antisym.models import euler_recurrence
+from antisym.models.cells import EulerCell
+
 
 def _hidden_size(model: nn.Module) -> int:
     n = getattr(model, "hidden_size", None)
     if n is None:
-        raise TypeError(f"{type(model).__name__} has no `hidden_size`; pass a model built by antisym.models.build_model.")
+        raise TypeError(
+            f"{type(model).__name__} has no `hidden_size`; pass a model built by antisym.models.build_model."
+        )
     return int(n)
+
+
+def _final_state(model: nn.Module, x: Tensor, h0: Tensor) -> Tensor:
+    """h_T through the eager PyTorch recurrence: fused (Triton) kernels, which a model may pick for float32 on CUDA,
+    have no batching rule for the vmapped backward, and the eager loop is the reference definition anyway."""
+    cell = getattr(model, "cell", None)
+    if isinstance(cell, EulerCell):
+        return euler_recurrence(cell, cell.project(x), h0)
+    return model.final_state(x, h0)
 
 
 def _cast(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
@@ -35,7 +49,9 @@ def _cast(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
     return copy.deepcopy(model).to(dtype)
 
 
-def end_to_end_jacobian(model: nn.Module, x: Tensor, h0: Tensor | None = None, *, dtype: torch.dtype | None = None) -> Tensor:
+def end_to_end_jacobian(
+    model: nn.Module, x: Tensor, h0: Tensor | None = None, *, dtype: torch.dtype | None = None
+) -> Tensor:
     """J[b] = d h_T[b] / d h_0[b] for inputs x (B, T, m); returns (B, n, n) with J[b, i, j] = d h_T[b, i] / d h_0[b, j].
 
     h0 defaults to zeros (as in the models' forward). For the LSTM, h_0 is the hidden state and c_0 = 0 is held
@@ -50,7 +66,7 @@ def end_to_end_jacobian(model: nn.Module, x: Tensor, h0: Tensor | None = None, *
     h0.requires_grad_(True)
     # cuDNN's RNN backward has no batching rule and refuses eval mode; the native LSTM kernels have neither problem.
     with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
-        h_t = model.final_state(x, h0)
+        h_t = _final_state(model, x, h0)
         cotangents = torch.eye(n, dtype=h_t.dtype, device=h_t.device).unsqueeze(1).expand(n, batch, n)
         try:
             (rows,) = torch.autograd.grad(h_t, h0, grad_outputs=cotangents, is_grads_batched=True)

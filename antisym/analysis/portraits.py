@@ -106,8 +106,12 @@ def _legend_handles(steps: int) -> list[Line2D]:
         Line2D([], [], marker="*", ls="none", ms=11, mfc=c, mec="black", mew=0.6, label=lab)
         for c, lab in zip(INITIAL_COLORS, labels, strict=True)
     ]
-    handles.append(Line2D([], [], marker="o", ls="none", ms=4, mfc="#555555", mec="none", alpha=0.25, label="early step"))
-    handles.append(Line2D([], [], marker="o", ls="none", ms=4, mfc="#555555", mec="none", label=f"late step (t ≤ {steps})"))
+    handles.append(
+        Line2D([], [], marker="o", ls="none", ms=4, mfc="#555555", mec="none", alpha=0.25, label="early step")
+    )
+    handles.append(
+        Line2D([], [], marker="o", ls="none", ms=4, mfc="#555555", mec="none", label=f"late step (t ≤ {steps})")
+    )
     return handles
 
 

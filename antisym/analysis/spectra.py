@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from antisym.analysis.jacobian import eigen_moduli, end_to_end_jacobian
-from antisym.analysis.style import figure_style
+from antisym.analysis.style import REPO_ROOT, figure_style
 from antisym.models import build_model
 
 PAPER_GAMMAS = (0.001, 0.01, 0.1, 1.0, 5.0, 10.0)
@@ -89,6 +89,20 @@ def _pad_with_noise(rows: Tensor, seq_len: int, seed: int) -> Tensor:
     return torch.cat([rows, noise], dim=1)[:, :seq_len]
 
 
+def repo_dataset_cfg(name: str = "noisy_cifar10") -> dict[str, Any]:
+    """The training defaults of conf/dataset/<name>.yaml, merged over the one file it lists in `defaults`
+    (Hydra's composition for this simple case); {"name": name} when the files are absent."""
+    from omegaconf import OmegaConf
+
+    conf = REPO_ROOT / "conf" / "dataset"
+    if not (conf / f"{name}.yaml").is_file():
+        return {"name": name}
+    cfg = OmegaConf.load(conf / f"{name}.yaml")
+    bases = [d for d in cfg.pop("defaults", []) if isinstance(d, str) and d != "_self_"]
+    merged = OmegaConf.merge(*[OmegaConf.load(conf / f"{b}.yaml") for b in bases], cfg)
+    return OmegaConf.to_container(merged, resolve=True)
+
+
 def noisy_cifar_inputs(
     seq_len: int,
     batch: int,
@@ -113,11 +127,11 @@ def noisy_cifar_inputs(
 
         from antisym.data import build_task
 
-        cfg = OmegaConf.create(dict(dataset_cfg) if dataset_cfg is not None else {"name": "noisy_cifar10"})
+        cfg = OmegaConf.create(dict(dataset_cfg) if dataset_cfg is not None else repo_dataset_cfg())
         cfg.seq_len = int(seq_len)
         torch.manual_seed(seed)
-        ds = build_task(cfg, str(data_root), "test")
-        x = torch.stack([torch.as_tensor(ds[i][0], dtype=torch.float32) for i in range(batch)])
+        ds = build_task(cfg, str(data_root), "test", download=False)
+        x = ds.batch(torch.arange(batch))[0].float()
         if x.shape != (batch, seq_len, ROW_FEATURES):
             raise ValueError(f"build_task gave shape {tuple(x.shape)}, expected {(batch, seq_len, ROW_FEATURES)}")
         return x, f"CIFAR-10 test images (first {batch}) via antisym.data.build_task, noise-padded to T"
@@ -135,9 +149,9 @@ def init_points(
     model: str = "asym",
     hidden: int = 256,
     lstm_hidden: int | None = 128,
-    eps: float = 0.1,
+    eps: float = 0.01,
     init_std: float = 1.0,
-    batch: int = 16,
+    batch: int = 8,
     seed: int = 0,
     data_root: str | Path | None = None,
     device: str = "cpu",
@@ -199,7 +213,7 @@ def load_run(run_dir: str | Path) -> tuple[nn.Module, Any]:
 def sweep_points(
     sweep_dir: str | Path,
     *,
-    batch: int = 16,
+    batch: int = 8,
     seed: int = 0,
     data_root: str | Path | None = None,
     device: str = "cpu",
@@ -246,6 +260,7 @@ def plot_fig2(points: Sequence[Point], *, headline: str, notes: Sequence[str] = 
     clipped = False
     with figure_style():
         fig, ax = plt.subplots(figsize=(10.5, 6.2))
+        jac = "$\\partial h_T / \\partial h_0$"
         ax.axhline(1.0, color="#555555", lw=1.0, ls="--", zorder=1)
         ax.text(len(lengths) - 0.55, 1.0, " |λ| = 1", va="bottom", ha="right", fontsize=8, color="#555555")
         for (key, label), off in zip(series, offsets, strict=True):
@@ -258,8 +273,9 @@ def plot_fig2(points: Sequence[Point], *, headline: str, notes: Sequence[str] = 
             low_end = np.where(low_end > 0, low_end, bottom)
             yerr = np.vstack([mean - low_end, std])
             is_lstm = key[0] == MODEL_ORDER["lstm"]
+            color = "#c0392b" if is_lstm else colors[(key, label)]
             ax.errorbar(
-                xs, np.maximum(mean, bottom), yerr=yerr, label=label, color="#c0392b" if is_lstm else colors[(key, label)],
+                xs, np.maximum(mean, bottom), yerr=yerr, label=label, color=color,
                 marker="s" if is_lstm else "o", ms=6, lw=0.9, capsize=3, elinewidth=1.1, zorder=3,
             )  # fmt: skip
         ax.set_yscale("log")
@@ -267,9 +283,8 @@ def plot_fig2(points: Sequence[Point], *, headline: str, notes: Sequence[str] = 
         ax.set_xticks(range(len(lengths)), [str(t) for t in lengths])
         ax.set_xlim(-0.6, len(lengths) - 0.4)
         ax.set_xlabel("sequence length T  (32 CIFAR-10 image rows, then T − 32 steps of Gaussian noise)")
-        ax.set_ylabel("eigenvalue modulus $|\\lambda|$ of $\\partial h_T / \\partial h_0$\n(mean ± std over eigenvalues and examples)")
-        ax.set_title("Eigenvalues of the end-to-end Jacobian $\\partial h_T / \\partial h_0$ on noise-padded CIFAR-10\n" + headline,
-                     fontsize=11, loc="left")  # fmt: skip
+        ax.set_ylabel(f"eigenvalue modulus $|\\lambda|$ of {jac}\n(mean ± std over eigenvalues and examples)")
+        ax.set_title(f"Eigenvalues of the end-to-end Jacobian {jac} on noise-padded CIFAR-10\n{headline}", loc="left")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="model", title_fontsize=9)
         lines = list(notes)
         if clipped:

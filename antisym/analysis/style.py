@@ -113,8 +113,7 @@ def provenance(script: str, settings: Mapping[str, Any], started: float, device:
 def footer_text(meta: Mapping[str, Any]) -> str:
     commit = (meta.get("git_commit") or "unknown")[:10] + ("+dirty" if meta.get("git_dirty") else "")
     return (
-        f"{meta['script']} | commit {commit} | {meta['date_utc']} | {meta['device']} | "
-        f"wall {meta['wall_time_s']:.0f} s"
+        f"{meta['script']} | commit {commit} | {meta['date_utc']} | {meta['device']} | wall {meta['wall_time_s']:.0f} s"
     )
 
 
