@@ -2,7 +2,7 @@
 #   make figures                               # fig1, fig3, and fig2 from models at initialisation (CPU, a few minutes)
 #   make figures FIG2_SWEEP=multirun/<date>/<time>   # fig2 from the trained checkpoints of a sweep
 #   make fig2 FIG2_ARGS="--batch 4 --hidden 128"     # any extra scripts/fig2.py options
-ANTISYM_DATA ?= ../shared/data
+ANTISYM_DATA ?= ./data
 FIGURES_DIR ?= results/figures
 FIG2_SWEEP ?=
 FIG2_ARGS ?=

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from antisym.analysis.jacobian import jacobian_eigen_stats
 from antisym.data import SequenceTask, build_task, task_spec, validate_dataset_cfg
 from antisym.models import build_model, count_parameters, validate_model_cfg
 from antisym.training.checkpoint import (
@@ -28,6 +29,7 @@ from antisym.training.checkpoint import (
     METRICS_FILE,
     SUMMARY_FILE,
     atomic_save,
+    read_summary,
     write_json,
 )
 from antisym.training.metrics import MetricsLogger
@@ -140,6 +142,12 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> Path | None:
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train one configuration into run_dir; returns the summary (also written to summary.json)."""
     run_dir = Path(run_dir)
+    # trainer.skip_completed (set by the reproduction pipeline and the sweeps, antisym.results): a run directory whose
+    # summary.json already says completed is left untouched, so rerunning a sweep trains only what is missing.
+    done = read_summary(run_dir) if cfg.trainer.get("skip_completed", False) else None
+    if done is not None and done.get("status") == "completed":
+        log.info("%s already completed (trainer.skip_completed=true): skipped", run_dir)
+        return done
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     summary: dict[str, Any] = {
@@ -203,7 +211,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, 
         noise_gen.set_state(state["noise_gen"])
         step, best = state["step"], state["best"]
         log.info("resumed from %s at step %d", ckpt_path, step)
-    jacobian_x = tasks["val"].batch(torch.arange(min(int(t.jacobian_batch), len(tasks["val"]))))[0]
+    if int(t.jacobian_every) > 0:  # a fixed validation batch for the Jacobian metric
+        jacobian_x = tasks["val"].batch(torch.arange(min(int(t.jacobian_batch), len(tasks["val"]))))[0]
 
     metrics = MetricsLogger(
         run_dir / METRICS_FILE,
@@ -256,8 +265,6 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, 
             )
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
         if int(t.jacobian_every) > 0 and step % int(t.jacobian_every) == 0:
-            from antisym.analysis.jacobian import jacobian_eigen_stats
-
             metrics.log({"step": step, "split": "jacobian", **jacobian_eigen_stats(model, jacobian_x.to(device))})
         if step % int(t.eval_every) == 0 or step == int(t.max_steps):
             val = evaluate(model, tasks["val"], int(t.eval_batch_size), device)
