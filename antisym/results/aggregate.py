@@ -1,0 +1,607 @@
+"""Rebuild the paper's tables from run directories: python -m antisym.results [--runs DIR ...] [--out DIR].
+
+Every directory below the given roots that holds a run (summary.json, config.yaml or Hydra's .hydra/) is read. A run
+belongs to the table row of its (model, dataset); within a row, runs are grouped by configuration (every model,
+dataset and optimizer key and the trainer keys that change training, i.e. all but the seed and bookkeeping), and the
+configuration with the highest mean best-validation accuracy is the one reported. Test accuracy (at each run's
+best-validation checkpoint) never enters the choice. Runs that diverged, failed or never finished are listed, not
+dropped: a diverged run that reached a validation checkpoint still counts with that checkpoint's test accuracy.
+
+Writes <out>/table1.md, <out>/table2.md, <out>/runs.csv (one line per run) and <out>/rows.csv (one line per row).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from antisym.results.paper import (
+    CAPTIONS,
+    COLUMNS,
+    DATASETS,
+    ITERATIONS,
+    METHODS,
+    OTHER_ROWS,
+    PAPER,
+    TABLE_OF_DATASET,
+    preset_name,
+    table_rows,
+)
+
+# Trainer keys that change what is trained; the others (seed, device, resume, progress, logging) do not.
+TRAINER_KNOBS = (
+    "max_steps",
+    "batch_size",
+    "eval_every",
+    "grad_clip",
+    "lr_schedule",
+    "lr_decay_steps",
+    "lr_decay_factor",
+)
+MODEL_BOOKKEEPING = ("impl",)  # how the recurrence is computed, not what it computes
+FINISHED = ("completed", "diverged")
+SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "wandb"}
+RUNS_CSV_FIELDS = (
+    "table",
+    "preset",
+    "model",
+    "dataset",
+    "seed",
+    "status",
+    "selected",
+    "steps",
+    "max_steps",
+    "paper_iterations",
+    "best_val_acc",
+    "best_step",
+    "test_acc",
+    "final_test_acc",
+    "params",
+    "hidden_size",
+    "config",
+    "git_commit",
+    "device",
+    "started_at",
+    "finished_at",
+    "wall_time_s",
+    "quick",
+    "error",
+    "run_dir",
+)
+ROWS_CSV_FIELDS = (
+    "table",
+    "method",
+    "dataset",
+    "model",
+    "preset",
+    "config",
+    "n_seeds",
+    "n_runs",
+    "test_acc_mean",
+    "test_acc_std",
+    "val_acc_mean",
+    "paper_acc",
+    "delta",
+    "units",
+    "paper_units",
+    "params",
+    "paper_params",
+    "steps",
+    "paper_iterations",
+    "n_configs",
+    "not_completed",
+)
+
+
+def run_knobs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that defines what is trained (equal knobs = the same configuration)."""
+    model = {k: v for k, v in dict(cfg.get("model", {})).items() if k not in MODEL_BOOKKEEPING}
+    trainer = dict(cfg.get("trainer", {}))
+    return {
+        "model": model,
+        "dataset": dict(cfg.get("dataset", {})),
+        "optimizer": dict(cfg.get("optimizer", {})),
+        "trainer": {k: trainer[k] for k in TRAINER_KNOBS if k in trainer},
+    }
+
+
+def knob_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Keys set in both knob dicts to different values (keys only one side has are new defaults: ignored)."""
+    diffs = []
+    for section in a.keys() & b.keys():
+        for key in a[section].keys() & b[section].keys():
+            if a[section][key] != b[section][key]:
+                diffs.append(f"{section}.{key}: {a[section][key]!r} -> {b[section][key]!r}")
+    return sorted(diffs)
+
+
+def describe(knobs: Mapping[str, Any]) -> str:
+    """A short human label of a configuration: optimizer, lr, the model's knobs and anything unusual."""
+    model, opt, trainer = knobs["model"], knobs["optimizer"], knobs["trainer"]
+    name = str(opt.get("_target_", "?")).rsplit(".", 1)[-1]
+    parts = [f"{name} lr={opt.get('lr')}"]
+    if opt.get("momentum"):
+        parts.append(f"momentum={opt['momentum']}")
+    if model.get("name") != "lstm":
+        parts.append(f"eps={model.get('eps')} gamma={model.get('gamma')}")
+    parts.append(f"sigma_w={model.get('init_std')}")
+    if trainer.get("grad_clip"):
+        parts.append(f"clip={trainer['grad_clip']}")
+    if trainer.get("lr_schedule", "constant") != "constant":
+        parts.append(f"schedule={trainer['lr_schedule']}")
+    if trainer.get("batch_size") != 128:
+        parts.append(f"batch={trainer.get('batch_size')}")
+    if trainer.get("max_steps") != ITERATIONS.get(knobs["dataset"].get("name")):
+        parts.append(f"steps={trainer.get('max_steps')}")
+    return " ".join(parts)
+
+
+@dataclass
+class Run:
+    path: Path
+    cfg: dict[str, Any]
+    summary: dict[str, Any] | None
+
+    @property
+    def status(self) -> str:
+        return (self.summary or {}).get("status", "incomplete")
+
+    @property
+    def model(self) -> str:
+        return self.cfg["model"]["name"]
+
+    @property
+    def dataset(self) -> str:
+        return self.cfg["dataset"]["name"]
+
+    @property
+    def table(self) -> int | None:
+        return TABLE_OF_DATASET.get(self.dataset)
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg.get("trainer", {}).get("seed", 0))
+
+    @property
+    def preset(self) -> str:
+        return str((self.cfg.get("preset") or {}).get("name", ""))
+
+    @property
+    def quick(self) -> bool:
+        return bool(self.cfg.get("quick", False))
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        return run_knobs(self.cfg)
+
+    @property
+    def key(self) -> str:
+        return json.dumps(self.knobs, sort_keys=True, default=str)
+
+    def get(self, key: str) -> Any:
+        return (self.summary or {}).get(key)
+
+    @property
+    def has_result(self) -> bool:
+        """Finished (completed or diverged) with a best-validation checkpoint, hence a test accuracy."""
+        return self.status in FINISHED and self.get("best_val_acc") is not None and self.get("test_acc") is not None
+
+
+def load_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run's resolved config.yaml, else Hydra's .hydra/config.yaml (resolved where it can be)."""
+    for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
+        if path.is_file():
+            cfg = OmegaConf.load(path)
+            try:
+                return OmegaConf.to_container(cfg, resolve=True)
+            except Exception:  # an interpolation that needs Hydra's runtime: the raw values still name the row
+                return OmegaConf.to_container(cfg, resolve=False)
+    return None
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "summary.json").is_file() or (path / "config.yaml").is_file() or (path / ".hydra").is_dir()
+
+
+def collect_runs(roots: Iterable[str | Path]) -> list[Run]:
+    """Every run directory below the roots (a root may itself be a run directory), sorted by path."""
+    runs = []
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            continue
+        for dirpath, dirnames, _ in os.walk(root):
+            path = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+            if not is_run_dir(path):
+                continue
+            dirnames[:] = []  # runs do not nest
+            cfg = load_config(path)
+            if cfg is None or "model" not in cfg or "dataset" not in cfg:
+                continue
+            summary_path = path / "summary.json"
+            summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+            runs.append(Run(path, cfg, summary))
+    return sorted(runs, key=lambda r: str(r.path))
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{100 * x:.{digits}f}"
+
+
+@dataclass
+class Candidate:
+    """All runs of one configuration of one row (one per seed, ideally)."""
+
+    key: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def results(self) -> list[Run]:
+        return [r for r in self.runs if r.has_result]
+
+    @property
+    def label(self) -> str:
+        return describe(self.runs[0].knobs)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.runs[0].cfg["model"]["hidden_size"])
+
+    def mean(self, key: str) -> float | None:
+        values = [float(r.get(key)) for r in self.results]
+        return statistics.fmean(values) if values else None
+
+    def std(self, key: str) -> float | None:
+        values = [float(r.get(key)) for r in self.results]
+        return statistics.stdev(values) if len(values) >= 2 else None
+
+
+@dataclass
+class RowResult:
+    table: int
+    model: str
+    dataset: str
+    runs: list[Run]
+    candidates: list[Candidate]
+    chosen: Candidate | None
+
+    @property
+    def paper_acc(self) -> float:
+        return PAPER[self.table][self.model].acc[self.dataset]
+
+    @property
+    def test_mean(self) -> float | None:
+        return self.chosen.mean("test_acc") if self.chosen else None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.test_mean is None else 100 * self.test_mean - self.paper_acc
+
+    @property
+    def not_completed(self) -> list[Run]:
+        return [r for r in self.runs if r.status != "completed"]
+
+    @property
+    def params(self) -> str:
+        values = sorted({r.get("params") for r in (self.chosen.results if self.chosen else []) if r.get("params")})
+        return "/".join(f"{v:,}" for v in values) or "—"
+
+    @property
+    def steps(self) -> str:
+        if not self.chosen:
+            return "—"
+        values = sorted({int(r.get("steps") or 0) for r in self.chosen.results})
+        return "/".join(f"{v:,}" for v in values)
+
+    @property
+    def short(self) -> bool:
+        """The chosen runs were configured for fewer iterations than the paper's."""
+        return bool(self.chosen) and any(
+            int(r.knobs["trainer"].get("max_steps", 0)) < ITERATIONS[self.dataset] for r in self.chosen.results
+        )
+
+
+def select(runs: Sequence[Run]) -> tuple[list[Candidate], Candidate | None]:
+    """Group runs by configuration; choose the highest mean best-val accuracy (then more seeds, then the key)."""
+    groups: dict[str, Candidate] = {}
+    for run in runs:
+        groups.setdefault(run.key, Candidate(run.key)).runs.append(run)
+    candidates = sorted(groups.values(), key=lambda c: c.label)
+    scored = [c for c in candidates if c.results]
+    chosen = max(scored, key=lambda c: (c.mean("best_val_acc"), len(c.results), c.key), default=None)
+    return candidates, chosen
+
+
+def build_rows(runs: Sequence[Run], table: int) -> list[RowResult]:
+    rows = []
+    for model, dataset in table_rows(table):
+        mine = [r for r in runs if r.model == model and r.dataset == dataset]
+        candidates, chosen = select(mine)
+        rows.append(RowResult(table, model, dataset, mine, candidates, chosen))
+    return rows
+
+
+def acc_cell(row: RowResult) -> str:
+    if row.chosen is None:
+        return "not run" if not row.runs else "no result"
+    mean, std = row.test_mean, row.chosen.std("test_acc")
+    return f"{pct(mean)} ± {pct(std)}" if std is not None else f"{pct(mean)} (1 seed)"
+
+
+def seeds_cell(row: RowResult) -> str:
+    if row.chosen is None:
+        return "0"
+    n = len(row.chosen.results)
+    diverged = sum(r.status == "diverged" for r in row.chosen.results)
+    missing = len(row.chosen.runs) - n
+    extra = [f"{diverged} diverged"] * bool(diverged) + [f"{missing} without result"] * bool(missing)
+    return f"{n}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def fmt_delta(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.1f}"
+
+
+def provenance(runs: Sequence[Run]) -> list[str]:
+    commits = Counter(str(r.get("git_commit") or "unknown") for r in runs)
+    devices = Counter(str(r.get("device") or "unknown") for r in runs)
+    started = sorted(str(r.get("started_at")) for r in runs if r.get("started_at"))
+    finished = sorted(str(r.get("finished_at")) for r in runs if r.get("finished_at"))
+
+    def counted(c: Counter) -> str:
+        return ", ".join(f"`{k}` ({v} run{'s' * (v != 1)})" for k, v in c.most_common()) or "—"
+
+    return [
+        f"- commits: {counted(commits)}",
+        f"- devices: {counted(devices)}",
+        f"- dates: started {started[0] if started else '—'} … finished {finished[-1] if finished else '—'}",
+    ]
+
+
+def render_table(
+    table: int, rows: Sequence[RowResult], runs: Sequence[Run], roots: Sequence[Path], quick: bool, note: str = ""
+) -> str:
+    cols = DATASETS[table]
+    out = [f"> **{note}**", ""] if note else []
+    if quick:
+        out += [
+            "> **QUICK smoke run** — tiny iteration counts, hidden sizes and seeds, to check the pipeline end to",
+            f"> end. These numbers say nothing about the paper; the real table is results/table{table}.md.",
+            "",
+        ]
+    out += [f"# Table {table}{' (QUICK)' if quick else ''}: {CAPTIONS[table]}", ""]
+    if any(r.short for r in rows) and not quick:
+        out += [
+            "> **Warning:** some rows below ran fewer iterations than the paper (see *iterations*); they are not",
+            "> paper-length results.",
+            "",
+        ]
+    out += [
+        f"Rebuilt by `python -m antisym.results` from {len(runs)} run director{'y' if len(runs) == 1 else 'ies'} "
+        f"under {', '.join(f'`{p}`' for p in roots)} on {time.strftime('%Y-%m-%d %H:%M:%S %z')}.",
+        "Ours: test accuracy (%) at each run's best-validation checkpoint, mean ± sample std over seeds, for the",
+        "configuration of the row with the highest mean validation accuracy (test accuracy never enters the choice).",
+        "Δ = ours − paper, in points.",
+        "",
+        "## Beside the paper",
+        "",
+        "| method | "
+        + " | ".join(f"{COLUMNS[c]} (ours) | {COLUMNS[c]} (paper) | Δ" for c in cols)
+        + " | # units (ours / paper) | # params (ours / paper) |",
+        "|---|" + "---|---|---|" * len(cols) + "---|---|",
+    ]
+    by_key = {(r.model, r.dataset): r for r in rows}
+    for model, paper_row in PAPER[table].items():
+        cells = []
+        units, params = set(), []
+        for c in cols:
+            row = by_key[(model, c)]
+            cells += [acc_cell(row), f"{row.paper_acc:.1f}", fmt_delta(row.delta)]
+            if row.chosen:
+                units.add(row.chosen.hidden_size)
+                params.append(f"{row.params} ({COLUMNS[c]})")
+        name = paper_row.method + ("¹" if paper_row.note else "")
+        ours_units = "/".join(str(u) for u in sorted(units)) or "—"
+        if len({p.split(" (")[0] for p in params}) == 1:  # the same count in both columns: say it once
+            params = [params[0].split(" (")[0]]
+        out.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {ours_units} / {paper_row.units} | {'; '.join(params) or '—'} / {paper_row.params} |"
+        )
+    for other in OTHER_ROWS[table]:
+        cells = []
+        for c in cols:
+            cells += ["not run", f"{other.acc[c]:.1f}", "—"]
+        out.append(f"| {other.method} | " + " | ".join(cells) + f" | — / {other.units} | — / {other.params} |")
+    notes = [p.note for p in PAPER[table].values() if p.note]
+    if notes:
+        out += ["", f"¹ {notes[0]}."]
+    if table == 2:
+        out += [
+            "",
+            "The paper's # params column is for pixel-by-pixel CIFAR-10 (m=3); noise padded (m=96) models have "
+            "more input weights (our counts show both).",
+        ]
+
+    out += [
+        "",
+        "## Per row",
+        "",
+        "| method | task | preset | ours | seeds | paper | Δ | val acc | units | params | iterations (ours / paper) "
+        "| configuration chosen | configurations tried |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        chosen = row.chosen
+        presets = sorted({r.preset for r in row.runs if r.preset}) or [preset_name(row.model, row.dataset)]
+        out.append(
+            f"| {METHODS[row.model]} | {COLUMNS[row.dataset]} | {', '.join(presets)} | {acc_cell(row)} | "
+            f"{seeds_cell(row)} | {row.paper_acc:.1f} | {fmt_delta(row.delta)} | "
+            f"{pct(chosen.mean('best_val_acc')) if chosen else '—'} | {chosen.hidden_size if chosen else '—'} | "
+            f"{row.params} | {row.steps} / {ITERATIONS[row.dataset]:,}{' **short**' if row.short else ''} | "
+            f"{chosen.label if chosen else '—'} | {len(row.candidates)} |"
+        )
+
+    bad = [r for row in rows for r in row.not_completed]
+    out += ["", "## Runs that diverged, failed or did not finish", ""]
+    if bad:
+        out += ["| row | seed | status | steps | detail | run directory |", "|---|---|---|---|---|---|"]
+        for r in bad:
+            detail = r.get("error") or (
+                f"non-finite loss at step {r.get('diverged_at_step')}; best val checkpoint at step {r.get('best_step')}"
+                if r.status == "diverged"
+                else "no summary.json: interrupted or running"
+            )
+            detail = str(detail).replace("|", "\\|").replace("\n", " ")[:200]
+            steps = f"{r.get('steps') or 0:,} / {int(r.knobs['trainer'].get('max_steps', 0)):,}"
+            out.append(
+                f"| {METHODS[r.model]}, {COLUMNS[r.dataset]} | {r.seed} | {r.status} | {steps} | {detail} "
+                f"| `{r.path}` |"
+            )
+    else:
+        out.append("None: every run behind this table completed.")
+
+    multi = [row for row in rows if len(row.candidates) > 1]
+    if multi:
+        out += [
+            "",
+            "## Configurations compared (by mean validation accuracy)",
+            "",
+            "| row | configuration | runs with a result | val acc | test acc | chosen |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in multi:
+            for cand in sorted(row.candidates, key=lambda c: -(c.mean("best_val_acc") or -1.0)):
+                out.append(
+                    f"| {METHODS[row.model]}, {COLUMNS[row.dataset]} | {cand.label} | "
+                    f"{len(cand.results)}/{len(cand.runs)} | {pct(cand.mean('best_val_acc'))} | "
+                    f"{pct(cand.mean('test_acc'))} | {'✓' if cand is row.chosen else ''} |"
+                )
+
+    out += [
+        "",
+        "## Provenance",
+        "",
+        *provenance(runs),
+        f"- generated: {time.strftime('%Y-%m-%dT%H:%M:%S%z')} by `{' '.join(sys.argv) or 'antisym.results'}`",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def run_record(run: Run, selected: bool) -> dict[str, Any]:
+    return {
+        "table": run.table,
+        "preset": run.preset,
+        "model": run.model,
+        "dataset": run.dataset,
+        "seed": run.seed,
+        "status": run.status,
+        "selected": int(selected),
+        "steps": run.get("steps"),
+        "max_steps": run.knobs["trainer"].get("max_steps"),
+        "paper_iterations": ITERATIONS.get(run.dataset),
+        "best_val_acc": run.get("best_val_acc"),
+        "best_step": run.get("best_step"),
+        "test_acc": run.get("test_acc"),
+        "final_test_acc": run.get("final_test_acc"),
+        "params": run.get("params"),
+        "hidden_size": run.cfg["model"].get("hidden_size"),
+        "config": describe(run.knobs),
+        "git_commit": run.get("git_commit"),
+        "device": run.get("device"),
+        "started_at": run.get("started_at"),
+        "finished_at": run.get("finished_at"),
+        "wall_time_s": run.get("wall_time_s"),
+        "quick": int(run.quick),
+        "error": run.get("error"),
+        "run_dir": str(run.path),
+    }
+
+
+def row_record(row: RowResult) -> dict[str, Any]:
+    paper = PAPER[row.table][row.model]
+    chosen = row.chosen
+    return {
+        "table": row.table,
+        "method": METHODS[row.model],
+        "dataset": row.dataset,
+        "model": row.model,
+        "preset": preset_name(row.model, row.dataset),
+        "config": chosen.label if chosen else None,
+        "n_seeds": len(chosen.results) if chosen else 0,
+        "n_runs": len(row.runs),
+        "test_acc_mean": row.test_mean,
+        "test_acc_std": chosen.std("test_acc") if chosen else None,
+        "val_acc_mean": chosen.mean("best_val_acc") if chosen else None,
+        "paper_acc": round(row.paper_acc / 100, 4),
+        "delta": None if row.delta is None else round(row.delta / 100, 6),
+        "units": chosen.hidden_size if chosen else None,
+        "paper_units": paper.units,
+        "params": row.params if chosen else None,
+        "paper_params": paper.params,
+        "steps": row.steps if chosen else None,
+        "paper_iterations": ITERATIONS[row.dataset],
+        "n_configs": len(row.candidates),
+        "not_completed": len(row.not_completed),
+    }
+
+
+def write_csv(path: Path, fieldnames: Sequence[str], records: Iterable[Mapping[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fieldnames))
+        writer.writeheader()
+        for rec in records:
+            writer.writerow({k: "" if rec.get(k) is None else rec.get(k) for k in fieldnames})
+    os.replace(tmp, path)
+
+
+class QuickRunsError(ValueError):
+    pass
+
+
+def write_tables(
+    roots: Sequence[str | Path],
+    out_dir: str | Path,
+    tables: Sequence[int] = (1, 2),
+    quick: bool = False,
+    note: str = "",
+) -> dict[int, list[RowResult]]:
+    """Read the runs under roots and write table<N>.md, runs.csv and rows.csv into out_dir; returns the rows."""
+    roots = [Path(r) for r in roots]
+    runs = collect_runs(roots)
+    if not quick and any(r.quick for r in runs):
+        raise QuickRunsError(
+            "QUICK runs (config quick=true) found under "
+            + ", ".join(map(str, roots))
+            + ": they never go into the full tables. Pass --quick (writes results/quick/) or point --runs elsewhere."
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Both tables' rows always go into the CSVs (so TABLE=1 does not drop Table 2's runs); the markdown is written
+    # for the tables asked for.
+    result = {table: build_rows([r for r in runs if r.table == table], table) for table in (1, 2)}
+    for table in tables:
+        text = render_table(table, result[table], [r for r in runs if r.table == table], roots, quick, note)
+        tmp = out_dir / f"table{table}.md.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out_dir / f"table{table}.md")
+    selected = {id(r) for rows in result.values() for row in rows if row.chosen for r in row.chosen.runs}
+    in_tables = [r for r in runs if r.table is not None]
+    write_csv(out_dir / "runs.csv", RUNS_CSV_FIELDS, (run_record(r, id(r) in selected) for r in in_tables))
+    write_csv(out_dir / "rows.csv", ROWS_CSV_FIELDS, (row_record(row) for rows in result.values() for row in rows))
+    return result

@@ -1,0 +1,83 @@
+"""The paper's Tables 1 and 2 (Chang et al., ICLR 2019) as data: the rows this suite trains and the numbers beside them.
+
+Values are the paper's, to the digit (docs: /work/shared/paper.md section 2). A row is a (model, dataset) pair; the
+table it belongs to follows from the dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+METHODS = {
+    "asym": "AntisymmetricRNN",
+    "gated": "AntisymmetricRNN w/ gating",
+    "lstm": "LSTM",
+    "ablation": "Ablation model",
+}
+COLUMNS = {
+    "mnist": "MNIST",
+    "pmnist": "pMNIST",
+    "cifar10": "pixel-by-pixel",
+    "noisy_cifar10": "noise padded",
+}
+TABLE_OF_DATASET = {"mnist": 1, "pmnist": 1, "cifar10": 2, "noisy_cifar10": 2}
+DATASETS = {1: ("mnist", "pmnist"), 2: ("cifar10", "noisy_cifar10")}
+MODELS = {1: ("lstm", "asym", "gated"), 2: ("lstm", "ablation", "asym", "gated")}
+ITERATIONS = {"mnist": 50_000, "pmnist": 50_000, "cifar10": 50_000, "noisy_cifar10": 10_000}
+CAPTIONS = {
+    1: "Evaluation accuracy on pixel-by-pixel MNIST and permuted MNIST.",
+    2: "Evaluation accuracy on pixel-by-pixel CIFAR-10 and noise padded CIFAR-10.",
+}
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One method of a paper table: test accuracy (%) per dataset, units and the "# params" column as printed."""
+
+    method: str
+    acc: dict[str, float]
+    units: int
+    params: str
+    note: str = ""
+
+
+PAPER: dict[int, dict[str, PaperRow]] = {
+    1: {
+        "lstm": PaperRow(
+            "LSTM",
+            {"mnist": 97.3, "pmnist": 92.6},
+            128,
+            "68k",
+            "quoted by the paper from Arjovsky et al. (2016), not trained by the authors",
+        ),
+        "asym": PaperRow("AntisymmetricRNN", {"mnist": 98.0, "pmnist": 95.8}, 128, "10k"),
+        "gated": PaperRow("AntisymmetricRNN w/ gating", {"mnist": 98.8, "pmnist": 93.1}, 128, "10k"),
+    },
+    2: {
+        "lstm": PaperRow("LSTM", {"cifar10": 59.7, "noisy_cifar10": 11.6}, 128, "69k"),
+        "ablation": PaperRow("Ablation model", {"cifar10": 54.6, "noisy_cifar10": 46.2}, 196, "42k"),
+        "asym": PaperRow("AntisymmetricRNN", {"cifar10": 58.7, "noisy_cifar10": 48.3}, 256, "36k"),
+        "gated": PaperRow("AntisymmetricRNN w/ gating", {"cifar10": 62.2, "noisy_cifar10": 54.7}, 256, "37k"),
+    },
+}
+
+# Rows of Table 1 that are other papers' models: shown with the paper's numbers only.
+OTHER_ROWS = {
+    1: [
+        PaperRow("FC uRNN (Wisdom et al., 2016)", {"mnist": 92.8, "pmnist": 92.1}, 116, "16k"),
+        PaperRow("FC uRNN (Wisdom et al., 2016)", {"mnist": 96.9, "pmnist": 94.1}, 512, "270k"),
+        PaperRow("Soft orthogonal (Vorontsov et al., 2017)", {"mnist": 94.1, "pmnist": 91.4}, 128, "18k"),
+        PaperRow("KRU (Jose et al., 2017)", {"mnist": 96.4, "pmnist": 94.5}, 512, "11k"),
+    ],
+    2: [],
+}
+
+
+def preset_name(model: str, dataset: str) -> str:
+    """The preset of a row: conf/experiment/table<N>/<model>_<dataset>.yaml."""
+    return f"table{TABLE_OF_DATASET[dataset]}/{model}_{dataset}"
+
+
+def table_rows(table: int) -> list[tuple[str, str]]:
+    """(model, dataset) of every row of a table that this suite trains, in the paper's order."""
+    return [(m, d) for m in MODELS[table] for d in DATASETS[table]]

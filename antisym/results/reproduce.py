@@ -1,0 +1,295 @@
+"""Train what the paper tables still miss, then rebuild them: the driver behind `make reproduce-table`.
+
+    python -m antisym.results.reproduce [--table 1|2|all] [--launcher basic|joblib|submitit_local|submitit_slurm]
+        [--quick] [--seeds 0,1,2 | --seeds 5] [--data DIR] [--logs DIR] [--results DIR] [--dry-run] [-- overrides]
+
+Every row of the table(s) is a preset (conf/experiment/table<N>/<model>_<dataset>.yaml) and every seed of its `seeds`
+one run in the fixed directory <logs>/reproduce/<preset>/seed<k> (QUICK: <logs>/quick/reproduce/...). Before
+launching, each of those directories is classified from its summary.json:
+
+    completed   skipped
+    diverged    kept (a result: the tables list it; --rerun-diverged trains it again from its last checkpoint)
+    failed      rerun, resuming from checkpoints/last.pt when there is one
+    no summary  (interrupted, preempted, or never started) run, resuming from checkpoints/last.pt when there is one
+    stale       completed under other hyperparameters than the preset now has: moved to <logs>/reproduce.stale/...
+                and rerun
+
+The runs still to do go to Hydra as `train.py -m +experiment=<rows> trainer.seed=<seeds>` multiruns (one per set of
+rows sharing the same missing seeds), with hydra.sweep.dir/subdir pointing at those fixed directories,
+trainer.resume=true and trainer.skip_completed=true, on Hydra's launcher of choice. Running the command again after a
+crash or a preemption therefore loses at most the steps since the last checkpoint (trainer.eval_every).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from antisym.results.__main__ import parse_tables
+from antisym.results.aggregate import QuickRunsError, knob_differences, load_config, run_knobs, write_tables
+from antisym.results.paper import preset_name, table_rows
+
+REPO = Path(__file__).resolve().parents[2]
+# QUICK: the same pipeline at a size a laptop CPU runs in minutes. The data, splits and evaluation sets are the
+# real ones; evaluating them in batches of 10,000 keeps the eager CPU loop's per-step overhead from dominating.
+QUICK_OVERRIDES = (
+    "+quick=true",
+    "model.hidden_size=8",
+    "trainer.max_steps=4",
+    "trainer.batch_size=16",
+    "trainer.eval_every=2",
+    "trainer.log_every=2",
+    "trainer.eval_batch_size=10000",
+)
+# ++: a multirun over several presets composes its sweep-level config before any preset is applied, where the
+# key does not exist yet; ++ adds it there and overrides it in every job.
+QUICK_DATASET_OVERRIDES = {"noisy_cifar10": ("++dataset.seq_len=64",)}  # 32 image rows + 32 noise steps
+QUICK_SEEDS = 2
+LAUNCHERS = {  # make's LAUNCHER= value -> Hydra launcher overrides
+    "basic": (),
+    "joblib": ("hydra/launcher=joblib",),
+    "submitit_local": ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10080"),
+    "submitit_slurm": ("hydra/launcher=slurm",),  # conf/hydra/launcher/slurm.yaml: GPU, time, partition
+}
+
+
+@dataclass
+class Job:
+    preset: str
+    dataset: str
+    seed: int
+    run_dir: Path
+    state: str  # completed | diverged | failed | incomplete | missing | stale
+    detail: str = ""
+
+    @property
+    def todo(self) -> bool:
+        return self.state in ("failed", "incomplete", "missing", "stale")
+
+
+def compose_preset(preset: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """The job config that `train.py +experiment=<preset> <overrides>` would run (resolved, without hydra)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    job_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"+experiment={preset}", *job_overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def classify(run_dir: Path, wanted: dict[str, Any], rerun_diverged: bool) -> tuple[str, str]:
+    """The state of one fixed run directory, from its summary.json and config."""
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            return "incomplete", "no summary.json: resumes from checkpoints/last.pt"
+        return ("incomplete", "no summary.json: starts again") if run_dir.exists() else ("missing", "")
+    import json
+
+    summary = json.loads(summary_path.read_text())
+    status = summary.get("status", "incomplete")
+    if status in ("completed", "diverged"):
+        cfg = load_config(run_dir)
+        diffs = knob_differences(run_knobs(cfg), run_knobs(wanted)) if cfg else []
+        if diffs:
+            return "stale", "; ".join(diffs)
+        if status == "diverged" and rerun_diverged:
+            return "failed", "diverged; rerun asked for (--rerun-diverged)"
+        return status, ""
+    return "failed", str(summary.get("error", status))[:160]
+
+
+def move_stale(job: Job, log_root: Path) -> Path:
+    dest = log_root.with_name(log_root.name + ".stale") / time.strftime("%Y%m%d-%H%M%S") / job.preset / job.run_dir.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(job.run_dir), dest)
+    return dest
+
+
+def plan(
+    tables: Sequence[int],
+    log_root: Path,
+    overrides: Sequence[str],
+    seeds: Sequence[int] | None,
+    quick: bool,
+    rerun_diverged: bool,
+    rows: Sequence[str] | None,
+) -> list[Job]:
+    jobs = []
+    for table in tables:
+        for model, dataset in table_rows(table):
+            preset = preset_name(model, dataset)
+            if rows and preset not in rows and preset.split("/")[-1] not in rows:
+                continue
+            wanted = compose_preset(
+                preset, [*overrides, *QUICK_DATASET_OVERRIDES.get(dataset, ())] if quick else overrides
+            )
+            row_seeds = list(seeds) if seeds is not None else [int(s) for s in wanted.get("seeds", [0])]
+            if quick and seeds is None:
+                row_seeds = row_seeds[:QUICK_SEEDS]
+            for seed in row_seeds:
+                wanted["trainer"]["seed"] = seed
+                run_dir = log_root / preset / f"seed{seed}"
+                state, detail = classify(run_dir, wanted, rerun_diverged)
+                jobs.append(Job(preset, dataset, seed, run_dir, state, detail))
+    return jobs
+
+
+def launch_groups(jobs: Sequence[Job], quick: bool) -> list[tuple[list[str], list[int], tuple[str, ...]]]:
+    """Rows that miss the same seeds (and need the same per-dataset overrides) share one Hydra multirun."""
+    missing: dict[str, list[int]] = defaultdict(list)
+    dataset_of = {}
+    for job in jobs:
+        if job.todo:
+            missing[job.preset].append(job.seed)
+            dataset_of[job.preset] = job.dataset
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for preset, seeds in missing.items():
+        extra = QUICK_DATASET_OVERRIDES.get(dataset_of[preset], ()) if quick else ()
+        groups[(tuple(sorted(seeds)), extra)].append(preset)
+    return [(presets, list(seeds), extra) for (seeds, extra), presets in groups.items()]
+
+
+def hydra_command(
+    presets: Sequence[str],
+    seeds: Sequence[int],
+    log_root: Path,
+    launcher: str,
+    jobs: int | None,
+    overrides: Sequence[str],
+) -> list[str]:
+    launch = list(LAUNCHERS.get(launcher, (f"hydra/launcher={launcher}",)))
+    if launcher == "joblib" and jobs:
+        launch.append(f"hydra.launcher.n_jobs={jobs}")
+    return [
+        sys.executable,
+        str(REPO / "train.py"),
+        "-m",
+        f"+experiment={','.join(presets)}",
+        f"trainer.seed={','.join(str(s) for s in seeds)}",
+        f"hydra.sweep.dir={log_root}",
+        "hydra.sweep.subdir=${preset.name}/seed${trainer.seed}",
+        "trainer.resume=true",
+        "trainer.skip_completed=true",
+        "trainer.progress=false",
+        *launch,
+        *overrides,
+    ]
+
+
+def child_env(launcher: str, jobs: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    # The jobs import antisym from this checkout even where it is not pip-installed (joblib/submitit workers too).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    if launcher == "joblib" and "OMP_NUM_THREADS" not in env:
+        # n parallel processes each with every core's worth of torch threads oversubscribe the CPU.
+        workers = jobs if jobs and jobs > 0 else (os.cpu_count() or 1)
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    return env
+
+
+def parse_seeds(value: str | None) -> list[int] | None:
+    """'3' = seeds 0, 1, 2; '0,4,7' = those seeds; empty = each preset's `seeds`."""
+    if not value:
+        return None
+    if "," in value:
+        return [int(s) for s in value.split(",") if s.strip()]
+    return list(range(int(value)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, overrides = argv[:cut], [o for o in argv[cut + 1 :] if o]
+    parser = argparse.ArgumentParser(
+        prog="python -m antisym.results.reproduce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--table", type=parse_tables, default=(1, 2), help="1, 2 or all (default)")
+    parser.add_argument(
+        "--launcher",
+        default="basic",
+        help="basic (default), joblib, submitit_local, submitit_slurm, or any hydra/launcher option",
+    )
+    parser.add_argument("--jobs", type=int, help="joblib: parallel processes (default: every core)")
+    parser.add_argument("--quick", action="store_true", help="tiny QUICK smoke run, written apart and marked")
+    parser.add_argument("--seeds", help="N (seeds 0..N-1) or a comma list; default each preset's `seeds`")
+    parser.add_argument("--rows", help="comma list of presets to limit to, e.g. asym_mnist,table1/gated_pmnist")
+    parser.add_argument("--data", help="data.root (default: the config's, i.e. $ANTISYM_DATA or ./data)")
+    parser.add_argument("--logs", default=os.environ.get("ANTISYM_LOGS", "logs"), help="log_dir (default logs)")
+    parser.add_argument("--results", default="results", help="where the tables go (QUICK: <results>/quick)")
+    parser.add_argument("--rerun-diverged", action="store_true", help="train diverged runs again too")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands, run nothing")
+    args = parser.parse_args(argv)
+
+    if args.data:
+        overrides.insert(0, f"data.root={Path(args.data).resolve()}")
+    if args.quick:
+        overrides[:0] = QUICK_OVERRIDES
+    logs = Path(args.logs).resolve()
+    log_root = logs / "quick" / "reproduce" if args.quick else logs / "reproduce"
+    out_dir = Path(args.results) / "quick" if args.quick else Path(args.results)
+    rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
+    tag = "QUICK " if args.quick else ""
+    started = time.time()
+
+    jobs = plan(args.table, log_root, overrides, parse_seeds(args.seeds), args.quick, args.rerun_diverged, rows)
+    print(f"{tag}reproduce: tables {', '.join(map(str, args.table))}, {len(jobs)} runs under {log_root}")
+    for job in jobs:
+        action = {"completed": "skip", "diverged": "keep", "stale": "move aside, rerun", "missing": "run"}.get(
+            job.state, "rerun (resume)"
+        )
+        print(
+            f"  {job.preset:32s} seed{job.seed:<3d} {job.state:10s} -> {action}"
+            + (f"  [{job.detail}]" if job.detail else "")
+        )
+    groups = launch_groups(jobs, args.quick)
+    if not groups:
+        print(f"{tag}reproduce: nothing to run.")
+    for presets, seeds, extra in groups:
+        cmd = hydra_command(presets, seeds, log_root, args.launcher, args.jobs, [*overrides, *extra])
+        print("$ " + " ".join(cmd), flush=True)
+        if args.dry_run:
+            continue
+        for job in jobs:
+            if job.state == "stale" and job.preset in presets and job.seed in seeds:
+                print(f"  moved stale {job.run_dir} -> {move_stale(job, log_root)}")
+        proc = subprocess.run(cmd, cwd=REPO, env=child_env(args.launcher, args.jobs))
+        if proc.returncode != 0:
+            print(
+                f"{tag}reproduce: the multirun exited with {proc.returncode} (failed runs are listed in the tables)",
+                file=sys.stderr,
+            )
+    if args.dry_run:
+        return 0
+
+    try:
+        write_tables([log_root], out_dir, args.table, quick=args.quick)
+    except QuickRunsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    after = plan(args.table, log_root, overrides, parse_seeds(args.seeds), args.quick, False, rows)
+    states = defaultdict(int)
+    for job in after:
+        states[job.state] += 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    tables = ", ".join(str(out_dir / f"table{t}.md") for t in args.table)
+    print(f"{tag}reproduce: {summary}; wrote {tables}, {out_dir / 'runs.csv'} in {time.time() - started:.0f} s")
+    return 0 if all(j.state in ("completed", "diverged") for j in after) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+# Paper tables from real runs (included by the main Makefile, which defines PY and the venv target).
+#
+#   make reproduce-table                      # every row of Tables 1 and 2 x its seeds; skips what completed
+#   make reproduce-table TABLE=1              # Table 1 only (TABLE=2: Table 2)
+#   make reproduce-table LAUNCHER=joblib JOBS=4          # parallel local processes (hydra-joblib-launcher)
+#   make reproduce-table LAUNCHER=submitit_local         # local processes through submitit
+#   make reproduce-table LAUNCHER=submitit_slurm OVERRIDES="hydra.launcher.partition=gpu"   # a SLURM cluster
+#   make reproduce-table QUICK=1 TABLE=1      # smoke run: tiny sizes, logs/quick + results/quick, marked QUICK
+#   make reproduce-tables-only                # rebuild results/ from the run directories, train nothing
+#
+# SEEDS=5 (seeds 0-4) or SEEDS=0,3 replaces the presets' `seeds`; DATA=dir sets data.root; LOGS=dir the log_dir;
+# RESULTS=dir where the tables go; OVERRIDES="key=value ..." is passed to every run (and to Hydra);
+# REPRO_FLAGS="--dry-run" prints the plan only, "--rerun-diverged" trains diverged runs again.
+# Rerunning the same command is safe: completed runs are skipped, failed or interrupted ones resume.
+
+TABLE ?= all
+LAUNCHER ?= basic
+QUICK ?=
+SEEDS ?=
+JOBS ?=
+DATA ?=
+LOGS ?=
+RESULTS ?= results
+OVERRIDES ?=
+REPRO_FLAGS ?=
+
+REPRO_ARGS = --table $(TABLE) --launcher $(LAUNCHER) --results $(RESULTS) \
+	$(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(JOBS),--jobs $(JOBS)) \
+	$(if $(DATA),--data $(DATA)) $(if $(LOGS),--logs $(LOGS)) $(REPRO_FLAGS)
+
+.PHONY: reproduce-table reproduce-tables-only
+
+reproduce-table: venv
+	$(PY) -m antisym.results.reproduce $(REPRO_ARGS) -- $(OVERRIDES)
+
+reproduce-tables-only: venv
+	$(PY) -m antisym.results --table $(TABLE) $(if $(LOGS),--logs $(LOGS)) \
+		$(if $(filter 1 true yes,$(QUICK)),--quick --out $(RESULTS)/quick,--out $(RESULTS))

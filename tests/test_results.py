@@ -1,0 +1,294 @@
+"""The reproduction pipeline: presets, sweeps, the table builder on real tiny runs, `make reproduce-table QUICK=1`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from antisym.models import build_model, count_parameters
+from antisym.results import write_tables
+from antisym.results.aggregate import QuickRunsError, collect_runs
+from antisym.results.paper import ITERATIONS, PAPER, TABLE_OF_DATASET, preset_name, table_rows
+from antisym.training import run
+from tests.conftest import REPO
+
+# Tiny runs: 8 hidden units, 2 steps of batch 4, tiny validation split; MNIST stays 784 steps.
+TINY = [
+    "model.hidden_size=4",
+    "trainer.max_steps=2",
+    "trainer.batch_size=4",
+    "trainer.eval_every=2",
+    "trainer.eval_batch_size=64",
+    "trainer.log_every=1",
+    "trainer.progress=false",
+    "dataset.val_size=8",
+    "data.download=false",
+]
+PRESETS = [preset_name(m, d) for t in (1, 2) for m, d in table_rows(t)]
+PAPER_GRID = {
+    "optimizer": "sgd,adagrad",
+    "optimizer.lr": "0.1,0.2,0.3,0.4,0.5,0.75,1.0",
+    "model.eps": "0.01,0.1,1.0",
+    "model.gamma": "0.001,0.01,0.1,1.0",
+    "model.init_std": "0.0,1.0,2.0,4.0,8.0,16.0",
+}
+
+
+TINY_DATA = ["dataset.val_size=8", "trainer.eval_batch_size=64", "data.download=false"]  # for the tiny data sets
+
+
+def quick_driver_args(root: Path, tmp_path: Path, *flags: str, overrides: Sequence[str] = ()) -> list[str]:
+    """Arguments of `python -m antisym.results.reproduce`: QUICK, Table 1's asym_mnist row only, on tiny data."""
+    dirs = ["--data", str(root), "--logs", str(tmp_path / "logs"), "--results", str(tmp_path / "results")]
+    return ["--quick", "--table", "1", "--rows", "asym_mnist", *flags, *dirs, "--", *TINY_DATA, *overrides]
+
+
+def compose_cfg(*overrides: str, hydra: bool = False):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def k_rounded(n: int) -> str:
+    return f"{round(n / 1000)}k"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_has_the_papers_row(preset):
+    cfg = compose_cfg(f"+experiment={preset}")
+    table = int(preset[5])
+    model, dataset = cfg.model.name, cfg.dataset.name
+    paper = PAPER[table][model]
+    assert preset == preset_name(model, dataset) and cfg.preset.name == preset and TABLE_OF_DATASET[dataset] == table
+    assert cfg.model.hidden_size == paper.units and cfg.trainer.batch_size == 128
+    assert cfg.trainer.max_steps == ITERATIONS[dataset] and len(cfg.seeds) >= 2
+    # Parameters counted from the model the preset builds; Table 2's column is for pixel CIFAR-10 (m=3).
+    if dataset != "noisy_cifar10":
+        m = {"mnist": 1, "pmnist": 1, "cifar10": 3}[dataset]
+        model_ = build_model(OmegaConf.to_container(cfg.model, resolve=True), m, 10)
+        assert k_rounded(count_parameters(model_)) == paper.params
+    text = (REPO / "conf" / "experiment" / f"{preset}.yaml").read_text()
+    assert "# Why" in text  # the reasoning for the chosen values is written in the preset
+
+
+def test_preset_values_are_overridable():
+    cfg = compose_cfg(
+        "+experiment=table1/asym_pmnist",
+        "model.eps=0.1",
+        "optimizer=sgd",
+        "optimizer.lr=0.3",
+        "model=gated",
+        "seeds=[4,5]",
+        "trainer.max_steps=7",
+        "model.hidden_size=16",
+    )
+    assert (cfg.model.name, cfg.model.eps, cfg.model.hidden_size) == ("gated", 0.1, 16)
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.lr == 0.3
+    assert list(cfg.seeds) == [4, 5] and cfg.trainer.max_steps == 7
+
+
+def test_sweeps_compose():
+    cfg = compose_cfg("+experiment=table1/asym_pmnist", "+sweep=paper_grid", hydra=True)
+    assert dict(cfg.hydra.sweeper.params) == PAPER_GRID
+    assert cfg.trainer.skip_completed and cfg.trainer.resume
+    lstm = compose_cfg("+experiment=table2/lstm_cifar10", "+sweep=paper_grid_lstm", hydra=True)
+    assert set(lstm.hydra.sweeper.params) == {"optimizer", "optimizer.lr", "model.init_std"}
+    for preset in PRESETS:
+        focus = compose_cfg(f"+sweep=focus/{preset}", hydra=True)
+        assert focus.preset.name == preset and 2 <= len(focus.hydra.sweeper.params) <= 3
+        assert focus.hydra.sweep.dir.endswith(f"sweeps/focus/{preset}")
+
+
+def tiny_run(root: Path, run_dir: Path, preset: str, *overrides: str) -> dict:
+    return run(compose_cfg(f"+experiment={preset}", *TINY, f"data.root={root}", *overrides), run_dir)
+
+
+def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
+    root, _ = tiny_data
+    logs = tmp_path / "logs"
+    # Two configurations of the same row, two seeds each: the one with the higher mean val accuracy is reported.
+    for lr in ("0.1", "0.5"):
+        for seed in (0, 1):
+            tiny_run(
+                root,
+                logs / f"asym_mnist_lr{lr}" / f"seed{seed}",
+                "table1/asym_mnist",
+                f"optimizer.lr={lr}",
+                f"trainer.seed={seed}",
+            )
+    tiny_run(root, logs / "gated_pmnist" / "seed0", "table1/gated_pmnist")
+    # A run that diverges at its first step (h overflows) and one that fails (its data is missing).
+    diverged = tiny_run(
+        root,
+        logs / "asym_mnist_nan" / "seed0",
+        "table1/asym_mnist",
+        "model.eps=1e38",
+        "optimizer.lr=0.1",
+        "trainer.seed=3",
+    )
+    assert diverged["status"] == "diverged"
+    with pytest.raises(Exception, match="not found"):
+        tiny_run(tmp_path / "no-data", logs / "gated_mnist" / "seed0", "table1/gated_mnist")
+    # An interrupted run: Hydra's .hydra/ and the config are there, the summary is not.
+    interrupted = logs / "lstm_pmnist" / "seed0"
+    (interrupted / ".hydra").mkdir(parents=True)
+    OmegaConf.save(compose_cfg("+experiment=table1/lstm_pmnist", *TINY), interrupted / ".hydra" / "config.yaml")
+    tiny_run(root, logs / "t2" / "seed0", "table2/gated_noisy_cifar10", "dataset.seq_len=33")
+
+    out = tmp_path / "results"
+    rows = write_tables([logs], out, tables=(1,))
+    assert sorted(p.name for p in out.iterdir()) == ["rows.csv", "runs.csv", "table1.md"]  # table 2 not asked for
+
+    runs = list(csv.DictReader((out / "runs.csv").open()))
+    assert len(runs) == 9 and {r["status"] for r in runs} == {"completed", "diverged", "failed", "incomplete"}
+    asym = [r for r in runs if r["preset"] == "table1/asym_mnist" and r["status"] == "completed"]
+    by_lr: dict[str, list[dict]] = {}
+    for r in asym:
+        by_lr.setdefault(r["config"], []).append(r)
+    assert len(by_lr) == 2 and all(len(v) == 2 for v in by_lr.values())
+    # The selection is by mean validation accuracy; with the diverged run (no checkpoint, no result) ignored.
+    best = max(by_lr, key=lambda c: (statistics.fmean(float(r["best_val_acc"]) for r in by_lr[c]), c))
+    assert {r["config"] for r in runs if r["selected"] == "1" and r["preset"] == "table1/asym_mnist"} == {best}
+    row = next(r for r in rows[1] if (r.model, r.dataset) == ("asym", "mnist"))
+    tests = [float(r["test_acc"]) for r in by_lr[best]]
+    assert row.chosen.label == best and row.test_mean == pytest.approx(statistics.fmean(tests))
+    assert row.chosen.std("test_acc") == pytest.approx(statistics.stdev(tests))
+
+    md = (out / "table1.md").read_text()
+    assert "QUICK" not in md and "**Warning:**" in md and "**short**" in md  # 2 of 50,000 iterations
+    mean, std = 100 * statistics.fmean(tests), 100 * statistics.stdev(tests)
+    assert f"| {mean:.1f} ± {std:.1f} | 98.0 | {mean - 98.0:+.1f} |" in md
+    for status in ("diverged", "failed", "incomplete"):
+        assert f"| {status} |" in md
+    assert "Data files not found" in md and "non-finite loss at step 1" in md
+    assert "## Configurations compared" in md and "`cpu` (" in md
+    assert "| LSTM | pMNIST | table1/lstm_pmnist | no result |" in md
+    assert "not run" in md and "| KRU (Jose et al., 2017) |" in md
+    commit = json.loads((logs / "gated_pmnist" / "seed0" / "summary.json").read_text())["git_commit"]
+    assert f"`{commit}`" in md
+    rows_csv = list(csv.DictReader((out / "rows.csv").open()))
+    assert len(rows_csv) == 6 + 8 and {r["table"] for r in rows_csv} == {"1", "2"}
+    gated_noisy = next(r for r in rows_csv if r["preset"] == "table2/gated_noisy_cifar10")
+    assert gated_noisy["n_seeds"] == "1" and float(gated_noisy["paper_acc"]) == pytest.approx(0.547)
+
+
+def test_quick_runs_never_go_into_full_tables(tiny_data, tmp_path):
+    root, _ = tiny_data
+    tiny_run(root, tmp_path / "logs" / "r" / "seed0", "table1/asym_mnist", "+quick=true")
+    with pytest.raises(QuickRunsError):
+        write_tables([tmp_path / "logs"], tmp_path / "results")
+    assert not (tmp_path / "results").exists()
+    write_tables([tmp_path / "logs"], tmp_path / "results" / "quick", quick=True)
+    assert (tmp_path / "results" / "quick" / "table1.md").read_text().startswith("> **QUICK smoke run**")
+
+
+def make(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    # -o <venv stamp>: use the interpreter running the tests instead of (re)building the venv.
+    return subprocess.run(
+        ["make", "-o", ".venv/.installed", f"PY={sys.executable}", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+@pytest.mark.skipif(not (REPO / "Makefile").is_file(), reason="the main Makefile includes mk/reproduce.mk")
+def test_make_reproduce_table_quick_end_to_end_and_idempotent(tiny_data, tmp_path):
+    root, _ = tiny_data
+    logs, results = tmp_path / "logs", tmp_path / "results"
+    common = [
+        "reproduce-table",
+        "QUICK=1",
+        "TABLE=1",
+        f"DATA={root}",
+        f"LOGS={logs}",
+        f"RESULTS={results}",
+        f"OVERRIDES={' '.join(TINY_DATA)}",
+    ]
+    proc = make(*common)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    quick = logs / "quick" / "reproduce"
+    dirs = sorted(str(p.parent.relative_to(quick)) for p in quick.glob("table1/*/seed*/summary.json"))
+    assert dirs == sorted(f"{preset_name(m, d)}/seed{s}" for m, d in table_rows(1) for s in (0, 1))
+    md = (results / "quick" / "table1.md").read_text()
+    assert md.startswith("> **QUICK smoke run**") and "# Table 1 (QUICK)" in md
+    assert not (results / "table1.md").exists() and not (results / "runs.csv").exists()
+    runs = list(csv.DictReader((results / "quick" / "runs.csv").open()))
+    assert len(runs) == 12 and {r["status"] for r in runs} == {"completed"} and {r["quick"] for r in runs} == {"1"}
+    assert all(r["steps"] == "4" and r["hidden_size"] == "8" for r in runs)
+
+    # Again: nothing to run, no run directory touched.
+    stamps = {p: p.stat().st_mtime_ns for p in quick.glob("table1/*/seed*/summary.json")}
+    proc = make(*common)
+    assert proc.returncode == 0 and "nothing to run" in proc.stdout, proc.stdout[-2000:]
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+
+    # A crash midway: one run failed, one was killed after its step-2 checkpoint (no summary). Only those two run,
+    # the killed one resuming at step 2; the table lists everything completed again.
+    failed, killed = quick / "table1/gated_mnist/seed1", quick / "table1/lstm_pmnist/seed0"
+    summary = json.loads((failed / "summary.json").read_text())
+    (failed / "summary.json").write_text(json.dumps({**summary, "status": "failed", "error": "OSError: node lost"}))
+    (killed / "summary.json").unlink()
+    proc = make(*common)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"table1/gated_mnist +seed1 +failed +-> rerun", proc.stdout)
+    assert re.search(r"table1/lstm_pmnist +seed0 +incomplete +-> rerun", proc.stdout)
+    assert "resumed from" in (killed / "train.log").read_text()
+    rerun = {p for p in stamps if p.stat().st_mtime_ns != stamps[p]}
+    assert rerun == {failed / "summary.json", killed / "summary.json"}  # the other ten untouched
+    assert json.loads((killed / "summary.json").read_text())["status"] == "completed"
+    assert {r["status"] for r in csv.DictReader((results / "quick" / "runs.csv").open())} == {"completed"}
+
+
+def test_stale_run_is_moved_aside_and_rerun(tiny_data, tmp_path):
+    """A completed run whose hyperparameters differ from what the preset now says is not reported as the preset's."""
+    from antisym.results import reproduce
+
+    root, _ = tiny_data
+    logs = tmp_path / "logs"
+    quick = logs / "quick" / "reproduce"
+    overrides = [*reproduce.QUICK_OVERRIDES, f"data.root={root}", *TINY_DATA]
+    tiny_run(root, quick / "table1" / "asym_mnist" / "seed0", "table1/asym_mnist", *reproduce.QUICK_OVERRIDES)
+    (job,) = reproduce.plan([1], quick, overrides, [0], True, False, ["asym_mnist"])
+    assert job.state == "completed"
+    (job,) = reproduce.plan([1], quick, [*overrides, "optimizer.lr=0.2"], [0], True, False, ["asym_mnist"])
+    assert job.state == "stale" and "optimizer.lr: 0.1 -> 0.2" in job.detail
+    args = quick_driver_args(root, tmp_path, "--seeds", "1", overrides=["optimizer.lr=0.2"])
+    assert reproduce.main(args) == 0
+    moved = list((logs / "quick" / "reproduce.stale").glob("*/table1/asym_mnist/seed0/summary.json"))
+    assert len(moved) == 1
+    runs = collect_runs([quick])
+    assert len(runs) == 1 and runs[0].cfg["optimizer"]["lr"] == 0.2 and runs[0].status == "completed"
+
+
+def test_quick_table2_runs_every_row(tiny_data, tmp_path):
+    """Table 2 has dataset-specific QUICK overrides (noise-padded length): the rows sharing them share one multirun."""
+    from antisym.results import reproduce
+
+    root, _ = tiny_data
+    args = quick_driver_args(root, tmp_path, "--seeds", "1")
+    args[args.index("--table") + 1], args[args.index("--rows") + 1] = (
+        "2",
+        ",".join(f"{m}_noisy_cifar10" for m in ("asym", "gated", "lstm")) + ",ablation_cifar10",
+    )
+    assert reproduce.main(args) == 0
+    rows = list(csv.DictReader((tmp_path / "results" / "quick" / "rows.csv").open()))
+    done = {r["preset"] for r in rows if r["n_seeds"] == "1"}
+    assert done == {f"table2/{m}_noisy_cifar10" for m in ("asym", "gated", "lstm")} | {"table2/ablation_cifar10"}
+    cfg = OmegaConf.load(
+        tmp_path / "logs" / "quick" / "reproduce" / "table2" / "gated_noisy_cifar10" / "seed0" / "config.yaml"
+    )
+    assert cfg.dataset.seq_len == 64 and cfg.model.hidden_size == 8 and cfg.quick
+    assert "# Table 2 (QUICK)" in (tmp_path / "results" / "quick" / "table2.md").read_text()
