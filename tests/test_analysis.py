@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -299,30 +298,16 @@ def test_fig2_script_from_checkpoints(tmp_path):
         assert pts[seq_len]["std"] == pytest.approx(moduli.std(), rel=1e-6)
 
 
-DATA_ROOT = Path(os.environ.get("ANTISYM_DATA", REPO.parent / "shared" / "data"))
-CIFAR_TEST = DATA_ROOT / "cifar-10-batches-py" / "test_batch"
-
-
-@pytest.mark.skipif(not CIFAR_TEST.is_file(), reason="CIFAR-10 not found under $ANTISYM_DATA (or ../shared/data)")
-def test_own_noisy_cifar_rows_are_channel_concatenated_image_rows():
-    import pickle
-
-    from antisym.analysis.spectra import _own_noisy_cifar
-
-    f = CIFAR_TEST
-    x = _own_noisy_cifar(f, 40, 2, seed=0)
-    with open(f, "rb") as fh:
-        raw = pickle.load(fh, encoding="bytes")[b"data"][:2].astype(np.float32) / 255
-    assert x.shape == (2, 40, 96)
-    # step t, feature 32*c + col = channel c, row t, column col; channel planes are 1024 long in the pickle
-    for t, c, col in [(0, 0, 0), (5, 1, 17), (31, 2, 31)]:
-        assert x[1, t, 32 * c + col].item() == pytest.approx(raw[1, 1024 * c + 32 * t + col])
-    noise = x[:, 32:]
-    assert abs(noise.mean().item()) < 0.15 and 0.8 < noise.std().item() < 1.2
-    # The figure prefers the project's loader (antisym.data.build_task); both must agree on the image rows.
+def test_fig2_inputs_are_the_training_task(tiny_data):
+    """Figure 2 reads noise-padded CIFAR-10 through the training loader: test image rows, then N(0, 1) noise."""
     from antisym.analysis.spectra import noisy_cifar_inputs
 
-    y, source = noisy_cifar_inputs(40, 2, f.parent.parent)
-    assert y.shape == (2, 40, 96)
-    if "build_task" in source and "not used" not in source:
-        torch.testing.assert_close(y[:, :32], x[:, :32])
+    root, arrays = tiny_data
+    x, source = noisy_cifar_inputs(40, 2, root)
+    assert x.shape == (2, 40, 96) and "build_task" in source
+    img = arrays["cifar_test"][:2].astype(np.float32) / 255  # (2, 32, 32, 3)
+    # step t, feature 32*c + col = channel c, row t, column col (the config's default row_order=channels)
+    for t, c, col in [(0, 0, 0), (5, 1, 17), (31, 2, 31)]:
+        assert x[1, t, 32 * c + col].item() == pytest.approx(img[1, t, col, c])
+    noise = x[:, 32:]
+    assert abs(noise.mean().item()) < 0.2 and 0.8 < noise.std().item() < 1.2

@@ -37,15 +37,6 @@ if not interpreting():
 CELLS = {"asym": AntisymmetricCell, "gated": GatedAntisymmetricCell, "ablation": AblationCell}
 
 
-@pytest.fixture(autouse=True)
-def float32_default():
-    """The kernels take float32; run each test with that default whatever another module set globally."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def reference_final_state(cell, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
     """h_T by Eq. 12 / Eq. 13 written out directly, in float64, from the cell's parameters (not its methods)."""
     n = cell.hidden_size

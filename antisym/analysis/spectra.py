@@ -12,7 +12,6 @@ noise. Without CIFAR-10 on disk, synthetic inputs of the same shape are used and
 from __future__ import annotations
 
 import math
-import pickle
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,11 +21,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from antisym.analysis.jacobian import eigen_moduli, end_to_end_jacobian
 from antisym.analysis.style import REPO_ROOT, figure_style
+from antisym.data import build_task
 from antisym.models import build_model
+from antisym.training.checkpoint import load_run_model
 
 PAPER_GAMMAS = (0.001, 0.01, 0.1, 1.0, 5.0, 10.0)
 PAPER_LENGTHS = (100, 200, 400, 800)
@@ -73,16 +74,6 @@ def cifar_test_file(root: str | Path | None) -> Path | None:
     return f if f.is_file() else None
 
 
-def _own_noisy_cifar(test_file: Path, seq_len: int, batch: int, seed: int) -> Tensor:
-    """First `batch` test images in [0, 1], one row per step with features [R row | G row | B row] (coRNN layout),
-    followed by seq_len - 32 steps of N(0, 1) noise drawn independently per example from `seed`."""
-    with open(test_file, "rb") as fh:
-        data = pickle.load(fh, encoding="bytes")[b"data"][:batch]
-    img = torch.as_tensor(np.asarray(data, dtype=np.float32) / 255.0).reshape(-1, 3, IMAGE_ROWS, 32)
-    rows = img.permute(0, 2, 1, 3).reshape(-1, IMAGE_ROWS, ROW_FEATURES)
-    return _pad_with_noise(rows, seq_len, seed)
-
-
 def _pad_with_noise(rows: Tensor, seq_len: int, seed: int) -> Tensor:
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(rows.shape[0], max(seq_len - IMAGE_ROWS, 0), ROW_FEATURES, generator=gen)
@@ -90,17 +81,13 @@ def _pad_with_noise(rows: Tensor, seq_len: int, seed: int) -> Tensor:
 
 
 def repo_dataset_cfg(name: str = "noisy_cifar10") -> dict[str, Any]:
-    """The training defaults of conf/dataset/<name>.yaml, merged over the one file it lists in `defaults`
-    (Hydra's composition for this simple case); {"name": name} when the files are absent."""
+    """The training defaults of conf/dataset/<name>.yaml, composed by Hydra as train.py would."""
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    conf = REPO_ROOT / "conf" / "dataset"
-    if not (conf / f"{name}.yaml").is_file():
-        return {"name": name}
-    cfg = OmegaConf.load(conf / f"{name}.yaml")
-    bases = [d for d in cfg.pop("defaults", []) if isinstance(d, str) and d != "_self_"]
-    merged = OmegaConf.merge(*[OmegaConf.load(conf / f"{b}.yaml") for b in bases], cfg)
-    return OmegaConf.to_container(merged, resolve=True)
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"dataset={name}"])
+    return OmegaConf.to_container(cfg.dataset, resolve=True)
 
 
 def noisy_cifar_inputs(
@@ -113,32 +100,16 @@ def noisy_cifar_inputs(
 ) -> tuple[Tensor, str]:
     """(batch, seq_len, 96) noise-padded CIFAR-10 test inputs and a sentence saying where they came from.
 
-    Prefers the project's `antisym.data.build_task` (so the features match training), then reads the CIFAR-10
-    test pickle directly, and without CIFAR-10 falls back to synthetic rows (uniform [0, 1]) plus N(0, 1) noise.
+    Built by `antisym.data.build_task` (so the features match training); without CIFAR-10, synthetic rows
+    (uniform [0, 1]) plus N(0, 1) noise, labelled as such.
     """
-    test_file = cifar_test_file(data_root)
-    if test_file is None:
+    if cifar_test_file(data_root) is None:
         gen = torch.Generator().manual_seed(seed + 1)
         rows = torch.rand(batch, IMAGE_ROWS, ROW_FEATURES, generator=gen)
         return _pad_with_noise(rows, seq_len, seed), "SYNTHETIC inputs (CIFAR-10 not found): U(0,1) rows + N(0,1) noise"
-    failure = ""
-    try:
-        from omegaconf import OmegaConf
-
-        from antisym.data import build_task
-
-        cfg = OmegaConf.create(dict(dataset_cfg) if dataset_cfg is not None else repo_dataset_cfg())
-        cfg.seq_len = int(seq_len)
-        torch.manual_seed(seed)
-        ds = build_task(cfg, str(data_root), "test", download=False)
-        x = ds.batch(torch.arange(batch))[0].float()
-        if x.shape != (batch, seq_len, ROW_FEATURES):
-            raise ValueError(f"build_task gave shape {tuple(x.shape)}, expected {(batch, seq_len, ROW_FEATURES)}")
-        return x, f"CIFAR-10 test images (first {batch}) via antisym.data.build_task, noise-padded to T"
-    except Exception as err:  # noqa: BLE001 - the project loader is optional here; say why it was not used
-        failure = f" [antisym.data.build_task not used: {type(err).__name__}: {str(err)[:120]}]"
-    x = _own_noisy_cifar(test_file, seq_len, batch, seed)
-    return x, f"CIFAR-10 test images (first {batch}, [0,1], rows R|G|B) + N(0,1) noise{failure}"
+    cfg = {**(dict(dataset_cfg) if dataset_cfg is not None else repo_dataset_cfg()), "seq_len": int(seq_len)}
+    x = build_task(cfg, str(data_root), "test", download=False).batch(torch.arange(batch))[0].float()
+    return x, f"CIFAR-10 test images (first {batch}) via antisym.data.build_task, noise-padded to T"
 
 
 # ------------------------------------------------------------------------------------------------- at initialisation
@@ -185,31 +156,6 @@ def find_runs(sweep_dir: str | Path) -> list[Path]:
     return [c.parent.parent for c in cfgs if (c.parent.parent / "checkpoints" / "best.pt").is_file()]
 
 
-def _fallback_load_run_model(run_dir: str | Path) -> tuple[nn.Module, Any]:
-    """The contract of antisym.training.checkpoint.load_run_model, for checkouts without it: the model of
-    `.hydra/config.yaml` with the weights of `checkpoints/best.pt` (key "model"); input and class sizes are read off
-    the weights."""
-    from omegaconf import OmegaConf
-
-    run_dir = Path(run_dir)
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    ckpt = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
-    state = ckpt["model"]
-    w_in = state["lstm.weight_ih_l0"] if "lstm.weight_ih_l0" in state else state["cell.input_proj.weight"]
-    model = build_model(OmegaConf.to_container(cfg.model, resolve=True), int(w_in.shape[1]),
-                        int(state["readout.weight"].shape[0]))  # fmt: skip
-    model.load_state_dict(state)
-    return model, cfg
-
-
-def load_run(run_dir: str | Path) -> tuple[nn.Module, Any]:
-    try:
-        from antisym.training.checkpoint import load_run_model
-    except ImportError:
-        load_run_model = _fallback_load_run_model
-    return load_run_model(run_dir)
-
-
 def sweep_points(
     sweep_dir: str | Path,
     *,
@@ -228,7 +174,7 @@ def sweep_points(
     names: dict[tuple[str, tuple, int], list[str]] = defaultdict(list)
     sources = set()
     for run in runs:
-        model, cfg = load_run(run)
+        model, cfg = load_run_model(run)
         dataset_cfg = cfg["dataset"]
         seq_len = int(dataset_cfg["seq_len"])
         x, source = noisy_cifar_inputs(seq_len, batch, data_root, seed=seed, dataset_cfg=dataset_cfg)
@@ -305,7 +251,6 @@ __all__ = [
     "Point",
     "find_runs",
     "init_points",
-    "load_run",
     "noisy_cifar_inputs",
     "plot_fig2",
     "points_table",
