@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from antisym.analysis.style import provenance  # noqa: E402
 from antisym.models import build_model, count_parameters  # noqa: E402
+from antisym.provenance import provenance  # noqa: E402
 
 BATCH = 128
 SHAPES = {  # name: (T, m, n); the ablation model uses 196 units where n = 256 (Table 2)

@@ -14,7 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from antisym.analysis.portraits import fig1_panels, plot_fig1  # noqa: E402
-from antisym.analysis.style import provenance, save_figure  # noqa: E402
+from antisym.analysis.style import save_figure  # noqa: E402
+from antisym.provenance import provenance  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

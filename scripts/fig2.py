@@ -29,7 +29,8 @@ from antisym.analysis.spectra import (  # noqa: E402
     points_table,
     sweep_points,
 )
-from antisym.analysis.style import provenance, save_figure  # noqa: E402
+from antisym.analysis.style import save_figure  # noqa: E402
+from antisym.provenance import provenance  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from antisym.analysis.dynamics import gaussian_matrix  # noqa: E402
 from antisym.analysis.portraits import plot_fig3  # noqa: E402
-from antisym.analysis.style import provenance, save_figure  # noqa: E402
+from antisym.analysis.style import save_figure  # noqa: E402
+from antisym.provenance import provenance  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -61,9 +61,9 @@ import bench  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from antisym.analysis.style import provenance  # noqa: E402
 from antisym.kernels import PRECISIONS  # noqa: E402
 from antisym.models import build_model  # noqa: E402
+from antisym.provenance import provenance  # noqa: E402
 
 DEFAULT_PRECISION = "ieee"  # keep equal to the model.precision default in antisym/models/__init__.py
 

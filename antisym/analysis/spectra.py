@@ -24,9 +24,10 @@ import torch
 from torch import Tensor
 
 from antisym.analysis.jacobian import eigen_moduli, end_to_end_jacobian
-from antisym.analysis.style import REPO_ROOT, figure_style
+from antisym.analysis.style import figure_style
 from antisym.data import build_task
 from antisym.models import build_model
+from antisym.provenance import REPO_ROOT
 from antisym.training.checkpoint import load_run_model
 
 PAPER_GAMMAS = (0.001, 0.01, 0.1, 1.0, 5.0, 10.0)

@@ -1,4 +1,4 @@
-"""One figure style for the project, and saving a figure with a record of how it was made.
+"""One figure style for the project, and saving a figure with a record of how it was made (antisym.provenance).
 
 Every figure goes to `<out_dir>/<name>.png` and `.pdf`, with a sidecar `<name>.json` holding the provenance (git
 commit, date, device, settings, wall time, library versions) and a one-line footer with the same essentials.
@@ -7,13 +7,8 @@ commit, date, device, settings, wall time, library versions) and a one-line foot
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +17,6 @@ import matplotlib
 matplotlib.use("Agg")  # figures are files; never open a window (scripts run headless and under pytest)
 
 import matplotlib.pyplot as plt  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: ggplot-like: grey panel, white grid, no spines (the paper's Figure 1 look), with readable sizes.
 RC = {
@@ -57,59 +50,6 @@ def figure_style() -> Iterator[None]:
         yield
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_description(device: str = "cpu") -> str:
-    """Human-readable compute device: the GPU name for cuda, else the CPU model and torch's thread count."""
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return f"{device}: {torch.cuda.get_device_name(torch.device(device))}"
-    return f"cpu: {cpu_name()}, {torch.get_num_threads()} torch threads"
-
-
-def provenance(script: str, settings: Mapping[str, Any], started: float, device: str = "cpu") -> dict[str, Any]:
-    """What made a figure: script, argv, commit (and whether the tree was dirty), date, device, settings, wall time."""
-    import numpy
-    import torch
-
-    commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "script": script,
-        "argv": sys.argv,
-        "git_commit": commit,
-        "git_dirty": bool(dirty) if dirty is not None else None,
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_description(device),
-        "host": platform.node(),
-        "wall_time_s": round(time.time() - started, 2),
-        "settings": dict(settings),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": numpy.__version__,
-            "matplotlib": matplotlib.__version__,
-        },
-    }
-
-
 def footer_text(meta: Mapping[str, Any]) -> str:
     commit = (meta.get("git_commit") or "unknown")[:10] + ("+dirty" if meta.get("git_dirty") else "")
     return (
@@ -132,4 +72,4 @@ def save_figure(fig: plt.Figure, out_dir: str | Path, name: str, meta: Mapping[s
     return paths
 
 
-__all__ = ["RC", "device_description", "figure_style", "footer_text", "provenance", "save_figure"]
+__all__ = ["RC", "figure_style", "footer_text", "save_figure"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from antisym.analysis.jacobian import jacobian_eigen_stats
 from antisym.data import SequenceTask, build_task, task_spec, validate_dataset_cfg
 from antisym.models import build_model, count_parameters, validate_model_cfg
+from antisym.provenance import device_description, git_commit
 from antisym.training.checkpoint import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -36,25 +36,6 @@ from antisym.training.metrics import MetricsLogger
 from antisym.training.optim import build_optimizer, lr_factor, optimizer_class, validate_schedule
 
 log = logging.getLogger("antisym")
-
-
-def git_commit() -> str:
-    """The commit of the code that runs (with -dirty when it has uncommitted changes), or 'unknown'."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -162,7 +143,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     try:
         validate(cfg)
         device = resolve_device(str(cfg.trainer.device))
-        summary["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        summary["device"] = device_description(str(device))
         OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
         return _train(cfg, run_dir, device, summary, started)
     except BaseException as err:

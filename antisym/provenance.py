@@ -1,0 +1,89 @@
+"""What produced a result: git commit, device, date, versions. Used by runs, figures and benchmarks alike.
+
+Imports only torch and the standard library, so the GPU machine (torch and triton, nothing else) can run the
+benchmark scripts that record it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(commit, whether tracked files differ from it); (None, None) outside a git checkout."""
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return commit, (bool(dirty) if dirty is not None else None)
+
+
+def git_commit() -> str:
+    """The commit, with -dirty when tracked files have uncommitted changes, or 'unknown'."""
+    commit, dirty = git_state()
+    return (commit or "unknown") + ("-dirty" if dirty else "")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_description(device: str = "cpu") -> str:
+    """Human-readable compute device: the GPU name for cuda, else the CPU model and torch's thread count."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return f"{device}: {torch.cuda.get_device_name(torch.device(device))}"
+    return f"cpu: {cpu_name()}, {torch.get_num_threads()} torch threads"
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in ("torch", "triton", "numpy", "matplotlib"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+        found[name] = getattr(module, "__version__", "?")
+    return found
+
+
+def provenance(script: str, settings: Mapping[str, Any], started: float, device: str = "cpu") -> dict[str, Any]:
+    """What made a result: script, argv, commit (and whether the tree was dirty), date, device, settings, wall time."""
+    commit, dirty = git_state()
+    return {
+        "script": script,
+        "argv": sys.argv,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device_description(device),
+        "host": platform.node(),
+        "wall_time_s": round(time.time() - started, 2),
+        "settings": dict(settings),
+        "versions": _versions(),
+    }
