@@ -166,10 +166,16 @@ def test_cli_run(tiny_data, tmp_path):
     assert (tmp_path / ".hydra" / "config.yaml").is_file()
 
 
-def test_cli_error_is_one_clear_paragraph(tmp_path):
-    proc = cli(*TINY, f"data.root={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert proc.returncode != 0
-    assert "Data files not found under" in proc.stderr and "data.root" in proc.stderr
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("model.eps=-1", "model.eps (Euler step size) must be > 0"), ("model.name=asym", "Data files not found under")],
+)
+def test_cli_error_is_one_clear_paragraph(tmp_path, override, message):
+    proc = cli(*TINY, f"data.root={tmp_path / 'nothing'}", override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
 
 
 def test_multirun_failed_job_keeps_the_others(tiny_data, tmp_path):

@@ -14,16 +14,14 @@ import torch
 import torchvision
 from torch import Tensor
 
+from antisym.errors import DataError
+
 MNIST_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_FILES = {True: tuple(f"data_batch_{i}" for i in range(1, 6)), False: ("test_batch",)}
-
-
-class DataError(RuntimeError):
-    """The data folder is missing, incomplete or corrupt; the message says which files and how to fix it."""
 
 
 def _missing(paths: list[Path]) -> list[Path]:
@@ -35,10 +33,12 @@ def _download(dataset: type, root: Path, expected: list[Path], offline_hint: str
     try:
         dataset(str(root), train=True, download=True)
     except Exception as err:  # torchvision raises RuntimeError or URLError depending on where it fails
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(err).__name__  # torchvision ends with the last mirror's error
         names = ", ".join(str(p) for p in expected)
         raise DataError(
-            f"The data files are not in {root} and downloading them failed ({type(err).__name__}: "
-            f"{str(err).splitlines()[0]}). Expected: {names}. {offline_hint} Point `data.root=...` (or the "
+            f"The data files are not in {root} and downloading them failed ({reason}). Expected: {names}. "
+            f"{offline_hint} Point `data.root=...` (or the "
             "ANTISYM_DATA environment variable) at a folder in torchvision's layout, or connect to the network "
             "and keep `data.download=true`."
         ) from None

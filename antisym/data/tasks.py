@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from antisym.data.files import load_cifar10, load_mnist
+from antisym.errors import ConfigError
 
 TASKS = ("mnist", "pmnist", "cifar10", "noisy_cifar10")
 SPLITS = ("train", "val", "test")
@@ -41,23 +42,23 @@ def task_spec(cfg: Mapping[str, Any]) -> TaskSpec:
         return TaskSpec(1024, 3)
     if name == "noisy_cifar10":
         return TaskSpec(int(cfg.get("seq_len", 1000)), 96)
-    raise ValueError(f"dataset.name={name!r} is not a task of this suite; choose one of {', '.join(TASKS)}.")
+    raise ConfigError(f"dataset.name={name!r} is not a task of this suite; choose one of {', '.join(TASKS)}.")
 
 
 def validate_dataset_cfg(cfg: Mapping[str, Any]) -> None:
     """Reject settings that cannot work, before any file is read."""
     spec = task_spec(cfg)
     if int(cfg.get("val_size", 0)) < 0:
-        raise ValueError(f"dataset.val_size must be >= 0, got {cfg['val_size']}.")
+        raise ConfigError(f"dataset.val_size must be >= 0, got {cfg['val_size']}.")
     if cfg["name"] == "noisy_cifar10":
         if spec.seq_len < IMAGE_ROWS:
-            raise ValueError(
+            raise ConfigError(
                 f"dataset.seq_len must be >= {IMAGE_ROWS} (the image rows come first), got {spec.seq_len}."
             )
         if cfg.get("noise", "independent") not in ("independent", "shared"):
-            raise ValueError(f"dataset.noise must be 'independent' or 'shared', got {cfg.get('noise')!r}.")
+            raise ConfigError(f"dataset.noise must be 'independent' or 'shared', got {cfg.get('noise')!r}.")
         if cfg.get("row_order", "channels") not in ("channels", "rgb"):
-            raise ValueError(f"dataset.row_order must be 'channels' or 'rgb', got {cfg.get('row_order')!r}.")
+            raise ConfigError(f"dataset.row_order must be 'channels' or 'rgb', got {cfg.get('row_order')!r}.")
 
 
 def permutation(seed: int, length: int = 784) -> Tensor:
@@ -68,7 +69,7 @@ def permutation(seed: int, length: int = 784) -> Tensor:
 def split_indices(n_train: int, val_size: int, seed: int) -> dict[str, Tensor]:
     """Hold `val_size` examples out of the training set, chosen by a seeded shuffle."""
     if val_size >= n_train:
-        raise ValueError(f"dataset.val_size={val_size} leaves no training examples out of {n_train}.")
+        raise ConfigError(f"dataset.val_size={val_size} leaves no training examples out of {n_train}.")
     order = torch.randperm(n_train, generator=torch.Generator().manual_seed(int(seed)))
     return {"train": order[: n_train - val_size].sort().values, "val": order[n_train - val_size :].sort().values}
 
@@ -157,7 +158,7 @@ def build_task(dataset_cfg: Mapping[str, Any], root: str, split: str, download: 
     """The `split` ('train', 'val' or 'test') of the task named by `dataset_cfg.name`, read from `root`."""
     validate_dataset_cfg(dataset_cfg)
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}.")
     load = load_mnist if dataset_cfg["name"] in ("mnist", "pmnist") else load_cifar10
     images, labels = load(root, train=split != "test", download=download)
     if split == "test":

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from antisym.errors import ConfigError
 from antisym.models.cells import AblationCell, AntisymmetricCell, EulerCell, GatedAntisymmetricCell
 from antisym.models.classifier import EulerClassifier, LSTMClassifier, euler_recurrence
 
@@ -22,19 +23,19 @@ def validate_model_cfg(cfg: Mapping[str, Any]) -> None:
     """Reject values the equations do not admit, with a message that says what to change."""
     name = cfg.get("name")
     if name not in MODEL_NAMES:
-        raise ValueError(f"model.name={name!r} is not a model of this suite; choose one of {', '.join(MODEL_NAMES)}.")
+        raise ConfigError(f"model.name={name!r} is not a model of this suite; choose one of {', '.join(MODEL_NAMES)}.")
     n = cfg.get("hidden_size")
     if not isinstance(n, int) or n <= 0:
-        raise ValueError(f"model.hidden_size must be a positive integer, got {n!r}; the paper uses 128 or 256.")
+        raise ConfigError(f"model.hidden_size must be a positive integer, got {n!r}; the paper uses 128 or 256.")
     if float(cfg.get("init_std", 0.0)) < 0:
-        raise ValueError(f"model.init_std (sigma_w) must be >= 0, got {cfg['init_std']}; the paper's grid is 0-16.")
+        raise ConfigError(f"model.init_std (sigma_w) must be >= 0, got {cfg['init_std']}; the paper's grid is 0-16.")
     if name in CELLS:
         if float(cfg.get("eps", 0.0)) <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"model.eps (Euler step size) must be > 0, got {cfg.get('eps')}; the paper's grid is 0.01, 0.1, 1."
             )
         if float(cfg.get("gamma", -1.0)) < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"model.gamma (diffusion) must be >= 0, got {cfg.get('gamma')}; the paper's grid is 0.001-1."
             )
 

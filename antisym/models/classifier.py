@@ -8,6 +8,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from antisym.errors import ConfigError
 from antisym.models.cells import EulerCell
 
 log = logging.getLogger("antisym")
@@ -40,9 +41,9 @@ class EulerClassifier(nn.Module):
         from antisym.kernels import IMPLS, PRECISIONS  # no triton import
 
         if impl not in IMPLS:
-            raise ValueError(f"model.impl={impl!r}; choose one of {', '.join(IMPLS)}.")
+            raise ConfigError(f"model.impl={impl!r}; choose one of {', '.join(IMPLS)}.")
         if precision not in PRECISIONS:
-            raise ValueError(f"model.precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
+            raise ConfigError(f"model.precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
         self.impl = impl
         self.precision = precision
         self._chosen: dict[tuple, str] = {}  # (device type, dtype) -> impl, logged once each
@@ -77,7 +78,7 @@ class EulerClassifier(nn.Module):
                 explicit = self.impl == "fused"
                 reason = fused_unsupported_reason(u.device, self.hidden_size, u.dtype, allow_interpreter=explicit)
             if self.impl == "fused" and reason is not None:
-                raise RuntimeError(f"model.impl=fused cannot run here: {reason}. Use model.impl=auto or eager.")
+                raise ConfigError(f"model.impl=fused cannot run here: {reason}. Use model.impl=auto or eager.")
             chosen = "fused" if self.impl != "eager" and reason is None else "eager"
             why = f" ({reason})" if self.impl == "auto" and reason else ""
             extra = f", precision={self.precision}" if chosen == "fused" else ""

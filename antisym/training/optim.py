@@ -11,6 +11,8 @@ import torch
 from hydra.utils import get_class
 from torch import nn
 
+from antisym.errors import ConfigError
+
 SCHEDULES = ("constant", "cosine", "step")
 
 
@@ -20,14 +22,14 @@ def optimizer_class(cfg: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
     try:
         cls = get_class(target)
     except Exception:
-        raise ValueError(
+        raise ConfigError(
             f"optimizer._target_={target!r} is not an importable optimizer class; use e.g. "
             "torch.optim.SGD or pick optimizer=sgd|adagrad|adam|rmsprop."
         ) from None
     accepted = set(inspect.signature(cls).parameters) - {"params"}
     unknown = sorted(k for k in cfg if k != "_target_" and k not in accepted)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"optimizer field(s) {', '.join(unknown)} are not accepted by {target}; it takes "
             f"{', '.join(sorted(accepted))}. Remove them or pick another optimizer group."
         )
@@ -41,7 +43,7 @@ def build_optimizer(cfg: Mapping[str, Any], model: nn.Module) -> torch.optim.Opt
 
 def validate_schedule(trainer_cfg: Mapping[str, Any]) -> None:
     if trainer_cfg["lr_schedule"] not in SCHEDULES:
-        raise ValueError(f"trainer.lr_schedule={trainer_cfg['lr_schedule']!r}; choose one of {', '.join(SCHEDULES)}.")
+        raise ConfigError(f"trainer.lr_schedule={trainer_cfg['lr_schedule']!r}; choose one of {', '.join(SCHEDULES)}.")
 
 
 def lr_factor(trainer_cfg: Mapping[str, Any], step: int) -> float:

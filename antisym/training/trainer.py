@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from antisym.analysis.jacobian import jacobian_eigen_stats
 from antisym.data import SequenceTask, build_task, task_spec, validate_dataset_cfg
+from antisym.errors import CheckpointError, ConfigError
 from antisym.models import build_model, count_parameters, validate_model_cfg
 from antisym.provenance import device_description, git_commit
 from antisym.training.checkpoint import (
@@ -42,7 +43,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"trainer.device={name} but no CUDA device is available; use trainer.device=auto or cpu.")
+        raise ConfigError(f"trainer.device={name} but no CUDA device is available; use trainer.device=auto or cpu.")
     return torch.device(name)
 
 
@@ -55,11 +56,11 @@ def validate(cfg: DictConfig) -> None:
     validate_schedule(t)
     for key in ("max_steps", "batch_size", "eval_every", "eval_batch_size", "log_every"):
         if not isinstance(t[key], int) or t[key] <= 0:
-            raise ValueError(f"trainer.{key} must be a positive integer, got {t[key]!r}.")
+            raise ConfigError(f"trainer.{key} must be a positive integer, got {t[key]!r}.")
     if float(cfg.optimizer.lr) <= 0:
-        raise ValueError(f"optimizer.lr must be > 0, got {cfg.optimizer.lr}.")
+        raise ConfigError(f"optimizer.lr must be > 0, got {cfg.optimizer.lr}.")
     if float(t.grad_clip) < 0:
-        raise ValueError(f"trainer.grad_clip must be >= 0 (0 turns clipping off), got {t.grad_clip}.")
+        raise ConfigError(f"trainer.grad_clip must be >= 0 (0 turns clipping off), got {t.grad_clip}.")
     resolve_device(str(t.device))
 
 
@@ -116,7 +117,7 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> Path | None:
         if resume is True:
             log.info("trainer.resume=true but %s does not exist yet: starting from step 0.", path)
             return None
-        raise FileNotFoundError(f"trainer.resume={resume} but there is no checkpoint at {path}.")
+        raise CheckpointError(f"trainer.resume={resume} but there is no checkpoint at {path}.")
     return path
 
 
