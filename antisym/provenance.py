@@ -28,9 +28,12 @@ def _git(*args: str) -> str | None:
 
 
 def git_state() -> tuple[str | None, bool | None]:
-    """(commit, whether tracked files differ from it); (None, None) outside a git checkout."""
+    """(commit, whether tracked code differs from it); (None, None) outside a git checkout.
+
+    results/ is left out of the comparison: it holds outputs, which a script regenerating them changes as it goes.
+    """
     commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     return commit, (bool(dirty) if dirty is not None else None)
 
 

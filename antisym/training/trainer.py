@@ -186,7 +186,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, summary: dict, 
     step, best = 0, {"val_acc": -1.0, "step": -1}
     ckpt_path = resume_path(cfg, run_dir)
     if ckpt_path is not None:
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # On the CPU: generator states must stay CPU tensors; load_state_dict moves the rest to the model's device.
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
