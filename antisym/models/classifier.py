@@ -36,7 +36,7 @@ class EulerClassifier(nn.Module):
     one of `antisym.kernels.PRECISIONS`; the eager path ignores it.
     """
 
-    def __init__(self, cell: EulerCell, num_classes: int, impl: str = "auto", precision: str = "ieee") -> None:
+    def __init__(self, cell: EulerCell, num_classes: int, impl: str = "eager", precision: str = "ieee") -> None:
         super().__init__()
         from antisym.kernels import IMPLS, PRECISIONS  # no triton import
 
