@@ -38,6 +38,7 @@ from antisym.results.paper import (
     preset_name,
     table_rows,
 )
+from antisym.training.checkpoint import load_run_config, read_summary
 
 # Trainer keys that change what is trained; the others (seed, device, resume, progress, logging) do not.
 TRAINER_KNOBS = (
@@ -199,15 +200,15 @@ class Run:
 
 
 def load_config(run_dir: Path) -> dict[str, Any] | None:
-    """The run's resolved config.yaml, else Hydra's .hydra/config.yaml (resolved where it can be)."""
-    for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
-        if path.is_file():
-            cfg = OmegaConf.load(path)
-            try:
-                return OmegaConf.to_container(cfg, resolve=True)
-            except Exception:  # an interpolation that needs Hydra's runtime: the raw values still name the row
-                return OmegaConf.to_container(cfg, resolve=False)
-    return None
+    """The run's config (`load_run_config`) as a dict, resolved where it can be; None when there is none."""
+    try:
+        cfg = load_run_config(run_dir)
+    except FileNotFoundError:
+        return None
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation that needs Hydra's runtime: the raw values still name the row
+        return OmegaConf.to_container(cfg, resolve=False)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -230,9 +231,7 @@ def collect_runs(roots: Iterable[str | Path]) -> list[Run]:
             cfg = load_config(path)
             if cfg is None or "model" not in cfg or "dataset" not in cfg:
                 continue
-            summary_path = path / "summary.json"
-            summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-            runs.append(Run(path, cfg, summary))
+            runs.append(Run(path, cfg, read_summary(path)))
     return sorted(runs, key=lambda r: str(r.path))
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from antisym.results.__main__ import parse_tables
 from antisym.results.aggregate import QuickRunsError, knob_differences, load_config, run_knobs, write_tables
 from antisym.results.paper import preset_name, table_rows
+from antisym.training.checkpoint import read_summary
 
 REPO = Path(__file__).resolve().parents[2]
 # QUICK: the same pipeline at a size a laptop CPU runs in minutes. The data, splits and evaluation sets are the
@@ -89,14 +90,11 @@ def compose_preset(preset: str, overrides: Sequence[str]) -> dict[str, Any]:
 
 def classify(run_dir: Path, wanted: dict[str, Any], rerun_diverged: bool) -> tuple[str, str]:
     """The state of one fixed run directory, from its summary.json and config."""
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
+    summary = read_summary(run_dir)
+    if summary is None:
         if (run_dir / "checkpoints" / "last.pt").is_file():
             return "incomplete", "no summary.json: resumes from checkpoints/last.pt"
         return ("incomplete", "no summary.json: starts again") if run_dir.exists() else ("missing", "")
-    import json
-
-    summary = json.loads(summary_path.read_text())
     status = summary.get("status", "incomplete")
     if status in ("completed", "diverged"):
         cfg = load_config(run_dir)
