@@ -385,15 +385,16 @@ def tuning_sweep(report: Report, device: torch.device) -> None:
 
     B = 128 if not ARGS.dry_run else 8
     shapes = [(784, 128), (1024, 256)] if not ARGS.dry_run else [(6, 16)]
-    settings = [dict(block_b=bb, num_warps=w, resident=None) for bb in (16, 32) for w in (4, 8)]
-    settings.append(dict(block_b=16, num_warps=8, resident=False))  # streamed A where it would be resident
+    settings = [dict(block_b=bb, num_warps=w, resident=None, bk=16) for bb in (16, 32) for w in (4, 8)]
+    # streamed A where it would be resident, in k-chunks of 16 and 32 (the wider chunk spills at n = 196)
+    settings += [dict(block_b=16, num_warps=8, resident=False, bk=bk) for bk in (16, 32)]
     lines = [
         f"Fused recurrence only (u and h0 given, batch {B}): forward + backward ms, median of 5 after 2 "
         f"warm-up. Defaults: {DEFAULT_TUNING} (num_warps None = 4 up to NP 64, else 8; resident None = by the "
         "on-chip budget RESIDENT_BYTES).",
         "",
-        "| cell | T | n | precision | block_b | num_warps | resident | ms fwd+bwd |",
-        "|---|---|---|---|---|---|---|---|",
+        "| cell | T | n | precision | block_b | num_warps | resident | bk | ms fwd+bwd |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     raw = []
     for T, n in shapes:
@@ -419,7 +420,7 @@ def tuning_sweep(report: Report, device: torch.device) -> None:
                     raw.append({"cell": cls.__name__, "T": T, "n": n, "precision": precision, **setting, "ms": times})
                     lines.append(
                         f"| {cls.__name__} | {T} | {n} | {precision} | {setting['block_b']} | "
-                        f"{setting['num_warps']} | {setting['resident']} | {ms} |"
+                        f"{setting['num_warps']} | {setting['resident']} | {setting['bk']} | {ms} |"
                     )
                     log(lines[-1])
     report.add("6. Launch settings of the fused kernels", lines, "tuning", raw)

@@ -103,7 +103,7 @@ def check_against_reference(kind, n, B, T, eps, gamma, precision="ieee", tol=2e-
 
 
 # Each case: cell, n, B, T, eps, gamma, tuning. n = 24 and 12 pad to 32 / 16 with masked lanes (like n = 196 -> 256);
-# resident=False forces the streamed-A path (what fp32 n = 196 / 256 use on a GPU), bk=16 makes it take k-chunks.
+# resident=False forces the streamed-A path (what fp32 n = 196 / 256 use on a GPU), in k-chunks of bk (default 16).
 CASES = [
     ("asym", 16, 4, 1, 0.1, 0.01, {}),
     ("asym", 32, 5, 6, 1.0, 0.001, {}),
@@ -115,6 +115,7 @@ CASES = [
     ("ablation", 24, 4, 5, 1.0, 0.001, {"resident": False, "bk": 16}),
     ("ablation", 16, 6, 1, 0.01, 1.0, {}),
     ("ablation", 32, 2, 3, 0.1, 0.1, {"block_b": 32}),
+    ("gated", 40, 3, 3, 0.1, 0.1, {"resident": False, "bk": 32}),  # NP = 64: two chunks of 32, the second masked
 ]
 
 

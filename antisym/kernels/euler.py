@@ -3,13 +3,15 @@
 Forward (one launch): program i owns batch rows [i*block_b, (i+1)*block_b) and walks t = 1..T with its hidden state
 tile in registers and the recurrent matrix A either held on chip for the whole launch ("resident") or re-read from
 L2 in k-chunks every step ("streamed": when A does not fit, e.g. fp32 at n = 196 or 256). It writes every state
-h_0..h_T to a time-major buffer hs (T+1, B, n), which the backward needs.
+h_0..h_T to a time-major buffer hs (T+1, B, n) and every recurrent pre-activation p_t = h_{t-1} A^T to ps (T, B, n);
+the backward needs both.
 
-Backward (one launch): walks t = T..1, recomputes the pre-activation p_t = h_{t-1} A^T from hs (cheaper than storing
-it), writes du_t (the gradient of the projected input, = the pre-activation gradient) and carries
-dh_{t-1} = dh_t + dp_t A in registers; it ends with dh_0. The gradient of A, sum_t dp_t^T h_{t-1}, has no
-recurrence in it, so it is one cuBLAS GEMM over all (t, b) after the kernel instead of a per-step, per-program
-partial in the serial loop.
+Backward (one launch): walks t = T..1, reads p_t from ps, writes du_t (the gradient of the projected input, = the
+pre-activation gradient) and carries dh_{t-1} = dh_t + dp_t A in registers; it ends with dh_0. Storing p costs one
+(T, B, n) fp32 buffer (51 MB at the pMNIST shape) and an off-chain store per forward step; recomputing it instead
+would put a second matmul on every backward step, the loop's bottleneck, and a second copy of A on chip. The gradient
+of A, sum_t dp_t^T h_{t-1}, has no recurrence in it, so it is one cuBLAS GEMM over all (t, b) after the kernel
+instead of a per-step, per-program partial in the serial loop.
 
 Padding: n is padded to NP = next_pow2(max(n, 16)) (tl.dot needs tile dims >= 16) with masked loads; padded lanes of
 A, u and h0 load as 0, so padded hidden units stay exactly 0 (tanh(0) = 0) and never touch the real ones.
@@ -36,8 +38,8 @@ except ImportError:  # triton < 3.4 reads the environment directly
 
     INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
-# On-chip budget for the A tiles a resident launch holds (the forward holds A^T, the backward A^T and A). H100/H200
-# have 227 KB of shared memory per block; fp32 A at n = 128 (64 KB) fits twice, at n = 256 (256 KB) not once.
+# On-chip budget for the A tile a resident launch holds (the forward A^T, the backward A). H100/H200 have 227 KB of
+# shared memory per block; fp32 A at n = 128 takes 64 KB, at n = 256 256 KB (streamed), bf16 at n = 256 128 KB.
 RESIDENT_BYTES = 128 * 1024
 EMULATE_BF16 = tl.constexpr(INTERPRETED)
 
@@ -99,10 +101,13 @@ def _streamed_mm(
     PRECISION: tl.constexpr,
 ):
     """X[rb, :n] @ M from memory in k-chunks of BK: X rows at x_ptr + b * x_stride (plus, with SUM_HALVES, the
-    row segment at x_second further on, added to X), M as in `_load_matrix`. Returns (BLOCK_B, NP) fp32."""
+    row segment at x_second further on, added to X), M as in `_load_matrix`. Returns (BLOCK_B, NP) fp32.
+
+    A loop, not `tl.static_range`: unrolled, the compiler hoists every chunk's loads at once and spills (ptxas:
+    0.2-3.5 KB per thread at n = 196 / 256, see results/kernel_resources.md); looped with BK = 16 it spills none."""
     rn = tl.arange(0, NP)
     acc = tl.full((BLOCK_B, NP), 0.0, tl.float32)
-    for k0 in tl.static_range(0, NP, BK):
+    for k0 in range(0, NP, BK):
         rk = k0 + tl.arange(0, BK)
         mk = rk < N
         x_off = x_ptr + rb[:, None] * x_stride + rk[None, :]
@@ -133,6 +138,7 @@ def _euler_fwd_kernel(
     a_ptr,
     h0_ptr,
     hs_ptr,
+    ps_ptr,
     B,
     T,
     N,
@@ -159,6 +165,7 @@ def _euler_fwd_kernel(
         else:
             tl.debug_barrier()  # h_{t-1}, stored by every thread of the program, is re-read in k-chunks
             p = _streamed_mm(hs_ptr + t * slab, N, 0, rb, mb, a_ptr, 1, N, N, BLOCK_B, NP, BK, False, PRECISION)
+        tl.store(ps_ptr + t * slab + tile, p, mask=m2)
         u_h = tl.load(u_tile + t * stride_ut, mask=m2, other=0.0)
         if GATED:
             u_z = tl.load(u_tile + t * stride_ut + N, mask=m2, other=0.0)
@@ -172,7 +179,7 @@ def _euler_fwd_kernel(
 def _euler_bwd_kernel(
     u_ptr,
     a_ptr,
-    hs_ptr,
+    ps_ptr,
     dht_ptr,
     du_ptr,
     dh0_ptr,
@@ -195,15 +202,11 @@ def _euler_bwd_kernel(
     du_tile = rb[:, None] * K + rn[None, :]  # du is (T, B, K) contiguous, K = n or 2n = [candidate | gate]
     dh = tl.load(dht_ptr + tile, mask=m2, other=0.0)
     if RESIDENT:
-        at = _load_matrix(a_ptr, 1, N, N, NP)  # A^T, for p = h A^T
         a = _load_matrix(a_ptr, N, 1, N, NP)  # A, for dh += dp A
     u_tile = u_ptr + rb[:, None] * stride_ub + rn[None, :]
     for i in range(T):
         t = T - 1 - i
-        if RESIDENT:
-            p = _mm(tl.load(hs_ptr + t * slab + tile, mask=m2, other=0.0), at, PRECISION)
-        else:
-            p = _streamed_mm(hs_ptr + t * slab, N, 0, rb, mb, a_ptr, 1, N, N, BLOCK_B, NP, BK, False, PRECISION)
+        p = tl.load(ps_ptr + t * slab + tile, mask=m2, other=0.0)
         u_h = tl.load(u_tile + t * stride_ut, mask=m2, other=0.0)
         g = eps * dh
         du_t = du_ptr + t * B * K + du_tile
@@ -236,10 +239,6 @@ def padded_size(n: int) -> int:
 _RESIDENT_FITS: dict[tuple, bool] = {}
 
 
-def _a_copies(direction: str) -> int:
-    return 1 if direction == "fwd" else 2  # the forward holds A^T; the backward A^T and A
-
-
 def _a_dtype(precision: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
@@ -249,41 +248,52 @@ def _fit_key(direction: str, n: int, precision: str, gated: bool, tuning: dict) 
 
 
 def _wants_resident(direction: str, n: int, precision: str, gated: bool, tuning: dict) -> bool:
-    """Resident when asked (tuning["resident"]) or, by default, when the A copies fit RESIDENT_BYTES; never once
-    such a launch ran out of shared memory."""
+    """Resident when asked (tuning["resident"]) or, by default, when A fits RESIDENT_BYTES; never once such a
+    launch ran out of shared memory."""
     wanted = tuning["resident"]
     if wanted is None:
         itemsize = torch.empty((), dtype=_a_dtype(precision)).element_size()
-        wanted = _a_copies(direction) * padded_size(n) ** 2 * itemsize <= RESIDENT_BYTES
+        wanted = padded_size(n) ** 2 * itemsize <= RESIDENT_BYTES
     return wanted and _RESIDENT_FITS.get(_fit_key(direction, n, precision, gated, tuning), True)
 
 
-def _launch(kernel, direction: str, args: tuple, B: int, n: int, gated: bool, precision: str, tuning: dict) -> None:
-    """One launch of `kernel` over batch tiles; resident A when planned, streamed after an OutOfResources."""
+def launch_options(n: int, gated: bool, precision: str, tuning: dict, resident: bool) -> dict:
+    """The constexprs and compile options of one launch (shared with `antisym.kernels.resources`)."""
     NP = padded_size(n)
-    meta = dict(
+    options = dict(
         GATED=gated,
         BLOCK_B=tuning["block_b"],
         NP=NP,
         BK=min(tuning["bk"], NP),
+        RESIDENT=resident,
         PRECISION=precision,
         num_warps=tuning["num_warps"],
     )
+    if not resident:  # no software pipelining that could hoist the k-chunk loads above the loop's barrier
+        options["num_stages"] = 1
+    return options
+
+
+KERNELS = {"fwd": _euler_fwd_kernel, "bwd": _euler_bwd_kernel}
+
+
+def _launch(direction: str, args: tuple, B: int, n: int, gated: bool, precision: str, tuning: dict) -> None:
+    """One launch over batch tiles; resident A when planned, streamed after an OutOfResources."""
+    kernel = KERNELS[direction]
     grid = (triton.cdiv(B, tuning["block_b"]),)
     with torch.cuda.device(args[0].device) if args[0].is_cuda else contextlib.nullcontext():
         if _wants_resident(direction, n, precision, gated, tuning):
             try:
-                kernel[grid](*args, RESIDENT=True, **meta)
+                kernel[grid](*args, **launch_options(n, gated, precision, tuning, resident=True))
                 return
             except OutOfResources:  # raised when compiling, before anything runs
                 _RESIDENT_FITS[_fit_key(direction, n, precision, gated, tuning)] = False
-        # num_stages=1: no software pipelining that could hoist the k-chunk loads above the loop's barrier.
-        kernel[grid](*args, RESIDENT=False, num_stages=1, **meta)
+        kernel[grid](*args, **launch_options(n, gated, precision, tuning, resident=False))
 
 
 def launch_plan(n: int, precision: str = "ieee", gated: bool = False, **tuning) -> dict[str, str]:
     """Where A lives in each direction for this shape ("resident" or "streamed"), as the next launch would do it."""
-    cfg = _tuning(n, tuning)
+    cfg = resolve_tuning(n, tuning)
     return {d: "resident" if _wants_resident(d, n, precision, gated, cfg) else "streamed" for d in ("fwd", "bwd")}
 
 
@@ -296,22 +306,23 @@ class FusedEulerRecurrence(torch.autograd.Function):
         n = a.shape[0]
         a_k = a.detach().to(_a_dtype(precision)).contiguous()
         hs = torch.empty(T + 1, B, n, device=u.device, dtype=torch.float32)  # h_0..h_T, time-major
-        args = (u, a_k, h0, hs, B, T, n, u.stride(0), u.stride(1), eps)
-        _launch(_euler_fwd_kernel, "fwd", args, B, n, gated, precision, tuning)
-        ctx.save_for_backward(u, a_k, hs)
+        ps = torch.empty(T, B, n, device=u.device, dtype=torch.float32)  # p_1..p_T = h_{t-1} A^T
+        args = (u, a_k, h0, hs, ps, B, T, n, u.stride(0), u.stride(1), eps)
+        _launch("fwd", args, B, n, gated, precision, tuning)
+        ctx.save_for_backward(u, a_k, hs, ps)
         ctx.eps, ctx.gated, ctx.precision, ctx.tuning, ctx.a_dtype = eps, gated, precision, tuning, a.dtype
         return hs[T].clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh_t: Tensor):
-        u, a_k, hs = ctx.saved_tensors
+        u, a_k, hs, ps = ctx.saved_tensors
         B, T, k = u.shape
         n = a_k.shape[0]
         du = torch.empty(T, B, k, device=u.device, dtype=torch.float32)  # time-major, see dA below
         dh0 = torch.empty(B, n, device=u.device, dtype=torch.float32)
-        args = (u, a_k, hs, dh_t.contiguous(), du, dh0, B, T, n, u.stride(0), u.stride(1), ctx.eps)
-        _launch(_euler_bwd_kernel, "bwd", args, B, n, ctx.gated, ctx.precision, ctx.tuning)
+        args = (u, a_k, ps, dh_t.contiguous(), du, dh0, B, T, n, u.stride(0), u.stride(1), ctx.eps)
+        _launch("bwd", args, B, n, ctx.gated, ctx.precision, ctx.tuning)
         da = None
         if ctx.needs_input_grad[1]:
             dp = du[..., :n] + du[..., n:] if ctx.gated else du
@@ -320,10 +331,10 @@ class FusedEulerRecurrence(torch.autograd.Function):
         return du.transpose(0, 1), da, dh0, None, None, None, None
 
 
-DEFAULT_TUNING = {"block_b": 16, "bk": 32, "num_warps": None, "resident": None}
+DEFAULT_TUNING = {"block_b": 16, "bk": 16, "num_warps": None, "resident": None}
 
 
-def _tuning(n: int, tuning: dict) -> dict:
+def resolve_tuning(n: int, tuning: dict) -> dict:
     """DEFAULT_TUNING updated by `tuning`, checked, with num_warps filled in (4 up to NP = 64, else 8)."""
     unknown = set(tuning) - set(DEFAULT_TUNING)
     if unknown:
@@ -349,7 +360,7 @@ def fused_euler_recurrence(cell, u: Tensor, h0: Tensor, precision: str = "ieee",
     if u.device.type != "cuda" and not INTERPRETED:
         raise RuntimeError("the fused recurrence needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors")
     n = cell.hidden_size
-    cfg = _tuning(n, tuning)
+    cfg = resolve_tuning(n, tuning)
     a = cell.recurrent_matrix()
     u = u.float()
     if u.stride(-1) != 1:
