@@ -123,6 +123,15 @@ def _streamed_mm(
 
 
 @triton.jit
+def _load_inputs(u_tile, t, stride_ut, N, mask, GATED: tl.constexpr):
+    """Step t's projected inputs (u_h, u_z): the candidate's and the gate's ([candidate | gate] in u); the asym
+    cell has no gate, and u_z is u_h there (unused)."""
+    u_h = tl.load(u_tile + t * stride_ut, mask=mask, other=0.0)
+    u_z = tl.load(u_tile + t * stride_ut + N, mask=mask, other=0.0) if GATED else u_h
+    return u_h, u_z
+
+
+@triton.jit
 def _batch_tile(B, N, BLOCK_B: tl.constexpr, NP: tl.constexpr):
     """This program's batch rows rb, the hidden lanes rn, their masks, and the offsets of its tile in a (B, n) slab."""
     rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -159,20 +168,19 @@ def _euler_fwd_kernel(
     if RESIDENT:
         at = _load_matrix(a_ptr, 1, N, N, NP)  # at[k, j] = A[j, k], so h @ at = h A^T
     u_tile = u_ptr + rb[:, None] * stride_ub + rn[None, :]
+    u_h, u_z = _load_inputs(u_tile, 0, stride_ut, N, m2, GATED)
     for t in range(T):
+        # Step t+1's inputs do not depend on the recurrence: requested now, their latency hides behind this step.
+        u_h_next, u_z_next = _load_inputs(u_tile, t + 1, stride_ut, N, m2 & (t + 1 < T), GATED)
         if RESIDENT:
             p = _mm(h, at, PRECISION)
         else:
             tl.debug_barrier()  # h_{t-1}, stored by every thread of the program, is re-read in k-chunks
             p = _streamed_mm(hs_ptr + t * slab, N, 0, rb, mb, a_ptr, 1, N, N, BLOCK_B, NP, BK, False, PRECISION)
         tl.store(ps_ptr + t * slab + tile, p, mask=m2)
-        u_h = tl.load(u_tile + t * stride_ut, mask=m2, other=0.0)
-        if GATED:
-            u_z = tl.load(u_tile + t * stride_ut + N, mask=m2, other=0.0)
-            h = h + eps * _sigmoid(p + u_z) * _tanh(p + u_h)
-        else:
-            h = h + eps * _tanh(p + u_h)
+        h = h + eps * (_sigmoid(p + u_z) if GATED else 1.0) * _tanh(p + u_h)
         tl.store(hs_ptr + (t + 1) * slab + tile, h, mask=m2)
+        u_h, u_z = u_h_next, u_z_next
 
 
 @triton.jit
@@ -204,14 +212,17 @@ def _euler_bwd_kernel(
     if RESIDENT:
         a = _load_matrix(a_ptr, N, 1, N, NP)  # A, for dh += dp A
     u_tile = u_ptr + rb[:, None] * stride_ub + rn[None, :]
+    p = tl.load(ps_ptr + (T - 1) * slab + tile, mask=m2, other=0.0)
+    u_h, u_z = _load_inputs(u_tile, T - 1, stride_ut, N, m2, GATED)
     for i in range(T):
         t = T - 1 - i
-        p = tl.load(ps_ptr + t * slab + tile, mask=m2, other=0.0)
-        u_h = tl.load(u_tile + t * stride_ut, mask=m2, other=0.0)
+        # Step t-1's p and inputs, requested a step ahead as in the forward (nothing is loaded at t = 0).
+        prev = m2 & (t > 0)
+        p_prev = tl.load(ps_ptr + (t - 1) * slab + tile, mask=prev, other=0.0)
+        u_h_prev, u_z_prev = _load_inputs(u_tile, t - 1, stride_ut, N, prev, GATED)
         g = eps * dh
         du_t = du_ptr + t * B * K + du_tile
         if GATED:
-            u_z = tl.load(u_tile + t * stride_ut + N, mask=m2, other=0.0)
             s = _tanh(p + u_h)
             z = _sigmoid(p + u_z)
             da_h = g * z * (1.0 - s * s)
@@ -228,6 +239,7 @@ def _euler_bwd_kernel(
         else:
             tl.debug_barrier()  # dp_t, just stored by every thread, is re-read in k-chunks
             dh = dh + _streamed_mm(du_ptr + t * B * K, K, N, rb, mb, a_ptr, N, 1, N, BLOCK_B, NP, BK, GATED, PRECISION)
+        p, u_h, u_z = p_prev, u_h_prev, u_z_prev
     tl.store(dh0_ptr + tile, dh, mask=m2)
 
 
