@@ -5,8 +5,8 @@
    float64 eager reference (loss, h_T and every parameter gradient of one cross-entropy step);
 2. the training-iteration benchmark of scripts/bench.py at pMNIST shape (eager, CUDA-graph eager, fused in each
    precision, cuDNN LSTM);
-3. short real-MNIST (permuted) training curves: eager vs fused in the default precision and in tf32x3, same init,
-   same batches;
+2b. a torch.profiler breakdown of one training iteration at pMNIST shape (fused asym / gated, cuDNN LSTM);
+3. short real-MNIST (permuted) training curves: eager vs fused in each precision, same init, same batches;
 4. the benchmark at the two CIFAR-10 shapes;
 5. throughput of 1, 2, 4, 8 training processes sharing the GPU;
 6. a sweep of the fused kernels' launch settings (block_b, num_warps, resident A), to choose the defaults.
@@ -267,7 +267,7 @@ def training_curves(report: Report, device: torch.device, root: Path | None) -> 
     raw = {}
     for name in ("asym", "gated"):
         curves = {}
-        for impl, precision in (("eager", DEFAULT_PRECISION), ("fused", DEFAULT_PRECISION), ("fused", "tf32x3")):
+        for impl, precision in (("eager", DEFAULT_PRECISION), *(("fused", p) for p in PRECISIONS)):
             label = "eager" if impl == "eager" else f"fused[{precision}]"
             if report.time_left() < 20:
                 log(f"  training {name} {label}: skipped, budget spent")
@@ -308,6 +308,45 @@ def training_curves(report: Report, device: torch.device, root: Path | None) -> 
                 lines.append(f"\nmax |loss({label}) - loss(eager)| over the logged points: {gap:.4f}")
         lines.append("")
     report.add("3. Short training curves: eager vs fused", lines, "training", raw)
+
+
+def profile(report: Report, device: torch.device, shape: tuple[int, int, int]) -> None:
+    """Where one training iteration's GPU time goes, kernel by kernel (torch.profiler): what bounds the fused path."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    T, m, n = shape
+    batch = 128 if not ARGS.dry_run else 8
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    sort_by = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+    lines = [
+        f"One training iteration (as in section 2) at T={T}, m={m}, n={n}, batch {batch}, after 3 warm-up "
+        f"iterations; torch.profiler's table sorted by {sort_by}, top 10 rows.",
+        "",
+    ]
+    raw = {}
+    variants = [
+        ("asym", bench.Variant("fused", "tf32x3")),
+        ("asym", bench.Variant("fused", DEFAULT_PRECISION)),
+        ("gated", bench.Variant("fused", "tf32x3")),
+        ("lstm", bench.Variant("cudnn")),
+    ]
+    for name, variant in variants:
+        model = bench.make_model(name, (T, m, n), variant, device)
+        x = torch.rand(batch, T, m, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+        step = bench.step_fn(model, x, y, graph=False)
+        bench.time_steps(step, device, 0, 3)
+        with torch_profile(activities=activities) as prof:
+            step()
+            if on_gpu:
+                torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by=sort_by, row_limit=10)
+        raw[f"{name} {variant.label}"] = table
+        lines += [f"**{name} {variant.label}**", "", "```", table.strip(), "```", ""]
+        log(f"  profiled {name} {variant.label}")
+    report.add("2b. Profile of one training iteration, pMNIST shape", lines, "profile", raw)
 
 
 def fmt_acc(acc) -> str:
@@ -455,6 +494,7 @@ def main() -> None:
                 report, device, {"pmnist": shapes["pmnist"]}, "2. Training-iteration time, pMNIST shape", "speed_pmnist"
             ),
         ),
+        ("profile", 20, lambda: profile(report, device, shapes["pmnist"])),
         ("training curves", 60, lambda: training_curves(report, device, root)),
         (
             "speed cifar",
