@@ -1,11 +1,11 @@
-# antisym: make train | make test | make lint | make bench (+ figures, reproduce-table from mk/*.mk)
+# antisym: make train | make test | make lint | make bench | make kernel-report (+ figures, reproduce-table from mk/*.mk)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Any train.py overrides for `make train`, e.g. ARGS="model=gated dataset=pmnist"
 ARGS ?=
 
-.PHONY: venv train test lint bench
+.PHONY: venv train test lint bench kernel-report
 
 # torch 2.14.1 / torchvision 0.29.1 are pinned to the wheels on this machine's disk (pip finds them offline).
 $(VENV)/.installed: pyproject.toml
@@ -29,5 +29,9 @@ lint: venv
 
 bench: venv
 	$(PY) scripts/bench.py
+
+# What the fused kernels need on an H100 / A100 (shared memory, registers, spills), compiled here without a GPU.
+kernel-report: venv
+	$(PY) scripts/kernel_report.py
 
 -include mk/*.mk
