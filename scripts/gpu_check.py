@@ -9,7 +9,9 @@
 3. short real-MNIST (permuted) training curves: eager vs fused in each precision, same init, same batches;
 4. the benchmark at the two CIFAR-10 shapes;
 5. throughput of 1, 2, 4, 8 training processes sharing the GPU;
-6. a sweep of the fused kernels' launch settings (block_b, num_warps, resident A), to choose the defaults.
+6. a sweep of the fused kernels' launch settings (block_b, num_warps, resident A, bk), to choose the defaults;
+7. the verdict: each target of issue 5 against the numbers above, and the default precision picked by criteria
+   fixed in this file before any GPU run.
 Sections run in that order while --budget-s lasts; the report is rewritten after each one, so a cut-off run still
 leaves what it measured. Output: <out>/bench.md (the text for results/bench.md) and <out>/gpu_check.json.
 
@@ -465,6 +467,97 @@ def tuning_sweep(report: Report, device: torch.device) -> None:
     report.add("6. Launch settings of the fused kernels", lines, "tuning", raw)
 
 
+# Written before any GPU run, so that the data cannot choose them: a fused precision trains as well as fp32 eager
+# when, for both cells' curves, the logged losses stay within LOSS_GAP of eager's and the test accuracy within
+# ACC_GAP_PTS points, and its worst parity gradient error (against float64) is within GRAD_REL_ERR, or within 10x
+# fp32 eager's own error where the dynamics amplify rounding beyond that, at every shape.
+LOSS_GAP, ACC_GAP_PTS, GRAD_REL_ERR = 0.05, 2.0, 1e-2
+
+
+def passing_precisions(raw: dict) -> dict[str, str]:
+    """Each fused precision -> "ok" or why it fails the criteria above (from sections 1 and 3)."""
+    verdicts = {}
+    for precision in PRECISIONS:
+        label, why = f"fused[{precision}]", []
+        for cell, curves in (raw.get("training") or {}).items():
+            eager, fused = curves.get("eager"), curves.get(label)
+            if eager is None or fused is None:
+                why.append(f"no {cell} curve")
+                continue
+            gap = max(abs(a - b) for a, b in zip(fused["loss"], eager["loss"], strict=False))
+            if gap > LOSS_GAP:
+                why.append(f"{cell} loss gap {gap:.3f}")
+            if eager["test_acc"] is not None and abs(fused["test_acc"] - eager["test_acc"]) * 100 > ACC_GAP_PTS:
+                why.append(f"{cell} test acc {100 * fused['test_acc']:.1f}% vs {100 * eager['test_acc']:.1f}%")
+        if not raw.get("training"):
+            why.append("no training curves")
+        parity_rows = raw.get("parity") or []
+        rows = [r for r in parity_rows if r.get("impl") == "fused" and r.get("precision") == precision]
+        for r in rows:
+            if "error" in r:
+                why.append(f"{r['cell']} failed")
+                continue
+            floor = max(
+                (
+                    max(e["grad_rel_err"].values())
+                    for e in parity_rows
+                    if e.get("impl") == "eager" and e["n"] == r["n"] and e["cell"] == r["cell"] and "grad_rel_err" in e
+                ),
+                default=0.0,
+            )
+            worst = max(r["grad_rel_err"].values())
+            if not worst <= max(GRAD_REL_ERR, 10 * floor):
+                why.append(f"{r['cell']} n={r['n']} grad err {worst:.1e} (fp32 eager {floor:.1e})")
+        if not rows:
+            why.append("no parity rows")
+        verdicts[precision] = "ok" if not why else "; ".join(why)
+    return verdicts
+
+
+def verdict(report: Report) -> None:
+    """Issue 5's targets against this run's numbers, and the default precision the criteria above pick."""
+    raw = report.raw
+    ok = passing_precisions(raw)
+    speed_rows = (raw.get("speed_pmnist") or []) + (raw.get("speed_cifar") or [])
+    ms = {(r["shape"], r["model"], r["variant"]): r["ms_median"] for r in speed_rows}
+    passing = [p for p in PRECISIONS if ok[p] == "ok"]
+    chosen = min(passing, key=lambda p: ms.get(("pmnist", "asym", f"fused[{p}]"), float("inf")), default=None)
+    lines = [
+        f"Criteria fixed before any GPU run (scripts/gpu_check.py): logged training losses within {LOSS_GAP} of "
+        f"fp32 eager's, test accuracy within {ACC_GAP_PTS} points, worst parity gradient error within "
+        f"{GRAD_REL_ERR} (or 10x fp32 eager's own); of the precisions that pass, the fastest at the pMNIST shape "
+        "becomes the default.",
+        "",
+        "| precision | trains as well as fp32 eager? |",
+        "|---|---|",
+        *(f"| {p} | {ok[p]} |" for p in PRECISIONS),
+        "",
+        f"Recommended default precision: **{chosen or 'none passes: keep impl=eager'}**",
+        "",
+        "| target | measured | pass |",
+        "|---|---|---|",
+    ]
+    lstm = bench.Variant("cudnn").label
+    targets = []
+    for precision in dict.fromkeys([p for p in (chosen, DEFAULT_PRECISION) if p]):
+        fused = f"fused[{precision}]"
+        targets += [
+            (f"pMNIST: asym {fused} <= cuDNN LSTM", ("pmnist", "asym", fused), ("pmnist", "lstm", lstm), 1.0, "le"),
+            (f"pMNIST: eager / asym {fused} >= 20", ("pmnist", "asym", "eager"), ("pmnist", "asym", fused), 20.0, "ge"),
+            (f"pMNIST: gated {fused} <= 1.3 x LSTM", ("pmnist", "gated", fused), ("pmnist", "lstm", lstm), 1.3, "le"),
+            (f"CIFAR n=256: asym {fused} <= LSTM", ("cifar10", "asym", fused), ("cifar10", "lstm", lstm), 1.0, "le"),
+        ]
+    for name, num, den, bound, op in targets:
+        a, b = ms.get(num), ms.get(den)
+        if a is None or b is None or a != a or b != b:
+            lines.append(f"| {name} | not measured | — |")
+            continue
+        ratio = a / b
+        passed = ratio <= bound if op == "le" else ratio >= bound
+        lines.append(f"| {name} | {a:.2f} / {b:.2f} ms = {ratio:.2f} | {'yes' if passed else 'NO'} |")
+    report.add("7. Verdict: issue 5's targets and the default precision", lines, "verdict", {"precisions": ok})
+
+
 def main() -> None:
     started = time.time()
     device = torch.device("cpu" if ARGS.dry_run else "cuda")
@@ -521,7 +614,7 @@ def main() -> None:
         except Exception as err:  # keep the other sections
             log(f"== {name} FAILED: {type(err).__name__}: {err}")
             report.add(f"{name} (failed)", [f"`{type(err).__name__}: {err}`"], name, repr(err))
-    report.write()
+    verdict(report)
     log(f"wrote {report.out / 'bench.md'} in {time.time() - started:.0f} s")
 
 
