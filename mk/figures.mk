@@ -2,12 +2,16 @@
 #   make figures                               # fig1, fig3, and fig2 from models at initialisation (CPU, a few minutes)
 #   make figures FIG2_SWEEP=multirun/<date>/<time>   # fig2 from the trained checkpoints of a sweep
 #   make fig2 FIG2_ARGS="--batch 4 --hidden 128"     # any extra scripts/fig2.py options
+#   make fig2-sweep [FIG2_STEPS=200] [FIG2_SWEEP_ARGS="hydra/launcher=joblib"]   # train Figure 2's 28 models
+#   make fig2 FIG2_SWEEP=logs/sweeps/fig2            # then draw it from them
 ANTISYM_DATA ?= ./data
 FIGURES_DIR ?= results/figures
 FIG2_SWEEP ?=
 FIG2_ARGS ?=
+FIG2_STEPS ?=
+FIG2_SWEEP_ARGS ?=
 
-.PHONY: figures fig1 fig2 fig3
+.PHONY: figures fig1 fig2 fig3 fig2-sweep
 
 figures: fig1 fig3 fig2
 
@@ -19,3 +23,8 @@ fig3: venv
 
 fig2: venv
 	$(PY) scripts/fig2.py --out $(FIGURES_DIR) --data-root $(ANTISYM_DATA) $(if $(FIG2_SWEEP),--sweep $(FIG2_SWEEP)) $(FIG2_ARGS)
+
+# The 28 training runs behind a trained Figure 2 (conf/sweep/fig2*.yaml); rerunning skips completed runs.
+fig2-sweep: venv
+	$(PY) train.py -m +sweep=fig2 data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)
+	$(PY) train.py -m +sweep=fig2_lstm data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)

@@ -6,7 +6,7 @@ at its own dataset.seq_len. Without it, it builds the models at initialisation (
 gamma in {0.001, 0.01, 0.1, 1, 5, 10} plus an LSTM, at T in {100, 200, 400, 800}. The plot says which it shows.
 
     .venv/bin/python scripts/fig2.py --data-root ../shared/data            # at initialisation (2 CPU cores: 4-8 min)
-    .venv/bin/python scripts/fig2.py --sweep multirun/2025-01-01/12-00-00   # from trained checkpoints
+    .venv/bin/python scripts/fig2.py --sweep logs/sweeps/fig2               # from trained checkpoints (make fig2-sweep)
 """
 
 from __future__ import annotations
@@ -31,6 +31,16 @@ from antisym.analysis.spectra import (  # noqa: E402
 )
 from antisym.analysis.style import save_figure  # noqa: E402
 from antisym.provenance import provenance  # noqa: E402
+from antisym.training.checkpoint import read_summary  # noqa: E402
+
+
+def training_note(runs: list[str]) -> str:
+    """How long the runs trained and how well, from their summary.json (the paper trains 10,000 iterations)."""
+    summaries = [read_summary(run) or {} for run in runs]
+    steps = sorted({s.get("steps") for s in summaries if s.get("steps") is not None})
+    accs = [s["test_acc"] for s in summaries if s.get("test_acc") is not None]
+    trained = f"trained {', '.join(map(str, steps))} iterations (paper: 10,000)" if steps else "training length unknown"
+    return trained + (f"; test accuracy {100 * min(accs):.1f}-{100 * max(accs):.1f}%" if accs else "") + "."
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
@@ -67,7 +77,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.sweep:
         points, sources = sweep_points(args.sweep, **common)
         headline = f"TRAINED checkpoints from {args.sweep} ({sum(len(p.runs) for p in points)} runs)"
-        setting = f"{args.batch} test examples per run; {str(dtype).replace('torch.', '')}; h_0 = 0."
+        setting = f"{args.batch} test examples per run; {str(dtype).replace('torch.', '')}; h_0 = 0. " + training_note(
+            [run for p in points for run in p.runs]
+        )
     else:
         points, sources = init_points(
             args.gammas, args.lengths, model=args.model, hidden=args.hidden, lstm_hidden=args.lstm_hidden or None,

@@ -107,6 +107,17 @@ def test_sweeps_compose():
         focus = compose_cfg(f"+sweep=focus/{preset}", hydra=True)
         assert focus.preset.name == preset and 2 <= len(focus.hydra.sweeper.params) <= 3
         assert focus.hydra.sweep.dir.endswith(f"sweeps/focus/{preset}")
+    # Figure 2: T in {100, 200, 400, 800}, gamma in {0.001, 0.01, 0.1, 1, 5, 10} and the LSTM (paper.md 4.2), all
+    # into one folder, each run its model's noise-padded Table 2 preset
+    fig2 = compose_cfg("+sweep=fig2", hydra=True)
+    assert dict(fig2.hydra.sweeper.params) == {
+        "dataset.seq_len": "100,200,400,800",
+        "model.gamma": "0.001,0.01,0.1,1.0,5.0,10.0",
+    }
+    assert fig2.preset.name == "table2/asym_noisy_cifar10" and fig2.dataset.name == "noisy_cifar10"
+    lstm = compose_cfg("+sweep=fig2_lstm", hydra=True)
+    assert dict(lstm.hydra.sweeper.params) == {"dataset.seq_len": "100,200,400,800"}
+    assert lstm.model.name == "lstm" and lstm.hydra.sweep.dir == fig2.hydra.sweep.dir
 
 
 def tiny_run(root: Path, run_dir: Path, preset: str, *overrides: str) -> dict:
