@@ -1,7 +1,7 @@
 # GPU session helpers. The GPU machine has no datasets and no Hydra: `make devdata` packs MNIST (gzipped, ~11 MB)
 # into the git-ignored .devdata/ so that the device tool can carry it; scripts/gpu_check.py then runs there with torch
 # and triton only:
-#   python3 scripts/gpu_check.py --data-root .devdata --out $OUT --commit $(git rev-parse HEAD)
+#   python3 scripts/gpu_check.py --data-root .devdata --out $OUT --commit <sha of HEAD, written out here>
 DEVDATA_SRC ?= $(or $(ANTISYM_DATA),./data)
 
 .PHONY: devdata gpu-check-dry-run
