@@ -306,7 +306,7 @@ def training_curves(report: Report, device: torch.device, root: Path | None) -> 
         lines.append("| wall s | " + " | ".join(f"{c['seconds']:.1f}" for c in curves.values()) + " |")
         if "eager" in curves:
             for label in labels[1:]:
-                gap = max(abs(a - b) for a, b in zip(curves[label]["loss"], curves["eager"]["loss"], strict=False))
+                gap = loss_gap(curves[label], curves["eager"])
                 lines.append(f"\nmax |loss({label}) - loss(eager)| over the logged points: {gap:.4f}")
         lines.append("")
     report.add("3. Short training curves: eager vs fused", lines, "training", raw)
@@ -349,6 +349,11 @@ def profile(report: Report, device: torch.device, shape: tuple[int, int, int]) -
         lines += [f"**{name} {variant.label}**", "", "```", table.strip(), "```", ""]
         log(f"  profiled {name} {variant.label}")
     report.add("2b. Profile of one training iteration, pMNIST shape", lines, "profile", raw)
+
+
+def loss_gap(curve: dict, eager: dict) -> float:
+    """Largest |loss - eager loss| over the logged points of two training curves (section 3)."""
+    return max(abs(a - b) for a, b in zip(curve["loss"], eager["loss"], strict=False))
 
 
 def fmt_acc(acc) -> str:
@@ -477,6 +482,7 @@ LOSS_GAP, ACC_GAP_PTS, GRAD_REL_ERR = 0.05, 2.0, 1e-2
 def passing_precisions(raw: dict) -> dict[str, str]:
     """Each fused precision -> "ok" or why it fails the criteria above (from sections 1 and 3)."""
     verdicts = {}
+    parity_rows = raw.get("parity") or []
     for precision in PRECISIONS:
         label, why = f"fused[{precision}]", []
         for cell, curves in (raw.get("training") or {}).items():
@@ -484,14 +490,13 @@ def passing_precisions(raw: dict) -> dict[str, str]:
             if eager is None or fused is None:
                 why.append(f"no {cell} curve")
                 continue
-            gap = max(abs(a - b) for a, b in zip(fused["loss"], eager["loss"], strict=False))
+            gap = loss_gap(fused, eager)
             if gap > LOSS_GAP:
                 why.append(f"{cell} loss gap {gap:.3f}")
             if eager["test_acc"] is not None and abs(fused["test_acc"] - eager["test_acc"]) * 100 > ACC_GAP_PTS:
                 why.append(f"{cell} test acc {100 * fused['test_acc']:.1f}% vs {100 * eager['test_acc']:.1f}%")
         if not raw.get("training"):
             why.append("no training curves")
-        parity_rows = raw.get("parity") or []
         rows = [r for r in parity_rows if r.get("impl") == "fused" and r.get("precision") == precision]
         for r in rows:
             if "error" in r:
@@ -501,7 +506,7 @@ def passing_precisions(raw: dict) -> dict[str, str]:
                 (
                     max(e["grad_rel_err"].values())
                     for e in parity_rows
-                    if e.get("impl") == "eager" and e["n"] == r["n"] and e["cell"] == r["cell"] and "grad_rel_err" in e
+                    if e.get("impl") == "eager" and "grad_rel_err" in e and e["n"] == r["n"] and e["cell"] == r["cell"]
                 ),
                 default=0.0,
             )

@@ -222,8 +222,8 @@ def _euler_bwd_kernel(
         u_h_prev, u_z_prev = _load_inputs(u_tile, t - 1, stride_ut, N, prev, GATED)
         g = eps * dh
         du_t = du_ptr + t * B * K + du_tile
+        s = _tanh(p + u_h)
         if GATED:
-            s = _tanh(p + u_h)
             z = _sigmoid(p + u_z)
             da_h = g * z * (1.0 - s * s)
             da_z = g * s * z * (1.0 - z)
@@ -231,7 +231,6 @@ def _euler_bwd_kernel(
             tl.store(du_t + N, da_z, mask=m2)
             dp = da_h + da_z  # gate and candidate share p = h A^T
         else:
-            s = _tanh(p + u_h)
             dp = g * (1.0 - s * s)
             tl.store(du_t, dp, mask=m2)
         if RESIDENT:
