@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from antisym.analysis.spectra import (  # noqa: E402
     PAPER_GAMMAS,
@@ -34,9 +35,22 @@ from antisym.provenance import provenance  # noqa: E402
 from antisym.training.checkpoint import read_summary  # noqa: E402
 
 
-def training_note(runs: list[str]) -> str:
-    """How long the runs trained and how well, from their summary.json (the paper trains 10,000 iterations)."""
-    summaries = [read_summary(run) or {} for run in runs]
+def run_records(runs: list[str]) -> dict[str, dict]:
+    """Each run's summary.json (commit, device, dates, wall time, accuracy) and its Hydra overrides, which with the
+    commit's conf/ give its whole config: the figure's record of what it was drawn from."""
+    records = {}
+    for run in runs:
+        overrides = Path(run) / ".hydra" / "overrides.yaml"
+        records[run] = {
+            "summary": read_summary(run) or {},
+            "overrides": OmegaConf.to_container(OmegaConf.load(overrides)) if overrides.is_file() else None,
+        }
+    return records
+
+
+def training_note(records: dict[str, dict]) -> str:
+    """How long the runs trained and how well, from their summaries (the paper trains 10,000 iterations)."""
+    summaries = [r["summary"] for r in records.values()]
     steps = sorted({s.get("steps") for s in summaries if s.get("steps") is not None})
     accs = [s["test_acc"] for s in summaries if s.get("test_acc") is not None]
     trained = f"trained {', '.join(map(str, steps))} iterations (paper: 10,000)" if steps else "training length unknown"
@@ -77,10 +91,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.sweep:
         points, sources = sweep_points(args.sweep, **common)
         headline = f"TRAINED checkpoints from {args.sweep} ({sum(len(p.runs) for p in points)} runs)"
+        records = run_records([run for p in points for run in p.runs])
         setting = f"{args.batch} test examples per run; {str(dtype).replace('torch.', '')}; h_0 = 0. " + training_note(
-            [run for p in points for run in p.runs]
+            records
         )
     else:
+        records = None
         points, sources = init_points(
             args.gammas, args.lengths, model=args.model, hidden=args.hidden, lstm_hidden=args.lstm_hidden or None,
             eps=args.eps, init_std=args.init_std, **common,
@@ -98,6 +114,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     meta["inputs"] = sources
     meta["statistic"] = "mean and population std of |eigenvalues| of dh_T/dh_0, pooled over examples (and runs)"
     meta["points"] = points_table(points)
+    if records is not None:
+        meta["runs"] = records
     return save_figure(fig, args.out, args.name, meta)
 
 

@@ -289,6 +289,7 @@ def test_fig2_script_from_checkpoints(tmp_path):
     meta = _check_outputs(_script("fig2").main(argv), out, "fig2")
     pts = {p["seq_len"]: p for p in meta["points"]}
     assert set(pts) == {10, 14} and pts[14]["series"] == "LSTM"
+    assert set(meta["runs"]) == {str(sweep / "0"), str(sweep / "1")}  # what it was drawn from, on record
     from antisym.analysis.spectra import noisy_cifar_inputs
 
     for seq_len, model in saved.items():
