@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 # Any train.py overrides for `make train`, e.g. ARGS="model=gated dataset=pmnist"
 ARGS ?=
 
-.PHONY: venv train test lint bench kernel-report
+.PHONY: help venv train test lint bench kernel-report
+
+help:  ## this list
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z0-9_-]+):.*## (.*)/  make \1\t\2/' | expand -t 32
 
 # torch 2.14.1 / torchvision 0.29.1 are pinned to the wheels on this machine's disk (pip finds them offline).
 $(VENV)/.installed: pyproject.toml
@@ -15,23 +18,23 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,launchers]"
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed  ## create .venv and install the package (torch from the wheels on disk)
 
-train: venv
+train: venv  ## train one configuration: make train ARGS="model=gated dataset=pmnist"
 	$(PY) train.py $(ARGS)
 
-test: venv
+test: venv  ## run the test suite (what CI runs)
 	$(PY) -m pytest -q
 
-lint: venv
+lint: venv  ## ruff check and format check
 	$(PY) -m ruff check antisym scripts tests train.py
 	$(PY) -m ruff format --check antisym scripts tests train.py
 
-bench: venv
+bench: venv  ## time training iterations (scripts/bench.py) into results/
 	$(PY) scripts/bench.py
 
 # What the fused kernels need on an H100 / A100 (shared memory, registers, spills), compiled here without a GPU.
-kernel-report: venv
+kernel-report: venv  ## compile-time resources of the fused kernels (no GPU needed)
 	$(PY) scripts/kernel_report.py
 
 -include mk/*.mk

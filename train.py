@@ -1,8 +1,13 @@
 """Train one configuration: python train.py model=gated dataset=pmnist optimizer=adagrad [key=value ...]
 
 Multirun: python train.py -m model.eps=0.01,0.1,1 model.gamma=0.001,0.01,0.1,1
+
+Exit codes: 0 completed, 2 a setting, data file or run directory to fix (one paragraph on stderr), 3 diverged,
+130 interrupted (Ctrl-C or SIGTERM; the line printed says how to resume). Hydra's own errors (an unknown config
+group option such as model=foo, a malformed override) exit 1 with Hydra's message.
 """
 
+import shlex
 import sys
 
 import hydra
@@ -17,13 +22,37 @@ from antisym.training import run
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        summary = run(cfg, hydra_cfg.runtime.output_dir)
+        summary = run(cfg, hydra_cfg.runtime.output_dir, overrides=overrides)
     except UserError as err:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
+        if multirun:
             raise  # Hydra records this job as failed and runs the others
         print(f"error: {err}", file=sys.stderr)  # one paragraph, no traceback: the message says what to change
         sys.exit(2)
+    status = summary.get("status")
+    if status == "interrupted":
+        searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath")]  # a user's conf/
+        again = shlex.join(
+            [*overrides, *searchpath, "trainer.resume=true", f"hydra.run.dir={hydra_cfg.runtime.output_dir}"]
+        )
+        print(
+            f"interrupted ({summary.get('stop_reason')}) at step {summary['steps']} of {summary.get('max_steps')}; "
+            f"resume with: python train.py {again}",
+            file=sys.stderr,
+        )
+        if not multirun:
+            sys.exit(130)
+        if summary.get("stop_reason") != "time_limit":
+            raise KeyboardInterrupt  # a signal stops the whole sweep, as Ctrl-C asks
+    if status == "diverged" and not multirun:
+        print(
+            f"diverged: {summary.get('diverged_reason')} at step {summary.get('diverged_at_step')}; "
+            f"summary in {hydra_cfg.runtime.output_dir}/summary.json",
+            file=sys.stderr,
+        )
+        sys.exit(3)
     return summary.get("best_val_acc")  # the objective for Hydra sweepers
 
 

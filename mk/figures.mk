@@ -13,7 +13,7 @@ FIG2_SWEEP_ARGS ?=
 
 .PHONY: figures fig1 fig2 fig3 fig2-sweep
 
-figures: fig1 fig3 fig2
+figures: fig1 fig3 fig2  ## Figures 1-3 into results/figures/ (FIG2_SWEEP=<dir> for trained fig2)
 
 fig1: venv
 	$(PY) scripts/fig1.py --out $(FIGURES_DIR)
@@ -25,6 +25,6 @@ fig2: venv
 	$(PY) scripts/fig2.py --out $(FIGURES_DIR) --data-root $(ANTISYM_DATA) $(if $(FIG2_SWEEP),--sweep $(FIG2_SWEEP)) $(FIG2_ARGS)
 
 # The 28 training runs behind a trained Figure 2 (conf/sweep/fig2*.yaml); rerunning skips completed runs.
-fig2-sweep: venv
+fig2-sweep: venv  ## train Figure 2's 28 models (FIG2_STEPS= for a short version)
 	$(PY) train.py -m +sweep=fig2 data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)
 	$(PY) train.py -m +sweep=fig2_lstm data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Figure 2: eigenvalues of the end-to-end Jacobian dh_T/dh_0 on noise-padded CIFAR-10, against T.
 
-With --sweep DIR it uses every trained run under DIR (folders with .hydra/config.yaml and checkpoints/best.pt), each
+With --sweep DIR it uses every trained run under DIR (folders with config.yaml and checkpoints/best.pt), each
 at its own dataset.seq_len. Without it, it builds the models at initialisation (untrained), one AntisymmetricRNN per
 gamma in {0.001, 0.01, 0.1, 1, 5, 10} plus an LSTM, at T in {100, 200, 400, 800}. The plot says which it shows.
 
@@ -32,7 +32,7 @@ from antisym.analysis.spectra import (  # noqa: E402
 )
 from antisym.analysis.style import save_figure  # noqa: E402
 from antisym.provenance import provenance  # noqa: E402
-from antisym.training.checkpoint import read_summary  # noqa: E402
+from antisym.training.rundir import read_summary  # noqa: E402
 
 
 def run_records(runs: list[str]) -> dict[str, dict]:
@@ -40,7 +40,11 @@ def run_records(runs: list[str]) -> dict[str, dict]:
     commit's conf/ give its whole config: the figure's record of what it was drawn from."""
     records = {}
     for run in runs:
-        overrides = Path(run) / ".hydra" / "overrides.yaml"
+        # The run's own record of the overrides that trained it (older runs: Hydra's .hydra/ copy).
+        overrides = next(
+            (p for p in (Path(run) / "overrides.yaml", Path(run) / ".hydra" / "overrides.yaml") if p.is_file()),
+            Path(run) / "overrides.yaml",
+        )
         records[run] = {
             "summary": read_summary(run) or {},
             "overrides": OmegaConf.to_container(OmegaConf.load(overrides)) if overrides.is_file() else None,

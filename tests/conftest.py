@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SIZES = {"mnist_train": 48, "mnist_test": 16, "cifar_batch": 12, "cifar_test": 10}
@@ -56,6 +57,15 @@ def make_tiny_data(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
     arrays["cifar_train"] = np.concatenate(train_images)
     arrays["cifar_test"] = test_images
     return arrays
+
+
+@pytest.fixture
+def float64():
+    """Compare in float64 so that rounding cannot hide a wrong equation; restore the default afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 @pytest.fixture(scope="session")

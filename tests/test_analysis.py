@@ -25,7 +25,7 @@ EULER_MODELS = ("asym", "gated", "ablation")
 
 def _model(name: str, n: int = 6, m: int = 4, *, eps: float = 0.3, gamma: float = 0.05, std: float = 2.0, seed=0):
     torch.manual_seed(seed)
-    cfg = {"name": name, "hidden_size": n, "eps": eps, "gamma": gamma, "init_std": std}
+    cfg = {"name": name, "hidden_size": n, "init_std": std, **({"eps": eps, "gamma": gamma} if name != "lstm" else {})}
     model = build_model(cfg, m, 3).double()
     with torch.no_grad():  # non-zero biases so that no term of the hand formulas vanishes by accident
         for p_name, p in model.named_parameters():
@@ -270,11 +270,12 @@ def test_fig2_script_from_checkpoints(tmp_path):
     """A fake sweep of two runs saved per the trainer's contract; the figure must use the saved weights."""
     sweep = tmp_path / "sweep"
     saved = {}
-    for k, (name, n, seq_len) in enumerate([("asym", 5, 10), ("lstm", 4, 14)]):
+    for k, (name, n, seq_len) in enumerate([("asym", 5, 34), ("lstm", 4, 36)]):
         run = sweep / str(k)
         (run / ".hydra").mkdir(parents=True)
         (run / "checkpoints").mkdir()
-        cfg = {"model": {"name": name, "hidden_size": n, "eps": 0.2, "gamma": 0.1, "init_std": 1.0},
+        euler = {"eps": 0.2, "gamma": 0.1} if name != "lstm" else {}
+        cfg = {"model": {"name": name, "hidden_size": n, "init_std": 1.0, **euler},
                "dataset": {"name": "noisy_cifar10", "seq_len": seq_len, "noise": "independent"}}  # fmt: skip
         OmegaConf.save(OmegaConf.create(cfg), run / ".hydra" / "config.yaml")
         torch.manual_seed(100 + k)
@@ -288,7 +289,7 @@ def test_fig2_script_from_checkpoints(tmp_path):
     argv = ["--sweep", str(sweep), "--synthetic", "--batch", "2", "--out", str(out)]
     meta = _check_outputs(_script("fig2").main(argv), out, "fig2")
     pts = {p["seq_len"]: p for p in meta["points"]}
-    assert set(pts) == {10, 14} and pts[14]["series"] == "LSTM"
+    assert set(pts) == {34, 36} and pts[36]["series"] == "LSTM"
     assert set(meta["runs"]) == {str(sweep / "0"), str(sweep / "1")}  # what it was drawn from, on record
     from antisym.analysis.spectra import noisy_cifar_inputs
 

@@ -14,40 +14,34 @@ VAL = 8
 
 
 def cfg(name, **kw):
-    base = {
-        "name": name,
-        "val_size": VAL,
-        "split_seed": 0,
-        "normalize": False,
-        "permutation_seed": 3,
-        "seq_len": 40,
-        "noise": "independent",
-        "noise_seed": 0,
-        "row_order": "channels",
+    base = {"name": name, "val_size": VAL, "split_seed": 0, "normalize": False}
+    extra = {
+        "pmnist": {"permutation_seed": 3},
+        "noisy_cifar10": {"seq_len": 40, "noise": "independent", "noise_seed": 0, "row_order": "channels"},
     }
-    return {**base, **kw}
+    return {**base, **extra.get(name, {}), **kw}
 
 
 def test_mnist_sequences_are_scanline_pixels(tiny_data):
     root, arrays = tiny_data
-    test = build_task(cfg("mnist"), root, "test", download=False)
+    test = build_task(cfg("mnist"), root, "test", download=False, allow_subset=True)
     assert len(test) == len(arrays["mnist_t10k"])
     x, y = test[5]
     assert x.shape == (784, 1) and y == 5
     np.testing.assert_allclose(x[:, 0].numpy(), arrays["mnist_t10k"][5].reshape(-1) / 255.0, rtol=1e-6)
-    norm = build_task(cfg("mnist", normalize=True), root, "test", download=False)
+    norm = build_task(cfg("mnist", normalize=True), root, "test", download=False, allow_subset=True)
     np.testing.assert_allclose(norm[5][0].numpy(), (x.numpy() - 0.1307) / 0.3081, rtol=1e-5)
 
 
 def test_train_val_split_is_disjoint_and_seeded(tiny_data):
     root, arrays = tiny_data
-    train = build_task(cfg("mnist"), root, "train", download=False)
-    val = build_task(cfg("mnist"), root, "val", download=False)
+    train = build_task(cfg("mnist"), root, "train", download=False, allow_subset=True)
+    val = build_task(cfg("mnist"), root, "val", download=False, allow_subset=True)
     assert len(train) + len(val) == len(arrays["mnist_train"]) and len(val) == VAL
     assert not set(train.index.tolist()) & set(val.index.tolist())
-    again = build_task(cfg("mnist"), root, "val", download=False)
+    again = build_task(cfg("mnist"), root, "val", download=False, allow_subset=True)
     assert torch.equal(val.index, again.index)
-    other = build_task(cfg("mnist", split_seed=1), root, "val", download=False)
+    other = build_task(cfg("mnist", split_seed=1), root, "val", download=False, allow_subset=True)
     assert not torch.equal(val.index, other.index)
     i = int(val.index[0])
     np.testing.assert_array_equal(val.images[0].numpy(), arrays["mnist_train"][i])
@@ -55,30 +49,33 @@ def test_train_val_split_is_disjoint_and_seeded(tiny_data):
 
 def test_pmnist_permutation_is_fixed_and_shared_across_splits(tiny_data):
     root, arrays = tiny_data
-    perms = [build_task(cfg("pmnist"), root, s, download=False).permutation for s in ("train", "val", "test")]
+    perms = [
+        build_task(cfg("pmnist"), root, s, download=False, allow_subset=True).permutation
+        for s in ("train", "val", "test")
+    ]
     assert all(torch.equal(perms[0], p) for p in perms)
     assert sorted(perms[0].tolist()) == list(range(784)) and not torch.equal(perms[0], torch.arange(784))
     assert not torch.equal(perms[0], permutation(4))
-    test = build_task(cfg("pmnist"), root, "test", download=False)
+    test = build_task(cfg("pmnist"), root, "test", download=False, allow_subset=True)
     flat = arrays["mnist_t10k"][2].reshape(-1) / 255.0
     np.testing.assert_allclose(test[2][0][:, 0].numpy(), flat[perms[0].numpy()], rtol=1e-6)
 
 
 def test_cifar10_sequences_are_rgb_per_pixel_in_raster_order(tiny_data):
     root, arrays = tiny_data
-    test = build_task(cfg("cifar10"), root, "test", download=False)
+    test = build_task(cfg("cifar10"), root, "test", download=False, allow_subset=True)
     x, y = test[4]
     assert x.shape == (1024, 3) and y == (4 + 3) % 10
     img = arrays["cifar_test"][4] / 255.0  # (32, 32, 3)
     np.testing.assert_allclose(x[32 * 7 + 5].numpy(), img[7, 5], rtol=1e-6)
-    train = build_task(cfg("cifar10"), root, "train", download=False)
+    train = build_task(cfg("cifar10"), root, "train", download=False, allow_subset=True)
     assert len(train) == len(arrays["cifar_train"]) - VAL
 
 
 @pytest.mark.parametrize("row_order", ["channels", "rgb"])
 def test_noisy_cifar10_rows_then_noise(tiny_data, row_order):
     root, arrays = tiny_data
-    test = build_task(cfg("noisy_cifar10", row_order=row_order), root, "test", download=False)
+    test = build_task(cfg("noisy_cifar10", row_order=row_order), root, "test", download=False, allow_subset=True)
     x, _ = test[1]
     assert x.shape == (40, 96)
     img = arrays["cifar_test"][1] / 255.0
@@ -90,7 +87,7 @@ def test_noisy_cifar10_rows_then_noise(tiny_data, row_order):
 
 def test_noise_independent_fresh_in_train_fixed_in_eval(tiny_data):
     root, _ = tiny_data
-    train = build_task(cfg("noisy_cifar10"), root, "train", download=False)
+    train = build_task(cfg("noisy_cifar10"), root, "train", download=False, allow_subset=True)
     idx = torch.tensor([0, 0, 1])
     x1, _ = train.batch(idx, torch.Generator().manual_seed(0))
     x2, _ = train.batch(idx, torch.Generator().manual_seed(1))
@@ -98,7 +95,7 @@ def test_noise_independent_fresh_in_train_fixed_in_eval(tiny_data):
     assert not torch.equal(x1[:, 32:], x2[:, 32:])
     torch.testing.assert_close(x1[:, :32], x2[:, :32])
     for split in ("val", "test"):
-        task = build_task(cfg("noisy_cifar10"), root, split, download=False)
+        task = build_task(cfg("noisy_cifar10"), root, split, download=False, allow_subset=True)
         a, _ = task.batch(torch.tensor([0, 1]))
         b, _ = task.batch(torch.tensor([1, 0]))
         assert torch.equal(a[0], b[1]) and torch.equal(a[1], b[0])
@@ -107,8 +104,8 @@ def test_noise_independent_fresh_in_train_fixed_in_eval(tiny_data):
 
 def test_noise_shared_is_one_tensor_for_every_example(tiny_data):
     root, _ = tiny_data
-    train = build_task(cfg("noisy_cifar10", noise="shared"), root, "train", download=False)
-    test = build_task(cfg("noisy_cifar10", noise="shared"), root, "test", download=False)
+    train = build_task(cfg("noisy_cifar10", noise="shared"), root, "train", download=False, allow_subset=True)
+    test = build_task(cfg("noisy_cifar10", noise="shared"), root, "test", download=False, allow_subset=True)
     xs, _ = train.batch(torch.tensor([0, 3]), torch.Generator().manual_seed(5))
     xt, _ = test.batch(torch.tensor([2]))
     assert torch.equal(xs[0, 32:], xs[1, 32:]) and torch.equal(xs[0, 32:], xt[0, 32:])
@@ -116,9 +113,9 @@ def test_noise_shared_is_one_tensor_for_every_example(tiny_data):
 
 def test_missing_files_give_one_clear_error(tmp_path):
     with pytest.raises(DataError, match=r"not found under .*train-images-idx3-ubyte.*data.root"):
-        build_task(cfg("mnist"), tmp_path, "train", download=False)
+        build_task(cfg("mnist"), tmp_path, "train", download=False, allow_subset=True)
     with pytest.raises(DataError, match="data_batch_1"):
-        build_task(cfg("cifar10"), tmp_path, "train", download=False)
+        build_task(cfg("cifar10"), tmp_path, "train", download=False, allow_subset=True)
 
 
 def _copy(tiny_data, tmp_path):
@@ -133,7 +130,7 @@ def test_truncated_mnist_is_rejected(tiny_data, tmp_path):
     path = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(DataError, match="truncated or corrupt"):
-        build_task(cfg("mnist"), root, "test", download=False)
+        build_task(cfg("mnist"), root, "test", download=False, allow_subset=True)
 
 
 def test_corrupt_cifar_is_rejected_and_relabelled_copy_accepted(tiny_data, tmp_path):
@@ -142,13 +139,13 @@ def test_corrupt_cifar_is_rejected_and_relabelled_copy_accepted(tiny_data, tmp_p
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])
     with pytest.raises(DataError, match="test_batch is truncated or corrupt"):
-        build_task(cfg("cifar10"), root, "test", download=False)
+        build_task(cfg("cifar10"), root, "test", download=False, allow_subset=True)
     path.write_bytes(b"\x00" * len(good))
     with pytest.raises(DataError, match="truncated or corrupt"):
-        build_task(cfg("cifar10"), root, "test", download=False)
+        build_task(cfg("cifar10"), root, "test", download=False, allow_subset=True)
     # The tiny files are not the official bytes (no md5 matches) yet load: content is what is checked.
     path.write_bytes(good)
-    assert len(build_task(cfg("cifar10"), root, "test", download=False)) == 10
+    assert len(build_task(cfg("cifar10"), root, "test", download=False, allow_subset=True)) == 10
 
 
 def test_bad_dataset_values_are_rejected(tiny_data):

@@ -8,14 +8,7 @@ import torch
 
 from antisym.models import build_model, count_parameters
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Compare in float64 so that rounding cannot hide a wrong equation; restore the default afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -112,7 +105,8 @@ def test_recurrent_matrix_is_antisymmetric_minus_gamma(name):
     ],
 )
 def test_parameter_counts_match_paper(name, n, m, expected):
-    model = build_model({"name": name, "hidden_size": n, "eps": 0.1, "gamma": 0.01, "init_std": 1.0}, m, 10)
+    euler = {"eps": 0.1, "gamma": 0.01} if name != "lstm" else {}
+    model = build_model({"name": name, "hidden_size": n, "init_std": 1.0, **euler}, m, 10)
     assert count_parameters(model) == expected
 
 
@@ -132,7 +126,8 @@ def test_initialisation_follows_appendix_c():
 
 def test_forward_shapes_and_readout():
     for name in ("asym", "gated", "ablation", "lstm"):
-        model = build_model({"name": name, "hidden_size": 5, "eps": 0.1, "gamma": 0.01, "init_std": 1.0}, 2, 7)
+        euler = {"eps": 0.1, "gamma": 0.01} if name != "lstm" else {}
+        model = build_model({"name": name, "hidden_size": 5, "init_std": 1.0, **euler}, 2, 7)
         x = torch.randn(3, 4, 2)
         assert model(x).shape == (3, 7)
         torch.testing.assert_close(model(x), model.readout(model.final_state(x)))
@@ -157,7 +152,20 @@ def test_sequence_loop_unbinds_rather_than_indexes():
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [({"eps": 0.0}, "eps"), ({"gamma": -0.1}, "gamma"), ({"hidden_size": 0}, "hidden_size"), ({"name": "gru"}, "gru")],
+    [
+        ({"eps": 0.0}, "eps"),
+        ({"gamma": -0.1}, "gamma"),
+        ({"hidden_size": 0}, "hidden_size"),
+        ({"name": "gru"}, "gru"),
+        ({"hidden_size": True}, "hidden_size=True"),
+        ({"eps": "abc"}, "model.eps='abc'"),
+        ({"eps": float("nan")}, "NaN"),
+        ({"eps": float("inf")}, "model.eps=inf"),
+        ({"gamma": float("nan")}, "model.gamma=nan"),
+        ({"init_std": "abc"}, "model.init_std"),
+        ({"impl": "cuda"}, "model.impl"),
+        ({"epsilon": 0.1}, "no key.*epsilon"),
+    ],
 )
 def test_invalid_model_values_are_rejected(override, message):
     cfg = {"name": "asym", "hidden_size": 4, "eps": 0.1, "gamma": 0.01, "init_std": 1.0, **override}

@@ -12,11 +12,11 @@ from tests.test_train import compose_cfg
 
 def test_real_files_load_with_known_content(real_data_root):
     """Counts and first labels from ../shared/data/README.md; the CIFAR copy fails torchvision's md5 yet loads."""
-    mnist = build_task({"name": "mnist", "val_size": 0}, real_data_root, "test", download=False)
+    mnist = build_task({"name": "mnist", "val_size": 5000}, real_data_root, "test", download=False)
     assert len(mnist) == 10000 and mnist.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     if not (real_data_root / "cifar-10-batches-py" / "test_batch").is_file():
         pytest.skip("real CIFAR-10 not available")
-    cifar = build_task({"name": "cifar10", "val_size": 0}, real_data_root, "train", download=False)
+    cifar = build_task({"name": "cifar10", "val_size": 5000}, real_data_root, "train", download=False)
     assert len(cifar) == 50000 and cifar.labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
     assert torch.bincount(cifar.labels).tolist() == [5000] * 10
 

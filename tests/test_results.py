@@ -34,6 +34,7 @@ TINY = [
     "trainer.progress=false",
     "dataset.val_size=8",
     "data.download=false",
+    "data.allow_subset=true",
 ]
 PRESETS = [preset_name(m, d) for t in (1, 2) for m, d in table_rows(t)]
 PAPER_GRID = {
@@ -45,7 +46,12 @@ PAPER_GRID = {
 }
 
 
-TINY_DATA = ["dataset.val_size=8", "trainer.eval_batch_size=64", "data.download=false"]  # for the tiny data sets
+TINY_DATA = [
+    "dataset.val_size=8",
+    "trainer.eval_batch_size=64",
+    "data.download=false",
+    "data.allow_subset=true",
+]  # for the tiny data sets
 
 
 def quick_driver_args(root: Path, tmp_path: Path, *flags: str, overrides: Sequence[str] = ()) -> list[str]:
@@ -104,10 +110,8 @@ def test_sweeps_compose():
     lstm = compose_cfg("+experiment=table2/lstm_cifar10", "+sweep=paper_grid_lstm", hydra=True)
     assert set(lstm.hydra.sweeper.params) == {"optimizer", "optimizer.lr", "model.init_std"}
     for preset in PRESETS:
-        focus = compose_cfg(f"+sweep=focus/{preset}", hydra=True)
-        assert focus.preset.name == preset and 2 <= len(focus.hydra.sweeper.params) <= 3
-        assert focus.hydra.sweep.dir.endswith(f"sweeps/focus/{preset}")
-    # Figure 2: T in {100, 200, 400, 800}, gamma in {0.001, 0.01, 0.1, 1, 5, 10} and the LSTM (paper.md 4.2), all
+        check_focus_sweep(preset)
+    # Figure 2: T in {100, 200, 400, 800}, gamma in {0.001, 0.01, 0.1, 1, 5, 10} and the LSTM (Figure 2), all
     # into one folder, each run its model's noise-padded Table 2 preset
     fig2 = compose_cfg("+sweep=fig2", hydra=True)
     assert dict(fig2.hydra.sweeper.params) == {
@@ -118,6 +122,25 @@ def test_sweeps_compose():
     lstm = compose_cfg("+sweep=fig2_lstm", hydra=True)
     assert dict(lstm.hydra.sweeper.params) == {"dataset.seq_len": "100,200,400,800"}
     assert lstm.model.name == "lstm" and lstm.hydra.sweep.dir == fig2.hydra.sweep.dir
+    for sweep in (fig2, lstm):  # every sweep reruns as resume + skip_completed (conf/sweep/_resumable.yaml)
+        assert sweep.trainer.resume is True and sweep.trainer.skip_completed is True and sweep.trainer.progress is False
+
+
+def check_focus_sweep(preset: str) -> None:
+    """`-m +experiment=<preset> +sweep=focus` sweeps the grid the preset lists under preset.focus: 2-3 knobs that
+    exist in the config, each grid containing the preset's own value, into sweeps/focus/<preset>/ under run names
+    that tell every grid point apart."""
+    cfg = compose_cfg(f"+experiment={preset}", "+sweep=focus", hydra=True)
+    grid = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)  # resolved at sweep time, as Hydra does
+    assert grid == OmegaConf.to_container(cfg.preset.focus) and 2 <= len(grid) <= 3, preset
+    subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
+    for key, values in grid.items():
+        own = OmegaConf.select(cfg, key)
+        assert own is not None, f"{preset}: preset.focus sweeps {key}, which the config does not have"
+        assert float(own) in [float(v) for v in values.split(",")], f"{preset}: {key}={own} not in its grid {values}"
+        assert f"{{{key}}}" in subdir or f"select:{key}," in subdir, f"{preset}: {key} is not in the run name"
+    assert cfg.hydra.sweep.dir.endswith(f"sweeps/focus/{preset}")
+    assert cfg.trainer.resume is True and cfg.trainer.skip_completed is True
 
 
 def tiny_run(root: Path, run_dir: Path, preset: str, *overrides: str) -> dict:
@@ -183,7 +206,7 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
         assert f"| {status} |" in md
     assert "Data files not found" in md and "non-finite loss at step 1" in md
     assert "## Configurations compared" in md and re.search(r"- devices: `cpu: [^`]+` \(\d+ runs?\)", md)
-    assert "| LSTM | pMNIST | table1/lstm_pmnist | no result |" in md
+    assert "| LSTM | pMNIST | table1/lstm_pmnist | 0 of 50,000 iterations |" in md  # unfinished: no accuracy
     assert "not run" in md and "| KRU (Jose et al., 2017) |" in md
     commit = json.loads((logs / "gated_pmnist" / "seed0" / "summary.json").read_text())["git_commit"]
     assert f"`{commit}`" in md
@@ -255,7 +278,7 @@ def test_make_reproduce_table_quick_end_to_end_and_idempotent(tiny_data, tmp_pat
     proc = make(*common)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"table1/gated_mnist +seed1 +failed +-> rerun", proc.stdout)
-    assert re.search(r"table1/lstm_pmnist +seed0 +incomplete +-> rerun", proc.stdout)
+    assert re.search(r"table1/lstm_pmnist +seed0 +interrupted +-> rerun", proc.stdout)
     assert "resumed from" in (killed / "train.log").read_text()
     rerun = {p for p in stamps if p.stat().st_mtime_ns != stamps[p]}
     assert rerun == {failed / "summary.json", killed / "summary.json"}  # the other ten untouched
@@ -282,6 +305,38 @@ def test_stale_run_is_moved_aside_and_rerun(tiny_data, tmp_path):
     assert len(moved) == 1
     runs = collect_runs([quick])
     assert len(runs) == 1 and runs[0].cfg["optimizer"]["lr"] == 0.2 and runs[0].status == "completed"
+
+
+def test_interrupted_run_under_changed_settings_is_stale_not_resumed(tiny_data, tmp_path):
+    from antisym.results import reproduce
+
+    root, _ = tiny_data
+    quick = tmp_path / "logs" / "quick" / "reproduce"
+    overrides = [*reproduce.QUICK_OVERRIDES, f"data.root={root}", *TINY_DATA]
+    run_dir = quick / "table1" / "asym_mnist" / "seed0"
+    stopped = tiny_run(root, run_dir, "table1/asym_mnist", *reproduce.QUICK_OVERRIDES, "trainer.time_limit_s=1e-9")
+    assert stopped["status"] == "interrupted"
+    (job,) = reproduce.plan([1], quick, overrides, [0], True, False, ["asym_mnist"])
+    assert job.state == "interrupted" and job.todo
+    (job,) = reproduce.plan([1], quick, [*overrides, "optimizer.lr=0.2"], [0], True, False, ["asym_mnist"])
+    assert job.state == "stale" and "optimizer.lr: 0.1 -> 0.2" in job.detail
+
+
+def test_driver_input_errors_are_one_paragraph(tmp_path, capsys):
+    from antisym.results import reproduce
+
+    assert reproduce.main(["--table", "1", "--dry-run", "--logs", str(tmp_path), "--", "model.eps=1"]) == 2
+    err = capsys.readouterr().err
+    assert "do not apply to row table1/lstm_mnist" in err and "ROWS=" in err
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.main(["--seeds", "abc", "--dry-run"])
+    assert exit_info.value.code == 2 and "SEEDS='abc'" in capsys.readouterr().err
+
+
+def test_tables_from_no_runs_say_so(tmp_path):
+    write_tables([tmp_path / "nothing"], tmp_path / "out", (1,))
+    text = (tmp_path / "out" / "table1.md").read_text()
+    assert "No run directories found" in text and "every run behind this table completed" not in text
 
 
 def test_quick_table2_runs_every_row(tiny_data, tmp_path):

@@ -25,6 +25,7 @@ TINY = [
     "trainer.progress=false",
     "dataset.val_size=8",
     "data.download=false",
+    "data.allow_subset=true",
 ]
 
 
@@ -121,14 +122,20 @@ def test_corrupt_data_stops_before_training(tiny_data, tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_divergence_is_recorded_and_earlier_checkpoints_kept(tiny_data, tmp_path):
+@pytest.mark.parametrize(("scale", "reason"), [(1e30, "non-finite gradient norm"), (3e38, "non-finite loss")])
+def test_divergence_is_recorded_and_earlier_checkpoints_kept(tiny_data, tmp_path, scale, reason):
     root, _ = tiny_data
     run(compose_cfg(root, "trainer.max_steps=2", "trainer.eval_every=2"), tmp_path)
-    before = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
-    # Continue with a step size that overflows h to inf within a few steps: the loss turns NaN at step 3.
-    summary = run(compose_cfg(root, "trainer.resume=true", "model.eps=1e38"), tmp_path)
+    # Weights that blew up: a readout of 1e30 keeps the loss finite but overflows the gradient norm; 3e38 overflows
+    # the logits. Either way step 3 must not be applied.
+    path = tmp_path / "checkpoints" / "last.pt"
+    before = torch.load(path, weights_only=False)
+    before["model"]["readout.weight"].fill_(scale)
+    torch.save(before, path)
+    summary = run(compose_cfg(root, "trainer.resume=true", "trainer.max_steps=6", "trainer.eval_every=2"), tmp_path)
     assert summary["status"] == "diverged" and summary["diverged_at_step"] == 3 and summary["steps"] == 2
-    after = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert summary["diverged_reason"] == reason
+    after = torch.load(path, weights_only=False)
     assert after["step"] == 2 and all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
@@ -163,7 +170,9 @@ def test_cli_run(tiny_data, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
-    assert (tmp_path / ".hydra" / "config.yaml").is_file()
+    # The run records the settings that trained it, itself; Hydra keeps no .hydra/ copy that a rerun could overwrite.
+    assert (tmp_path / "config.yaml").is_file() and not (tmp_path / ".hydra").exists()
+    assert "dataset=pmnist" in (tmp_path / "overrides.yaml").read_text()
 
 
 @pytest.mark.parametrize(
@@ -187,7 +196,7 @@ def test_multirun_failed_job_keeps_the_others(tiny_data, tmp_path):
     assert len(jobs) == 4
     status = {}
     for job in jobs:
-        cfg = (job / ".hydra" / "overrides.yaml").read_text()
+        cfg = (job / "overrides.yaml").read_text()
         status[job.name] = (json.loads((job / "summary.json").read_text())["status"], "model.eps=-1" in cfg)
     assert sorted(status.values()) == [("completed", False), ("completed", False), ("failed", True), ("failed", True)]
     assert proc.returncode != 0

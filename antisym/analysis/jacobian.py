@@ -22,7 +22,8 @@ from antisym.models.cells import EulerCell
 
 
 def _hidden_size(model: nn.Module) -> int:
-    n = getattr(model, "hidden_size", None)
+    """The size of the recurrent state h (state_size where a model's state is more than its units, e.g. coRNN)."""
+    n = getattr(model, "state_size", getattr(model, "hidden_size", None))
     if n is None:
         raise TypeError(
             f"{type(model).__name__} has no `hidden_size`; pass a model built by antisym.models.build_model."

@@ -2,8 +2,8 @@
 
 Two sources of models:
 - `init_points`: models from `build_model` at initialisation, one per gamma plus an LSTM (runs on a CPU).
-- `sweep_points`: trained checkpoints found under a sweep directory (run folders with `.hydra/config.yaml` and
-  `checkpoints/best.pt`), loaded with `antisym.training.checkpoint.load_run_model` when it exists.
+- `sweep_points`: trained checkpoints found under a sweep directory (run folders with `config.yaml` and
+  `checkpoints/best.pt`), loaded with `antisym.training.rundir.load_run_model`.
 
 Inputs are noise-padded CIFAR-10 test images: the 32 image rows (96 features each), then T - 32 steps of N(0, 1)
 noise. Without CIFAR-10 on disk, synthetic inputs of the same shape are used and the figure says so.
@@ -28,7 +28,7 @@ from antisym.analysis.style import figure_style
 from antisym.data import build_task
 from antisym.models import build_model
 from antisym.provenance import REPO_ROOT
-from antisym.training.checkpoint import load_run_model
+from antisym.training.rundir import SUPERSEDED, load_run_model
 
 PAPER_GAMMAS = (0.001, 0.01, 0.1, 1.0, 5.0, 10.0)
 PAPER_LENGTHS = (100, 200, 400, 800)
@@ -109,7 +109,9 @@ def noisy_cifar_inputs(
         rows = torch.rand(batch, IMAGE_ROWS, ROW_FEATURES, generator=gen)
         return _pad_with_noise(rows, seq_len, seed), "SYNTHETIC inputs (CIFAR-10 not found): U(0,1) rows + N(0,1) noise"
     cfg = {**(dict(dataset_cfg) if dataset_cfg is not None else repo_dataset_cfg()), "seq_len": int(seq_len)}
-    x = build_task(cfg, str(data_root), "test", download=False).batch(torch.arange(batch))[0].float()
+    # Only the first `batch` test images are used, so a partial copy of the test file is as good as the whole.
+    test = build_task(cfg, str(data_root), "test", download=False, allow_subset=True)
+    x = test.batch(torch.arange(batch))[0].float()
     return x, f"CIFAR-10 test images (first {batch}) via antisym.data.build_task, noise-padded to T"
 
 
@@ -134,7 +136,7 @@ def init_points(
     LSTM. Returns the points and the input-source sentences."""
     cfgs = [{"name": model, "hidden_size": hidden, "eps": eps, "gamma": float(g), "init_std": init_std} for g in gammas]
     if lstm_hidden:
-        cfgs.append({"name": "lstm", "hidden_size": lstm_hidden, "eps": eps, "gamma": 0.0, "init_std": init_std})
+        cfgs.append({"name": "lstm", "hidden_size": lstm_hidden, "init_std": init_std})
     points, sources = [], []
     for seq_len in lengths:
         x, source = noisy_cifar_inputs(seq_len, batch, data_root, seed=seed)
@@ -151,10 +153,11 @@ def init_points(
 
 # ------------------------------------------------------------------------------------------------ from checkpoints
 def find_runs(sweep_dir: str | Path) -> list[Path]:
-    """Run folders under `sweep_dir` (itself included) that hold `.hydra/config.yaml` and `checkpoints/best.pt`."""
+    """Run folders under `sweep_dir` (itself included) that hold their config (`config.yaml`, or an older run's
+    `.hydra/config.yaml`) and `checkpoints/best.pt`; superseded runs are not among them."""
     root = Path(sweep_dir)
-    cfgs = sorted(root.glob("**/.hydra/config.yaml"))
-    return [c.parent.parent for c in cfgs if (c.parent.parent / "checkpoints" / "best.pt").is_file()]
+    best = sorted(p.parent.parent for p in root.glob("**/checkpoints/best.pt") if SUPERSEDED not in p.parts)
+    return [r for r in best if (r / "config.yaml").is_file() or (r / ".hydra" / "config.yaml").is_file()]
 
 
 def sweep_points(
@@ -170,7 +173,7 @@ def sweep_points(
     """Figure 2 from trained runs: each run at its own dataset.seq_len, runs of one (series, T) pooled."""
     runs = find_runs(sweep_dir)
     if not runs:
-        raise FileNotFoundError(f"no run folders with .hydra/config.yaml and checkpoints/best.pt under {sweep_dir}")
+        raise FileNotFoundError(f"no run folders with config.yaml and checkpoints/best.pt under {sweep_dir}")
     pooled: dict[tuple[str, tuple, int], list[Tensor]] = defaultdict(list)
     names: dict[tuple[str, tuple, int], list[str]] = defaultdict(list)
     sources = set()

@@ -1,12 +1,15 @@
 """Reading MNIST and CIFAR-10 from torchvision's folder layout, checked by content rather than by file hash.
 
 torchvision downloads the files when they are absent. Copies whose bytes differ from the official release but whose
-content is the same (the CIFAR-10 copy in ../shared/data has placeholder `filenames`) are accepted; truncated or
-corrupt files are rejected with an error that names the file and says what to do.
+content is the same (a re-pickled CIFAR-10, with placeholder `filenames` or bytes keys) are accepted; truncated,
+corrupt or short files are rejected with an error that names the file and says what to do. Short means fewer
+examples than the official release (a consistent but partial copy would otherwise train silently on a subset);
+`allow_subset=True` (config `data.allow_subset=true`) accepts it with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -22,6 +25,11 @@ MNIST_FILES = {
 }
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_FILES = {True: tuple(f"data_batch_{i}" for i in range(1, 6)), False: ("test_batch",)}
+# Examples per file of the official releases.
+MNIST_SIZES = {True: 60_000, False: 10_000}
+CIFAR_BATCH_SIZE = 10_000
+
+log = logging.getLogger("antisym")
 
 
 def _missing(paths: list[Path]) -> list[Path]:
@@ -29,10 +37,17 @@ def _missing(paths: list[Path]) -> list[Path]:
 
 
 def _download(dataset: type, root: Path, expected: list[Path], offline_hint: str) -> None:
-    """Let torchvision fetch the files; offline, fail with one paragraph that names the folder and files."""
+    """Let torchvision fetch the files; offline, fail with one paragraph that names the folder and files.
+
+    Folders the failed attempt created (and left empty) are removed, so a mistyped root leaves nothing behind.
+    """
+    created = [p for p in expected[0].parents if not p.exists()]
     try:
         dataset(str(root), train=True, download=True)
     except Exception as err:  # torchvision raises RuntimeError or URLError depending on where it fails
+        for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = lines[-1] if lines else type(err).__name__  # torchvision ends with the last mirror's error
         names = ", ".join(str(p) for p in expected)
@@ -52,6 +67,25 @@ def _not_found(root: Path, missing: list[Path]) -> DataError:
     )
 
 
+def _check_count(path: Path, found: int, expected: int, allow_subset: bool) -> None:
+    if found == expected:
+        return
+    if found < expected and allow_subset:
+        log.warning(
+            "%s holds %d examples, not the official %d: training on a subset (data.allow_subset=true).",
+            path,
+            found,
+            expected,
+        )
+        return
+    raise DataError(
+        f"{path} holds {found:,} examples; the official file has {expected:,}. A partial or altered copy would "
+        "train silently on other data than the paper's: replace it with the full file (delete it and set "
+        "`data.download=true`, or point `data.root=...` at a good copy). If you mean to train on a subset, set "
+        "`data.allow_subset=true`."
+    )
+
+
 def _corrupt(path: Path, why: str) -> DataError:
     return DataError(
         f"{path} is truncated or corrupt ({why}). Delete it and download it again (`data.download=true`), or "
@@ -59,15 +93,18 @@ def _corrupt(path: Path, why: str) -> DataError:
     )
 
 
-def load_mnist(root: str | Path, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:
+def load_mnist(
+    root: str | Path, train: bool, download: bool = True, allow_subset: bool = False
+) -> tuple[Tensor, Tensor]:
     """MNIST images (N, 28, 28) uint8 and labels (N,) int64 from `root/MNIST/raw`."""
     root = Path(root)
     raw = root / "MNIST" / "raw"
     expected = [raw / name for name in MNIST_FILES[train]]
+    every = [raw / name for split in (True, False) for name in MNIST_FILES[split]]
     if _missing(expected):
         if not download:
-            raise _not_found(root, _missing(expected))
-        _download(torchvision.datasets.MNIST, root, expected, "MNIST is four IDX files of about 55 MB in all.")
+            raise _not_found(root, _missing(every))
+        _download(torchvision.datasets.MNIST, root, every, "MNIST is four IDX files of about 55 MB in all.")
     images_path, labels_path = expected
     try:
         images = torchvision.datasets.mnist.read_image_file(str(images_path))
@@ -82,6 +119,7 @@ def load_mnist(root: str | Path, train: bool, download: bool = True) -> tuple[Te
     if len(images) != len(labels):
         raise _corrupt(labels_path, f"{len(labels)} labels for {len(images)} images")
     _check_labels(labels, labels_path)
+    _check_count(images_path, len(images), MNIST_SIZES[train], allow_subset)
     return images, labels
 
 
@@ -94,7 +132,9 @@ def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
     try:
         with open(path, "rb") as f:
             entry = pickle.load(f, encoding="latin1")
-        data, labels = entry["data"], entry.get("labels", entry.get("fine_labels"))
+        # Python 2 pickles (the official files) load with str keys; re-pickled copies may have bytes keys.
+        entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
+        data, labels = entry["data"], entry["labels"]
         images = torch.as_tensor(data, dtype=torch.uint8)
         labels = torch.as_tensor(labels, dtype=torch.int64)
     except Exception as err:  # pickle raises many types on bad bytes (EOFError, UnpicklingError, KeyError, ...)
@@ -108,13 +148,18 @@ def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
     return images.view(-1, 3, 32, 32).permute(0, 2, 3, 1).contiguous(), labels
 
 
-def load_cifar10(root: str | Path, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:
+def load_cifar10(
+    root: str | Path, train: bool, download: bool = True, allow_subset: bool = False
+) -> tuple[Tensor, Tensor]:
     """CIFAR-10 images (N, 32, 32, 3) uint8 and labels (N,) int64 from `root/cifar-10-batches-py`."""
     root = Path(root)
     expected = [root / CIFAR_FOLDER / name for name in CIFAR_FILES[train]]
+    every = [root / CIFAR_FOLDER / name for split in (True, False) for name in CIFAR_FILES[split]]
     if _missing(expected):
         if not download:
-            raise _not_found(root, _missing(expected))
-        _download(torchvision.datasets.CIFAR10, root, expected, "CIFAR-10 is a 163 MB archive.")
+            raise _not_found(root, _missing(every))
+        _download(torchvision.datasets.CIFAR10, root, every, "CIFAR-10 is a 163 MB archive.")
     parts = [_read_cifar_batch(p) for p in expected]
+    for path, (images, _) in zip(expected, parts, strict=True):
+        _check_count(path, len(images), CIFAR_BATCH_SIZE, allow_subset)
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

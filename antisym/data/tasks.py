@@ -1,23 +1,27 @@
 """The four sequence tasks of the paper, as datasets of ((T, m) float sequence, label).
 
+A task is one class in `TASKS`: its typed `Config` (the dataset config group's keys, checked before any data is
+read), its `spec` (what a model needs to know), which files it reads, and how an image becomes a sequence. Adding a
+task is one class here and one YAML file in conf/dataset/.
+
 Images stay uint8 in memory; sequences are built per batch by `SequenceTask.batch`, which the trainer calls with its
 own generator so that sampling and the fresh noise of noise-padded CIFAR-10 are reproducible and resumable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from antisym.config import Section
 from antisym.data.files import load_cifar10, load_mnist
 from antisym.errors import ConfigError
 
-TASKS = ("mnist", "pmnist", "cifar10", "noisy_cifar10")
 SPLITS = ("train", "val", "test")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -34,31 +38,191 @@ class TaskSpec:
     num_classes: int = 10
 
 
-def task_spec(cfg: Mapping[str, Any]) -> TaskSpec:
-    name = cfg["name"]
-    if name in ("mnist", "pmnist"):
-        return TaskSpec(784, 1)
-    if name == "cifar10":
-        return TaskSpec(1024, 3)
-    if name == "noisy_cifar10":
-        return TaskSpec(int(cfg.get("seq_len", 1000)), 96)
-    raise ConfigError(f"dataset.name={name!r} is not a task of this suite; choose one of {', '.join(TASKS)}.")
+@dataclass(frozen=True)
+class ImageTaskConfig(Section):
+    """Keys every task has (conf/dataset/*.yaml)."""
 
+    name: str
+    max_steps: int = 50_000
+    # Held out of the training file for checkpoint selection. 0 is refused: the best-validation checkpoint, the
+    # reported test accuracy and the tables' choice of configuration all need a validation split.
+    val_size: int = 5000
+    split_seed: int = 0
+    normalize: bool = False
 
-def validate_dataset_cfg(cfg: Mapping[str, Any]) -> None:
-    """Reject settings that cannot work, before any file is read."""
-    spec = task_spec(cfg)
-    if int(cfg.get("val_size", 0)) < 0:
-        raise ConfigError(f"dataset.val_size must be >= 0, got {cfg['val_size']}.")
-    if cfg["name"] == "noisy_cifar10":
-        if spec.seq_len < IMAGE_ROWS:
+    def __post_init__(self) -> None:
+        if self.val_size <= 0:
             raise ConfigError(
-                f"dataset.seq_len must be >= {IMAGE_ROWS} (the image rows come first), got {spec.seq_len}."
+                f"dataset.val_size must be > 0, got {self.val_size}: the reported test accuracy is taken at the "
+                "best-validation checkpoint, which needs a validation split. Use the default 5000, or any positive "
+                "number smaller than the training set."
             )
-        if cfg.get("noise", "independent") not in ("independent", "shared"):
-            raise ConfigError(f"dataset.noise must be 'independent' or 'shared', got {cfg.get('noise')!r}.")
-        if cfg.get("row_order", "channels") not in ("channels", "rgb"):
-            raise ConfigError(f"dataset.row_order must be 'channels' or 'rgb', got {cfg.get('row_order')!r}.")
+        if self.max_steps <= 0:
+            raise ConfigError(f"dataset.max_steps must be a positive integer, got {self.max_steps}.")
+
+
+@dataclass(frozen=True)
+class PermutedConfig(ImageTaskConfig):
+    permutation_seed: int = 0
+
+
+@dataclass(frozen=True)
+class NoisyConfig(ImageTaskConfig):
+    max_steps: int = 10_000
+    seq_len: int = 1000
+    noise: Literal["independent", "shared"] = "independent"
+    noise_seed: int = 0
+    row_order: Literal["channels", "rgb"] = "channels"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seq_len < IMAGE_ROWS:
+            raise ConfigError(
+                f"dataset.seq_len must be >= {IMAGE_ROWS} (the image rows come first), got {self.seq_len}."
+            )
+
+
+class Task:
+    """How one data set becomes sequences; subclasses set `Config`, `load` and `sequences`."""
+
+    Config: ClassVar[type[ImageTaskConfig]] = ImageTaskConfig
+    load: ClassVar[Callable[..., tuple[Tensor, Tensor]]]
+
+    def __init__(self, cfg: ImageTaskConfig) -> None:
+        self.cfg = cfg
+
+    @property
+    def spec(self) -> TaskSpec:
+        raise NotImplementedError
+
+    def to(self, device: torch.device | str) -> Task:
+        """Move fixed tensors (a permutation, shared noise) to where batches are built."""
+        return self
+
+    def sequences(self, images: Tensor, index: Tensor, split: str, generator: torch.Generator | None) -> Tensor:
+        """(B, T, m) float sequences of uint8 images; `index` is each image's position in its file."""
+        raise NotImplementedError
+
+
+class PixelMNIST(Task):
+    """784 steps of one pixel in scanline order, scaled to [0, 1]."""
+
+    load = staticmethod(load_mnist)
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TaskSpec(784, 1)
+
+    def sequences(self, images: Tensor, index: Tensor, split: str, generator: torch.Generator | None) -> Tensor:
+        x = images.reshape(len(images), 784, 1).float() / 255.0
+        return (x - MNIST_MEAN) / MNIST_STD if self.cfg.normalize else x
+
+
+class PermutedMNIST(PixelMNIST):
+    """Pixel MNIST under one fixed permutation, the same for train, val and test."""
+
+    Config = PermutedConfig
+
+    def __init__(self, cfg: PermutedConfig) -> None:
+        super().__init__(cfg)
+        self.permutation = permutation(cfg.permutation_seed)
+
+    def to(self, device: torch.device | str) -> Task:
+        self.permutation = self.permutation.to(device)
+        return self
+
+    def sequences(self, images: Tensor, index: Tensor, split: str, generator: torch.Generator | None) -> Tensor:
+        return super().sequences(images, index, split, generator)[:, self.permutation]
+
+
+class PixelCIFAR10(Task):
+    """1024 steps, each the R, G, B values of one pixel in raster order."""
+
+    load = staticmethod(load_cifar10)
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TaskSpec(1024, 3)
+
+    def scaled(self, images: Tensor) -> Tensor:
+        x = images.float() / 255.0  # (B, 32, 32, 3)
+        return (x - x.new_tensor(CIFAR_MEAN)) / x.new_tensor(CIFAR_STD) if self.cfg.normalize else x
+
+    def sequences(self, images: Tensor, index: Tensor, split: str, generator: torch.Generator | None) -> Tensor:
+        return self.scaled(images).reshape(len(images), 1024, 3)
+
+
+class NoisyCIFAR10(PixelCIFAR10):
+    """32 steps of one image row (96 features), then standard Gaussian noise up to seq_len.
+
+    noise=independent: fresh noise per training draw from the trainer's generator, fixed per example (seeded by its
+    position in the file) in val and test; noise=shared: one fixed tensor for every example, as coRNN's code.
+    """
+
+    Config = NoisyConfig
+
+    def __init__(self, cfg: NoisyConfig) -> None:
+        super().__init__(cfg)
+        self.shared_noise = None
+        if cfg.noise == "shared":
+            gen = torch.Generator().manual_seed(cfg.noise_seed)
+            self.shared_noise = torch.randn(cfg.seq_len - IMAGE_ROWS, 96, generator=gen)
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TaskSpec(self.cfg.seq_len, 96)
+
+    def to(self, device: torch.device | str) -> Task:
+        if self.shared_noise is not None:
+            self.shared_noise = self.shared_noise.to(device)
+        return self
+
+    def sequences(self, images: Tensor, index: Tensor, split: str, generator: torch.Generator | None) -> Tensor:
+        x = self.scaled(images)
+        if self.cfg.row_order == "channels":
+            rows = x.permute(0, 1, 3, 2).reshape(len(x), IMAGE_ROWS, 96)  # [R row | G row | B row], as coRNN
+        else:
+            rows = x.reshape(len(x), IMAGE_ROWS, 96)  # R, G, B of each pixel in turn
+        return torch.cat([rows, self.noise(index, split, generator, images.device)], dim=1)
+
+    def noise(self, index: Tensor, split: str, generator: torch.Generator | None, device: torch.device) -> Tensor:
+        steps = self.cfg.seq_len - IMAGE_ROWS
+        if self.shared_noise is not None:
+            return self.shared_noise.expand(len(index), steps, 96)
+        if split == "train":
+            return torch.randn(len(index), steps, 96, generator=generator, device=device)
+        offset = {"val": 0, "test": 1}[split] << 32
+        seeds = (self.cfg.noise_seed + offset + int(j) for j in index.cpu())
+        return torch.stack([torch.randn(steps, 96, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(
+            device
+        )
+
+
+TASKS: dict[str, type[Task]] = {
+    "mnist": PixelMNIST,
+    "pmnist": PermutedMNIST,
+    "cifar10": PixelCIFAR10,
+    "noisy_cifar10": NoisyCIFAR10,
+}
+
+
+def task_config(cfg: Mapping[str, Any] | ImageTaskConfig) -> ImageTaskConfig:
+    """The dataset section checked against its task's Config (types, ranges, unknown keys)."""
+    if isinstance(cfg, ImageTaskConfig):
+        return cfg
+    name = cfg.get("name")
+    if name not in TASKS:
+        raise ConfigError(f"dataset.name={name!r} is not a task of this suite; choose one of {', '.join(TASKS)}.")
+    return TASKS[name].Config.from_mapping("dataset", cfg)
+
+
+def make_task(cfg: Mapping[str, Any] | ImageTaskConfig) -> Task:
+    parsed = task_config(cfg)
+    return TASKS[parsed.name](parsed)
+
+
+def task_spec(cfg: Mapping[str, Any] | ImageTaskConfig) -> TaskSpec:
+    return make_task(cfg).spec
 
 
 def permutation(seed: int, length: int = 784) -> Tensor:
@@ -75,35 +239,28 @@ def split_indices(n_train: int, val_size: int, seed: int) -> dict[str, Tensor]:
 
 
 class SequenceTask(Dataset):
-    """One split of a task: uint8 images, labels, and the image -> sequence transform of the task."""
+    """One split of a task: uint8 images, labels, and the task that turns them into sequences."""
 
-    def __init__(self, cfg: Mapping[str, Any], split: str, images: Tensor, labels: Tensor, index: Tensor) -> None:
-        self.cfg = dict(cfg)
-        self.name = cfg["name"]
+    def __init__(self, task: Task, split: str, images: Tensor, labels: Tensor, index: Tensor) -> None:
+        self.task = task
+        self.name = task.cfg.name
         self.split = split
-        self.spec = task_spec(cfg)
+        self.spec = task.spec
         self.images = images
         self.labels = labels
-        # Original position in the file, which seeds the fixed per-example noise of the evaluation splits.
-        self.index = index
-        self.normalize = bool(cfg.get("normalize", False))
-        self.permutation = permutation(cfg.get("permutation_seed", 0)) if self.name == "pmnist" else None
-        self.noise_seed = int(cfg.get("noise_seed", 0))
-        self.shared_noise = None
-        if self.name == "noisy_cifar10" and cfg.get("noise", "independent") == "shared":
-            gen = torch.Generator().manual_seed(self.noise_seed)
-            self.shared_noise = torch.randn(self.spec.seq_len - IMAGE_ROWS, 96, generator=gen)
+        self.index = index  # original position in the file: seeds the fixed per-example noise of eval splits
+
+    @property
+    def permutation(self) -> Tensor | None:
+        return getattr(self.task, "permutation", None)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def to(self, device: torch.device | str) -> SequenceTask:
-        """Keep images, labels and noise on `device`, so a GPU run builds its batches there."""
+        """Keep images, labels and the task's tensors on `device`, so a GPU run builds its batches there."""
         self.images, self.labels = self.images.to(device), self.labels.to(device)
-        if self.permutation is not None:
-            self.permutation = self.permutation.to(device)
-        if self.shared_noise is not None:
-            self.shared_noise = self.shared_noise.to(device)
+        self.task.to(device)
         return self
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
@@ -111,58 +268,25 @@ class SequenceTask(Dataset):
         return x[0], int(y[0])
 
     def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Sequences (B, T, m) and labels (B,) of the examples at positions idx.
-
-        `generator` draws the fresh noise of noise-padded CIFAR-10 on the training split; evaluation splits use
-        noise fixed per example (seeded by its index), so every evaluation sees the same inputs.
-        """
-        images = self.images[idx]
-        if self.name in ("mnist", "pmnist"):
-            x = images.reshape(len(idx), 784, 1).float() / 255.0
-            if self.normalize:
-                x = (x - MNIST_MEAN) / MNIST_STD
-            if self.permutation is not None:
-                x = x[:, self.permutation]
-        else:
-            x = images.float() / 255.0  # (B, 32, 32, 3)
-            if self.normalize:
-                x = (x - x.new_tensor(CIFAR_MEAN)) / x.new_tensor(CIFAR_STD)
-            if self.name == "cifar10":
-                x = x.reshape(len(idx), 1024, 3)  # raster order, the R, G, B of one pixel per step
-            else:
-                x = torch.cat([self._rows(x), self._noise(idx, generator)], dim=1)
+        """Sequences (B, T, m) and labels (B,) of the examples at positions idx."""
+        x = self.task.sequences(self.images[idx], self.index[idx.cpu()], self.split, generator)
         return x, self.labels[idx]
 
-    def _rows(self, x: Tensor) -> Tensor:
-        if self.cfg.get("row_order", "channels") == "channels":
-            return x.permute(0, 1, 3, 2).reshape(len(x), IMAGE_ROWS, 96)  # [R row | G row | B row], as coRNN
-        return x.reshape(len(x), IMAGE_ROWS, 96)  # R, G, B of each pixel in turn
 
-    def _noise(self, idx: Tensor, generator: torch.Generator | None) -> Tensor:
-        steps = self.spec.seq_len - IMAGE_ROWS
-        if self.shared_noise is not None:
-            return self.shared_noise.expand(len(idx), steps, 96)
-        device = self.images.device
-        if self.split == "train":
-            return torch.randn(len(idx), steps, 96, generator=generator, device=device)
-        offset = {"val": 0, "test": 1}[self.split] << 32
-        return torch.stack(
-            [
-                torch.randn(steps, 96, generator=torch.Generator().manual_seed(self.noise_seed + offset + int(j)))
-                for j in self.index[idx.cpu()]
-            ]
-        ).to(device)
-
-
-def build_task(dataset_cfg: Mapping[str, Any], root: str, split: str, download: bool = True) -> SequenceTask:
+def build_task(
+    dataset_cfg: Mapping[str, Any] | ImageTaskConfig,
+    root: str,
+    split: str,
+    download: bool = True,
+    allow_subset: bool = False,
+) -> SequenceTask:
     """The `split` ('train', 'val' or 'test') of the task named by `dataset_cfg.name`, read from `root`."""
-    validate_dataset_cfg(dataset_cfg)
+    task = make_task(dataset_cfg)
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}.")
-    load = load_mnist if dataset_cfg["name"] in ("mnist", "pmnist") else load_cifar10
-    images, labels = load(root, train=split != "test", download=download)
+    images, labels = task.load(root, train=split != "test", download=download, allow_subset=allow_subset)
     if split == "test":
         index = torch.arange(len(labels))
     else:
-        index = split_indices(len(labels), int(dataset_cfg.get("val_size", 0)), dataset_cfg.get("split_seed", 0))[split]
-    return SequenceTask(dataset_cfg, split, images[index], labels[index], index)
+        index = split_indices(len(labels), task.cfg.val_size, task.cfg.split_seed)[split]
+    return SequenceTask(task, split, images[index], labels[index], index)

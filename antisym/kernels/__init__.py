@@ -1,4 +1,4 @@
-"""Fused Triton kernels for the Euler recurrences of `antisym.models.cells` (issue 5).
+"""Fused Triton kernels for the Euler recurrences of `antisym.models.cells`.
 
 Importing this package does not import Triton: `fused_unsupported_reason` only inspects the device and the shape, and
 `fused_euler_recurrence` imports the kernels (`antisym.kernels.euler`) on first use. Set `TRITON_INTERPRET=1` before
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # Matmul precision of the fused recurrence (the input projection and the dA GEMM stay in PyTorch, fp32):
 #   ieee   - fp32 FMA dots; the default until a GPU run's training curves (scripts/gpu_check.py) show tf32x3 trains
-#            as well as fp32 eager. Issue 5's probe, h_T after 784 pMNIST steps vs fp32: 0.002 (ieee), 0.004
+#            as well as fp32 eager. A CPU probe, h_T after 784 pMNIST steps vs fp32: 0.002 (ieee), 0.004
 #            (tf32x3), 6.0 (tf32).
 #   tf32x3 - three tf32 tensor-core passes (split-precision); close to fp32, about 10x faster than ieee there.
 #   tf32   - one tf32 pass (10-bit mantissa); the recurrence amplifies its rounding, so outputs drift from eager.

@@ -1,4 +1,17 @@
-"""Model zoo: `build_model(model_cfg, input_size, num_classes)` for every model of the paper."""
+"""Models by config: `build_model(model_cfg, input_size, num_classes)` builds whatever class `_target_` names.
+
+The interface a model class must meet (checked when it is built, with an error naming what is missing):
+
+- constructor `Model(input_size: int, hidden_size: int, num_classes: int, **settings)`; every other key of the model
+  config except `name` is one of its keyword arguments, typed by annotation (checked before any data is read);
+  invalid values raise `antisym.errors.ConfigError` (one sentence: the key and what to set);
+- `forward(x)`: inputs (B, T, input_size) float -> logits (B, num_classes);
+- `final_state(x, h0=None)`: the state after the last step, (B, state_size); h0 of the same shape, zeros if None;
+- `hidden_size` (units) and optionally `state_size` (default: hidden_size; e.g. 2n for coRNN's [y | z]);
+- parameters: every trainable parameter counts (`count_parameters`).
+
+The built-in models take the same path: `name` alone (an old config without `_target_`) is looked up in `BUILTIN`.
+"""
 
 from __future__ import annotations
 
@@ -7,56 +20,77 @@ from typing import Any
 
 from torch import nn
 
+from antisym.config import ClassConfig
 from antisym.errors import ConfigError
-from antisym.models.cells import AblationCell, AntisymmetricCell, EulerCell, GatedAntisymmetricCell
-from antisym.models.classifier import EulerClassifier, LSTMClassifier, euler_recurrence
+from antisym.models.classifier import (
+    AblationRNN,
+    AntisymmetricRNN,
+    EulerClassifier,
+    GatedAntisymmetricRNN,
+    LSTMClassifier,
+    euler_recurrence,
+)
 
-CELLS: dict[str, type[EulerCell]] = {
-    "asym": AntisymmetricCell,
-    "gated": GatedAntisymmetricCell,
-    "ablation": AblationCell,
+BUILTIN: dict[str, type[nn.Module]] = {
+    "asym": AntisymmetricRNN,
+    "gated": GatedAntisymmetricRNN,
+    "ablation": AblationRNN,
+    "lstm": LSTMClassifier,
 }
-MODEL_NAMES = (*CELLS, "lstm")
+SHAPE_ARGS = ("input_size", "hidden_size", "num_classes")
 
 
-def validate_model_cfg(cfg: Mapping[str, Any]) -> None:
-    """Reject values the equations do not admit, with a message that says what to change."""
-    name = cfg.get("name")
-    if name not in MODEL_NAMES:
-        raise ConfigError(f"model.name={name!r} is not a model of this suite; choose one of {', '.join(MODEL_NAMES)}.")
-    n = cfg.get("hidden_size")
-    if not isinstance(n, int) or n <= 0:
-        raise ConfigError(f"model.hidden_size must be a positive integer, got {n!r}; the paper uses 128 or 256.")
-    if float(cfg.get("init_std", 0.0)) < 0:
-        raise ConfigError(f"model.init_std (sigma_w) must be >= 0, got {cfg['init_std']}; the paper's grid is 0-16.")
-    if name in CELLS:
-        if float(cfg.get("eps", 0.0)) <= 0:
+def model_config(cfg: Mapping[str, Any]) -> ClassConfig:
+    """The model section checked against its class's constructor (types and keys; ranges when it is built)."""
+    cfg = dict(cfg)
+    if "_target_" not in cfg:
+        name = cfg.get("name")
+        if name not in BUILTIN:
             raise ConfigError(
-                f"model.eps (Euler step size) must be > 0, got {cfg.get('eps')}; the paper's grid is 0.01, 0.1, 1."
+                f"model.name={name!r} is not a built-in model ({', '.join(BUILTIN)}) and the model config names no "
+                "`_target_` class; set model=<asym|gated|ablation|lstm> or give model._target_=package.module.Class."
             )
-        if float(cfg.get("gamma", -1.0)) < 0:
-            raise ConfigError(
-                f"model.gamma (diffusion) must be >= 0, got {cfg.get('gamma')}; the paper's grid is 0.001-1."
-            )
+        cls = BUILTIN[name]
+        cfg["_target_"] = f"{cls.__module__}.{cls.__qualname__}"
+    return ClassConfig.from_mapping(
+        "model",
+        cfg,
+        skip=("input_size", "num_classes"),
+        extra=("name",),
+        needs=SHAPE_ARGS,
+        interface="A model takes (input_size, hidden_size, num_classes, **settings); see antisym/models/__init__.py "
+        "for the whole interface.",
+    )
 
 
-def build_model(model_cfg: Mapping[str, Any], input_size: int, num_classes: int) -> nn.Module:
+def build_model(model_cfg: Mapping[str, Any] | ClassConfig, input_size: int, num_classes: int) -> nn.Module:
     """Build a classifier whose forward maps (B, T, input_size) floats to (B, num_classes) logits."""
-    validate_model_cfg(model_cfg)
-    name, n = model_cfg["name"], int(model_cfg["hidden_size"])
-    init_std = float(model_cfg.get("init_std", 1.0))
-    if name == "lstm":
-        return LSTMClassifier(input_size, n, num_classes, init_std=init_std)
-    cell = CELLS[name](input_size, n, eps=float(model_cfg["eps"]), gamma=float(model_cfg["gamma"]), init_std=init_std)
-    # model.impl: eager (default until the kernels are GPU-verified) | fused (Triton) | auto (fused where it can run).
-    # model.precision of the fused path: "ieee" (fp32 dots) is the default because it is the one that follows fp32
-    # eager over hundreds of steps; tf32x3, tf32 and bf16 are faster, less exact options (antisym.kernels).
-    impl, precision = str(model_cfg.get("impl", "eager")), str(model_cfg.get("precision", "ieee"))
-    return EulerClassifier(cell, num_classes, impl=impl, precision=precision)
+    parsed = model_cfg if isinstance(model_cfg, ClassConfig) else model_config(model_cfg)
+    model = parsed.target(input_size=input_size, num_classes=num_classes, **parsed.kwargs)
+    lacking = [attr for attr in ("forward", "final_state", "hidden_size") if not hasattr(model, attr)]
+    if not isinstance(model, nn.Module) or lacking:
+        what = "is not a torch.nn.Module" if not isinstance(model, nn.Module) else f"has no {', '.join(lacking)}"
+        raise ConfigError(
+            f"model._target_={parsed.target.__module__}.{parsed.target.__qualname__} {what}. A model must be an "
+            "nn.Module with forward(x) -> logits, final_state(x, h0=None) and hidden_size; see "
+            "antisym/models/__init__.py."
+        )
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["MODEL_NAMES", "build_model", "count_parameters", "euler_recurrence", "validate_model_cfg"]
+__all__ = [
+    "BUILTIN",
+    "AblationRNN",
+    "AntisymmetricRNN",
+    "EulerClassifier",
+    "GatedAntisymmetricRNN",
+    "LSTMClassifier",
+    "build_model",
+    "count_parameters",
+    "euler_recurrence",
+    "model_config",
+]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from antisym.errors import ConfigError
-from antisym.models.cells import EulerCell
+from antisym.models.cells import AblationCell, AntisymmetricCell, EulerCell, GatedAntisymmetricCell
 
 log = logging.getLogger("antisym")
 
@@ -90,10 +91,67 @@ class EulerClassifier(nn.Module):
         return self.readout(self.final_state(x))
 
 
+def check_recurrence_args(hidden_size: int, eps: float, gamma: float, init_std: float) -> None:
+    """Reject values the equations do not admit, with a message that says what to change."""
+    if hidden_size <= 0:
+        raise ConfigError(
+            f"model.hidden_size must be a positive integer, got {hidden_size!r}; the paper uses 128 or 256."
+        )
+    if init_std < 0:
+        raise ConfigError(f"model.init_std (sigma_w) must be >= 0, got {init_std}; the paper's grid is 0-16.")
+    if eps <= 0:
+        raise ConfigError(f"model.eps (Euler step size) must be > 0, got {eps}; the paper's grid is 0.01, 0.1, 1.")
+    if gamma < 0:
+        raise ConfigError(f"model.gamma (diffusion) must be >= 0, got {gamma}; the paper's grid is 0.001-1.")
+
+
+class EulerModel(EulerClassifier):
+    """An EulerClassifier built from keyword settings (what a model config's `_target_` names)."""
+
+    cell_class: type[EulerCell]
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_classes: int,
+        eps: float,
+        gamma: float,
+        init_std: float = 1.0,
+        impl: Literal["eager", "fused", "auto"] = "eager",
+        precision: Literal["ieee", "tf32x3", "tf32", "bf16"] = "ieee",
+    ) -> None:
+        check_recurrence_args(hidden_size, eps, gamma, init_std)
+        cell = self.cell_class(input_size, hidden_size, eps=eps, gamma=gamma, init_std=init_std)
+        super().__init__(cell, num_classes, impl=impl, precision=precision)
+
+
+class AntisymmetricRNN(EulerModel):
+    """Eq. 12: h_t = h_{t-1} + eps tanh((W - W^T - gamma I) h_{t-1} + V x_t + b), readout on h_T."""
+
+    cell_class = AntisymmetricCell
+
+
+class GatedAntisymmetricRNN(EulerModel):
+    """Eq. 13: the gated cell, gate and candidate sharing W - W^T - gamma I."""
+
+    cell_class = GatedAntisymmetricCell
+
+
+class AblationRNN(EulerModel):
+    """Sec. 5.4: the gated cell with one unstructured matrix (minus gamma I) shared by gate and candidate."""
+
+    cell_class = AblationCell
+
+
 class LSTMClassifier(nn.Module):
     """torch.nn.LSTM (cuDNN on a GPU) with the paper's init: N(0, 1/m), N(0, sigma_w^2/n), forget-gate bias 1."""
 
     def __init__(self, input_size: int, hidden_size: int, num_classes: int, init_std: float = 1.0) -> None:
+        if hidden_size <= 0:
+            raise ConfigError(f"model.hidden_size must be a positive integer, got {hidden_size!r}.")
+        if init_std < 0:
+            raise ConfigError(f"model.init_std (sigma_w) must be >= 0, got {init_std}; the paper's grid is 0-16.")
         super().__init__()
         self.input_size = input_size
         self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True)

@@ -6,6 +6,8 @@ dataset and optimizer key and the trainer keys that change training, i.e. all bu
 configuration with the highest mean best-validation accuracy is the one reported. Test accuracy (at each run's
 best-validation checkpoint) never enters the choice. Runs that diverged, failed or never finished are listed, not
 dropped: a diverged run that reached a validation checkpoint still counts with that checkpoint's test accuracy.
+Runs of the successor cells (paper.BASELINES) on a table's datasets are rows after the paper's, chosen the same way,
+beside their authors' reported numbers and measured against their own preset's iterations.
 
 Writes <out>/table1.md, <out>/table2.md, <out>/runs.csv (one line per run) and <out>/rows.csv (one line per row).
 """
@@ -13,6 +15,7 @@ Writes <out>/table1.md, <out>/table2.md, <out>/runs.csv (one line per run) and <
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import statistics
@@ -26,7 +29,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from antisym.config import experiment_settings
 from antisym.results.paper import (
+    BASELINES,
     CAPTIONS,
     COLUMNS,
     DATASETS,
@@ -35,24 +40,16 @@ from antisym.results.paper import (
     OTHER_ROWS,
     PAPER,
     TABLE_OF_DATASET,
+    PaperRow,
+    baseline_rows,
     preset_name,
     table_rows,
 )
-from antisym.training.checkpoint import load_run_config, read_summary
+from antisym.training.rundir import SUPERSEDED, effective_status, load_run_config, read_summary
 
-# Trainer keys that change what is trained; the others (seed, device, resume, progress, logging) do not.
-TRAINER_KNOBS = (
-    "max_steps",
-    "batch_size",
-    "eval_every",
-    "grad_clip",
-    "lr_schedule",
-    "lr_decay_steps",
-    "lr_decay_factor",
-)
-MODEL_BOOKKEEPING = ("impl",)  # how the recurrence is computed, not what it computes
+PRESETS = Path(__file__).resolve().parents[2] / "conf" / "experiment"
 FINISHED = ("completed", "diverged")
-SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "wandb"}
+SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "wandb", SUPERSEDED}
 RUNS_CSV_FIELDS = (
     "table",
     "preset",
@@ -102,29 +99,19 @@ ROWS_CSV_FIELDS = (
     "paper_iterations",
     "n_configs",
     "not_completed",
+    "reference",
 )
 
 
 def run_knobs(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a resolved config that defines what is trained (equal knobs = the same configuration)."""
-    model = {k: v for k, v in dict(cfg.get("model", {})).items() if k not in MODEL_BOOKKEEPING}
-    trainer = dict(cfg.get("trainer", {}))
-    return {
-        "model": model,
-        "dataset": dict(cfg.get("dataset", {})),
-        "optimizer": dict(cfg.get("optimizer", {})),
-        "trainer": {k: trainer[k] for k in TRAINER_KNOBS if k in trainer},
-    }
-
-
-def knob_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """Keys set in both knob dicts to different values (keys only one side has are new defaults: ignored)."""
-    diffs = []
-    for section in a.keys() & b.keys():
-        for key in a[section].keys() & b[section].keys():
-            if a[section][key] != b[section][key]:
-                diffs.append(f"{section}.{key}: {a[section][key]!r} -> {b[section][key]!r}")
-    return sorted(diffs)
+    """What defines a configuration, by section: the experiment settings (antisym.config) except the seed, so that
+    runs differing only in seed form one configuration of a row."""
+    knobs: dict[str, dict[str, Any]] = {"model": {}, "dataset": {}, "optimizer": {}, "trainer": {}}
+    for key, value in experiment_settings(cfg).items():
+        section, _, name = key.partition(".")
+        if section in knobs and key != "trainer.seed":
+            knobs[section][name] = value
+    return knobs
 
 
 def describe(knobs: Mapping[str, Any]) -> str:
@@ -134,16 +121,19 @@ def describe(knobs: Mapping[str, Any]) -> str:
     parts = [f"{name} lr={opt.get('lr')}"]
     if opt.get("momentum"):
         parts.append(f"momentum={opt['momentum']}")
-    if model.get("name") != "lstm":
-        parts.append(f"eps={model.get('eps')} gamma={model.get('gamma')}")
-    parts.append(f"sigma_w={model.get('init_std')}")
+    if model.get("name") in PAPER[1].keys() | PAPER[2].keys():
+        if model.get("name") != "lstm":
+            parts.append(f"eps={model.get('eps')} gamma={model.get('gamma')}")
+        parts.append(f"sigma_w={model.get('init_std')}")
+    else:  # a successor or your own cell: every knob it has
+        parts += [f"{k}={v}" for k, v in sorted(model.items()) if k not in ("_target_", "name", "hidden_size", "impl")]
     if trainer.get("grad_clip"):
         parts.append(f"clip={trainer['grad_clip']}")
     if trainer.get("lr_schedule", "constant") != "constant":
         parts.append(f"schedule={trainer['lr_schedule']}")
     if trainer.get("batch_size") != 128:
         parts.append(f"batch={trainer.get('batch_size')}")
-    if trainer.get("max_steps") != ITERATIONS.get(knobs["dataset"].get("name")):
+    if trainer.get("max_steps") != reference_iterations(str(model.get("name")), str(knobs["dataset"].get("name"))):
         parts.append(f"steps={trainer.get('max_steps')}")
     return " ".join(parts)
 
@@ -156,7 +146,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        return (self.summary or {}).get("status", "incomplete")
+        return effective_status(self.path, self.summary)
 
     @property
     def model(self) -> str:
@@ -235,6 +225,21 @@ def collect_runs(roots: Iterable[str | Path]) -> list[Run]:
     return sorted(runs, key=lambda r: str(r.path))
 
 
+def preset_file(model: str, dataset: str) -> Path | None:
+    path = PRESETS / f"{preset_name(model, dataset)}.yaml"
+    return path if path.is_file() else None
+
+
+@functools.cache
+def reference_iterations(model: str, dataset: str) -> int | None:
+    """The iterations a run is measured against: the paper's, or for a successor cell its own preset's max_steps
+    (None without a preset); a successor is never "short" against the paper's schedule, which it does not follow."""
+    if model not in BASELINES.get(TABLE_OF_DATASET.get(dataset, 0), {}):
+        return ITERATIONS.get(dataset)
+    path = preset_file(model, dataset)
+    return int(OmegaConf.load(path).dataset.max_steps) if path else None
+
+
 def pct(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}"
 
@@ -277,8 +282,17 @@ class RowResult:
     chosen: Candidate | None
 
     @property
-    def paper_acc(self) -> float:
-        return PAPER[self.table][self.model].acc[self.dataset]
+    def reference(self) -> PaperRow:
+        """The paper's row, or a successor's with its authors' reported (unconfirmed) numbers."""
+        return PAPER[self.table].get(self.model) or BASELINES[self.table][self.model]
+
+    @property
+    def baseline(self) -> bool:
+        return self.model in BASELINES[self.table]
+
+    @property
+    def paper_acc(self) -> float | None:
+        return self.reference.acc.get(self.dataset)
 
     @property
     def test_mean(self) -> float | None:
@@ -286,7 +300,20 @@ class RowResult:
 
     @property
     def delta(self) -> float | None:
-        return None if self.test_mean is None else 100 * self.test_mean - self.paper_acc
+        return None if self.test_mean is None or self.paper_acc is None else 100 * self.test_mean - self.paper_acc
+
+    @property
+    def iterations(self) -> int | None:
+        """reference_iterations, or for a successor without a preset the longest its runs were configured for."""
+        own = (int(r.knobs["trainer"].get("max_steps", 0)) for r in self.runs)
+        return reference_iterations(self.model, self.dataset) or max(own, default=None)
+
+    @property
+    def preset(self) -> str:
+        presets = sorted({r.preset for r in self.runs if r.preset})
+        if not presets and preset_file(self.model, self.dataset):
+            presets = [preset_name(self.model, self.dataset)]
+        return ", ".join(presets) or "—"
 
     @property
     def not_completed(self) -> list[Run]:
@@ -306,9 +333,9 @@ class RowResult:
 
     @property
     def short(self) -> bool:
-        """The chosen runs were configured for fewer iterations than the paper's."""
+        """The chosen runs were configured for fewer iterations than the paper's (a successor's: its preset's)."""
         return bool(self.chosen) and any(
-            int(r.knobs["trainer"].get("max_steps", 0)) < ITERATIONS[self.dataset] for r in self.chosen.results
+            int(r.knobs["trainer"].get("max_steps", 0)) < (self.iterations or 0) for r in self.chosen.results
         )
 
 
@@ -324,8 +351,10 @@ def select(runs: Sequence[Run]) -> tuple[list[Candidate], Candidate | None]:
 
 
 def build_rows(runs: Sequence[Run], table: int) -> list[RowResult]:
+    """The paper's rows, then each successor cell's (every column of the table) when it has runs on the table."""
+    successors = {r.model for r in runs} & BASELINES[table].keys()
     rows = []
-    for model, dataset in table_rows(table):
+    for model, dataset in table_rows(table) + [(m, d) for m, d in baseline_rows(table) if m in successors]:
         mine = [r for r in runs if r.model == model and r.dataset == dataset]
         candidates, chosen = select(mine)
         rows.append(RowResult(table, model, dataset, mine, candidates, chosen))
@@ -334,7 +363,10 @@ def build_rows(runs: Sequence[Run], table: int) -> list[RowResult]:
 
 def acc_cell(row: RowResult) -> str:
     if row.chosen is None:
-        return "not run" if not row.runs else "no result"
+        if not row.runs:
+            return "not run"
+        done = max(int(r.get("steps") or 0) for r in row.runs)
+        return f"{done:,} of {row.iterations:,} iterations"  # unfinished: never a partial accuracy
     mean, std = row.test_mean, row.chosen.std("test_acc")
     return f"{pct(mean)} ± {pct(std)}" if std is not None else f"{pct(mean)} (1 seed)"
 
@@ -351,6 +383,29 @@ def seeds_cell(row: RowResult) -> str:
 
 def fmt_delta(x: float | None) -> str:
     return "—" if x is None else f"{x:+.1f}"
+
+
+def fmt_ref(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1f}"
+
+
+def method_line(ref: PaperRow, name: str, rows: Sequence[RowResult]) -> str:
+    """One method of the summary table: ours, the reference number and Δ per column, then units and params."""
+    cells = []
+    units, params = set(), []
+    for row in rows:
+        cells += [acc_cell(row), fmt_ref(row.paper_acc), fmt_delta(row.delta)]
+        if row.chosen:
+            units.add(row.chosen.hidden_size)
+            params.append(f"{row.params} ({COLUMNS[row.dataset]})")
+    ours_units = "/".join(str(u) for u in sorted(units)) or "—"
+    if len({p.split(" (")[0] for p in params}) == 1:  # the same count in both columns: say it once
+        params = [params[0].split(" (")[0]]
+    return (
+        f"| {name} | "
+        + " | ".join(cells)
+        + f" | {ours_units} / {ref.units} | {'; '.join(params) or '—'} / {ref.params} |"
+    )
 
 
 def provenance(runs: Sequence[Run]) -> list[str]:
@@ -380,11 +435,14 @@ def render_table(
             f"> end. These numbers say nothing about the paper; the real table is results/table{table}.md.",
             "",
         ]
+    if not runs:
+        where = ", ".join(f"`{p}`" for p in roots)
+        out += [f"> **No run directories found under {where}: this table holds the paper's numbers only.**", ""]
     out += [f"# Table {table}{' (QUICK)' if quick else ''}: {CAPTIONS[table]}", ""]
     if any(r.short for r in rows) and not quick:
         out += [
-            "> **Warning:** some rows below ran fewer iterations than the paper (see *iterations*); they are not",
-            "> paper-length results.",
+            "> **Warning:** some rows below ran fewer iterations than the paper (successors: than their preset; see",
+            "> *iterations*); they are not full-length results.",
             "",
         ]
     out += [
@@ -401,25 +459,11 @@ def render_table(
         + " | # units (ours / paper) | # params (ours / paper) |",
         "|---|" + "---|---|---|" * len(cols) + "---|---|",
     ]
-    by_key = {(r.model, r.dataset): r for r in rows}
+    by_model: dict[str, list[RowResult]] = {}
+    for row in rows:
+        by_model.setdefault(row.model, []).append(row)
     for model, paper_row in PAPER[table].items():
-        cells = []
-        units, params = set(), []
-        for c in cols:
-            row = by_key[(model, c)]
-            cells += [acc_cell(row), f"{row.paper_acc:.1f}", fmt_delta(row.delta)]
-            if row.chosen:
-                units.add(row.chosen.hidden_size)
-                params.append(f"{row.params} ({COLUMNS[c]})")
-        name = paper_row.method + ("¹" if paper_row.note else "")
-        ours_units = "/".join(str(u) for u in sorted(units)) or "—"
-        if len({p.split(" (")[0] for p in params}) == 1:  # the same count in both columns: say it once
-            params = [params[0].split(" (")[0]]
-        out.append(
-            f"| {name} | "
-            + " | ".join(cells)
-            + f" | {ours_units} / {paper_row.units} | {'; '.join(params) or '—'} / {paper_row.params} |"
-        )
+        out.append(method_line(paper_row, paper_row.method + ("¹" if paper_row.note else ""), by_model[model]))
     for other in OTHER_ROWS[table]:
         cells = []
         for c in cols:
@@ -434,6 +478,25 @@ def render_table(
             "The paper's # params column is for pixel-by-pixel CIFAR-10 (m=3); noise padded (m=96) models have "
             "more input weights (our counts show both).",
         ]
+    successors = [m for m in BASELINES[table] if m in by_model]
+    if successors:
+        out += [
+            "",
+            "## Beside the paper: successors",
+            "",
+            "Later cells trained with their authors' settings (conf/experiment/baselines/), chosen like the rows",
+            "above. *reported*: the test accuracy their authors report, UNCONFIRMED against their papers' tables",
+            "(sources below); units and params after the slash: the authors' code's, at the preset's column. Their",
+            "iterations are their presets' own, not the paper's.",
+            "",
+            "| method | "
+            + " | ".join(f"{COLUMNS[c]} (ours) | {COLUMNS[c]} (reported) | Δ" for c in cols)
+            + " | # units (ours / authors') | # params (ours / authors') |",
+            "|---|" + "---|---|---|" * len(cols) + "---|---|",
+        ]
+        refs = {m: BASELINES[table][m] for m in successors}
+        out += [method_line(ref, ref.method, by_model[m]) for m, ref in refs.items()]
+        out += ["", *(f"- {ref.method}, reported: {ref.note}." for ref in refs.values())]
 
     out += [
         "",
@@ -445,12 +508,15 @@ def render_table(
     ]
     for row in rows:
         chosen = row.chosen
-        presets = sorted({r.preset for r in row.runs if r.preset}) or [preset_name(row.model, row.dataset)]
+        ref = fmt_ref(row.paper_acc) + (" (reported)" if row.baseline and row.paper_acc is not None else "")
+        iterations = "—" if row.iterations is None else f"{row.iterations:,}"
+        if row.baseline and row.iterations is not None:  # a successor's own schedule, not the paper's
+            iterations += " (preset)" if preset_file(row.model, row.dataset) else " (configured)"
         out.append(
-            f"| {METHODS[row.model]} | {COLUMNS[row.dataset]} | {', '.join(presets)} | {acc_cell(row)} | "
-            f"{seeds_cell(row)} | {row.paper_acc:.1f} | {fmt_delta(row.delta)} | "
+            f"| {METHODS[row.model]} | {COLUMNS[row.dataset]} | {row.preset} | {acc_cell(row)} | "
+            f"{seeds_cell(row)} | {ref} | {fmt_delta(row.delta)} | "
             f"{pct(chosen.mean('best_val_acc')) if chosen else '—'} | {chosen.hidden_size if chosen else '—'} | "
-            f"{row.params} | {row.steps} / {ITERATIONS[row.dataset]:,}{' **short**' if row.short else ''} | "
+            f"{row.params} | {row.steps} / {iterations}{' **short**' if row.short else ''} | "
             f"{chosen.label if chosen else '—'} | {len(row.candidates)} |"
         )
 
@@ -460,9 +526,10 @@ def render_table(
         out += ["| row | seed | status | steps | detail | run directory |", "|---|---|---|---|---|---|"]
         for r in bad:
             detail = r.get("error") or (
-                f"non-finite loss at step {r.get('diverged_at_step')}; best val checkpoint at step {r.get('best_step')}"
+                f"{r.get('diverged_reason') or 'non-finite loss'} at step {r.get('diverged_at_step')}; best val "
+                f"checkpoint at step {r.get('best_step')}"
                 if r.status == "diverged"
-                else "no summary.json: interrupted or running"
+                else f"{r.status} ({r.get('stop_reason') or 'no summary.json'}): resumes from its last checkpoint"
             )
             detail = str(detail).replace("|", "\\|").replace("\n", " ")[:200]
             steps = f"{r.get('steps') or 0:,} / {int(r.knobs['trainer'].get('max_steps', 0)):,}"
@@ -470,8 +537,10 @@ def render_table(
                 f"| {METHODS[r.model]}, {COLUMNS[r.dataset]} | {r.seed} | {r.status} | {steps} | {detail} "
                 f"| `{r.path}` |"
             )
-    else:
+    elif runs:
         out.append("None: every run behind this table completed.")
+    else:
+        out.append("No runs: nothing has been trained for this table yet.")
 
     multi = [row for row in rows if len(row.candidates) > 1]
     if multi:
@@ -512,7 +581,7 @@ def run_record(run: Run, selected: bool) -> dict[str, Any]:
         "selected": int(selected),
         "steps": run.get("steps"),
         "max_steps": run.knobs["trainer"].get("max_steps"),
-        "paper_iterations": ITERATIONS.get(run.dataset),
+        "paper_iterations": reference_iterations(run.model, run.dataset),
         "best_val_acc": run.get("best_val_acc"),
         "best_step": run.get("best_step"),
         "test_acc": run.get("test_acc"),
@@ -532,30 +601,31 @@ def run_record(run: Run, selected: bool) -> dict[str, Any]:
 
 
 def row_record(row: RowResult) -> dict[str, Any]:
-    paper = PAPER[row.table][row.model]
+    paper = row.reference
     chosen = row.chosen
     return {
         "table": row.table,
         "method": METHODS[row.model],
         "dataset": row.dataset,
         "model": row.model,
-        "preset": preset_name(row.model, row.dataset),
+        "preset": preset_name(row.model, row.dataset) if preset_file(row.model, row.dataset) else None,
         "config": chosen.label if chosen else None,
         "n_seeds": len(chosen.results) if chosen else 0,
         "n_runs": len(row.runs),
         "test_acc_mean": row.test_mean,
         "test_acc_std": chosen.std("test_acc") if chosen else None,
         "val_acc_mean": chosen.mean("best_val_acc") if chosen else None,
-        "paper_acc": round(row.paper_acc / 100, 4),
+        "paper_acc": None if row.paper_acc is None else round(row.paper_acc / 100, 4),
         "delta": None if row.delta is None else round(row.delta / 100, 6),
         "units": chosen.hidden_size if chosen else None,
         "paper_units": paper.units,
         "params": row.params if chosen else None,
         "paper_params": paper.params,
         "steps": row.steps if chosen else None,
-        "paper_iterations": ITERATIONS[row.dataset],
+        "paper_iterations": row.iterations,
         "n_configs": len(row.candidates),
         "not_completed": len(row.not_completed),
+        "reference": f"reported by the authors: {paper.note}" if row.baseline else "the paper",
     }
 
 

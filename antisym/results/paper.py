@@ -1,7 +1,8 @@
 """The paper's Tables 1 and 2 (Chang et al., ICLR 2019) as data: the rows this suite trains and the numbers beside them.
 
-Values are the paper's, to the digit (docs: /work/shared/paper.md section 2). A row is a (model, dataset) pair; the
-table it belongs to follows from the dataset.
+Values are the paper's, to the digit (Tables 1 and 2 of Chang et al., ICLR 2019, camera-ready version). A row is a
+(model, dataset) pair; the table it belongs to follows from the dataset. Successor cells trained as baselines
+(`BASELINES`) are rows beside the paper's, with their authors' reported numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ METHODS = {
     "gated": "AntisymmetricRNN w/ gating",
     "lstm": "LSTM",
     "ablation": "Ablation model",
+    "cornn": "coRNN",
+    "lipschitz": "Lipschitz RNN",
 }
 COLUMNS = {
     "mnist": "MNIST",
@@ -73,11 +76,47 @@ OTHER_ROWS = {
 }
 
 
+# Successor cells trained beside the paper (conf/experiment/baselines/), by table. acc: the test accuracy (%) their
+# authors REPORT, UNCONFIRMED against the papers' own tables (which we could not read); the note names the source.
+# units and params: those of the authors' code that our presets copy (conf/experiment/baselines/*.yaml). A column
+# without a preset (e.g. coRNN on MNIST) fills from plain runs: python train.py model=cornn dataset=mnist ...
+CORNN_SOURCE = "the authors' repository README (tk-rusch/coRNN), UNCONFIRMED against the paper's table"
+LIPSCHITZ_SOURCE = (
+    "third-party aggregators only (Papers with Code, HyperAI; the official README lists none), UNCONFIRMED against "
+    "the paper's table"
+)
+BASELINES: dict[int, dict[str, PaperRow]] = {
+    1: {
+        "cornn": PaperRow("coRNN (Rusch & Mishra, 2021)", {"mnist": 99.4, "pmnist": 97.3}, 256, "134k", CORNN_SOURCE),
+        "lipschitz": PaperRow(
+            "Lipschitz RNN (Erichson et al., 2021)", {"mnist": 99.4, "pmnist": 96.3}, 128, "34k", LIPSCHITZ_SOURCE
+        ),
+    },
+    2: {
+        "cornn": PaperRow("coRNN (Rusch & Mishra, 2021)", {"noisy_cifar10": 59.0}, 128, "46k", CORNN_SOURCE),
+        "lipschitz": PaperRow(
+            "Lipschitz RNN (Erichson et al., 2021)",
+            {"cifar10": 64.2, "noisy_cifar10": 59.0},
+            256,
+            "158k",
+            LIPSCHITZ_SOURCE + "; units and params of the noise padded preset are UNCONFIRMED too",
+        ),
+    },
+}
+
+
 def preset_name(model: str, dataset: str) -> str:
-    """The preset of a row: conf/experiment/table<N>/<model>_<dataset>.yaml."""
+    """The preset of a row: conf/experiment/table<N>/<model>_<dataset>.yaml (baselines/<model>_<dataset>.yaml)."""
+    if model in BASELINES[TABLE_OF_DATASET[dataset]]:
+        return f"baselines/{model}_{dataset}"
     return f"table{TABLE_OF_DATASET[dataset]}/{model}_{dataset}"
 
 
 def table_rows(table: int) -> list[tuple[str, str]]:
     """(model, dataset) of every row of a table that this suite trains, in the paper's order."""
     return [(m, d) for m in MODELS[table] for d in DATASETS[table]]
+
+
+def baseline_rows(table: int) -> list[tuple[str, str]]:
+    """(model, dataset) of every successor-cell row of a table, shown after the paper's rows."""
+    return [(m, d) for m in BASELINES[table] for d in DATASETS[table]]

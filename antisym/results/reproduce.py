@@ -10,9 +10,10 @@ launching, each of those directories is classified from its summary.json:
     completed   skipped
     diverged    kept (a result: the tables list it; --rerun-diverged trains it again from its last checkpoint)
     failed      rerun, resuming from checkpoints/last.pt when there is one
-    no summary  (interrupted, preempted, or never started) run, resuming from checkpoints/last.pt when there is one
-    stale       completed under other hyperparameters than the preset now has: moved to <logs>/reproduce.stale/...
-                and rerun
+    interrupted (Ctrl-C, preempted, killed, or no summary yet) run, resuming from checkpoints/last.pt if there is one
+    running     another process writes it now (its lock is held): left alone
+    stale       trained (completed or not) under other settings than the preset now has: moved to
+                <logs>/reproduce.stale/... and rerun from scratch, never resumed
 
 The runs still to do go to Hydra as `train.py -m +experiment=<rows> trainer.seed=<seeds>` multiruns (one per set of
 rows sharing the same missing seeds), with hydra.sweep.dir/subdir pointing at those fixed directories,
@@ -34,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from antisym.config import settings_differences
 from antisym.results.__main__ import parse_tables
-from antisym.results.aggregate import QuickRunsError, knob_differences, load_config, run_knobs, write_tables
+from antisym.results.aggregate import QuickRunsError, load_config, write_tables
 from antisym.results.paper import preset_name, table_rows
-from antisym.training.checkpoint import read_summary
+from antisym.training.rundir import effective_status, read_summary
 
 REPO = Path(__file__).resolve().parents[2]
 # QUICK: the same pipeline at a size a laptop CPU runs in minutes. The data, splits and evaluation sets are the
@@ -63,18 +65,30 @@ LAUNCHERS = {  # make's LAUNCHER= value -> Hydra launcher overrides
 }
 
 
+class OverrideError(ValueError):
+    """An override that a row's config cannot take (e.g. model.eps on an LSTM row)."""
+
+    def __init__(self, preset: str, overrides: Sequence[str], err: Exception) -> None:
+        reason = " ".join(str(err).split())
+        super().__init__(
+            f"The overrides {' '.join(overrides) or '(none)'} do not apply to row {preset} ({reason}). An override "
+            "reaches every row it is given to: limit the rows with ROWS=<preset>,... (--rows), e.g. only the Euler "
+            "models for model.eps, or add a key a row lacks with ++key=value."
+        )
+
+
 @dataclass
 class Job:
     preset: str
     dataset: str
     seed: int
     run_dir: Path
-    state: str  # completed | diverged | failed | incomplete | missing | stale
+    state: str  # completed | diverged | failed | interrupted | running | missing | stale
     detail: str = ""
 
     @property
     def todo(self) -> bool:
-        return self.state in ("failed", "incomplete", "missing", "stale")
+        return self.state in ("failed", "interrupted", "missing", "stale")
 
 
 def compose_preset(preset: str, overrides: Sequence[str]) -> dict[str, Any]:
@@ -89,22 +103,25 @@ def compose_preset(preset: str, overrides: Sequence[str]) -> dict[str, Any]:
 
 
 def classify(run_dir: Path, wanted: dict[str, Any], rerun_diverged: bool) -> tuple[str, str]:
-    """The state of one fixed run directory, from its summary.json and config."""
+    """The state of one fixed run directory, from its summary.json and the settings that trained it."""
+    if not run_dir.exists():
+        return "missing", ""
     summary = read_summary(run_dir)
-    if summary is None:
-        if (run_dir / "checkpoints" / "last.pt").is_file():
-            return "incomplete", "no summary.json: resumes from checkpoints/last.pt"
-        return ("incomplete", "no summary.json: starts again") if run_dir.exists() else ("missing", "")
-    status = summary.get("status", "incomplete")
+    status = effective_status(run_dir, summary)
+    if status == "running":
+        return "running", "its lock is held by a live process"
+    cfg = load_config(run_dir)
+    diffs = settings_differences(cfg, wanted, allow_longer=status != "completed") if cfg else []
+    if diffs:  # whatever its state: resuming it would mix settings, skipping it would report the wrong ones
+        return "stale", "; ".join(diffs)
     if status in ("completed", "diverged"):
-        cfg = load_config(run_dir)
-        diffs = knob_differences(run_knobs(cfg), run_knobs(wanted)) if cfg else []
-        if diffs:
-            return "stale", "; ".join(diffs)
         if status == "diverged" and rerun_diverged:
             return "failed", "diverged; rerun asked for (--rerun-diverged)"
         return status, ""
-    return "failed", str(summary.get("error", status))[:160]
+    if status == "failed":
+        return "failed", str((summary or {}).get("error", status))[:160]
+    has_ckpt = (run_dir / "checkpoints" / "last.pt").is_file()
+    return "interrupted", "resumes from checkpoints/last.pt" if has_ckpt else "no checkpoint: starts again"
 
 
 def move_stale(job: Job, log_root: Path) -> Path:
@@ -129,9 +146,12 @@ def plan(
             preset = preset_name(model, dataset)
             if rows and preset not in rows and preset.split("/")[-1] not in rows:
                 continue
-            wanted = compose_preset(
-                preset, [*overrides, *QUICK_DATASET_OVERRIDES.get(dataset, ())] if quick else overrides
-            )
+            try:
+                wanted = compose_preset(
+                    preset, [*overrides, *QUICK_DATASET_OVERRIDES.get(dataset, ())] if quick else overrides
+                )
+            except Exception as err:  # Hydra's ConfigCompositionException: an override this row has no key for
+                raise OverrideError(preset, overrides, err) from None
             row_seeds = list(seeds) if seeds is not None else [int(s) for s in wanted.get("seeds", [0])]
             if quick and seeds is None:
                 row_seeds = row_seeds[:QUICK_SEEDS]
@@ -197,12 +217,19 @@ def child_env(launcher: str, jobs: int | None) -> dict[str, str]:
 
 
 def parse_seeds(value: str | None) -> list[int] | None:
-    """'3' = seeds 0, 1, 2; '0,4,7' = those seeds; empty = each preset's `seeds`."""
+    """'3' = seeds 0, 1, 2 (so '1' is seed 0 alone); '0,4,7' = those seeds; empty = each preset's `seeds`."""
     if not value:
         return None
-    if "," in value:
-        return [int(s) for s in value.split(",") if s.strip()]
-    return list(range(int(value)))
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()] if "," in value else list(range(int(value)))
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(
+            f"SEEDS={value!r}: give a count N (seeds 0..N-1; SEEDS=1 is seed 0 alone) or a comma list of seeds "
+            "(SEEDS=0,3)."
+        )
+    return seeds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, help="joblib: parallel processes (default: every core)")
     parser.add_argument("--quick", action="store_true", help="tiny QUICK smoke run, written apart and marked")
-    parser.add_argument("--seeds", help="N (seeds 0..N-1) or a comma list; default each preset's `seeds`")
+    parser.add_argument(
+        "--seeds", type=parse_seeds, help="N (seeds 0..N-1; 1 = seed 0 alone) or a comma list; default each preset's"
+    )
     parser.add_argument("--rows", help="comma list of presets to limit to, e.g. asym_mnist,table1/gated_pmnist")
     parser.add_argument("--data", help="data.root (default: the config's, i.e. $ANTISYM_DATA or ./data)")
     parser.add_argument("--logs", default=os.environ.get("ANTISYM_LOGS", "logs"), help="log_dir (default logs)")
@@ -244,12 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     tag = "QUICK " if args.quick else ""
     started = time.time()
 
-    jobs = plan(args.table, log_root, overrides, parse_seeds(args.seeds), args.quick, args.rerun_diverged, rows)
+    try:
+        jobs = plan(args.table, log_root, overrides, args.seeds, args.quick, args.rerun_diverged, rows)
+    except OverrideError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{tag}reproduce: tables {', '.join(map(str, args.table))}, {len(jobs)} runs under {log_root}")
     for job in jobs:
-        action = {"completed": "skip", "diverged": "keep", "stale": "move aside, rerun", "missing": "run"}.get(
-            job.state, "rerun (resume)"
-        )
+        actions = {"completed": "skip", "diverged": "keep", "stale": "move aside, rerun", "missing": "run"}
+        action = actions.get(job.state, "leave (being written)" if job.state == "running" else "rerun (resume)")
         print(
             f"  {job.preset:32s} seed{job.seed:<3d} {job.state:10s} -> {action}"
             + (f"  [{job.detail}]" if job.detail else "")
@@ -279,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuickRunsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    after = plan(args.table, log_root, overrides, parse_seeds(args.seeds), args.quick, False, rows)
+    after = plan(args.table, log_root, overrides, args.seeds, args.quick, False, rows)
     states = defaultdict(int)
     for job in after:
         states[job.state] += 1

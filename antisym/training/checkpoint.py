@@ -1,19 +1,19 @@
-"""Checkpoints and run directories: atomic writes, so a crash never leaves a half-written file behind."""
+"""Checkpoints: one save/load pair for the whole training state, atomic writes, damaged files named.
+
+A checkpoint is written to a temporary file and renamed into place, so a crash never leaves a half-written
+`last.pt`; a file damaged some other way (a torn copy, a full disk) is reported with its path and what to do.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-CONFIG_FILE = "config.yaml"  # the resolved config, beside Hydra's own .hydra/config.yaml
-SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.jsonl"
+from antisym.errors import CheckpointError
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -23,33 +23,44 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_json(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+def load_checkpoint(path: Path, what_to_do: str) -> dict[str, Any]:
+    """torch.load of a checkpoint on the CPU, or one CheckpointError naming the file and `what_to_do`.
+
+    CPU first: generator states must stay CPU tensors; load_state_dict moves the rest to the model's device.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist. {what_to_do}") from None
+    except Exception as err:  # torch.load raises many types on damaged bytes (zip, pickle, EOF, overflow, ...)
+        raise CheckpointError(
+            f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'empty'}); "
+            f"it is truncated or damaged. {what_to_do}"
+        ) from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a checkpoint of this suite (no model state). {what_to_do}")
+    return state
 
 
-def read_summary(run_dir: str | Path) -> dict | None:
-    path = Path(run_dir) / SUMMARY_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+def save_train_state(path: Path, **state: Any) -> None:
+    """Everything needed to continue exactly: model, optimizer, sampler and noise generator states, step, best
+    validation result, and the run's elapsed wall time and start date (which survive a resume)."""
+    atomic_save(state, path)
 
 
-def load_run_config(run_dir: str | Path) -> DictConfig:
-    run_dir = Path(run_dir)
-    for candidate in (run_dir / CONFIG_FILE, run_dir / ".hydra" / "config.yaml"):
-        if candidate.is_file():
-            return OmegaConf.load(candidate)
-    raise FileNotFoundError(f"{run_dir} holds no {CONFIG_FILE} or .hydra/config.yaml; is it a run directory?")
-
-
-def load_run_model(run_dir: str | Path, which: str = "best", map_location: str = "cpu") -> tuple[nn.Module, DictConfig]:
-    """Rebuild a trained model from its run directory (`which` = best or last checkpoint)."""
-    from antisym.data import task_spec
-    from antisym.models import build_model
-
-    cfg = load_run_config(run_dir)
-    spec = task_spec(cfg.dataset)
-    model = build_model(OmegaConf.to_container(cfg.model), spec.input_size, spec.num_classes)
-    state = torch.load(Path(run_dir) / "checkpoints" / f"{which}.pt", map_location=map_location, weights_only=False)
-    model.load_state_dict(state["model"])
-    return model, cfg
+def restore_train_state(
+    state: dict[str, Any], path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sampler, noise_gen
+) -> dict[str, Any]:
+    """Restore the objects from a `save_train_state` checkpoint (read from `path` by `load_checkpoint`); returns the
+    rest (step, best, wall time, dates)."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["sampler"])
+        noise_gen.set_state(state["noise_gen"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} does not fit this run's model or optimizer ({type(err).__name__}: {str(err).splitlines()[0]}). "
+            "It was written under other settings: start the run in a new directory."
+        ) from None
+    return {k: v for k, v in state.items() if k not in ("model", "optimizer", "sampler", "noise_gen")}

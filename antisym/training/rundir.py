@@ -1,0 +1,204 @@
+"""Run directories: what one holds, who may write it, and reading its files back.
+
+The contract (README, "Run directory contract"): a run directory holds the settings that trained it
+(`config.yaml`, `overrides.yaml`), its metrics, checkpoints and `summary.json`, and nothing that describes another
+run. One process writes it at a time, holding `run.lock`; a fresh start in a directory that already holds files moves
+them to `superseded/<time>/` rather than mixing or deleting them.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from antisym.errors import CheckpointError, UserError
+
+CONFIG_FILE = "config.yaml"  # the resolved settings that trained this run
+OVERRIDES_FILE = "overrides.yaml"  # the command-line overrides that composed them
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = "run.lock"
+SUPERSEDED = "superseded"
+RUN_FILES = (CONFIG_FILE, OVERRIDES_FILE, SUMMARY_FILE, METRICS_FILE, "checkpoints", "permutation.pt", "wandb")
+STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+
+log = logging.getLogger("antisym")
+
+
+class RunLockedError(UserError):
+    """Another live process writes this run directory."""
+
+
+def write_json(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(
+            f"{path} is damaged ({err}). It is rewritten at the end of each run: delete it and resume the run "
+            "(trainer.resume=true) to write it again."
+        ) from None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl. A torn last line (what a kill mid-write leaves) is dropped with a warning; a
+    damaged line elsewhere is an error naming the file and the line."""
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                log.warning("%s: dropped a torn last line (the run was stopped while writing it).", path)
+                continue
+            raise CheckpointError(
+                f"{path} line {i + 1} is damaged (not JSON) and is not the last line, so it is not a torn write. "
+                "Repair or delete that line, then run again."
+            ) from None
+    return rows
+
+
+def load_run_config(run_dir: str | Path):
+    """The resolved settings that trained a run (OmegaConf). Older runs kept only Hydra's .hydra/config.yaml."""
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    for candidate in (run_dir / CONFIG_FILE, run_dir / ".hydra" / "config.yaml"):
+        if candidate.is_file():
+            return OmegaConf.load(candidate)
+    raise FileNotFoundError(f"{run_dir} holds no {CONFIG_FILE}; is it a run directory?")
+
+
+def load_run_model(run_dir: str | Path, which: str = "best", map_location: str = "cpu"):
+    """Rebuild a trained model from its run directory (`which` = best or last checkpoint)."""
+    from omegaconf import OmegaConf
+
+    from antisym.data import task_spec
+    from antisym.models import build_model
+    from antisym.training.checkpoint import load_checkpoint
+
+    cfg = load_run_config(run_dir)
+    spec = task_spec(OmegaConf.to_container(cfg.dataset, resolve=True))
+    model = build_model(OmegaConf.to_container(cfg.model, resolve=True), spec.input_size, spec.num_classes)
+    path = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    state = load_checkpoint(path, "Retrain the run, or use the other checkpoint (best/last).")
+    model.load_state_dict(state["model"])
+    return model.to(map_location), cfg
+
+
+def holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in RUN_FILES)
+
+
+def move_aside(run_dir: Path, reason: str) -> Path | None:
+    """Move the files of an earlier run into superseded/<time>/ (never delete evidence); returns where."""
+    present = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not present:
+        return None
+    dest = run_dir / SUPERSEDED / time.strftime("%Y%m%d-%H%M%S")
+    while dest.exists():
+        dest = dest.with_name(dest.name + "_")
+    dest.mkdir(parents=True)
+    for name in present:
+        shutil.move(str(run_dir / name), dest / name)
+    (dest / "REASON").write_text(reason + "\n")
+    log.warning("%s: earlier files moved to %s (%s)", run_dir, dest, reason)
+    return dest
+
+
+def lock_holder(run_dir: Path) -> dict | None:
+    """Who holds the run's lock, if a live process does (the file a dead one left behind does not count)."""
+    path = run_dir / LOCK_FILE
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                return json.loads(Path(path).read_text() or "{}")
+            except json.JSONDecodeError:
+                return {}
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+def effective_status(run_dir: Path, summary: dict | None) -> str:
+    """The summary's status, except that 'running' without a live writer means the process was killed."""
+    status = (summary or {}).get("status", "incomplete")
+    if status == "running" and lock_holder(run_dir) is None:
+        return "interrupted"
+    return status
+
+
+class RunLock:
+    """An exclusive lock on a run directory: `run.lock`, flock'ed for the writer's lifetime.
+
+    The kernel drops a flock when its process dies, so a lock file left by a killed run is recognised as stale and
+    taken over. The file records pid, host and start time for the message a second writer gets.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self.file = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            f = open(self.path, "a+")  # noqa: SIM115 - held for the run's lifetime
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                f.close()
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = lock_holder(self.path.parent) or {}
+                raise RunLockedError(
+                    f"{self.path.parent} is being written by another process (pid {holder.get('pid', '?')} on "
+                    f"{holder.get('host', '?')}, since {holder.get('since', '?')}). Two writers would mix their "
+                    "metrics and checkpoints: wait for it to finish, stop it, or write this run elsewhere "
+                    "(hydra.run.dir=...)."
+                ) from None
+            # The holder before us may have removed the file after we opened it: lock the file that is there now.
+            if self.path.exists() and os.fstat(f.fileno()).st_ino == os.stat(self.path).st_ino:
+                break
+            f.close()
+        f.seek(0)
+        stale = f.read().strip()
+        if stale:
+            log.warning("%s: taking over a stale lock left by a process that is gone (%s)", self.path, stale)
+        f.seek(0)
+        f.truncate()
+        since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}) + "\n")
+        f.flush()
+        self.file = f
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.path.unlink(missing_ok=True)
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None

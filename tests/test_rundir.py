@@ -1,0 +1,333 @@
+"""The run directory contract: resume refuses changed settings, one writer per run, damaged files named, every bad
+value a clear error, Ctrl-C recorded as interrupted. Damaged files and concurrent writers are built for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from antisym.config import settings_differences
+from antisym.data import DataError, build_task
+from antisym.errors import CheckpointError, ConfigError, UserError
+from antisym.training import run
+from antisym.training.rundir import RunLock, effective_status, read_metrics
+from tests.conftest import REPO, make_tiny_data
+from tests.test_train import TINY, cli, compose_cfg, read_rows
+
+
+def strip_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+# ------------------------------------------------------------------------------------------ 1: changed settings
+
+
+def test_resume_refuses_changed_experiment_settings(tiny_data, tmp_path):
+    root, _ = tiny_data
+    run(compose_cfg(root, "dataset=pmnist", "trainer.max_steps=3"), tmp_path)
+    config_before = (tmp_path / "config.yaml").read_text()
+    # The dataset forgotten on resume: MNIST instead of pMNIST.
+    with pytest.raises(UserError, match=r"dataset.name: 'pmnist' -> 'mnist'") as err:
+        run(compose_cfg(root, "trainer.resume=true", "trainer.max_steps=6"), tmp_path)
+    assert "hydra.run.dir" in str(err.value)
+    with pytest.raises(UserError, match=r"optimizer.lr: 0.1 -> 0.05"):
+        run(compose_cfg(root, "dataset=pmnist", "trainer.resume=true", "optimizer.lr=0.05"), tmp_path)
+    assert (tmp_path / "config.yaml").read_text() == config_before
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+    # Keys that cannot change the result may differ, and max_steps may be raised to train longer.
+    free = ["trainer.progress=true", "trainer.log_every=1", "trainer.device=cpu", "trainer.eval_batch_size=7"]
+    summary = run(compose_cfg(root, "dataset=pmnist", "trainer.resume=true", "trainer.max_steps=6", *free), tmp_path)
+    assert summary["status"] == "completed" and summary["steps"] == 6
+
+
+def test_settings_differences_rules():
+    base = {"model": {"eps": 0.1, "impl": "eager"}, "trainer": {"max_steps": 10, "lr_schedule": "constant"}}
+    longer = {"model": {"eps": 0.1, "impl": "fused"}, "trainer": {"max_steps": 20, "lr_schedule": "constant"}}
+    assert settings_differences(base, longer) == []  # impl and a longer run are free
+    assert settings_differences(base, longer, allow_longer=False) == ["trainer.max_steps: 10 -> 20"]
+    cosine = {k: {**v, "lr_schedule": "cosine"} if k == "trainer" else v for k, v in base.items()}
+    cosine_longer = {**cosine, "trainer": {"max_steps": 20, "lr_schedule": "cosine"}}
+    assert settings_differences(cosine, cosine_longer) == ["trainer.max_steps: 10 -> 20"]  # the schedule's shape
+
+
+def test_resume_below_the_checkpoint_step_is_refused(tiny_data, tmp_path):
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=6"), tmp_path)
+    with pytest.raises(UserError, match="trainer.max_steps: 6 -> 3"):
+        run(compose_cfg(root, "trainer.max_steps=3", "trainer.resume=true"), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 6
+
+
+# ------------------------------------------------------------------------------------------ 2: one writer
+
+
+def test_second_writer_stops_at_once(tiny_data, tmp_path):
+    root, _ = tiny_data
+    with RunLock(tmp_path):  # this process writes the run; the CLI below is a second process
+        proc = cli(*TINY, f"data.root={root}", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and "being written by another process" in proc.stderr
+    assert f"pid {os.getpid()}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "summary.json").exists() and not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tiny_data, tmp_path):
+    root, _ = tiny_data
+    (tmp_path / "run.lock").write_text(json.dumps({"pid": 999999, "host": "gone", "since": "yesterday"}))
+    summary = run(compose_cfg(root), tmp_path)
+    assert summary["status"] == "completed" and not (tmp_path / "run.lock").exists()
+
+
+def test_killed_run_reads_as_interrupted(tiny_data, tmp_path):
+    root, _ = tiny_data
+    run(compose_cfg(root), tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary["status"] = "running"  # what a SIGKILL leaves: the summary written at the start
+    assert effective_status(tmp_path, summary) == "interrupted"
+    with RunLock(tmp_path):
+        assert effective_status(tmp_path, summary) == "running"
+
+
+# ------------------------------------------------------------------------------------------ 3: fresh starts
+
+
+def test_fresh_start_keeps_old_files_aside_and_times_survive_resume(tiny_data, tmp_path):
+    root, _ = tiny_data
+    first = run(compose_cfg(root, "trainer.max_steps=3"), tmp_path)
+    second = run(compose_cfg(root, "trainer.max_steps=3"), tmp_path)  # again, no resume: a fresh start
+    assert strip_time(read_rows(tmp_path)) == strip_time(read_rows(next((tmp_path / "superseded").iterdir())))
+    assert [r["step"] for r in read_rows(tmp_path) if r["split"] == "train"] == [1, 2]  # not appended twice
+    assert second["started_at"] >= first["started_at"]
+    resumed = run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true"), tmp_path)
+    assert resumed["started_at"] == second["started_at"]  # the run's start, not the resume's
+    assert resumed["wall_time_s"] >= second["wall_time_s"] and resumed["resumed"][0]["at_step"] == 3
+
+
+def test_resume_without_a_checkpoint_starts_afresh(tiny_data, tmp_path):
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=2"), tmp_path)
+    (tmp_path / "checkpoints" / "last.pt").unlink()  # killed before its first checkpoint
+    run(compose_cfg(root, "trainer.max_steps=2", "trainer.resume=true"), tmp_path)
+    steps = [r["step"] for r in read_rows(tmp_path) if r["split"] == "train"]
+    assert steps == [1, 2] and len(list((tmp_path / "superseded").iterdir())) == 1
+
+
+# ------------------------------------------------------------------------------------------ 4, 5: data
+
+
+def test_val_size_zero_is_refused(tiny_data, tmp_path):
+    root, _ = tiny_data
+    with pytest.raises(ConfigError, match="dataset.val_size must be > 0"):
+        run(compose_cfg(root, "dataset.val_size=0"), tmp_path)
+
+
+def test_short_data_files_are_refused_unless_a_subset_is_asked_for(tmp_path):
+    root = tmp_path / "data"
+    make_tiny_data(root)
+    raw = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    header = struct.unpack(">IIII", raw.read_bytes()[:16])
+    assert header[1] == 48  # consistent header and data, but far fewer than 60,000 images
+    with pytest.raises(DataError, match=r"holds 48 examples; the official file has 60,000.*data.allow_subset=true"):
+        build_task({"name": "mnist", "val_size": 8}, root, "train", download=False)
+    with pytest.raises(DataError, match=r"data_batch_1 holds 12 examples; the official file has 10,000"):
+        build_task({"name": "cifar10", "val_size": 8}, root, "train", download=False)
+    assert len(build_task({"name": "mnist", "val_size": 8}, root, "train", download=False, allow_subset=True)) == 40
+
+
+def test_failed_download_leaves_no_empty_folders(tmp_path):
+    root = tmp_path / "mistyped" / "root"
+    with pytest.raises(DataError, match="downloading them failed.*t10k-labels-idx1-ubyte"):
+        build_task({"name": "mnist"}, root, "test", download=True)
+    assert not root.exists() and not root.parent.exists()
+
+
+# ------------------------------------------------------------------------------------------ 6: sweeps
+
+
+def test_sweep_rerun_under_other_settings_leaves_completed_runs_as_they_are(tiny_data, tmp_path):
+    root, _ = tiny_data
+    sweep = [
+        "-m",
+        *TINY,
+        f"data.root={root}",
+        "trainer.seed=0",
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.sweep.subdir=seed${trainer.seed}",
+        "trainer.skip_completed=true",
+    ]
+    assert cli(*sweep).returncode == 0
+    run_dir = tmp_path / "seed0"
+    before = {p: (run_dir / p).read_text() for p in ("config.yaml", "summary.json", "overrides.yaml")}
+    again = cli(*sweep)
+    assert again.returncode == 0 and "already completed" in again.stdout + again.stderr
+    other = cli(*sweep, "trainer.batch_size=4")
+    assert other.returncode != 0 and "trainer.batch_size: 8 -> 4" in other.stdout + other.stderr
+    assert {p: (run_dir / p).read_text() for p in before} == before
+    assert not (run_dir / ".hydra").exists()
+
+
+# ------------------------------------------------------------------------------------------ 7: damaged files
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_damaged_checkpoint_is_named(tiny_data, tmp_path, damage):
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=3"), tmp_path / "run")
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    data = path.read_bytes()
+    garbage = random.Random(0).randbytes(300)
+    path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": garbage}[damage])
+    with pytest.raises(CheckpointError, match=r"last.pt cannot be read .*truncated or damaged.*trainer.resume=false"):
+        run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true"), tmp_path / "run")
+    proc = cli(*TINY, f"data.root={root}", "trainer.resume=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and "last.pt cannot be read" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_torn_last_metrics_line_is_dropped_and_a_torn_middle_line_named(tiny_data, tmp_path):
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=3", "trainer.eval_every=3"), tmp_path)
+    full = run(compose_cfg(root, "trainer.max_steps=6", "trainer.eval_every=3"), tmp_path / "full")
+    metrics = tmp_path / "metrics.jsonl"
+    with open(metrics, "a") as f:
+        f.write('{"step": 4, "split": "tra')  # the kill came mid-write
+    resumed = run(compose_cfg(root, "trainer.max_steps=6", "trainer.eval_every=3", "trainer.resume=true"), tmp_path)
+    assert resumed["test_acc"] == full["test_acc"]
+    assert strip_time(read_rows(tmp_path)) == strip_time(read_rows(tmp_path / "full"))
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([lines[0], "{torn", *lines[1:]]) + "\n")
+    with pytest.raises(CheckpointError, match=r"metrics.jsonl line 2 is damaged"):
+        read_metrics(metrics)
+
+
+# ------------------------------------------------------------------------------------------ 8: bad values
+
+
+BAD_VALUES = [
+    ("optimizer.lr=abc", "optimizer.lr='abc'"),
+    ("optimizer.lr=nan", "optimizer.lr=nan"),
+    ("optimizer.lr=-1", "optimizer.lr must be a positive number"),
+    ("model.eps=abc", "model.eps='abc'"),
+    ("model.eps=nan", "model.eps=nan"),
+    ("model.eps=inf", "model.eps=inf"),
+    ("model.gamma=abc", "model.gamma='abc'"),
+    ("model.gamma=nan", "model.gamma=nan"),
+    ("model.init_std=abc", "model.init_std='abc'"),
+    ("model.hidden_size=true", "model.hidden_size=True"),
+    ("trainer.grad_clip=abc", "trainer.grad_clip='abc'"),
+    ("trainer.seed=abc", "trainer.seed='abc'"),
+    ("trainer.device=tpu", "trainer.device='tpu'"),
+    ("dataset.val_size=abc", "dataset.val_size='abc'"),
+    ("optimizer=sgd optimizer.momentum=abc", "optimizer.momentum='abc'"),
+    ("+trainer.max_step=5", "trainer has no key.*max_step"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_VALUES)
+def test_bad_values_stop_before_any_data_is_read(tmp_path, override, message):
+    # No data at this root: an error about the value proves it came before any file was opened.
+    with pytest.raises(ConfigError, match=message):
+        run(compose_cfg(tmp_path / "no-data", *override.split()), tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_wandb_modes_are_checked_before_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    with pytest.raises(ConfigError, match=r"logger.wandb.mode='foo'"):
+        run(compose_cfg(tmp_path / "no-data", "logger=wandb", "logger.wandb.mode=foo"), tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"mode=online needs a W&B API key"):
+        run(compose_cfg(tmp_path / "no-data", "logger=wandb", "logger.wandb.mode=online"), tmp_path / "b")
+
+
+def test_cli_bad_value_is_one_paragraph(tmp_path):
+    proc = cli(*TINY, f"data.root={tmp_path}", "optimizer.lr=abc", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and "optimizer.lr='abc' is not valid" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout and len(proc.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------ 9: Ctrl-C
+
+
+def test_ctrl_c_records_interrupted_and_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
+    root, _ = tiny_data
+    common = [*TINY, f"data.root={root}", "trainer.max_steps=200", "trainer.eval_every=50", "trainer.log_every=1"]
+    # One thread in every process: float sums must happen in the same order for the runs to be bit-equal.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+    def train(*args: str) -> subprocess.Popen:
+        cmd = [sys.executable, str(REPO / "train.py"), *common, *args]
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    run_dir = tmp_path / "split"
+    proc = train(f"hydra.run.dir={run_dir}")
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_rows_safe(run_dir)) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "resume with: python train.py" in err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["stop_reason"] == "SIGINT" and 0 < summary["steps"] < 200
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["step"] == summary["steps"]
+    resumed, full = (
+        train("trainer.resume=true", f"hydra.run.dir={run_dir}"),
+        train(f"hydra.run.dir={tmp_path / 'full'}"),
+    )
+    assert resumed.wait(timeout=300) == 0 and full.wait(timeout=300) == 0
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    b = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert strip_time(read_rows(run_dir)) == strip_time(read_rows(tmp_path / "full"))
+
+
+def read_rows_safe(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()[:-1]] if path.is_file() else []
+
+
+def test_time_limit_stops_cleanly_and_resumes(tiny_data, tmp_path):
+    root, _ = tiny_data
+    common = ["trainer.max_steps=60", "trainer.eval_every=20"]
+    summary = run(compose_cfg(root, *common, "trainer.time_limit_s=0.05"), tmp_path)
+    assert summary["status"] == "interrupted" and summary["stop_reason"] == "time_limit"
+    step = summary["steps"]
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["step"] == step < 60
+    done = run(compose_cfg(root, *common, "trainer.resume=true"), tmp_path)  # time_limit_s may differ on resume
+    assert done["status"] == "completed" and done["steps"] == 60
+
+
+# ------------------------------------------------------------------------------------------ 10: W&B
+
+
+def test_wandb_resume_continues_the_same_run(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    root, _ = tiny_data
+    run(compose_cfg(root, "logger=wandb", "trainer.max_steps=3"), tmp_path)
+    run(compose_cfg(root, "logger=wandb", "trainer.max_steps=6", "trainer.resume=true"), tmp_path)
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({p.name.rsplit("-", 1)[-1] for p in runs}) == 1
+
+
+# ------------------------------------------------------------------------------------------ 11 and the rest
+
+
+def test_diverged_cli_run_exits_3(tiny_data, tmp_path):
+    root, _ = tiny_data
+    proc = cli(*TINY, f"data.root={root}", "model.eps=1e36", "model=ablation", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 3 and "diverged: non-finite" in proc.stderr
+
+
+def test_summary_records_a_dirty_tree(tiny_data, tmp_path):
+    root, _ = tiny_data
+    summary = run(compose_cfg(root), tmp_path)
+    assert isinstance(summary["git_dirty"], bool) and len(summary["git_commit"]) == 40
