@@ -1,0 +1,476 @@
+"""Time one training iteration (forward + cross-entropy + backward + optimizer step) of every model at the paper's
+task shapes; profile one; run several training processes sharing a GPU; sweep the fused kernels' launch settings.
+
+Inputs are random tensors of the task's shape (data loading is not timed); the optimizer is SGD with momentum 0.9 for
+every model (its step is the same few elementwise kernels for all of them and can be captured in a CUDA graph).
+Shapes (batch 128):
+
+    pmnist         T=784,  m=1,  n=128
+    cifar10        T=1024, m=3,  n=256 (ablation 196)   pixel-by-pixel CIFAR-10
+    noisy_cifar10  T=1000, m=96, n=256 (ablation 196)   noise-padded CIFAR-10
+
+The LSTM runs at the same n as the AntisymmetricRNN of the row (the paper's Table 2 LSTM has 128 units; the timing
+question here is the recurrence at equal width). Each row is the median over the timed iterations after untimed
+warm-up ones; on a GPU every iteration ends with a synchronize, and peak memory is torch.cuda.max_memory_allocated.
+
+scripts/bench.py is the command line of the grid and sharing test; scripts/gpu_check.py runs the sections below.
+`python -m antisym.gpu.benchmark --worker ...` is one process of the sharing test (started by `run_sharing`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from antisym.gpu import DEFAULT_PRECISION
+from antisym.gpu.report import Report, header, log
+from antisym.models import build_model, count_parameters
+
+BATCH = 128
+SHAPES = {  # name: (T, m, n); the ablation model uses 196 units where n = 256 (Table 2)
+    "pmnist": (784, 1, 128),
+    "cifar10": (1024, 3, 256),
+    "noisy_cifar10": (1000, 96, 256),
+}
+TINY_SHAPES = {"pmnist": (12, 1, 16), "cifar10": (10, 3, 24), "noisy_cifar10": (9, 96, 24)}
+MODELS = ("asym", "gated", "ablation", "lstm")
+GPU_PRECISIONS = ("ieee", "tf32x3", "tf32", "bf16")
+EPS, GAMMA = 0.1, 0.01  # conf/model/asym.yaml; they do not change the cost
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def hidden_size(model: str, n: int) -> int:
+    return 196 if model == "ablation" and n == 256 else n
+
+
+@dataclass
+class Variant:
+    """One way of running a model: the recurrence impl, the fused precision and whether the step is a CUDA graph."""
+
+    impl: str = "eager"  # eager | fused | cudnn (the LSTM)
+    precision: str = "ieee"
+    graph: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.impl == "fused":
+            return f"fused[{self.precision}]" + (" + graph" if self.graph else "")
+        if self.impl == "cudnn":
+            return "cuDNN LSTM" if torch.cuda.is_available() else "torch LSTM"
+        return "eager + CUDA graph" if self.graph else "eager"
+
+
+@dataclass
+class Row:
+    shape: str
+    model: str
+    variant: str
+    B: int
+    T: int
+    m: int
+    n: int
+    params: int
+    ms_median: float
+    ms_min: float
+    peak_mib: float | None
+    times_ms: list[float] = field(default_factory=list)
+
+
+def make_model(model: str, shape: tuple[int, int, int], variant: Variant, device: torch.device) -> torch.nn.Module:
+    T, m, n = shape
+    cfg = {"name": model, "hidden_size": hidden_size(model, n), "init_std": 1.0}
+    if model != "lstm":  # the LSTM takes none of these
+        impl = "fused" if variant.impl == "fused" else "eager"
+        cfg.update(eps=EPS, gamma=GAMMA, impl=impl, precision=variant.precision)
+    torch.manual_seed(0)
+    return build_model(cfg, m, 10).to(device)
+
+
+def training_step(model, opt, x, y):
+    """The timed unit: forward, cross-entropy, backward, optimizer step."""
+    opt.zero_grad(set_to_none=False)  # keep .grad tensors alive: a captured graph writes into them
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def step_fn(model, x, y, graph: bool):
+    """A callable that runs one training iteration; with graph=True, one replay of a captured CUDA graph."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if not graph:
+        return lambda: training_step(model, opt, x, y)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm up on a side stream (allocations, kernel compilation), as the docs say
+        for _ in range(3):
+            training_step(model, opt, x, y)
+    torch.cuda.current_stream().wait_stream(stream)
+    cuda_graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(cuda_graph):
+        training_step(model, opt, x, y)
+    return cuda_graph.replay
+
+
+def time_steps(step, device: torch.device, iters: int, warmup: int) -> list[float]:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def bench_one(shape_name, shape, model_name, variant, device, iters, warmup, batch=BATCH) -> Row:
+    T, m, n = shape
+    model = make_model(model_name, shape, variant, device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand(batch, T, m, device=device, generator=gen)
+    y = torch.randint(0, 10, (batch,), device=device, generator=gen)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    step = step_fn(model, x, y, variant.graph)
+    times = time_steps(step, device, iters, warmup)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return Row(
+        shape_name,
+        model_name,
+        variant.label,
+        batch,
+        T,
+        m,
+        hidden_size(model_name, n),
+        count_parameters(model),
+        statistics.median(times),
+        min(times),
+        peak,
+        [round(t, 3) for t in times],
+    )
+
+
+def variants_for(model: str, device: torch.device, precisions) -> list[Variant]:
+    if model == "lstm":
+        return [Variant("cudnn")]
+    out = [Variant("eager")]
+    if device.type == "cuda":
+        out.append(Variant("eager", graph=True))
+        out += [Variant("fused", p) for p in precisions]
+    elif os.environ.get("TRITON_INTERPRET") == "1":  # CPU smoke runs of the fused path (interpreter: slow)
+        out += [Variant("fused", p) for p in precisions]
+    return out
+
+
+def run_grid(shapes: dict, models, device, iters, warmup, precisions, batch=BATCH, log=print) -> list[Row]:
+    rows = []
+    for shape_name, shape in shapes.items():
+        for model in models:
+            for variant in variants_for(model, device, precisions):
+                try:
+                    row = bench_one(shape_name, shape, model, variant, device, iters, warmup, batch)
+                except Exception as err:  # report and go on: one failing variant must not lose the others
+                    log(f"  {shape_name:14s} {model:9s} {variant.label:22s} FAILED: {type(err).__name__}: {err}")
+                    rows.append(
+                        Row(
+                            shape_name,
+                            model,
+                            f"{variant.label} (failed: {type(err).__name__})",
+                            batch,
+                            *shape,
+                            0,
+                            float("nan"),
+                            float("nan"),
+                            None,
+                        )
+                    )
+                    continue
+                rows.append(row)
+                peak = f"{row.peak_mib:8.1f} MiB" if row.peak_mib is not None else ""
+                log(f"  {shape_name:14s} {model:9s} {variant.label:22s} {row.ms_median:10.2f} ms/iter {peak}")
+    return rows
+
+
+# ---- several training processes sharing one GPU ------------------------------------------------------------------
+
+
+def worker(argv: list[str] | None = None) -> None:
+    """One process of the sharing test: warm up, print READY, wait for GO on stdin, run timed steps, print JSON."""
+    ap = argparse.ArgumentParser(description="one process of the sharing test (started by run_sharing)")
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--shape", default="pmnist")
+    ap.add_argument("--model", default="asym")
+    ap.add_argument("--impl", default="fused")
+    ap.add_argument("--precision", default=DEFAULT_PRECISION)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=BATCH)
+    ap.add_argument("--tiny", action="store_true")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    shape = SHAPES[args.shape] if not args.tiny else TINY_SHAPES[args.shape]
+    model = make_model(args.model, shape, Variant(args.impl, args.precision), device)
+    x = torch.rand(args.batch, shape[0], shape[1], device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    step = step_fn(model, x, y, graph=False)
+    time_steps(step, device, 0, args.warmup)
+    print("READY", flush=True)
+    sys.stdin.readline()
+    start = time.time()
+    time_steps(step, device, args.iters, 0)
+    print(json.dumps({"start": start, "end": time.time(), "iters": args.iters}), flush=True)
+
+
+def run_sharing(nprocs_list, model, impl, precision, shape, device, iters, warmup, tiny, batch) -> list[dict]:
+    """Aggregate training throughput (sequences/s) of N processes stepping concurrently on one device."""
+    cmd = [sys.executable, "-m", "antisym.gpu.benchmark", "--worker", "--device", str(device), "--shape", shape]
+    cmd += ["--model", model, "--impl", impl, "--precision", precision, "--iters", str(iters)]
+    cmd += ["--warmup", str(warmup), "--batch", str(batch)] + (["--tiny"] if tiny else [])
+    # the workers import antisym from this checkout, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    results = []
+    for nprocs in nprocs_list:
+        procs = [
+            subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            for _ in range(nprocs)
+        ]
+        try:
+            for p in procs:  # all warmed up (compiled, allocated) before anyone is timed
+                line = p.stdout.readline()
+                if line.strip() != "READY":
+                    raise RuntimeError(f"worker did not get ready (exit {p.poll()})")
+            for p in procs:
+                p.stdin.write("GO\n")
+                p.stdin.flush()
+            outs = [json.loads(p.stdout.readline()) for p in procs]
+        finally:
+            for p in procs:
+                p.stdin.close()
+                p.wait(timeout=600)
+        span = max(o["end"] for o in outs) - min(o["start"] for o in outs)
+        seqs = sum(o["iters"] for o in outs) * batch
+        results.append(
+            {
+                "procs": nprocs,
+                "model": model,
+                "impl": impl if impl != "fused" else f"fused[{precision}]",
+                "shape": shape,
+                "seq_per_s": seqs / span,
+                "iters_per_s": seqs / batch / span,
+                "span_s": span,
+            }
+        )
+    return results
+
+
+# ---- tables --------------------------------------------------------------------------------------------------------
+
+
+def fmt(v, digits=2) -> str:
+    return "—" if v is None or v != v else f"{v:.{digits}f}"
+
+
+def rows_table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| shape | model | variant | B | T | m | n | params | ms/iter (median) | ms/iter (min) | peak MiB | all ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        every = ", ".join(f"{t:.1f}" for t in r.times_ms)
+        lines.append(
+            f"| {r.shape} | {r.model} | {r.variant} | {r.B} | {r.T} | {r.m} | {r.n} | {r.params:,} | "
+            f"{fmt(r.ms_median)} | {fmt(r.ms_min)} | {fmt(r.peak_mib, 1)} | {every} |"
+        )
+    return lines
+
+
+def sharing_table(results: list[dict]) -> list[str]:
+    lines = [
+        "| processes | model | impl | shape | sequences/s (all processes) | iterations/s | span s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['procs']} | {r['model']} | {r['impl']} | {r['shape']} | {r['seq_per_s']:.1f} | "
+            f"{r['iters_per_s']:.2f} | {r['span_s']:.2f} |"
+        )
+    return lines
+
+
+def write_report(path: Path, meta: dict, rows: list[Row], sharing: list[dict], title: str) -> None:
+    lines = header(meta, title)
+    lines += [
+        "One training iteration = forward + cross-entropy + backward + SGD-momentum step, batch "
+        f"{rows[0].B if rows else BATCH}, random inputs of the task's shape; median of the timed iterations "
+        f"({meta['settings']['iters']} after {meta['settings']['warmup']} warm-up).",
+        "",
+    ]
+    lines += rows_table(rows)
+    if sharing:
+        lines += ["", "## Several training processes sharing one device", ""] + sharing_table(sharing)
+    lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+# ---- the GPU check's speed sections (scripts/gpu_check.py) --------------------------------------------------------
+
+
+def speed_section(
+    report: Report, device, shapes: dict, title: str, key: str, iters: int, warmup: int, precisions, batch: int
+) -> list[Row]:
+    """Sections 2 and 4: the training-iteration grid at the given shapes, and fused / LSTM ratios per shape."""
+    rows = run_grid(shapes, MODELS, device, iters, warmup, precisions, log=log, batch=batch)
+    lines = [
+        "One training iteration = forward + cross-entropy + backward + SGD-momentum step on random inputs of "
+        f"the task's shape; median of {iters} timed iterations after {warmup} warm-up (antisym/gpu/benchmark.py).",
+        "",
+        *rows_table(rows),
+    ]
+    by = {(r.shape, r.model, r.variant): r.ms_median for r in rows}
+    for shape in shapes:
+        lstm = by.get((shape, "lstm", Variant("cudnn").label))
+        if lstm is None or lstm != lstm:
+            continue
+        for model in ("asym", "gated"):
+            fused = by.get((shape, model, f"fused[{DEFAULT_PRECISION}]"))
+            best = min(
+                (v for (s, mo, var), v in by.items() if s == shape and mo == model and "fused" in var and v == v),
+                default=float("nan"),
+            )
+            if fused is not None:
+                lines.append(
+                    f"\n{shape}: {model} fused[{DEFAULT_PRECISION}] / LSTM = {fused / lstm:.2f}x; "
+                    f"fastest fused precision / LSTM = {best / lstm:.2f}x"
+                )
+    report.add(title, lines, key, [asdict(r) for r in rows])
+    return rows
+
+
+def profile_section(report: Report, device, shape: tuple[int, int, int], batch: int) -> None:
+    """Section 2b: where one training iteration's time goes, kernel by kernel (torch.profiler)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    T, m, n = shape
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    sort_by = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+    lines = [
+        f"One training iteration (as in section 2) at T={T}, m={m}, n={n}, batch {batch}, after 3 warm-up "
+        f"iterations; torch.profiler's table sorted by {sort_by}, top 10 rows.",
+        "",
+    ]
+    raw = {}
+    variants = [
+        ("asym", Variant("fused", "tf32x3")),
+        ("asym", Variant("fused", DEFAULT_PRECISION)),
+        ("gated", Variant("fused", "tf32x3")),
+        ("lstm", Variant("cudnn")),
+    ]
+    for name, variant in variants:
+        model = make_model(name, (T, m, n), variant, device)
+        x = torch.rand(batch, T, m, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+        step = step_fn(model, x, y, graph=False)
+        time_steps(step, device, 0, 3)
+        with torch_profile(activities=activities) as prof:
+            step()
+            if on_gpu:
+                torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by=sort_by, row_limit=10)
+        raw[f"{name} {variant.label}"] = table
+        lines += [f"**{name} {variant.label}**", "", "```", table.strip(), "```", ""]
+        log(f"  profiled {name} {variant.label}")
+    report.add("2b. Profile of one training iteration, pMNIST shape", lines, "profile", raw)
+
+
+def sharing_section(
+    report: Report, device, counts: list[int], iters: int, warmup: int, tiny: bool, batch: int
+) -> list[dict]:
+    """Section 5: throughput of 1, 2, 4, ... training processes sharing the GPU (asym at the pMNIST shape)."""
+    results = []
+    for impl, precision in (("fused", DEFAULT_PRECISION), ("eager", DEFAULT_PRECISION), ("fused", "tf32x3")):
+        for count in counts:
+            if report.time_left() < 30:
+                log(f"  sharing {impl}[{precision}] x{count}: skipped, budget spent")
+                continue
+            results += run_sharing([count], "asym", impl, precision, "pmnist", device, iters, warmup, tiny, batch)
+            log(sharing_table(results[-1:])[-1])
+    lines = [
+        f"asym at pMNIST shape; each process runs {iters} timed training iterations after warming up, "
+        "all starting together; throughput = all sequences / (last end - first start).",
+        "",
+        *sharing_table(results),
+    ]
+    report.add("5. Training processes sharing one GPU", lines, "sharing", results)
+    return results
+
+
+def tuning_section(report: Report, device, tiny: bool) -> list[dict]:
+    """Section 6: forward + backward time of the fused recurrence alone under each launch setting."""
+    from antisym.kernels import fused_euler_recurrence
+    from antisym.kernels.euler import DEFAULT_TUNING
+    from antisym.models.cells import AntisymmetricCell, GatedAntisymmetricCell
+
+    B = 128 if not tiny else 8
+    shapes = [(784, 128), (1024, 256)] if not tiny else [(6, 16)]
+    settings = [dict(block_b=bb, num_warps=w, resident=None, bk=16) for bb in (16, 32) for w in (4, 8)]
+    # streamed A where it would be resident, in k-chunks of 16 and 32 (the wider chunk spills at n = 196)
+    settings += [dict(block_b=16, num_warps=8, resident=False, bk=bk) for bk in (16, 32)]
+    lines = [
+        f"Fused recurrence only (u and h0 given, batch {B}): forward + backward ms, median of 5 after 2 "
+        f"warm-up. Defaults: {DEFAULT_TUNING} (num_warps None = 4 up to NP 64, else 8; resident None = by the "
+        "on-chip budget RESIDENT_BYTES).",
+        "",
+        "| cell | T | n | precision | block_b | num_warps | resident | bk | ms fwd+bwd |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    raw = []
+    for T, n in shapes:
+        for cls in (AntisymmetricCell, GatedAntisymmetricCell):
+            cell = cls(1, n, eps=EPS, gamma=GAMMA).to(device)
+            k = n * (2 if cell.gated else 1)
+            u = torch.randn(B, T, k, device=device, requires_grad=True)
+            h0 = torch.zeros(B, n, device=device)
+            for precision in ("ieee", "tf32x3"):
+                for setting in settings:
+                    if report.time_left() < 15:
+                        continue
+
+                    def step(cell=cell, u=u, h0=h0, precision=precision, setting=setting):
+                        h = fused_euler_recurrence(cell, u, h0, precision=precision, **setting)
+                        torch.autograd.grad(h.sum(), [u, cell.w_upper])
+
+                    try:
+                        times = time_steps(step, device, 5, 2)
+                        ms = f"{statistics.median(times):.3f}"
+                    except Exception as err:
+                        ms, times = f"failed: {type(err).__name__}", None
+                    raw.append({"cell": cls.__name__, "T": T, "n": n, "precision": precision, **setting, "ms": times})
+                    lines.append(
+                        f"| {cls.__name__} | {T} | {n} | {precision} | {setting['block_b']} | "
+                        f"{setting['num_warps']} | {setting['resident']} | {setting['bk']} | {ms} |"
+                    )
+                    log(lines[-1])
+    report.add("6. Launch settings of the fused kernels", lines, "tuning", raw)
+    return raw
+
+
+if __name__ == "__main__":
+    worker()

@@ -1,0 +1,173 @@
+"""The verdict of a GPU check: which fused precisions train as well as fp32 eager, the default precision they pick,
+and the speed targets of the fused kernels, from the numbers of the other sections (the report's raw dict).
+
+Criteria and targets are written here before any GPU run, so that the data cannot choose them:
+
+- a fused precision trains as well as fp32 eager when, for both cells' training curves, the logged losses stay
+  within LOSS_GAP of eager's and the test accuracy within ACC_GAP_PTS points, and every parity row of it passes
+  (antisym.gpu.parity.Tolerances: worst gradient error within 1e-2 of float64, or within 10x fp32 eager's own);
+- of the precisions that do, the fastest at the pMNIST shape becomes the default;
+- SPEED_TARGETS: a training iteration of the fused model against the cuDNN LSTM and against eager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from antisym.gpu import DEFAULT_PRECISION
+from antisym.gpu.curves import loss_gap
+from antisym.gpu.parity import TOLERANCES, Tolerances, judge, why_failed
+from antisym.kernels import PRECISIONS
+
+LOSS_GAP, ACC_GAP_PTS = 0.05, 2.0
+FUSED = "{fused}"  # stands for the fused variant's label, fused[<precision>], in a target's keys
+
+
+@dataclass(frozen=True)
+class SpeedTarget:
+    """A bound on the ratio of two training-iteration times, `num` / `den`: each (shape, model, variant)."""
+
+    name: str  # "{fused}" is replaced by the fused variant's label
+    num: tuple[str, str, str]
+    den: tuple[str, str, str]
+    bound: float
+    op: str  # "le": ratio <= bound; "ge": ratio >= bound
+
+    def label(self, fused: str) -> str:
+        return self.name.replace(FUSED, fused)
+
+    def judge(self, ms: Mapping[tuple[str, str, str], float], fused: str) -> dict[str, Any]:
+        """{target, num_ms, den_ms, ratio, bound, passed}; ratio and passed None when a time was not measured."""
+        num, den = (tuple(fused if k == FUSED else k for k in key) for key in (self.num, self.den))
+        a, b = lstm_or(ms, num), lstm_or(ms, den)
+        out = {"target": self.label(fused), "num_ms": a, "den_ms": b, "ratio": None, "bound": self.bound}
+        if a is None or b is None or a != a or b != b:
+            return {**out, "passed": None}
+        ratio = a / b
+        return {**out, "ratio": ratio, "passed": bool(ratio <= self.bound if self.op == "le" else ratio >= self.bound)}
+
+
+LSTM = "lstm"  # a key's variant for the LSTM row of a shape, whatever its label (cuDNN LSTM on a GPU)
+SPEED_TARGETS = (
+    SpeedTarget(
+        "fused asym step ({fused}) <= cuDNN LSTM step at the pMNIST shape",
+        ("pmnist", "asym", FUSED),
+        ("pmnist", "lstm", LSTM),
+        1.0,
+        "le",
+    ),
+    SpeedTarget(
+        "fused asym step ({fused}) >= 20x faster than eager asym at the pMNIST shape",
+        ("pmnist", "asym", "eager"),
+        ("pmnist", "asym", FUSED),
+        20.0,
+        "ge",
+    ),
+    SpeedTarget(
+        "fused gated step ({fused}) <= 1.3x cuDNN LSTM step at the pMNIST shape",
+        ("pmnist", "gated", FUSED),
+        ("pmnist", "lstm", LSTM),
+        1.3,
+        "le",
+    ),
+    SpeedTarget(
+        "fused asym step ({fused}) <= cuDNN LSTM step at the CIFAR-10 shape (n=256)",
+        ("cifar10", "asym", FUSED),
+        ("cifar10", "lstm", LSTM),
+        1.0,
+        "le",
+    ),
+)
+
+
+def lstm_or(ms: Mapping[tuple[str, str, str], float], key: tuple[str, ...]) -> float | None:
+    """ms[key]; for an LSTM key, the time of the shape's LSTM row whatever its variant label."""
+    shape, model, variant = key
+    if variant != LSTM:
+        return ms.get((shape, model, variant))
+    return next((v for (s, mo, _), v in ms.items() if s == shape and mo == model and v == v), None)
+
+
+def speed_table(raw: Mapping[str, Any]) -> dict[tuple[str, str, str], float]:
+    """(shape, model, variant) -> median ms of every measured training-iteration row (sections 2 and 4)."""
+    rows = (raw.get("speed_pmnist") or []) + (raw.get("speed_cifar") or [])
+    return {(r["shape"], r["model"], r["variant"]): r["ms_median"] for r in rows}
+
+
+def precision_verdicts(raw: Mapping[str, Any], tolerances: Tolerances = TOLERANCES) -> dict[str, str]:
+    """Each fused precision -> "ok", or why it fails the criteria (training curves and parity rows)."""
+    verdicts = {}
+    parity_rows = judge(raw.get("parity") or [], tolerances)
+    for precision in PRECISIONS:
+        label, why = f"fused[{precision}]", []
+        for cell, curves in (raw.get("training") or {}).items():
+            eager, fused = curves.get("eager"), curves.get(label)
+            if eager is None or fused is None:
+                why.append(f"no {cell} curve")
+                continue
+            gap = loss_gap(fused, eager)
+            if gap > LOSS_GAP:
+                why.append(f"{cell} loss gap {gap:.3f}")
+            if eager["test_acc"] is not None and abs(fused["test_acc"] - eager["test_acc"]) * 100 > ACC_GAP_PTS:
+                why.append(f"{cell} test acc {100 * fused['test_acc']:.1f}% vs {100 * eager['test_acc']:.1f}%")
+        if not raw.get("training"):
+            why.append("no training curves")
+        rows = [r for r in parity_rows if r.get("impl") == "fused" and r.get("precision") == precision]
+        why += [why_failed(r) for r in rows if not r["passed"]]
+        if not rows:
+            why.append("no parity rows")
+        verdicts[precision] = "ok" if not why else "; ".join(why)
+    return verdicts
+
+
+def verdict(raw: Mapping[str, Any], tolerances: Tolerances = TOLERANCES) -> dict[str, Any]:
+    """{precisions: {p: "ok" | why not}, chosen: the default precision or None, targets: [SpeedTarget.judge ...]}.
+
+    The targets are judged for the chosen precision and for the current default (DEFAULT_PRECISION)."""
+    ok = precision_verdicts(raw, tolerances)
+    ms = speed_table(raw)
+    passing = [p for p in PRECISIONS if ok[p] == "ok"]
+    chosen = min(passing, key=lambda p: ms.get(("pmnist", "asym", f"fused[{p}]"), float("inf")), default=None)
+    targets = [
+        {**target.judge(ms, f"fused[{precision}]"), "precision": precision}
+        for precision in dict.fromkeys(p for p in (chosen, DEFAULT_PRECISION) if p)
+        for target in SPEED_TARGETS
+    ]
+    return {"precisions": ok, "chosen": chosen, "targets": targets}
+
+
+def verdict_lines(v: Mapping[str, Any]) -> list[str]:
+    tol = TOLERANCES
+    lines = [
+        f"Criteria fixed before any GPU run (antisym/gpu/verdict.py): logged training losses within {LOSS_GAP} of "
+        f"fp32 eager's, test accuracy within {ACC_GAP_PTS} points, worst parity gradient error within "
+        f"{tol.grad_rel_err:g} (or {tol.floor_factor:g}x fp32 eager's own); of the precisions that pass, the "
+        "fastest at the pMNIST shape becomes the default.",
+        "",
+        "| precision | trains as well as fp32 eager? |",
+        "|---|---|",
+        *(f"| {p} | {why} |" for p, why in v["precisions"].items()),
+        "",
+        f"Recommended default precision: **{v['chosen'] or 'none passes: keep impl=eager'}**",
+        "",
+        "| target | measured | pass |",
+        "|---|---|---|",
+    ]
+    for t in v["targets"]:
+        if t["passed"] is None:
+            lines.append(f"| {t['target']} | not measured | — |")
+        else:
+            lines.append(
+                f"| {t['target']} | {t['num_ms']:.2f} / {t['den_ms']:.2f} ms = {t['ratio']:.2f} | "
+                f"{'yes' if t['passed'] else 'NO'} |"
+            )
+    return lines
+
+
+def verdict_section(report) -> dict[str, Any]:
+    """Section 7 of the GPU check: the verdict on the report's numbers so far, into the report."""
+    v = verdict(report.raw)
+    report.add("7. Verdict: speed targets and the default precision", verdict_lines(v), "verdict", v)
+    return v

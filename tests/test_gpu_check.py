@@ -1,0 +1,138 @@
+"""The GPU check's pieces on a CPU: parity under the Triton interpreter at tiny shapes, the verdict on a hand-made
+result, the report files, and the no-Hydra imports the GPU machine (torch + triton only) relies on."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+if "antisym.kernels.euler" not in sys.modules:  # as tests/test_kernels.py: before the kernels are first defined
+    os.environ["TRITON_INTERPRET"] = "1"
+
+from antisym.gpu import DEFAULT_PRECISION  # noqa: E402
+from antisym.gpu.parity import Tolerances, check_parity, judge, parity_lines  # noqa: E402
+from antisym.gpu.report import Report  # noqa: E402
+from antisym.gpu.verdict import LOSS_GAP, SPEED_TARGETS, verdict, verdict_lines  # noqa: E402
+from antisym.kernels import PRECISIONS, interpreting  # noqa: E402
+from tests.conftest import REPO  # noqa: E402
+
+CASES = [("asym", 5, 1, 8), ("gated", 4, 2, 8)]
+FUSED_OK = importlib.util.find_spec("triton") is not None and interpreting()
+
+
+def test_parity_passes_at_a_tiny_shape():
+    variants = [("eager", DEFAULT_PRECISION)] + ([("fused", "ieee")] if FUSED_OK else [])
+    result = check_parity(CASES, "cpu", batch=3, variants=variants)
+    assert len(result.rows) == len(CASES) * len(variants)
+    assert result.passed and not result.failures(), result.failures()
+    for row in result.rows:
+        assert row["passed"] and 0 <= max(row["grad_rel_err"].values()) <= row["bound"]
+        if row["impl"] == "eager":  # the reference check: held to grad_rel_err alone
+            assert row["bound"] == Tolerances().grad_rel_err
+        assert row["loss_err"] < 1e-5 and row["h_err"] < 1e-5  # fp32 against float64 at 5 steps
+    if FUSED_OK:
+        assert result.precision_passed("ieee") and not result.precision_passed("bf16")  # bf16 was not run
+    assert "All rows pass: **yes**" in parity_lines(result, batch=3)
+
+
+def test_parity_fails_under_impossible_tolerances_and_on_errors():
+    impossible = Tolerances(grad_rel_err=0.0, floor_factor=0.0)
+    result = check_parity(CASES[:1], "cpu", batch=3, variants=[("eager", DEFAULT_PRECISION)], tolerances=impossible)
+    assert not result.passed and result.failures(impl="eager")
+    assert "grad err" in result.failures()[0] and "All rows pass: **NO**" in parity_lines(result, batch=3)
+    # a variant that raises is a failed row with its error, and the others are still measured
+    broken = check_parity(CASES[:1], "cpu", batch=3, variants=[("eager", "no-such-precision"), ("eager", "ieee")])
+    assert [r["passed"] for r in broken.rows] == [False, True] and "error" in broken.rows[0]
+    assert not broken.passed and "failed" in broken.failures()[0]
+
+
+def parity_row(cell, n, impl, precision, worst):
+    return {"cell": cell, "T": 784, "m": 1, "n": n, "impl": impl, "precision": precision,
+            "plan": {"fwd": "resident", "bwd": "resident"}, "loss_err": 0.0, "h_err": 0.0,
+            "grad_rel_err": {"cell.w_upper": worst / 2, "readout.weight": worst}}  # fmt: skip
+
+
+def test_parity_bound_allows_amplified_rounding_up_to_the_fp32_floor():
+    rows = judge(
+        [
+            parity_row("ablation", 196, "eager", "ieee", 0.02),  # fp32 itself is 2e-2 off: over grad_rel_err
+            parity_row("ablation", 196, "fused", "ieee", 0.15),  # within 10 x the floor
+            parity_row("ablation", 196, "fused", "bf16", 0.25),  # beyond it
+            parity_row("asym", 128, "fused", "ieee", 0.009),  # no eager row at this n: grad_rel_err alone
+        ]
+    )
+    assert [r["passed"] for r in rows] == [False, True, False, True]
+    assert [r["bound"] for r in rows] == pytest.approx([0.01, 0.2, 0.2, 0.01])
+
+
+def speed_rows(ms: dict) -> list[dict]:
+    return [{"shape": s, "model": m, "variant": v, "ms_median": t} for (s, m, v), t in ms.items()]
+
+
+def hand_made_result(ms: dict) -> dict:
+    """ieee and tf32x3 train as well as eager (tf32x3 faster: chosen); tf32 drifts in training; bf16 fails parity."""
+    eager = {"loss": [2.0, 1.5, 1.2], "test_acc": 0.60, "seconds": 1.0}
+    close = {"loss": [2.0, 1.51, 1.21], "test_acc": 0.605, "seconds": 1.0}
+    drift = {"loss": [2.0, 1.5 + 2 * LOSS_GAP, 1.2], "test_acc": 0.60, "seconds": 1.0}
+    curves = {"eager": eager, "fused[ieee]": close, "fused[tf32x3]": close, "fused[tf32]": drift, "fused[bf16]": close}
+    parity = [parity_row("asym", 128, "eager", "ieee", 1e-4)]
+    parity += [parity_row("asym", 128, "fused", p, 0.5 if p == "bf16" else 1e-3) for p in PRECISIONS]
+    return {"parity": parity, "training": {"asym": curves, "gated": curves}, "speed_pmnist": speed_rows(ms)}
+
+
+def test_verdict_picks_the_fastest_passing_precision_and_judges_every_target():
+    ms = {  # chosen tf32x3: every target passes; default ieee: every target fails; CIFAR measured for ieee only
+        ("pmnist", "asym", "eager"): 100.0,
+        ("pmnist", "lstm", "torch LSTM"): 5.0,  # the LSTM row of a shape is found whatever its label
+        ("pmnist", "asym", "fused[tf32x3]"): 4.0,  # 0.8 x LSTM; eager / fused = 25
+        ("pmnist", "gated", "fused[tf32x3]"): 6.0,  # 1.2 x LSTM
+        ("pmnist", "asym", "fused[ieee]"): 6.0,  # 1.2 x LSTM; eager / fused = 16.7
+        ("pmnist", "gated", "fused[ieee]"): 7.0,  # 1.4 x LSTM
+        ("pmnist", "asym", "fused[tf32]"): 1.0,  # fastest, but it fails the training criterion
+        ("cifar10", "asym", "fused[ieee]"): 12.0,
+        ("cifar10", "lstm", "cuDNN LSTM"): 10.0,  # 1.2
+    }
+    v = verdict(hand_made_result(ms))
+    assert v["precisions"]["ieee"] == v["precisions"]["tf32x3"] == "ok"
+    assert "loss gap" in v["precisions"]["tf32"] and "grad err" in v["precisions"]["bf16"]
+    assert v["chosen"] == "tf32x3"
+    got = {(t["precision"], t["target"]): t["passed"] for t in v["targets"]}
+    assert len(got) == 2 * len(SPEED_TARGETS)
+    for target in SPEED_TARGETS:
+        assert got[("tf32x3", target.label("fused[tf32x3]"))] is (True if "CIFAR" not in target.name else None)
+        assert got[("ieee", target.label("fused[ieee]"))] is False, target.name
+    text = "\n".join(verdict_lines(v))
+    assert "Recommended default precision: **tf32x3**" in text and "not measured" in text
+
+
+def test_verdict_without_a_passing_precision_keeps_eager():
+    raw = hand_made_result({("pmnist", "asym", "fused[ieee]"): 5.0})
+    raw["training"] = {}
+    v = verdict(raw)
+    assert v["chosen"] is None and all("no training curves" in why for why in v["precisions"].values())
+    assert all(t["passed"] is None for t in v["targets"])  # nothing to compare with: not measured
+    assert "none passes: keep impl=eager" in "\n".join(verdict_lines(v))
+
+
+def test_report_is_rewritten_after_every_section(tmp_path):
+    report = Report(tmp_path, title="T", script="scripts/gpu_check.py", settings={"x": 1}, started=0.0, device="cpu")
+    report.add("1. First", ["line one"], "first", {"a": 1})
+    report.add("2. Second", ["line two"], "second", [1, 2])
+    md = (tmp_path / "bench.md").read_text()
+    assert md.startswith("# T") and md.index("## 1. First") < md.index("## 2. Second")
+    data = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert data["first"] == {"a": 1} and data["second"] == [1, 2] and data["meta"]["settings"]["x"] == 1
+
+
+def test_gpu_modules_import_without_hydra():
+    """The GPU machine has torch and triton only: the check and the benchmark must not need Hydra or OmegaConf."""
+    code = (
+        "import sys; sys.modules['hydra'] = None; sys.modules['omegaconf'] = None\n"
+        "import antisym.gpu.benchmark, antisym.gpu.curves, antisym.gpu.parity, antisym.gpu.report, antisym.gpu.verdict"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
