@@ -1,0 +1,31 @@
+# Data sets for the GPU machine (included by the main Makefile). The device tool carries at most 64 MiB per call
+# and a machine stays warm only ~30 s between calls, so scripts/devdata.py (standard library only) packs the data
+# into one gzipped tar cut into part folders .devdata/p0, p1, ... (each <= DEVDATA_PART_MIB, with a copy of the
+# manifest), one device call per part, each carrying only its own folder; it prints the exact calls:
+#
+#   make devdata                                  # MNIST: one part, one call
+#   make devdata DEVDATA_SETS=mnist,cifar10       # both: 3 parts, 3 calls back to back
+#   make devdata DEVDATA_SRC=../shared/data       # source folder (default $(ANTISYM_DATA), else ./data)
+#   make devdata-report DEVDATA_SETS=mnist,cifar10   # also times a local receive + assemble, compares gz/xz/tar
+#                                                    # and writes results/devdata_transfer.md
+#   make devdata-clean                            # remove .devdata/
+#
+# On the device, call k: python3 scripts/devdata.py receive --part .devdata/pK --dest /tmp/antisym-data
+# (carry=[".devdata/pK"]); the last call adds && python3 scripts/devdata.py assemble --dest /tmp/antisym-data
+# --root /tmp/antisym-data/root && <command> data.root=/tmp/antisym-data/root.
+DEVDATA_SRC ?= $(or $(ANTISYM_DATA),./data)
+DEVDATA_SETS ?= mnist
+DEVDATA_PART_MIB ?= 60
+DEVDATA_REPORT ?= results/devdata_transfer.md
+DEVDATA_ARGS = pack --src $(DEVDATA_SRC) --out .devdata --sets $(DEVDATA_SETS) --part-mib $(DEVDATA_PART_MIB)
+
+.PHONY: devdata devdata-report devdata-clean
+
+devdata:  ## pack data sets into .devdata/pK/ parts for the GPU machine (DEVDATA_SETS=mnist,cifar10)
+	$(PYTHON) scripts/devdata.py $(DEVDATA_ARGS)
+
+devdata-report:  ## pack and measure the transfer into results/devdata_transfer.md
+	$(PYTHON) scripts/devdata.py $(DEVDATA_ARGS) --report $(DEVDATA_REPORT) --compare
+
+devdata-clean:  ## remove .devdata/
+	rm -rf .devdata
