@@ -1,0 +1,73 @@
+"""Bring your own cell: examples/mycell trains through train.py from its own folder, with no edit of the package."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_train import TINY, cli
+
+EXAMPLE = REPO / "examples" / "mycell"
+SEARCHPATH = f"hydra.searchpath=[file://{EXAMPLE / 'conf'}]"
+# A class with the constructor and forward but no final_state: the suite must refuse it before any data is read.
+NO_STATE = """
+from torch import nn
+
+
+class NoState(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, num_classes: int, nonlinearity: str = "tanh",
+                 init_std: float = 1.0) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.readout = nn.Linear(input_size, num_classes)
+
+    def forward(self, x):
+        return self.readout(x[:, -1])
+"""
+
+
+@pytest.fixture
+def on_path(monkeypatch, tmp_path) -> Path:
+    """PYTHONPATH with the example package (and tmp_path, for broken cells) for the CLI; tmp_path is its cwd."""
+    (tmp_path / "nostate.py").write_text(NO_STATE)
+    paths = [str(EXAMPLE), str(tmp_path), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    return tmp_path
+
+
+def train_mycell(cwd: Path, *overrides: str):
+    return cli("model=mycell", "dataset=pmnist", SEARCHPATH, *TINY, *overrides, cwd=cwd)
+
+
+def test_example_cell_trains_from_its_config_folder(tiny_data, on_path, monkeypatch):
+    root, _ = tiny_data
+    proc = train_mycell(on_path, f"data.root={root}", "hydra.run.dir=run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((on_path / "run" / "summary.json").read_text())
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    cell = importlib.import_module("mycell").ElmanRNN(input_size=1, hidden_size=8, num_classes=10)
+    assert summary["status"] == "completed" and summary["model"] == "mycell"
+    assert summary["params"] == sum(p.numel() for p in cell.parameters()) == 1 * 8 + 8 + 8 * 8 + 8 * 10 + 10
+
+
+@pytest.mark.parametrize(
+    ("override", "names"),
+    [
+        ("model._target_=nostate.NoState", ["nostate.NoState", "final_state"]),
+        ("model._target_=torch.nn.Linear", ["hidden_size"]),  # its constructor takes no hidden_size
+        ("+model.depth=2", ["depth", "nonlinearity", "init_std"]),  # the refusal lists the keys the class takes
+    ],
+)
+def test_cell_without_the_interface_is_one_paragraph(on_path, override, names):
+    proc = train_mycell(on_path, f"data.root={on_path / 'nothing'}", "hydra.run.dir=run", override)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    error = proc.stderr.strip()
+    assert error.startswith("error: ") and "\n" not in error, error
+    for name in names:
+        assert name in error, (name, error)
