@@ -1,0 +1,134 @@
+"""python -m antisym.campaign {status,next,run,collect,command}: the campaign's command line.
+
+status   [--plan paper] [--records results/runs]        per block: runs completed / total, iterations done / planned
+next     [-n 10] [--data-root DIR]                      the runs the next lease trains, in order
+run      --budget-s 480 --data-root DIR --out DIR [--device auto] [--commit SHA]    one lease (on the device)
+collect  FILES... [--tables results/campaign]           unpack + check a lease's archives, rebuild the tables
+command  [--budget-s 480]                               the device command and carry list (make gpu-campaign)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from antisym.campaign.plan import load_plan, planned_steps, run_state
+from antisym.errors import UserError
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from antisym.campaign.progress import block_lines, blocks
+
+    plan = load_plan(args.plan)
+    rows = blocks(plan, args.records, planned_steps(plan))
+    print(f"campaign {plan.name}: {len(plan.runs)} runs in {len(plan.blocks)} blocks, records in {args.records}")
+    print("\n".join(block_lines(rows)))
+    return 0
+
+
+def cmd_next(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    todo = [(r, s) for r in plan.runs if (s := run_state(args.records, r)).todo(args.retry_failed)]
+    print(f"campaign {plan.name}: {len(todo)} of {len(plan.runs)} runs to do; the next {min(args.n, len(todo))}:")
+    for run, state in todo[: args.n]:
+        print(f"  {run.rel_dir:60s} {state.status:11s} step {state.steps:>6,}  +experiment={run.preset}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from antisym.campaign.lease import Lease, run_lease
+
+    lease = Lease(
+        plan=load_plan(args.plan),
+        records=args.records,
+        data_root=args.data_root,
+        out=args.out,
+        budget_s=args.budget_s,
+        device=args.device,
+        commit=args.commit,
+        margin_s=args.margin_s,
+        retry_failed=args.retry_failed,
+    )
+    code, report = run_lease(lease)
+    print((args.out / "progress.md").read_text())
+    if code == 3:
+        print("campaign: the fused kernels failed parity; nothing was trained:", file=sys.stderr)
+        for why in report["parity"]["why"]:
+            print(f"  {why}", file=sys.stderr)
+    return code
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from antisym.campaign.records import collect
+    from antisym.results.aggregate import write_tables
+
+    moves = collect(args.files, args.records)
+    for m in moves:
+        print(f"  {m.unit:60s} {m.before.status} -> {m.after.status}, steps {m.before.steps:,} -> {m.after.steps:,}")
+    write_tables([args.records], args.tables)
+    print(f"collected {len(moves)} records into {args.records}; tables rebuilt in {args.tables}")
+    return 0
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    from antisym.campaign.device import prepare
+    from antisym.provenance import git_commit
+
+    commit = args.commit or git_commit()
+    command, carry, total = prepare(args.plan, args.budget_s, commit)
+    if commit.endswith("-dirty"):
+        print(f"NOTE: the working tree differs from {commit[:-6]}; the device runs it as it is, recorded as {commit}.")
+    print(f"Device call (carries {total / 2**20:.1f} MiB of the 64 MiB allowed; timeout_s 600):")
+    print(f"  carry: {carry}")
+    print(f"  command: {command}")
+    print(f'Then: make gpu-campaign-collect FILES="$(ls <files_at>/records-*.tar.gz)" (records into {args.records})')
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m antisym.campaign", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plan", default="paper", help="a plan in conf/campaign/ or a .yaml file (default paper)")
+    common.add_argument("--records", type=Path, default=Path("results/runs"), help="records folder")
+    sub.add_parser("status", parents=[common]).set_defaults(func=cmd_status)
+    nxt = sub.add_parser("next", parents=[common])
+    nxt.add_argument("-n", type=int, default=10)
+    nxt.add_argument("--retry-failed", action="store_true", help="count failed runs as to do")
+    nxt.set_defaults(func=cmd_next)
+    run = sub.add_parser("run", parents=[common])
+    run.add_argument("--budget-s", type=float, required=True, help="wall-clock seconds for the whole lease")
+    run.add_argument("--data-root", type=Path, required=True, help="MNIST/raw/*, cifar-10-batches-py/*")
+    run.add_argument("--out", type=Path, required=True, help="where the archives and progress report go")
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    run.add_argument("--commit", default=None, help="git commit the records name where the copy has no .git")
+    run.add_argument("--margin-s", type=float, default=60.0, help="kept back for the last evaluation and packing")
+    run.add_argument("--retry-failed", action="store_true", help="train failed runs again (resuming)")
+    run.set_defaults(func=cmd_run)
+    col = sub.add_parser("collect", parents=[common])
+    col.add_argument("files", nargs="+", type=Path, help="records-*.tar.gz from a lease")
+    col.add_argument("--tables", type=Path, default=Path("results/campaign"), help="where the tables go")
+    col.set_defaults(func=cmd_collect)
+    cmd = sub.add_parser("command", parents=[common])
+    cmd.add_argument("--budget-s", type=float, default=480.0)
+    cmd.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
+    cmd.set_defaults(func=cmd_command)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

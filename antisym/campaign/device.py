@@ -1,0 +1,76 @@
+"""The one command a GPU lease runs, and the carry list it needs, checked against what the device takes.
+
+The device gets a bare copy of the working tree (no .git, no Hydra) plus the git-ignored paths named in `carry`, 64 MiB
+in all: the wheels of Hydra and its two dependencies (.whl/campaign, `make gpu-campaign` builds them) and the MNIST
+part that scripts/devdata.py packed into .devdata/. The command installs the wheels, assembles the data, runs the
+lease with the commit written out, and tees its log into $OUT beside the archives and the progress report.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+from antisym.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+WHEELS = ".whl/campaign"
+DEVDATA = ".devdata"
+DEST = "/tmp/antisym-data"
+CARRY_LIMIT = 64 << 20
+MAX_CARRY = 8
+MAX_COMMAND = 2000
+
+
+def path_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def tree_bytes(repo: Path = REPO) -> int:
+    """What travels without being carried: tracked files and untracked ones git does not ignore."""
+    names = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    return sum(p.stat().st_size for n in names if n and (p := repo / n.decode()).is_file())
+
+
+def data_parts(devdata: Path) -> list[str]:
+    manifest = devdata / "manifest.json"
+    if not manifest.is_file():
+        raise UserError(f"no {manifest}: pack MNIST first (make devdata DEVDATA_SETS=mnist DEVDATA_SRC=<data folder>)")
+    return [f"{DEVDATA}/{part['folder']}" for part in json.loads(manifest.read_text())["parts"]]
+
+
+def device_command(plan: str, budget_s: float, commit: str, parts: list[str]) -> str:
+    receive = [f"python3 scripts/devdata.py receive --part {p} --dest {DEST}" for p in parts]
+    steps = [
+        "set -o pipefail",
+        f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "
+        f"{WHEELS}/*.whl && export PYTHONPATH=/tmp/site || exit",
+        " && ".join([*receive, f"python3 scripts/devdata.py assemble --dest {DEST} --root {DEST}/root"]) + " || exit",
+        f"PYTHONUNBUFFERED=1 python3 -m antisym.campaign run --plan {shlex.quote(plan)} --budget-s {budget_s:g} "
+        f"--data-root {DEST}/root --out $OUT --commit {shlex.quote(commit)} 2>&1 | tee $OUT/campaign.log",
+    ]
+    return "; ".join(steps)
+
+
+def prepare(plan: str, budget_s: float, commit: str, repo: Path = REPO) -> tuple[str, list[str], int]:
+    """(the device command, the carry list, the bytes that travel); UserError where it would not fit."""
+    wheels = sorted((repo / WHEELS).glob("*.whl"))
+    if not wheels:
+        raise UserError(f"no wheels in {repo / WHEELS}: make gpu-campaign builds them")
+    carry = [WHEELS, *data_parts(repo / DEVDATA)]
+    total = tree_bytes(repo) + sum(path_bytes(repo / c) for c in carry)
+    command = device_command(plan, budget_s, commit, carry[1:])
+    if total >= CARRY_LIMIT:
+        raise UserError(f"the call would carry {total / 2**20:.1f} MiB, over the device's 64 MiB: pack MNIST only")
+    if len(carry) > MAX_CARRY or len(command) > MAX_COMMAND:
+        raise UserError(f"{len(carry)} carried paths / a {len(command)}-character command: over the device's limits")
+    return command, carry, total

@@ -1,0 +1,180 @@
+"""One lease of the device: parity once per kernel version, the next unfinished runs under a wall-clock budget, then
+the changed records packed for the trip back.
+
+Every run is trained by `antisym.training.trainer.run` into its record directory with trainer.resume=true and
+trainer.skip_completed=true, so a lease continues where the last one stopped, and with trainer.time_limit_s set to
+what is left of the budget less `margin_s` (the final evaluation and the packing), so the last run stops cleanly at a
+step boundary with its checkpoint written. A run that fails or diverges is recorded and the lease goes on; a run
+whose data is not under --data-root is passed over. A parity failure stops the lease before any training; a GPU that
+stops answering stops it too, and the run it broke is put back as it was, so no partial record travels.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from antisym.campaign import parity, progress
+from antisym.campaign.plan import Plan, PlannedRun, compose_run, planned_steps, run_state
+from antisym.campaign.records import UNKNOWN_COMMITS, pack
+from antisym.data.files import CIFAR_FILES, CIFAR_FOLDER, MNIST_FILES
+from antisym.training.rundir import SUMMARY_FILE, read_summary, write_json
+
+log = logging.getLogger("antisym")
+REPORT_FILES = ("progress.json", "progress.md", "campaign.log")  # what the lease returns beside the archives
+MAX_FILES_BACK = 8  # the device returns at most 8 files
+
+
+@dataclass
+class Lease:
+    plan: Plan
+    records: Path
+    data_root: Path
+    out: Path
+    budget_s: float
+    device: str = "auto"
+    commit: str | None = None
+    margin_s: float = 60.0  # kept back from the last run: its final evaluation and the packing
+    min_run_s: float = 30.0  # no run is started on less
+    retry_failed: bool = False
+    clock: Callable[[], float] = time.monotonic
+
+
+def missing_data(cfg: dict[str, Any], root: Path) -> list[str]:
+    """The data files a run needs that are not under root (the device is offline: nothing can be downloaded)."""
+    if cfg["dataset"]["name"].endswith("mnist"):
+        files = [f"MNIST/raw/{name}" for split in (True, False) for name in MNIST_FILES[split]]
+    else:
+        files = [f"{CIFAR_FOLDER}/{name}" for split in (True, False) for name in CIFAR_FILES[split]]
+    return [f for f in files if not (root / f).is_file()]
+
+
+def device_healthy(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True
+    try:
+        torch.ones(1, device=device).sum().item()
+        torch.cuda.synchronize(device)
+    except Exception:  # any CUDA error: the device is gone for this process
+        return False
+    return True
+
+
+def stamp_commit(run_dir: Path, commit: str | None) -> None:
+    """Name the commit in the summary where the trainer found no git (the device's copy has no .git)."""
+    summary = read_summary(run_dir)
+    if commit and summary is not None and summary.get("git_commit") in UNKNOWN_COMMITS:
+        summary.update(git_commit=commit, git_commit_source="--commit")
+        write_json(summary, run_dir / SUMMARY_FILE)
+
+
+def lease_overrides(lease: Lease, time_limit_s: int) -> list[str]:
+    """What every run of the lease adds to its plan overrides (all free keys: a resume accepts them)."""
+    device = [] if lease.device == "auto" else [f"trainer.device={lease.device}"]
+    return [
+        f"data.root={lease.data_root.resolve()}",
+        "data.download=false",
+        "trainer.resume=true",
+        "trainer.skip_completed=true",
+        f"trainer.time_limit_s={time_limit_s}",
+        *device,
+    ]
+
+
+def train_one(lease: Lease, run: PlannedRun, time_limit_s: int, device: torch.device) -> dict[str, Any]:
+    """Train one run; {"outcome": trained | error | no data | gpu failure, "recorded": whether it has a summary}."""
+    from antisym.training.trainer import run as train
+
+    try:
+        cfg, overrides = compose_run(run, lease_overrides(lease, time_limit_s))
+    except Exception as err:  # a plan that names a preset or key that does not exist
+        return {"outcome": "error", "error": f"cannot compose: {type(err).__name__}: {err}"}
+    missing = missing_data(cfg, lease.data_root)
+    if missing:
+        return {"outcome": "no data", "error": f"not under {lease.data_root}: {', '.join(missing)}"}
+    run_dir = lease.records / run.rel_dir
+    with tempfile.TemporaryDirectory() as tmp:
+        backup = Path(tmp) / "run"
+        if run_dir.exists():
+            shutil.copytree(run_dir, backup)
+        try:
+            train(cfg, run_dir, overrides)
+            result = {"outcome": "trained"}
+        except Exception as err:
+            error = f"{type(err).__name__}: {err}"
+            if not device_healthy(device):
+                shutil.rmtree(run_dir, ignore_errors=True)
+                if backup.exists():
+                    shutil.copytree(backup, run_dir)
+                return {"outcome": "gpu failure", "error": error}
+            log.error("%s: %s (the lease goes on)", run.rel_dir, error)
+            result = {"outcome": "error", "error": error}
+    stamp_commit(run_dir, lease.commit)
+    summary = read_summary(run_dir)
+    return result | {"recorded": summary is not None, "stop_reason": (summary or {}).get("stop_reason")}
+
+
+def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
+    """(exit code, the progress report): 0 done, 3 parity failed, 4 the GPU failed."""
+    from antisym.training.trainer import resolve_device
+
+    started = lease.clock()
+    device = resolve_device(lease.device)
+    planned = planned_steps(lease.plan)
+    report: dict[str, Any] = {
+        "plan": lease.plan.name,
+        "commit": lease.commit,
+        "device": str(device),
+        "budget_s": lease.budget_s,
+        "blocks_before": progress.blocks(lease.plan, lease.records, planned),
+        "runs": [],
+        "archives": [],
+    }
+    report["parity"] = parity.ensure_parity(lease.records, device)
+    code, units = 0, []
+    if report["parity"]["status"] == "failed":
+        report["stopped"] = "the fused kernels failed parity: no run was trained, the records are as they were"
+        code = 3
+    elif report["parity"]["status"] == "passed":
+        units.append(f"{parity.PARITY_DIR}/{report['parity']['key']}.json")
+    for run in lease.plan.runs if code == 0 else ():
+        before = run_state(lease.records, run)
+        if not before.todo(lease.retry_failed):
+            continue
+        time_limit = int(lease.budget_s - (lease.clock() - started) - lease.margin_s)
+        if time_limit < lease.min_run_s:
+            report["stopped"] = "budget spent"
+            break
+        log.info("campaign: %s (%s, %d steps) with %d s left", run.rel_dir, before.status, before.steps, time_limit)
+        result = train_one(lease, run, time_limit, device)
+        after = run_state(lease.records, run)
+        report["runs"].append(
+            {"run": run.rel_dir, "before": vars(before), "after": vars(after), "max_steps": planned[run.rel_dir]}
+            | result
+        )
+        if result["outcome"] == "gpu failure":
+            report["stopped"] = f"the GPU failed ({result['error']}); {run.rel_dir} was put back as it was"
+            code = 4
+            break
+        if result.get("recorded"):
+            units.append(run.rel_dir)
+        if result.get("stop_reason") == "time_limit":
+            report["stopped"] = "budget spent"
+            break
+    archives = pack(lease.records, units, lease.out, MAX_FILES_BACK - len(REPORT_FILES)) if units else []
+    report.update(
+        archives=[a.name for a in archives],
+        blocks_after=progress.blocks(lease.plan, lease.records, planned),
+        wall_s=round(lease.clock() - started, 1),
+    )
+    report.setdefault("stopped", "plan done")
+    progress.write_report(report, lease.out)
+    return code, report

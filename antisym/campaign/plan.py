@@ -1,0 +1,179 @@
+"""The campaign plan (conf/campaign/<name>.yaml) expanded into the ordered list of runs, and each run's state.
+
+A plan is blocks in order of value per device-minute; a block lists entries, each a preset (a string) or a mapping
+{preset, overrides, grid}. Every entry x grid point x seed is one run in <records>/<block>/<run>/, composed as
+`train.py +experiment=<preset> <plan overrides> <entry overrides> <grid point> trainer.seed=<k>`. Within a block the
+seeds are the outer loop, so every row gets its first seed before any row gets its second. The plan's
+`where_present` overrides apply to the runs whose config has the key (model.impl: the LSTM and the baselines have none).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from antisym.errors import ConfigError
+from antisym.training.rundir import effective_status, read_summary
+
+PLAN_DIR = Path(__file__).resolve().parents[2] / "conf" / "campaign"
+# One training process per run, one run at a time. Packed sweeps (several runs sharing the GPU) do not exist yet.
+LAUNCHERS = ("solo",)
+FINISHED = ("completed", "diverged")  # a result either way; `failed` is retried only when asked
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    block: str
+    name: str
+    preset: str
+    overrides: tuple[str, ...]  # what composes it, trainer.seed last
+    where_present: tuple[str, ...] = ()  # overrides applied only where the composed config has the key
+
+    @property
+    def rel_dir(self) -> str:
+        return f"{self.block}/{self.name}"
+
+    @property
+    def entry_key(self) -> tuple[str, tuple[str, ...]]:
+        """The run without its seed: runs of one key share every setting but the seed (e.g. max_steps)."""
+        return self.preset, self.overrides[:-1]
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    launcher: str
+    blocks: tuple[str, ...]
+    runs: tuple[PlannedRun, ...]
+
+    def block_runs(self, block: str) -> list[PlannedRun]:
+        return [r for r in self.runs if r.block == block]
+
+
+@dataclass(frozen=True)
+class RunState:
+    status: str  # missing | the summary's effective status (completed, diverged, failed, interrupted, ...)
+    steps: int
+
+    def todo(self, retry_failed: bool = False) -> bool:
+        return self.status not in FINISHED and (retry_failed or self.status != "failed")
+
+
+def plan_path(plan: str | Path) -> Path:
+    """A plan file, or the name of one in conf/campaign/."""
+    path = Path(plan)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    return PLAN_DIR / f"{plan}.yaml"
+
+
+def _value_tag(key: str, value: Any) -> str:
+    return f"{key.rsplit('.', 1)[-1]}{value}"
+
+
+def _entry_runs(block: str, entry: Any, shared: Sequence[str]) -> list[tuple[str, str, list[str]]]:
+    """(run name without seed, preset, overrides) for each grid point of one block entry."""
+    if isinstance(entry, str):
+        entry = {"preset": entry}
+    if not isinstance(entry, Mapping) or "preset" not in entry:
+        raise ConfigError(f"block {block}: an entry must be a preset or a mapping with `preset`, not {entry!r}")
+    unknown = set(entry) - {"preset", "overrides", "grid"}
+    if unknown:
+        raise ConfigError(f"block {block}: unknown entry keys {sorted(unknown)} (preset, overrides, grid)")
+    preset = str(entry["preset"])
+    grid = dict(entry.get("grid") or {})
+    base = [*shared, *map(str, entry.get("overrides") or [])]
+    out = []
+    for values in itertools.product(*grid.values()):
+        point = dict(zip(grid, values, strict=True))
+        name = "_".join([preset.rsplit("/", 1)[-1], *(_value_tag(k, v) for k, v in point.items())])
+        out.append((name, preset, [*base, *(f"{k}={v}" for k, v in point.items())]))
+    return out
+
+
+def expand(spec: Mapping[str, Any], name: str) -> Plan:
+    """The ordered runs of a plan mapping (what load_plan reads)."""
+    launcher = spec.get("launcher", "solo")
+    if launcher not in LAUNCHERS:
+        raise ConfigError(
+            f"plan {name}: launcher {launcher!r} is not available; only {', '.join(LAUNCHERS)} is (one run at a time; "
+            "packed sweeps do not exist yet)."
+        )
+    shared = [str(o) for o in spec.get("overrides") or []]
+    where_present = tuple(str(o) for o in spec.get("where_present") or [])
+    runs: list[PlannedRun] = []
+    blocks: list[str] = []
+    for block in spec.get("blocks") or []:
+        bname = str(block["name"])
+        if bname in blocks:
+            raise ConfigError(f"plan {name}: block {bname} is listed twice")
+        blocks.append(bname)
+        seeds = [int(s) for s in block.get("seeds", spec.get("seeds", [0]))]
+        entries = [e for raw in block["runs"] for e in _entry_runs(bname, raw, shared)]
+        for seed in seeds:
+            for run_name, preset, entry_overrides in entries:
+                overrides = (*entry_overrides, f"trainer.seed={seed}")
+                runs.append(PlannedRun(bname, f"{run_name}_seed{seed}", preset, overrides, where_present))
+    dirs = [r.rel_dir for r in runs]
+    if len(set(dirs)) != len(dirs):
+        raise ConfigError(f"plan {name}: two runs share a directory: {sorted({d for d in dirs if dirs.count(d) > 1})}")
+    return Plan(name, launcher, tuple(blocks), tuple(runs))
+
+
+def load_plan(plan: str | Path) -> Plan:
+    from omegaconf import OmegaConf
+
+    path = plan_path(plan)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PLAN_DIR.glob("*.yaml")))
+        raise ConfigError(f"no campaign plan {path}; plans in {PLAN_DIR}: {known}")
+    return expand(OmegaConf.to_container(OmegaConf.load(path), resolve=True), path.stem)
+
+
+def dir_state(run_dir: Path) -> RunState:
+    summary = read_summary(run_dir)
+    if summary is None:
+        return RunState("missing", 0)
+    return RunState(effective_status(run_dir, summary), int(summary.get("steps") or 0))
+
+
+def run_state(records: Path, run: PlannedRun) -> RunState:
+    return dir_state(records / run.rel_dir)
+
+
+def _has_key(cfg: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = cfg
+    for part in dotted.lstrip("+~").split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def compose_run(run: PlannedRun, extra: Sequence[str] = ()) -> tuple[dict[str, Any], list[str]]:
+    """The run's resolved config and the overrides that composed it (its `where_present` ones where they apply)."""
+    from antisym.results.reproduce import compose_preset
+
+    overrides = [*run.overrides, *extra]
+    cfg = compose_preset(run.preset, overrides)
+    present = [o for o in run.where_present if _has_key(cfg, o.split("=", 1)[0])]
+    if present:
+        overrides = [*run.overrides, *present, *extra]
+        cfg = compose_preset(run.preset, overrides)
+    return cfg, overrides
+
+
+def planned_steps(plan: Plan) -> dict[str, int]:
+    """trainer.max_steps of every run (rel_dir -> steps), composing each seedless entry once."""
+    from antisym.results.reproduce import compose_preset
+
+    by_entry: dict[tuple, int] = {}
+    out = {}
+    for run in plan.runs:
+        if run.entry_key not in by_entry:
+            by_entry[run.entry_key] = int(compose_preset(run.preset, list(run.entry_key[1]))["trainer"]["max_steps"])
+        out[run.rel_dir] = by_entry[run.entry_key]
+    return out

@@ -1,0 +1,87 @@
+"""How far the campaign is: per block, runs finished / planned and iterations done / planned; and a lease's report."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from antisym.campaign.plan import Plan, run_state
+
+
+def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One row per block: run counts by state and the iterations done (capped at each run's plan) and planned."""
+    rows = []
+    for block in plan.blocks:
+        runs = plan.block_runs(block)
+        states = {r.rel_dir: run_state(records, r) for r in runs}
+        rows.append(
+            {
+                "block": block,
+                "runs": len(runs),
+                "states": dict(Counter(s.status for s in states.values())),
+                "completed": sum(s.status == "completed" for s in states.values()),
+                "steps_done": sum(min(s.steps, planned[d]) for d, s in states.items()),
+                "steps_planned": sum(planned[r.rel_dir] for r in runs),
+            }
+        )
+    return rows
+
+
+def block_lines(rows: Sequence[Mapping[str, Any]], before: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+    """A markdown table of `blocks` rows; with `before`, each cell shows before -> after where it moved."""
+    lines = ["| block | completed / runs | iterations done / planned | states |", "|---|---|---|---|"]
+    for i, row in enumerate(rows):
+        old = before[i] if before else row
+
+        def cell(key: str, old: Mapping[str, Any] = old, row: Mapping[str, Any] = row) -> str:
+            return f"{old[key]:,} -> {row[key]:,}" if old[key] != row[key] else f"{row[key]:,}"
+
+        states = ", ".join(f"{n} {s}" for s, n in sorted(row["states"].items()))
+        pct = 100 * row["steps_done"] / max(1, row["steps_planned"])
+        lines.append(
+            f"| {row['block']} | {cell('completed')} / {row['runs']} | {cell('steps_done')} / "
+            f"{row['steps_planned']:,} ({pct:.1f}%) | {states} |"
+        )
+    return lines
+
+
+def run_lines(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = ["| run | status | steps | outcome |", "|---|---|---|---|"]
+    for r in runs:
+        b, a = r["before"], r["after"]
+        note = r["outcome"] + (f": {r['error']}" if r.get("error") else "")
+        lines.append(
+            f"| {r['run']} | {b['status']} -> {a['status']} | {b['steps']:,} -> {a['steps']:,} / {r['max_steps']:,} "
+            f"| {note[:200]} |"
+        )
+    return lines
+
+
+def write_report(report: Mapping[str, Any], out: Path) -> None:
+    """progress.json (everything) and progress.md (what moved) in out."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "progress.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    par = report["parity"]
+    text = [
+        f"# Campaign lease: plan {report['plan']}",
+        "",
+        f"- commit {report['commit'] or 'from git'}, device {report['device']}, budget {report['budget_s']:g} s, "
+        f"wall {report.get('wall_s', 0):g} s",
+        f"- parity: {par['status']}"
+        + (f" ({par.get('reason') or par.get('key')})" if par["status"] != "failed" else ""),
+        *(f"  - {why}" for why in par.get("why", [])),
+        f"- stopped: {report.get('stopped', '?')}",
+        f"- archives: {', '.join(report['archives']) or 'none'}",
+        "",
+        "## Blocks",
+        "",
+        *block_lines(report["blocks_after"], report["blocks_before"]),
+        "",
+        "## Runs of this lease",
+        "",
+        *run_lines(report["runs"]),
+    ]
+    (out / "progress.md").write_text("\n".join(text) + "\n")

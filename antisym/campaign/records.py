@@ -1,0 +1,168 @@
+"""Run records in and out of a lease: pack the changed ones into a few archives, unpack and check them on collect.
+
+A record is a run directory's settings, metrics, summary and checkpoints (last.pt only while the run is unfinished),
+or a parity result (parity/<key>.json); nothing bulky, no lock, no superseded/ files. The device returns at most 8
+files, so a lease packs its records into at most `max_archives` tar.gz files, each with a MANIFEST.json of every
+member's sha256. `collect` unpacks them into a staging folder, checks every record and every checksum, and only then
+replaces the records it holds: a damaged archive or record changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from antisym.campaign.plan import FINISHED, RunState, dir_state
+from antisym.errors import UserError
+from antisym.training.checkpoint import load_checkpoint
+from antisym.training.rundir import CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, SUMMARY_FILE, read_metrics, read_summary
+
+RUN_RECORD_FILES = (CONFIG_FILE, OVERRIDES_FILE, METRICS_FILE, SUMMARY_FILE, "permutation.pt", "checkpoints/best.pt")
+LAST = "checkpoints/last.pt"
+MANIFEST = "MANIFEST.json"
+ARCHIVE_LIMIT = 16 << 20  # what the device returns per file
+UNKNOWN_COMMITS = (None, "", "unknown")
+
+
+class RecordError(UserError):
+    """An archive or a record in it is damaged or incomplete; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Move:
+    unit: str  # block/run, or parity/<key>.json
+    before: RunState
+    after: RunState
+
+
+def unit_files(records: Path, unit: str) -> list[str]:
+    """The files of one record (paths relative to records) that travel."""
+    path = records / unit
+    if path.is_file():
+        return [unit]
+    names = list(RUN_RECORD_FILES)
+    if dir_state(path).status not in FINISHED:
+        names.append(LAST)
+    return [f"{unit}/{name}" for name in names if (path / name).is_file()]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pack(records: Path, units: Sequence[str], out: Path, max_archives: int) -> list[Path]:
+    """records-<k>.tar.gz in out holding the units, balanced by size over at most max_archives files."""
+    sized = sorted(
+        ((unit, unit_files(records, unit)) for unit in units),
+        key=lambda u: -sum((records / f).stat().st_size for f in u[1]),
+    )
+    bins: list[list[tuple[str, list[str]]]] = [[] for _ in range(min(max_archives, len(sized)))]
+    for unit in sized:  # largest first into the lightest archive
+        min(bins, key=lambda b: sum((records / f).stat().st_size for _, files in b for f in files)).append(unit)
+    out.mkdir(parents=True, exist_ok=True)
+    archives = []
+    for k, members in enumerate(bins, 1):
+        files = [f for _, fs in members for f in fs]
+        manifest = {"units": [u for u, _ in members], "files": {f: _sha256(records / f) for f in files}}
+        path = out / f"records-{k}.tar.gz"
+        tmp = path.with_name(path.name + ".tmp")
+        with tarfile.open(tmp, "w:gz") as tar:
+            blob = tmp.with_name(MANIFEST)
+            blob.write_text(json.dumps(manifest, indent=1))
+            tar.add(blob, MANIFEST)
+            blob.unlink()
+            for f in files:
+                tar.add(records / f, f)
+        size = tmp.stat().st_size
+        if size > ARCHIVE_LIMIT:
+            tmp.unlink()
+            raise RecordError(f"{path.name} would be {size >> 20} MiB, over the 16 MiB the device returns per file")
+        tmp.replace(path)
+        archives.append(path)
+    return archives
+
+
+def _unpack(archive: Path, staging: Path) -> list[str]:
+    """Extract one archive into staging after reading it whole; its units, or RecordError."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            manifest = json.load(tar.extractfile(MANIFEST))
+            members = [m for m in tar.getmembers() if m.name != MANIFEST]
+            if sorted(m.name for m in members) != sorted(manifest["files"]):
+                raise RecordError(f"{archive}: its members differ from its manifest; nothing was changed.")
+            tar.extractall(staging, members=members, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise RecordError(
+            f"{archive} is damaged ({type(err).__name__}: {err}); nothing was changed. Fetch it again from the "
+            "device's $OUT, or run the lease again."
+        ) from None
+    for name, digest in manifest["files"].items():
+        if _sha256(staging / name) != digest:
+            raise RecordError(f"{archive}: {name} does not match its checksum; nothing was changed.")
+    return list(manifest["units"])
+
+
+def check_record(path: Path) -> list[str]:
+    """What is wrong with one unpacked record (empty when nothing is)."""
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            return [f"{path.name}: {err}"]
+        return []
+    problems = []
+    if not (path / CONFIG_FILE).is_file():
+        problems.append(f"no {CONFIG_FILE}")
+    try:
+        summary = read_summary(path)
+        if summary is None:
+            problems.append(f"no {SUMMARY_FILE}")
+        elif summary.get("git_commit") in UNKNOWN_COMMITS:
+            problems.append(f"{SUMMARY_FILE} names no git commit")
+        read_metrics(path / METRICS_FILE)
+        for ckpt in sorted((path / "checkpoints").glob("*.pt")):
+            load_checkpoint(ckpt, "The record is damaged.")
+    except UserError as err:
+        problems.append(str(err))
+    return problems
+
+
+def collect(archives: Iterable[Path], records: Path) -> list[Move]:
+    """Unpack and check every archive, then replace the records they hold; returns what moved."""
+    records.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=records))
+    try:
+        units: list[str] = []
+        for archive in archives:
+            for unit in _unpack(Path(archive), staging / "new"):
+                if unit in units:
+                    raise RecordError(f"{unit} is in two of the archives; nothing was changed.")
+                units.append(unit)
+        problems = {u: p for u in units if (p := check_record(staging / "new" / u))}
+        if problems:
+            lines = "; ".join(f"{u}: {', '.join(p)}" for u, p in problems.items())
+            raise RecordError(f"records failed their checks ({lines}); nothing was changed.")
+        moves = []
+        for unit in units:
+            dest, new = records / unit, staging / "new" / unit
+            before = dir_state(dest) if dest.is_dir() else RunState("missing", 0)
+            if dest.exists():
+                (staging / "old" / unit).parent.mkdir(parents=True, exist_ok=True)
+                dest.rename(staging / "old" / unit)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            new.rename(dest)
+            moves.append(Move(unit, before, dir_state(dest) if dest.is_dir() else RunState("record", 0)))
+        return moves
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

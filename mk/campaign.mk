@@ -1,0 +1,36 @@
+# The paper-length campaign (conf/campaign/paper.yaml): every GPU lease advances it by one prepared device call.
+#
+#   make gpu-campaign [DEVDATA_SRC=../shared/data]     # here: wheels + MNIST part; prints the device call
+#   (device call: the printed command and carry list, timeout_s 600)
+#   make gpu-campaign-collect FILES="<files_at>/records-*.tar.gz"   # check, unpack into results/runs, rebuild tables
+#   make campaign-status                               # per block: runs completed, iterations done / planned
+#
+# The device has torch and triton but no Hydra: the wheels of hydra-core, omegaconf and antlr4-python3-runtime, at
+# the versions in .venv, travel in the git-ignored .whl/campaign (antlr4 4.9.3 exists only as an sdist: pip wheel
+# builds it, pure Python). The records in results/runs/ are tracked, so each lease's copy of the tree resumes them.
+CAMPAIGN_PLAN ?= paper
+CAMPAIGN_BUDGET_S ?= 480
+CAMPAIGN_RECORDS ?= results/runs
+CAMPAIGN_TABLES ?= results/campaign
+CAMPAIGN_WHEELS := hydra-core omegaconf antlr4-python3-runtime
+FILES ?=
+
+.PHONY: gpu-campaign gpu-campaign-collect campaign-status campaign-wheels
+
+campaign-wheels: venv
+	rm -rf .whl/campaign && mkdir -p .whl/campaign
+	$(PY) -m pip wheel -q --no-deps -w .whl/campaign \
+		$(foreach w,$(CAMPAIGN_WHEELS),$(w)==$$($(PY) -m pip show $(w) | sed -n 's/^Version: //p'))
+
+gpu-campaign: campaign-wheels
+	$(MAKE) --no-print-directory devdata DEVDATA_SETS=mnist >/dev/null
+	$(PY) -m antisym.campaign command --plan $(CAMPAIGN_PLAN) --budget-s $(CAMPAIGN_BUDGET_S) --records $(CAMPAIGN_RECORDS)
+
+gpu-campaign-collect: venv
+	@test -n "$(FILES)" || { echo 'FILES="..." names the records-*.tar.gz a lease returned'; exit 2; }
+	$(PY) -m antisym.campaign collect $(FILES) --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS) \
+		--tables $(CAMPAIGN_TABLES)
+	$(PY) -m antisym.campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
+
+campaign-status: venv
+	$(PY) -m antisym.campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)

@@ -1,0 +1,229 @@
+"""The campaign on the CPU: the paper plan's shape, a lease cut off by its budget and resumed by the next one, the
+records collected into a repository's folder with the tables rebuilt, and what collect and parity refuse."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from antisym.campaign import lease as lease_mod
+from antisym.campaign import parity
+from antisym.campaign.__main__ import main
+from antisym.campaign.device import MAX_COMMAND, device_command
+from antisym.campaign.lease import Lease, run_lease
+from antisym.campaign.plan import expand, load_plan, plan_path
+from antisym.campaign.records import RecordError, collect, pack
+from antisym.errors import ConfigError
+from antisym.gpu.parity import ParityResult
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "model.hidden_size=8",
+    "trainer.batch_size=8",
+    "trainer.eval_batch_size=16",
+    "trainer.log_every=2",
+    "trainer.progress=false",
+    "dataset.val_size=8",
+    "data.allow_subset=true",
+]
+LONG_STEPS = 200  # about 50 ms a step here: a few seconds of budget stop it in the middle
+TINY_PLAN = {
+    "launcher": "solo",
+    "seeds": [0],
+    "overrides": TINY,
+    "where_present": ["model.impl=auto"],
+    "blocks": [
+        {
+            "name": "tiny",
+            "runs": [
+                {
+                    "preset": "table1/asym_mnist",
+                    "overrides": [f"trainer.max_steps={LONG_STEPS}", "trainer.eval_every=20"],
+                },
+                {"preset": "table2/asym_noisy_cifar10", "overrides": ["trainer.max_steps=2", "dataset.seq_len=40"]},
+                {"preset": "table1/lstm_mnist", "overrides": ["trainer.max_steps=4", "trainer.eval_every=2"]},
+            ],
+        }
+    ],
+}
+COMMIT = "cafe0123"
+
+
+def test_paper_plan_order_and_presets():
+    plan = load_plan("paper")
+    assert plan.launcher == "solo"
+    assert plan.blocks == ("table1", "table2_noisy", "table2_pixel", "table1_lstm", "fig2", "baselines")
+    counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
+    assert counts == {
+        "table1": 12,
+        "table2_noisy": 12,
+        "table2_pixel": 12,
+        "table1_lstm": 6,
+        "fig2": 28,
+        "baselines": 12,
+    }
+    # Seeds are the outer loop: every Table 1 row gets seed 0 before any gets seed 1.
+    assert [r.name for r in plan.runs[:5]] == [
+        "asym_mnist_seed0", "gated_mnist_seed0", "asym_pmnist_seed0", "gated_pmnist_seed0", "asym_mnist_seed1",
+    ]  # fmt: skip
+    fig2 = plan.block_runs("fig2")
+    assert {r.overrides[-1] for r in fig2} == {"trainer.seed=0"}
+    assert "dataset.seq_len=800" in fig2[-1].overrides and fig2[-1].preset == "table2/lstm_noisy_cifar10"
+    for run in plan.runs:
+        assert (REPO / "conf" / "experiment" / f"{run.preset}.yaml").is_file(), run.preset
+        assert "model.impl=auto" in run.where_present
+    assert plan_path("paper") == REPO / "conf" / "campaign" / "paper.yaml"
+
+
+def test_plan_refuses_other_launchers_and_shared_dirs():
+    with pytest.raises(ConfigError, match="packed sweeps do not exist yet"):
+        expand({**TINY_PLAN, "launcher": "packed"}, "x")
+    twice = {"blocks": [{"name": "b", "runs": ["table1/asym_mnist", "table1/asym_mnist"]}]}
+    with pytest.raises(ConfigError, match="share a directory"):
+        expand(twice, "x")
+
+
+def mnist_only(root: Path, tmp: Path) -> Path:
+    """A data root with MNIST and no CIFAR-10, as a lease that carried only the MNIST part."""
+    only = tmp / "mnist_only"
+    only.mkdir()
+    (only / "MNIST").symlink_to(root / "MNIST")
+    return only
+
+
+def summary(records: Path, run: str) -> dict:
+    return json.loads((records / "tiny" / run / "summary.json").read_text())
+
+
+def test_lease_cut_by_budget_resumed_and_collected(tiny_data, tmp_path, monkeypatch, capsys):
+    root, _ = tiny_data
+    monkeypatch.setattr("antisym.training.trainer.git_state", lambda: (None, None))  # the device copy has no .git
+    plan = expand(TINY_PLAN, "tiny")
+    data = mnist_only(root, tmp_path)
+    repo_records, tables = tmp_path / "repo_runs", tmp_path / "tables"
+
+    # Lease 1 (the device's copy of the records): the budget stops the long run in the middle.
+    device1 = tmp_path / "device1"
+    out1 = tmp_path / "out1"
+    # A clock frozen at 0 gives every run the whole 3 s budget, whatever the setup took on this (shared) machine.
+    lease = Lease(plan, device1, data, out1, budget_s=3, commit=COMMIT, margin_s=0, min_run_s=1, clock=lambda: 0.0)
+    code, report = run_lease(lease)
+    assert code == 0 and report["stopped"] == "budget spent"
+    assert report["parity"]["status"] == "not applicable"  # CPU: model.impl=auto falls back to eager
+    first = summary(device1, "asym_mnist_seed0")
+    assert first["status"] == "interrupted" and first["stop_reason"] == "time_limit"
+    assert 0 < first["steps"] < LONG_STEPS
+    assert first["git_commit"] == COMMIT
+    assert "model.impl=auto" in (device1 / "tiny" / "asym_mnist_seed0" / "overrides.yaml").read_text()
+    archives1 = sorted(out1.glob("records-*.tar.gz"))
+    assert 1 <= len(archives1) <= 8 - 3 and (out1 / "progress.md").is_file()
+    moved = json.loads((out1 / "progress.json").read_text())["runs"]
+    assert [(r["run"], r["after"]["steps"]) for r in moved] == [("tiny/asym_mnist_seed0", first["steps"])]
+
+    assert main(["collect", *map(str, archives1), "--records", str(repo_records), "--tables", str(tables)]) == 0
+    assert (repo_records / "tiny" / "asym_mnist_seed0" / "checkpoints" / "last.pt").is_file()  # unfinished
+    assert "interrupted" in (tables / "runs.csv").read_text()
+
+    # Lease 2 on a fresh copy of the collected records: resumes the run, passes over the run without data.
+    device2 = tmp_path / "device2"
+    shutil.copytree(repo_records, device2)
+    out2 = tmp_path / "out2"
+    code, report = run_lease(Lease(plan, device2, data, out2, budget_s=300, commit=COMMIT, margin_s=0, min_run_s=1))
+    assert code == 0 and report["stopped"] == "plan done"
+    outcomes = {r["run"]: r["outcome"] for r in report["runs"]}
+    assert outcomes == {
+        "tiny/asym_mnist_seed0": "trained",
+        "tiny/asym_noisy_cifar10_seed0": "no data",
+        "tiny/lstm_mnist_seed0": "trained",
+    }
+    done = summary(device2, "asym_mnist_seed0")
+    assert done["status"] == "completed" and done["steps"] == LONG_STEPS
+    assert done["resumed"][0]["at_step"] == first["steps"]
+    assert not (device2 / "tiny" / "asym_noisy_cifar10_seed0").exists()
+
+    capsys.readouterr()
+    archives2 = sorted(out2.glob("records-*.tar.gz"))
+    assert main(["collect", *map(str, archives2), "--records", str(repo_records), "--tables", str(tables)]) == 0
+    printed = capsys.readouterr().out
+    assert f"interrupted -> completed, steps {first['steps']:,} -> {LONG_STEPS}" in printed
+    record = repo_records / "tiny" / "asym_mnist_seed0"
+    assert not (record / "checkpoints" / "last.pt").exists() and (record / "checkpoints" / "best.pt").is_file()
+    assert not (record / "run.lock").exists()
+    rows = {r["preset"]: r for r in csv.DictReader((tables / "runs.csv").open())}
+    assert rows["table1/asym_mnist"]["status"] == "completed" and rows["table1/lstm_mnist"]["status"] == "completed"
+    assert main(["status", "--plan", _write_plan(tmp_path), "--records", str(repo_records)]) == 0
+    assert "| tiny | 2 / 3 |" in capsys.readouterr().out
+
+
+def _write_plan(tmp_path: Path) -> str:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(json.dumps(TINY_PLAN))  # JSON is YAML
+    return str(path)
+
+
+def fake_record(records: Path, run: str, commit: str | None) -> None:
+    run_dir = records / run
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("model: {name: asym}\ndataset: {name: mnist}\n")
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 2.3}\n')
+    (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "steps": 1, "git_commit": commit}))
+    torch.save({"model": {}, "step": 1}, run_dir / "checkpoints" / "best.pt")
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_collect_refuses_damaged_archives_and_records(tmp_path, capsys):
+    device, records = tmp_path / "device", tmp_path / "records"
+    fake_record(device, "b/good_seed0", COMMIT)
+    fake_record(records, "b/good_seed0", "older")
+    before = listing(records)
+    (archive,) = pack(device, ["b/good_seed0"], tmp_path / "out", max_archives=5)
+    damaged = tmp_path / "damaged.tar.gz"
+    damaged.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    assert main(["collect", str(archive), str(damaged), "--records", str(records)]) == 2
+    assert "is damaged" in capsys.readouterr().err and listing(records) == before
+
+    fake_record(device, "b/nocommit_seed0", None)
+    (bad,) = pack(device, ["b/nocommit_seed0"], tmp_path / "out_bad", max_archives=5)
+    with pytest.raises(RecordError, match="names no git commit"):
+        collect([archive, bad], records)
+    assert listing(records) == before
+    moves = collect([archive], records)
+    assert [(m.unit, m.after.status) for m in moves] == [("b/good_seed0", "completed")]
+    assert json.loads((records / "b" / "good_seed0" / "summary.json").read_text())["git_commit"] == COMMIT
+
+
+def test_parity_failure_stops_the_lease_and_a_pass_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(parity, "not_applicable", lambda device: None)  # as on a GPU
+    failing = [{"cell": "asym", "T": 6, "m": 1, "n": 16, "impl": "fused", "precision": "ieee", "error": "boom"}]
+    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: ParityResult([{**failing[0], "passed": False}]))
+    plan = expand(TINY_PLAN, "tiny")
+    records, out = tmp_path / "records", tmp_path / "out"
+    fake_record(records, "tiny/asym_mnist_seed0", COMMIT)
+    before = listing(records)
+    code, report = run_lease(Lease(plan, records, tmp_path, out, budget_s=300, margin_s=0, min_run_s=1))
+    assert code == 3 and report["runs"] == [] and not list(out.glob("records-*"))
+    assert listing(records) == before
+    assert "boom" in (out / "progress.md").read_text()
+
+    passing = {**failing[0], "grad_rel_err": {"w": 0.0}, "loss_err": 0.0, "h_err": 0.0, "plan": {}}
+    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: ParityResult([{**passing, "passed": True}]))
+    assert parity.ensure_parity(records, torch.device("cpu"))["status"] == "passed"
+    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: pytest.fail("checked twice for one kernel version"))
+    assert parity.ensure_parity(records, torch.device("cpu"))["status"] == "cached"
+    assert (records / "parity" / f"{parity.kernel_key()}.json").is_file()
+
+
+def test_device_command_fits():
+    command = device_command("paper", 480, COMMIT, [".devdata/p0"])
+    assert len(command) <= MAX_COMMAND
+    assert "receive --part .devdata/p0" in command and "assemble" in command
+    assert f"--budget-s 480 --data-root /tmp/antisym-data/root --out $OUT --commit {COMMIT}" in command
+    assert lease_mod.MAX_FILES_BACK == 8
