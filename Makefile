@@ -27,8 +27,8 @@ test: venv  ## run the test suite (what CI runs)
 	$(PY) -m pytest -q
 
 lint: venv  ## ruff check and format check
-	$(PY) -m ruff check antisym scripts tests train.py
-	$(PY) -m ruff format --check antisym scripts tests train.py
+	$(PY) -m ruff check antisym scripts tests train.py hydra_plugins examples
+	$(PY) -m ruff format --check antisym scripts tests train.py hydra_plugins examples
 
 bench: venv  ## time training iterations (scripts/bench.py) into results/
 	$(PY) scripts/bench.py

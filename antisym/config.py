@@ -244,6 +244,7 @@ class TrainerConfig(Section):
     jacobian_batch: int = 8
     progress: bool = True
     time_limit_s: float = 0.0
+    dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self) -> None:
         for key in ("max_steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "jacobian_batch"):

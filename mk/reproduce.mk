@@ -4,6 +4,7 @@
 #   make reproduce-table TABLE=1              # Table 1 only (TABLE=2: Table 2)
 #   make reproduce-table LAUNCHER=joblib JOBS=4          # parallel local processes (hydra-joblib-launcher)
 #   make reproduce-table LAUNCHER=submitit_local         # local processes through submitit
+#   make reproduce-table LAUNCHER=packed OVERRIDES="hydra.launcher.pack_size=16"   # runs of one shape as one (GPU)
 #   make reproduce-table LAUNCHER=submitit_slurm OVERRIDES="hydra.launcher.partition=gpu"   # a SLURM cluster
 #   make reproduce-table QUICK=1 TABLE=1      # smoke run: tiny sizes, logs/quick + results/quick, marked QUICK
 #   make reproduce-tables-only                # rebuild results/ from the run directories, train nothing

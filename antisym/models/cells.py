@@ -13,6 +13,16 @@ import torch
 from torch import Tensor, nn
 
 
+def euler_step(u_t: Tensor, h: Tensor, a: Tensor, eps: float | Tensor, gated: bool) -> Tensor:
+    """h + eps f(A h, u_t) for a state h (B, n) and matrix a (n, n), or a pack of R members: h (R, B, n), a (R, n, n),
+    eps (R, 1, 1). One function for both, so a packed member computes exactly what its solo run does."""
+    ah = h @ a.transpose(-1, -2)
+    if not gated:
+        return h + eps * torch.tanh(ah + u_t)
+    u_h, u_z = u_t.chunk(2, dim=-1)
+    return h + eps * torch.sigmoid(ah + u_z) * torch.tanh(ah + u_h)
+
+
 class EulerCell(nn.Module):
     """Base class: input projection V x + b for all steps, then Euler steps on the recurrent matrix.
 
@@ -50,11 +60,7 @@ class EulerCell(nn.Module):
 
     def step(self, u_t: Tensor, h: Tensor, a: Tensor) -> Tensor:
         """One Euler step from the projected input u_t, the state h (B, n) and the recurrent matrix a."""
-        ah = h @ a.T
-        if not self.gated:
-            return h + self.eps * torch.tanh(ah + u_t)
-        u_h, u_z = u_t.chunk(2, dim=-1)
-        return h + self.eps * torch.sigmoid(ah + u_z) * torch.tanh(ah + u_h)
+        return euler_step(u_t, h, a, self.eps, self.gated)
 
     def forward(self, x_t: Tensor, h: Tensor | None = None) -> Tensor:
         """One step like `torch.nn.RNNCell`: x_t (B, m), h (B, n) -> h (B, n)."""

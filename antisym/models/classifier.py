@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from antisym.errors import ConfigError
-from antisym.models.cells import AblationCell, AntisymmetricCell, EulerCell, GatedAntisymmetricCell
+from antisym.models.cells import AblationCell, AntisymmetricCell, EulerCell, GatedAntisymmetricCell, euler_step
 
 log = logging.getLogger("antisym")
 
@@ -89,6 +89,23 @@ class EulerClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.readout(self.final_state(x))
+
+    @staticmethod
+    def packed_forward(models: list[EulerClassifier], x: Tensor) -> list[Tensor]:
+        """Logits of R models of one class and size on their own inputs x (R, B, T, m), as one batched recurrence.
+
+        Each member keeps its own parameters, eps and gamma: its projection and recurrent matrix are computed from
+        them and stacked, so autograd returns each member's gradient to its own leaves. This is the eager packed
+        path (bmm over the member axis); the fused kernels run members one at a time.
+        """
+        cells = [m.cell for m in models]
+        u = torch.stack([c.project(x_r) for c, x_r in zip(cells, x, strict=True)])  # (R, B, T, k)
+        a = torch.stack([c.recurrent_matrix() for c in cells])  # (R, n, n)
+        eps = x.new_tensor([c.eps for c in cells]).view(-1, 1, 1)
+        h = x.new_zeros(len(models), x.shape[1], cells[0].hidden_size)
+        for u_t in u.unbind(2):
+            h = euler_step(u_t, h, a, eps, cells[0].gated)
+        return [m.readout(h_r) for m, h_r in zip(models, h, strict=True)]
 
 
 def check_recurrence_args(hidden_size: int, eps: float, gamma: float, init_std: float) -> None:

@@ -62,6 +62,7 @@ LAUNCHERS = {  # make's LAUNCHER= value -> Hydra launcher overrides
     "joblib": ("hydra/launcher=joblib",),
     "submitit_local": ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10080"),
     "submitit_slurm": ("hydra/launcher=slurm",),  # conf/hydra/launcher/slurm.yaml: GPU, time, partition
+    "packed": ("hydra/launcher=packed",),  # compatible runs trained as one (hydra.launcher.pack_size=...)
 }
 
 
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--launcher",
         default="basic",
-        help="basic (default), joblib, submitit_local, submitit_slurm, or any hydra/launcher option",
+        help="basic (default), joblib, submitit_local, submitit_slurm, packed, or any hydra/launcher option",
     )
     parser.add_argument("--jobs", type=int, help="joblib: parallel processes (default: every core)")
     parser.add_argument("--quick", action="store_true", help="tiny QUICK smoke run, written apart and marked")

@@ -12,7 +12,8 @@ import logging
 import math
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from antisym.analysis.jacobian import jacobian_eigen_stats
-from antisym.config import RunConfig, settings_differences
+from antisym.config import RunConfig, TrainerConfig, settings_differences
 from antisym.data import SequenceTask, build_task, task_spec
 from antisym.errors import CheckpointError, ConfigError, UserError
 from antisym.models import build_model, count_parameters
@@ -45,6 +46,7 @@ from antisym.training.rundir import (
 )
 
 log = logging.getLogger("antisym")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}  # trainer.dtype: float64 for exactness checks
 
 
 class SettingsChangedError(UserError):
@@ -85,14 +87,16 @@ class BatchSampler:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: SequenceTask, batch_size: int, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, task: SequenceTask, batch_size: int, device: torch.device, dtype: torch.dtype = torch.float32
+) -> dict[str, float]:
     """Mean loss and accuracy over a whole split."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(task), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(task)), device=task.labels.device)
         x, y = task.batch(idx)
-        logits = model(x.to(device))
+        logits = model(x.to(device, dtype))
         y = y.to(device)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(-1) == y).sum().item()
@@ -136,14 +140,87 @@ def _container(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
 
 
+@dataclass
+class Job:
+    """One run to train: its resolved config, directory and the command-line overrides that composed it."""
+
+    cfg: dict[str, Any]
+    run_dir: Path
+    overrides: list[str] | None = None
+
+
 def run(cfg: Any, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train one configuration into run_dir; returns the summary (also written to summary.json).
 
-    `overrides` (the command line that composed cfg) is recorded as overrides.yaml when this call trains.
+    A solo run is a pack of one (`run_pack`). `overrides` is recorded as overrides.yaml when this call trains.
     """
-    run_dir = Path(run_dir)
-    with RunLock(run_dir):
-        return _run_locked(_container(cfg), run_dir, overrides)
+    (result,) = run_pack([Job(_container(cfg), Path(run_dir), overrides)])
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any] | BaseException]:
+    """Train several runs of one shape as one (packed sweeps), each still an ordinary run directory.
+
+    Every member is prepared alone (lock, settings checks, resume or skip) and, if it trains, trained in one loop
+    with the others: their forward passes are one batched recurrence where the model class has `packed_forward`.
+    A member that is refused, fails to load or diverges stops alone; the others go on. Returns, per job, its
+    summary or the exception that stopped it. `pack_id` adds a `pack` record to the summaries.
+    """
+    results: list[dict[str, Any] | BaseException | None] = [None] * len(jobs)
+    with ExitStack() as locks:
+        members: list[Member] = []
+        for i, job in enumerate(jobs):
+            try:
+                locks.enter_context(RunLock(job.run_dir))
+                prepared = _prepare(job)
+            except Exception as err:  # this member only: refused, invalid or unreadable
+                results[i] = err
+                continue
+            if isinstance(prepared, Member):
+                if pack_id is not None:
+                    prepared.summary["pack"] = {"id": pack_id, "member": i, "size": len(jobs)}
+                prepared.index = i
+                members.append(prepared)
+            else:
+                results[i] = prepared
+        for member, result in zip(members, _train_members(members), strict=True):
+            results[member.index] = result
+    return results  # type: ignore[return-value]
+
+
+@dataclass
+class Member:
+    """A run being trained: its settings and summary, and (once set up) its data, model and training state."""
+
+    job: Job
+    settings: RunConfig
+    device: torch.device
+    summary: dict[str, Any]
+    state: dict[str, Any] | None
+    state_path: Path | None
+    t0: float  # the run's wall-clock origin: now minus the time spent before a resume
+    index: int = 0
+    status: str | None = None  # None while training
+    step: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"val_acc": -1.0, "step": -1})
+    tasks: dict[str, SequenceTask] = field(default_factory=dict)
+    model: nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    base_lrs: list[float] = field(default_factory=list)
+    sampler: BatchSampler | None = None
+    noise_gen: torch.Generator | None = None
+    metrics: MetricsLogger | None = None
+    jacobian_x: Tensor | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.job.run_dir
+
+    @property
+    def trainer(self) -> TrainerConfig:
+        return self.settings.trainer
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:
@@ -180,7 +257,10 @@ def _resume_source(resume: bool | str, run_dir: Path) -> Path | None:
     raise CheckpointError(f"trainer.resume={resume} but there is no checkpoint at {path}.")
 
 
-def _run_locked(cfg: dict[str, Any], run_dir: Path, overrides: list[str] | None) -> dict[str, Any]:
+def _prepare(job: Job) -> Member | dict[str, Any]:
+    """Check the settings and decide what this directory does: skip (returns the completed summary), refuse (raises),
+    resume or start afresh (returns the member, its settings recorded and a running summary written)."""
+    cfg, run_dir, overrides = job.cfg, job.run_dir, job.overrides
     previous = read_summary(run_dir)
     commit, dirty = git_state()
     summary: dict[str, Any] = {
@@ -193,7 +273,6 @@ def _run_locked(cfg: dict[str, Any], run_dir: Path, overrides: list[str] | None)
         "dataset": cfg.get("dataset", {}).get("name"),
         "tags": list(cfg.get("tags") or []),
     }
-    started = time.time()
     try:
         settings = RunConfig.from_cfg(cfg)
         # Built once on the CPU before any data is read: the model's constructor checks its own ranges.
@@ -244,171 +323,221 @@ def _run_locked(cfg: dict[str, Any], run_dir: Path, overrides: list[str] | None)
     summary["device"] = device_description(str(device))
     write_json(summary, run_dir / SUMMARY_FILE)
     elapsed_before = float(state.get("wall_time_s", 0.0)) if state is not None else 0.0
-    try:
-        return _train(settings, cfg, run_dir, device, summary, state, source, started - elapsed_before)
-    except BaseException as err:
-        summary.update(
-            status="failed", error=f"{type(err).__name__}: {err}", wall_time_s=time.time() - started + elapsed_before
-        )
-        write_json(summary, run_dir / SUMMARY_FILE)
-        raise
+    return Member(job, settings, device, summary, state, source, time.time() - elapsed_before)
 
 
-def _train(
-    settings: RunConfig,
-    cfg: dict[str, Any],
-    run_dir: Path,
-    device: torch.device,
-    summary: dict,
-    state: dict | None,
-    state_path: Path | None,
-    t0: float,
-) -> dict:
-    """The loop. t0: the wall-clock origin of the run (now minus the time spent before a resume)."""
-    t = settings.trainer
-    root = to_absolute_path(settings.data.root)
-    tasks = {
-        split: build_task(settings.task, root, split, settings.data.download, settings.data.allow_subset).to(device)
+def _fail(member: Member, err: BaseException) -> BaseException:
+    member.status = "failed"
+    member.summary.update(status="failed", error=f"{type(err).__name__}: {err}", wall_time_s=time.time() - member.t0)
+    write_json(member.summary, member.run_dir / SUMMARY_FILE)
+    return err
+
+
+def _setup(member: Member) -> None:
+    """Data, model, optimizer, sampler and generators of one member, restored from its checkpoint when resuming."""
+    t, device = member.trainer, member.device
+    data = member.settings.data
+    root = to_absolute_path(data.root)
+    member.tasks = {
+        split: build_task(member.settings.task, root, split, data.download, data.allow_subset).to(device)
         for split in ("train", "val", "test")
     }
-    if tasks["train"].permutation is not None:
-        torch.save(tasks["train"].permutation.cpu(), run_dir / "permutation.pt")
-    spec = tasks["train"].spec
-
+    if member.tasks["train"].permutation is not None:
+        torch.save(member.tasks["train"].permutation.cpu(), member.run_dir / "permutation.pt")
+    spec = member.tasks["train"].spec
     torch.manual_seed(t.seed)
-    model = build_model(settings.model, spec.input_size, spec.num_classes).to(device)
-    optimizer = build_optimizer(settings.optimizer, model)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    sampler = BatchSampler(len(tasks["train"]), t.batch_size, t.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(t.seed + 1)
-    summary.update(
-        params=count_parameters(model),
-        train_size=len(tasks["train"]),
-        val_size=len(tasks["val"]),
-        test_size=len(tasks["test"]),
+    member.model = build_model(member.settings.model, spec.input_size, spec.num_classes).to(device, DTYPES[t.dtype])
+    member.optimizer = build_optimizer(member.settings.optimizer, member.model)
+    member.base_lrs = [g["lr"] for g in member.optimizer.param_groups]
+    member.sampler = BatchSampler(len(member.tasks["train"]), t.batch_size, t.seed)
+    member.noise_gen = torch.Generator(device=device).manual_seed(t.seed + 1)
+    member.summary.update(
+        params=count_parameters(member.model),
+        train_size=len(member.tasks["train"]),
+        val_size=len(member.tasks["val"]),
+        test_size=len(member.tasks["test"]),
         max_steps=t.max_steps,
+    )
+    if member.state is not None:
+        rest = restore_train_state(
+            member.state, member.state_path, member.model, member.optimizer, member.sampler, member.noise_gen
+        )
+        member.step, member.best = rest["step"], rest["best"]
+        log.info("resumed from %s at step %d", member.state_path, member.step)
+    if t.jacobian_every > 0:  # a fixed validation batch for the Jacobian metric
+        n = min(t.jacobian_batch, len(member.tasks["val"]))
+        member.jacobian_x = member.tasks["val"].batch(torch.arange(n))[0].to(device, DTYPES[t.dtype])
+    cfg = member.job.cfg
+    resume_step = member.step if member.state is not None else None
+    member.metrics = MetricsLogger(
+        member.run_dir / METRICS_FILE, member.settings.wandb, cfg, member.run_dir, resume_step
     )
     log.info(
         "%s on %s: %d parameters, %s, run dir %s",
-        summary["model"],
-        summary["dataset"],
-        summary["params"],
+        member.summary["model"],
+        member.summary["dataset"],
+        member.summary["params"],
         device,
-        run_dir,
+        member.run_dir,
     )
 
-    ckpt_dir = run_dir / "checkpoints"
-    step, best = 0, {"val_acc": -1.0, "step": -1}
-    if state is not None:
-        rest = restore_train_state(state, state_path, model, optimizer, sampler, noise_gen)
-        step, best = rest["step"], rest["best"]
-        log.info("resumed from %s at step %d", state_path, step)
-    if t.jacobian_every > 0:  # a fixed validation batch for the Jacobian metric
-        jacobian_x = tasks["val"].batch(torch.arange(min(t.jacobian_batch, len(tasks["val"]))))[0]
 
-    def checkpoint() -> None:
-        save_train_state(
-            ckpt_dir / "last.pt",
-            model=model.state_dict(),
-            optimizer=optimizer.state_dict(),
-            sampler=sampler.state_dict(),
-            noise_gen=noise_gen.get_state(),
-            step=step,
-            best=best,
-            wall_time_s=time.time() - t0,
-            started_at=summary["started_at"],
-            resumed=summary.get("resumed", []),
-        )
+def _checkpoint(m: Member) -> None:
+    save_train_state(
+        m.run_dir / "checkpoints" / "last.pt",
+        model=m.model.state_dict(),
+        optimizer=m.optimizer.state_dict(),
+        sampler=m.sampler.state_dict(),
+        noise_gen=m.noise_gen.get_state(),
+        step=m.step,
+        best=m.best,
+        wall_time_s=time.time() - m.t0,
+        started_at=m.summary["started_at"],
+        resumed=m.summary.get("resumed", []),
+    )
 
-    status, stop = "completed", StopRequest()
-    limit = t.time_limit_s
+
+def pack_forward(models: list[nn.Module], xs: list[Tensor]) -> list[Tensor]:
+    """Logits of each member on its batch: one model as it is; several of a class with `packed_forward` as one
+    batched computation (antisym.models.EulerClassifier.packed_forward); otherwise one after another."""
+    packed = getattr(type(models[0]), "packed_forward", None)
+    if len(models) > 1 and packed is not None and all(type(m) is type(models[0]) for m in models):
+        return packed(models, torch.stack(xs))
+    return [model(x) for model, x in zip(models, xs, strict=True)]
+
+
+def _train_members(members: list[Member]) -> list[dict[str, Any] | BaseException]:
+    """The loop: every member takes its own batch, the forward passes run as one pack, one backward, and each
+    member's optimizer steps on its own gradient; logging, validation and checkpoints follow each member's step."""
+    results: dict[int, dict[str, Any] | BaseException] = {}
+    for m in members:
+        try:
+            _setup(m)
+        except Exception as err:
+            results[id(m)] = _fail(m, err)
+    stop = StopRequest()
     started = time.time()
-    with (
-        MetricsLogger(
-            run_dir / METRICS_FILE, settings.wandb, cfg, run_dir, step if state is not None else None
-        ) as metrics,
-        tqdm(total=t.max_steps, initial=step, disable=not t.progress, dynamic_ncols=True) as bar,
-        stop.installed(),
-    ):
-        model.train()
-        while step < t.max_steps:
-            if stop.reason is None and limit and time.time() - started > limit:
-                stop.reason = "time_limit"
-            if stop.reason is not None:
-                status = "interrupted"
-                checkpoint()
-                summary["stop_reason"] = stop.reason
-                break
-            for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                group["lr"] = base * lr_factor(t, step)
-            idx = sampler.next().to(tasks["train"].labels.device)
-            x, y = tasks["train"].batch(idx, noise_gen)
-            logits = model(x.to(device))
-            loss = F.cross_entropy(logits, y.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            # clip_grad_norm_ with an infinite bound only measures; the norm is logged and checked either way.
-            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf).item()
-            if not (math.isfinite(loss.item()) and math.isfinite(grad_norm)):
-                # Stop before the step: the parameters and the checkpoints written so far stay finite.
-                status = "diverged"
-                what = "loss" if not math.isfinite(loss.item()) else "gradient norm"
-                summary.update(diverged_at_step=step + 1, diverged_reason=f"non-finite {what}")
-                kept = f"checkpoints up to step {step} are kept" if best["step"] >= 0 else "no checkpoint was written"
-                log.warning(
-                    "non-finite %s (loss %s, gradient norm %s) at step %d: stopping; %s.",
-                    what,
-                    loss.item(),
-                    grad_norm,
-                    step + 1,
-                    kept,
-                )
-                break
-            optimizer.step()
-            step += 1
+    live = [m for m in members if m.status is None]
+    try:
+        with stop.installed():
+            bars = {
+                id(m): tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress) for m in live
+            }
+            _loop(live, stop, started, bars)
+            for bar in bars.values():
+                bar.close()
+    except BaseException as err:  # a crash of the shared computation, or a second Ctrl-C: every live member failed
+        for m in live:
+            if m.status is None:
+                results[id(m)] = _fail(m, err)
+            m.metrics.close()
+        if len(members) == 1:
+            raise
+        return [results.get(id(m), err) for m in members]
+    for m in live:
+        try:
+            results[id(m)] = _finish(m)
+        except Exception as err:
+            results[id(m)] = _fail(m, err)
+    return [results[id(m)] for m in members]
 
-            if step % t.log_every == 0 or step == 1:
-                acc = (logits.argmax(-1) == y.to(device)).float().mean().item()
-                row = {"loss": loss.item(), "acc": acc, "grad_norm": grad_norm, "lr": optimizer.param_groups[0]["lr"]}
-                metrics.log({"step": step, "split": "train", **row, "time_s": time.time() - t0})
-                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
-            if t.jacobian_every > 0 and step % t.jacobian_every == 0:
-                metrics.log({"step": step, "split": "jacobian", **jacobian_eigen_stats(model, jacobian_x.to(device))})
-            if step % t.eval_every == 0 or step == t.max_steps:
-                val = evaluate(model, tasks["val"], t.eval_batch_size, device)
-                metrics.log({"step": step, "split": "val", **val})
-                if val["acc"] > best["val_acc"]:
-                    best = {"val_acc": val["acc"], "step": step}
-                    atomic_save({"model": model.state_dict(), "step": step}, ckpt_dir / "best.pt")
-                checkpoint()
-                bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{val['acc']:.3f}")
-            bar.update(1)
 
-        summary.update(
-            status=status,
-            steps=step,
-            best_val_acc=best["val_acc"] if best["step"] >= 0 else None,
-            best_step=best["step"] if best["step"] >= 0 else None,
-        )
-        if status != "interrupted":
-            summary["final_test_acc"] = evaluate(model, tasks["test"], t.eval_batch_size, device)["acc"]
-            summary["test_acc"] = None
-            if best["step"] >= 0:
-                best_state = load_checkpoint(ckpt_dir / "best.pt", "Retrain the run: its best checkpoint is lost.")
-                model.load_state_dict(best_state["model"])
-                summary["test_acc"] = evaluate(model, tasks["test"], t.eval_batch_size, device)["acc"]
-            summary["finished_at"] = now()
-            metrics.log(
-                {"step": step, "split": "test", "acc": summary["test_acc"], "final_acc": summary["final_test_acc"]}
-            )
-        summary["wall_time_s"] = time.time() - t0
-        metrics.close(summary)
-    write_json(summary, run_dir / SUMMARY_FILE)
-    log.info(
-        "%s after %d steps: best val acc %s, test acc %s",
-        status,
-        step,
-        summary["best_val_acc"],
-        summary.get("test_acc"),
+def _loop(members: list[Member], stop: StopRequest, started: float, bars: dict[int, tqdm]) -> None:
+    while True:
+        active = [m for m in members if m.status is None]
+        for m in active:
+            if m.step >= m.trainer.max_steps:
+                m.status = "completed"
+        limit = min((m.trainer.time_limit_s for m in active if m.trainer.time_limit_s), default=0.0)
+        if stop.reason is None and limit and time.time() - started > limit:
+            stop.reason = "time_limit"
+        active = [m for m in active if m.status is None]
+        if stop.reason is not None:
+            for m in active:
+                m.status = "interrupted"
+                m.summary["stop_reason"] = stop.reason
+                _checkpoint(m)
+            return
+        if not active:
+            return
+        xs, ys = [], []
+        for m in active:
+            for group, base in zip(m.optimizer.param_groups, m.base_lrs, strict=True):
+                group["lr"] = base * lr_factor(m.trainer, m.step)
+            train = m.tasks["train"]
+            x, y = train.batch(m.sampler.next().to(train.labels.device), m.noise_gen)
+            xs.append(x.to(m.device, DTYPES[m.trainer.dtype]))
+            ys.append(y.to(m.device))
+        logits = pack_forward([m.model for m in active], xs)
+        losses = [F.cross_entropy(out, y) for out, y in zip(logits, ys, strict=True)]
+        for m in active:
+            m.optimizer.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()  # members' parameters are disjoint: each gets its own gradient
+        for m, out, y, loss in zip(active, logits, ys, losses, strict=True):
+            _step(m, out, y, loss.item(), bars[id(m)])
+
+
+def _step(m: Member, logits: Tensor, y: Tensor, loss: float, bar: tqdm) -> None:
+    """Apply one member's update unless its loss or gradient is not finite, then its logging and validation."""
+    t = m.trainer
+    # clip_grad_norm_ with an infinite bound only measures; the norm is logged and checked either way.
+    grad_norm = nn.utils.clip_grad_norm_(m.model.parameters(), t.grad_clip or math.inf).item()
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        # Stop before the step: the parameters and the checkpoints written so far stay finite.
+        m.status = "diverged"
+        what = "loss" if not math.isfinite(loss) else "gradient norm"
+        m.summary.update(diverged_at_step=m.step + 1, diverged_reason=f"non-finite {what}")
+        kept = f"checkpoints up to step {m.best['step']} are kept" if m.best["step"] >= 0 else "no checkpoint yet"
+        log.warning("%s: non-finite %s (loss %s, gradient norm %s) at step %d: stopping; %s.", m.run_dir, what,
+                    loss, grad_norm, m.step + 1, kept)  # fmt: skip
+        return
+    m.optimizer.step()
+    m.step += 1
+    step = m.step
+    if step % t.log_every == 0 or step == 1:
+        acc = (logits.argmax(-1) == y).float().mean().item()
+        row = {"loss": loss, "acc": acc, "grad_norm": grad_norm, "lr": m.optimizer.param_groups[0]["lr"]}
+        m.metrics.log({"step": step, "split": "train", **row, "time_s": time.time() - m.t0})
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+    if t.jacobian_every > 0 and step % t.jacobian_every == 0:
+        m.metrics.log({"step": step, "split": "jacobian", **jacobian_eigen_stats(m.model, m.jacobian_x)})
+    if step % t.eval_every == 0 or step == t.max_steps:
+        val = evaluate(m.model, m.tasks["val"], t.eval_batch_size, m.device, DTYPES[t.dtype])
+        m.metrics.log({"step": step, "split": "val", **val})
+        if val["acc"] > m.best["val_acc"]:
+            m.best = {"val_acc": val["acc"], "step": step}
+            atomic_save({"model": m.model.state_dict(), "step": step}, m.run_dir / "checkpoints" / "best.pt")
+        _checkpoint(m)
+        bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{val['acc']:.3f}")
+    bar.update(1)
+
+
+def _finish(m: Member) -> dict[str, Any]:
+    """Test accuracy at the best-validation checkpoint and of the final model; the summary written and returned."""
+    t, summary, best = m.trainer, m.summary, m.best
+    summary.update(
+        status=m.status,
+        steps=m.step,
+        best_val_acc=best["val_acc"] if best["step"] >= 0 else None,
+        best_step=best["step"] if best["step"] >= 0 else None,
     )
+    dtype = DTYPES[t.dtype]
+    if m.status != "interrupted":
+        summary["final_test_acc"] = evaluate(m.model, m.tasks["test"], t.eval_batch_size, m.device, dtype)["acc"]
+        summary["test_acc"] = None
+        if best["step"] >= 0:
+            best_state = load_checkpoint(
+                m.run_dir / "checkpoints" / "best.pt", "Retrain the run: its best checkpoint is lost."
+            )
+            m.model.load_state_dict(best_state["model"])
+            summary["test_acc"] = evaluate(m.model, m.tasks["test"], t.eval_batch_size, m.device, dtype)["acc"]
+        summary["finished_at"] = now()
+        m.metrics.log(
+            {"step": m.step, "split": "test", "acc": summary["test_acc"], "final_acc": summary["final_test_acc"]}
+        )
+    summary["wall_time_s"] = time.time() - m.t0
+    m.metrics.close(summary)
+    write_json(summary, m.run_dir / SUMMARY_FILE)
+    log.info("%s: %s after %d steps: best val acc %s, test acc %s", m.run_dir, m.status, m.step,
+             summary["best_val_acc"], summary.get("test_acc"))  # fmt: skip
     return summary

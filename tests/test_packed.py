@@ -1,0 +1,179 @@
+"""Packed sweeps: runs of one shape trained as one, each member equal to its solo run (float64, CPU) and isolated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from antisym.training.packing import group_packs
+from antisym.training.rundir import RunLock, read_metrics
+from antisym.training.trainer import Job, _container, run, run_pack
+from tests.test_train import TINY, cli, compose_cfg
+
+EXACT = ["trainer.dtype=float64", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=1"]
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
+
+
+def assert_same_run(solo: Path, packed: Path) -> None:
+    """Loss curve, validation and test rows, and the weights after the last step: equal to 1e-10."""
+    a, b = read_metrics(solo / "metrics.jsonl"), read_metrics(packed / "metrics.jsonl")
+    assert [(r["step"], r["split"]) for r in a] == [(r["step"], r["split"]) for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("loss", "acc", "grad_norm", "lr", "final_acc"):
+            if key in ra and ra[key] is not None:
+                assert rb[key] == pytest.approx(ra[key], rel=1e-10, abs=1e-12), (ra, rb)
+    wa, wb = weights(solo), weights(packed)
+    assert all(torch.allclose(wa[k], wb[k], rtol=1e-10, atol=1e-12) for k in wa)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (solo, packed))
+    assert sa["test_acc"] == sb["test_acc"] and sa["params"] == sb["params"]
+    assert "pack" not in sa and sb["pack"]["size"] >= 1
+
+
+MEMBERS = {  # two members of one pack, differing in every key a member may vary
+    "gated": (
+        ["model=gated", "model.eps=0.1", "model.gamma=0.01", "model.init_std=1.0", "trainer.seed=0"],
+        [
+            "model=gated",
+            "model.eps=0.3",
+            "model.gamma=0.2",
+            "model.init_std=2.0",
+            "trainer.seed=3",
+            "optimizer.lr=0.3",
+            "trainer.grad_clip=0.05",
+        ],
+    ),  # fmt: skip
+    "asym": (
+        ["model=asym", "dataset=mnist", "optimizer=sgd", "optimizer.momentum=0.9"],
+        [
+            "model=asym",
+            "dataset=pmnist",
+            "dataset.permutation_seed=5",
+            "optimizer=sgd",
+            "optimizer.momentum=0.5",
+            "optimizer.lr=0.05",
+        ],
+    ),  # fmt: skip
+    "ablation": (
+        ["model=ablation", "dataset=noisy_cifar10", "dataset.seq_len=40", "dataset.noise_seed=0"],
+        ["model=ablation", "dataset=noisy_cifar10", "dataset.seq_len=40", "dataset.noise_seed=7", "trainer.seed=1"],
+    ),
+    "lstm": (["model=lstm", "trainer.seed=0"], ["model=lstm", "trainer.seed=1", "optimizer.lr=0.2"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(MEMBERS))
+def test_packed_members_equal_their_solo_runs(tiny_data, tmp_path, kind):
+    root, _ = tiny_data
+    cfgs = [compose_cfg(root, *EXACT, *o) for o in MEMBERS[kind]]
+    for i, cfg in enumerate(cfgs):
+        run(cfg, tmp_path / f"solo{i}")
+    results = run_pack([Job(_container(c), tmp_path / f"pack{i}") for i, c in enumerate(cfgs)], pack_id="t")
+    assert [r["status"] for r in results] == ["completed", "completed"]
+    for i in range(2):
+        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"pack{i}")
+
+
+def test_packed_launcher_through_the_cli_equals_solo_runs(tiny_data, tmp_path):
+    root, _ = tiny_data
+    sweep = ["-m", *TINY, *EXACT, f"data.root={root}", "dataset=mnist,pmnist", "hydra.sweep.subdir=${dataset.name}"]
+    packed = cli(
+        *sweep, f"hydra.sweep.dir={tmp_path / 'packed'}", "hydra/launcher=packed", "hydra.launcher.pack_size=4"
+    )
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    assert "2 runs in 1 packs (pack_size 4)" in packed.stdout + packed.stderr  # the grouping, said before training
+    solo = cli(*sweep, f"hydra.sweep.dir={tmp_path / 'solo'}")
+    assert solo.returncode == 0, solo.stderr[-3000:]
+    for name in ("mnist", "pmnist"):
+        assert_same_run(tmp_path / "solo" / name, tmp_path / "packed" / name)
+        assert (tmp_path / "packed" / name / "overrides.yaml").read_text() == (
+            tmp_path / "solo" / name / "overrides.yaml"
+        ).read_text()
+    assert (tmp_path / "packed" / "pmnist" / "permutation.pt").is_file()
+
+
+def test_a_diverging_or_invalid_member_stops_alone(tiny_data, tmp_path):
+    root, _ = tiny_data
+    good = compose_cfg(root, *EXACT, "model=ablation")
+    bad = compose_cfg(root, *EXACT, "model=ablation", "model.eps=1e300")  # overflows at step 1
+    invalid = compose_cfg(root, *EXACT, "model=ablation", "optimizer.lr=-1")
+    run(good, tmp_path / "solo")
+    jobs = [Job(_container(c), tmp_path / f"m{i}") for i, c in enumerate((bad, good, invalid))]
+    diverged, completed, failed = run_pack(jobs, pack_id="t")
+    assert diverged["status"] == "diverged" and diverged["diverged_at_step"] == 1
+    assert completed["status"] == "completed"
+    assert isinstance(failed, ValueError) and "optimizer.lr" in str(failed)
+    assert json.loads((tmp_path / "m2" / "summary.json").read_text())["status"] == "failed"
+    assert_same_run(tmp_path / "solo", tmp_path / "m1")
+
+
+def test_a_locked_member_is_refused_alone(tiny_data, tmp_path):
+    root, _ = tiny_data
+    cfgs = [compose_cfg(root, *EXACT, f"trainer.seed={s}") for s in (0, 1)]
+    with RunLock(tmp_path / "m0"):
+        first, second = run_pack([Job(_container(c), tmp_path / f"m{i}") for i, c in enumerate(cfgs)])
+    assert "being written by another process" in str(first) and second["status"] == "completed"
+
+
+def test_stopped_pack_resumes_every_member_and_skips_the_completed(tiny_data, tmp_path):
+    root, _ = tiny_data
+    common = [*EXACT, "trainer.resume=true", "trainer.skip_completed=true"]
+
+    def job(run_dir: Path, *o: str) -> Job:
+        return Job(_container(compose_cfg(root, *common, *o)), run_dir)
+
+    for s in (0, 1):
+        run(compose_cfg(root, *common, "trainer.max_steps=12", f"trainer.seed={s}"), tmp_path / f"solo{s}")
+    run_pack([job(tmp_path / "done", "trainer.seed=2")])  # a member that completed before
+    done_before = (tmp_path / "done" / "summary.json").read_text()
+    members = [(tmp_path / f"m{s}", f"trainer.seed={s}") for s in (0, 1)]
+    run_pack([job(d, o, "trainer.max_steps=5") for d, o in members])  # each member's last.pt at step 5
+    stopped = run_pack([job(d, o, "trainer.max_steps=12", "trainer.time_limit_s=1e-9") for d, o in members])
+    assert [(r["status"], r["steps"]) for r in stopped] == [("interrupted", 5), ("interrupted", 5)]
+    results = run_pack(
+        [*(job(d, o, "trainer.max_steps=12") for d, o in members), job(tmp_path / "done", "trainer.seed=2")]
+    )
+    assert [r["status"] for r in results] == ["completed"] * 3 and results[0]["resumed"][-1]["at_step"] == 5
+    assert (tmp_path / "done" / "summary.json").read_text() == done_before  # completed: not retrained
+    for s in (0, 1):
+        wa, wb = weights(tmp_path / f"solo{s}"), weights(tmp_path / f"m{s}")
+        assert all(torch.allclose(wa[k], wb[k], rtol=1e-10, atol=1e-12) for k in wa)
+
+
+def test_grouping_separates_what_cannot_share_a_pack(tiny_data):
+    root, _ = tiny_data
+
+    def cfg(*o: str) -> dict:
+        return _container(compose_cfg(root, *o))
+
+    cfgs = [
+        cfg("dataset=mnist"),
+        cfg("dataset=pmnist", "model.eps=0.3", "optimizer.lr=0.2", "trainer.seed=4"),  # same pack
+        cfg("dataset=mnist", "model.hidden_size=9"),  # another width
+        cfg("dataset=mnist", "trainer.batch_size=4"),  # another batch
+        cfg("model=lstm"),  # no packed_forward: alone
+        cfg("model=lstm", "trainer.seed=1"),
+        cfg("model=gated"),  # another class
+        cfg("dataset=mnist", "trainer.seed=9"),  # third of the first kind: over pack_size 2
+    ]
+    assert group_packs(cfgs, pack_size=2) == [[0, 1], [7], [2], [3], [4], [5], [6]]
+    assert group_packs(cfgs, pack_size=1) == [[i] for i in (0, 1, 7, 2, 3, 4, 5, 6)]
+
+
+def test_reproduction_pipeline_with_the_packed_launcher(tiny_data, tmp_path):
+    """make reproduce-table LAUNCHER=packed: the row's seeds train as one pack into the pipeline's run directories."""
+    from antisym.results import reproduce
+    from tests.test_results import quick_driver_args
+
+    root, _ = tiny_data
+    args = quick_driver_args(root, tmp_path, "--launcher", "packed", overrides=["hydra.launcher.pack_size=2"])
+    assert reproduce.main(args) == 0
+    runs = tmp_path / "logs" / "quick" / "reproduce" / "table1" / "asym_mnist"
+    summaries = [json.loads((runs / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+    assert [s["status"] for s in summaries] == ["completed", "completed"]
+    assert summaries[0]["pack"]["id"] == summaries[1]["pack"]["id"] and summaries[1]["pack"]["size"] == 2
