@@ -81,8 +81,10 @@ def test_paper_plan_order_and_presets():
 
 
 def test_plan_refuses_other_launchers_and_shared_dirs():
-    with pytest.raises(ConfigError, match="packed sweeps do not exist yet"):
-        expand({**TINY_PLAN, "launcher": "packed"}, "x")
+    with pytest.raises(ConfigError, match="launcher 'joblib' is not one of solo, packed"):
+        expand({**TINY_PLAN, "launcher": "joblib"}, "x")
+    with pytest.raises(ConfigError, match="pack_size must be a positive integer"):
+        expand({**TINY_PLAN, "launcher": "packed", "pack_size": 0}, "x")
     twice = {"blocks": [{"name": "b", "runs": ["table1/asym_mnist", "table1/asym_mnist"]}]}
     with pytest.raises(ConfigError, match="share a directory"):
         expand(twice, "x")
@@ -158,6 +160,26 @@ def test_lease_cut_by_budget_resumed_and_collected(tiny_data, tmp_path, monkeypa
     assert rows["table1/asym_mnist"]["status"] == "completed" and rows["table1/lstm_mnist"]["status"] == "completed"
     assert main(["status", "--plan", _write_plan(tmp_path), "--records", str(repo_records)]) == 0
     assert "| tiny | 2 / 3 |" in capsys.readouterr().out
+
+
+def test_packed_lease_trains_a_blocks_compatible_runs_as_one_pack(tiny_data, tmp_path):
+    root, _ = tiny_data
+    spec = {
+        "launcher": "packed",
+        "pack_size": 4,
+        "seeds": [0, 1],
+        "overrides": [*TINY_PLAN["overrides"], "trainer.max_steps=4"],
+        "blocks": [{"name": "tiny", "runs": ["table1/asym_mnist", "table1/asym_pmnist", "table1/lstm_mnist"]}],
+    }
+    plan = expand(spec, "tiny")
+    code, report = run_lease(Lease(plan, tmp_path / "records", root, tmp_path / "out", budget_s=300, margin_s=0,
+                                   min_run_s=1, commit=COMMIT))  # fmt: skip
+    assert code == 0 and {r["outcome"] for r in report["runs"]} == {"trained"}
+    packs = {run: summary(tmp_path / "records", run).get("pack") for run in ("asym_mnist_seed0", "asym_pmnist_seed1")}
+    assert (
+        packs["asym_mnist_seed0"]["size"] == 4 and packs["asym_mnist_seed0"]["id"] == packs["asym_pmnist_seed1"]["id"]
+    )
+    assert summary(tmp_path / "records", "lstm_mnist_seed0").get("pack") is None  # the LSTM trains alone
 
 
 def _write_plan(tmp_path: Path) -> str:

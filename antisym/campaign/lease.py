@@ -89,10 +89,49 @@ def lease_overrides(lease: Lease, time_limit_s: int) -> list[str]:
     ]
 
 
-def train_one(lease: Lease, run: PlannedRun, time_limit_s: int, device: torch.device) -> dict[str, Any]:
-    """Train one run; {"outcome": trained | error | no data | gpu failure, "recorded": whether it has a summary}."""
-    from antisym.training.trainer import run as train
+def train_group(
+    lease: Lease, runs: list[tuple[PlannedRun, dict[str, Any], list[str]]], device: torch.device
+) -> list[dict[str, Any]]:
+    """Train runs (composed: run, cfg, overrides) as one pack (a solo run is a pack of one); per run
+    {"outcome": trained | error | gpu failure, "recorded": whether it has a summary}. If the GPU fails, every run of
+    the pack is put back as it was."""
+    from antisym.training.trainer import Job, run_pack
 
+    dirs = [lease.records / run.rel_dir for run, _, _ in runs]
+    with tempfile.TemporaryDirectory() as tmp:
+        backups = [Path(tmp) / str(i) for i in range(len(runs))]
+        for run_dir, backup in zip(dirs, backups, strict=True):
+            if run_dir.exists():
+                shutil.copytree(run_dir, backup)
+        pack_id = f"{lease.plan.name}-{time.strftime('%Y%m%d-%H%M%S')}" if len(runs) > 1 else None
+        try:
+            results = run_pack(
+                [Job(cfg, d, overrides) for (_, cfg, overrides), d in zip(runs, dirs, strict=True)], pack_id
+            )
+        except Exception as err:  # the shared computation crashed: every member has it
+            results = [err] * len(runs)
+        errors = [f"{type(r).__name__}: {r}" if isinstance(r, BaseException) else None for r in results]
+        if any(errors) and not device_healthy(device):
+            for run_dir, backup in zip(dirs, backups, strict=True):
+                shutil.rmtree(run_dir, ignore_errors=True)
+                if backup.exists():
+                    shutil.copytree(backup, run_dir)
+            return [{"outcome": "gpu failure", "error": next(e for e in errors if e)} for _ in runs]
+    out = []
+    for (run, _, _), run_dir, error in zip(runs, dirs, errors, strict=True):
+        if error:
+            log.error("%s: %s (the lease goes on)", run.rel_dir, error)
+        stamp_commit(run_dir, lease.commit)
+        summary = read_summary(run_dir)
+        out.append(
+            ({"outcome": "error", "error": error} if error else {"outcome": "trained"})
+            | {"recorded": summary is not None, "stop_reason": (summary or {}).get("stop_reason")}
+        )
+    return out
+
+
+def compose_for_lease(lease: Lease, run: PlannedRun, time_limit_s: int) -> tuple[dict, list[str]] | dict[str, Any]:
+    """(cfg, overrides) of a run as this lease trains it, or the outcome that keeps it from training."""
     try:
         cfg, overrides = compose_run(run, lease_overrides(lease, time_limit_s))
     except Exception as err:  # a plan that names a preset or key that does not exist
@@ -100,26 +139,7 @@ def train_one(lease: Lease, run: PlannedRun, time_limit_s: int, device: torch.de
     missing = missing_data(cfg, lease.data_root)
     if missing:
         return {"outcome": "no data", "error": f"not under {lease.data_root}: {', '.join(missing)}"}
-    run_dir = lease.records / run.rel_dir
-    with tempfile.TemporaryDirectory() as tmp:
-        backup = Path(tmp) / "run"
-        if run_dir.exists():
-            shutil.copytree(run_dir, backup)
-        try:
-            train(cfg, run_dir, overrides)
-            result = {"outcome": "trained"}
-        except Exception as err:
-            error = f"{type(err).__name__}: {err}"
-            if not device_healthy(device):
-                shutil.rmtree(run_dir, ignore_errors=True)
-                if backup.exists():
-                    shutil.copytree(backup, run_dir)
-                return {"outcome": "gpu failure", "error": error}
-            log.error("%s: %s (the lease goes on)", run.rel_dir, error)
-            result = {"outcome": "error", "error": error}
-    stamp_commit(run_dir, lease.commit)
-    summary = read_summary(run_dir)
-    return result | {"recorded": summary is not None, "stop_reason": (summary or {}).get("stop_reason")}
+    return cfg, overrides
 
 
 def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
@@ -145,29 +165,51 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
         code = 3
     elif report["parity"]["status"] == "passed":
         units.append(f"{parity.PARITY_DIR}/{report['parity']['key']}.json")
-    for run in lease.plan.runs if code == 0 else ():
-        before = run_state(lease.records, run)
-        if not before.todo(lease.retry_failed):
-            continue
+    from antisym.training.packing import pack_key
+
+    todo = [r for r in lease.plan.runs if code == 0 and run_state(lease.records, r).todo(lease.retry_failed)]
+    while todo:
         time_limit = int(lease.budget_s - (lease.clock() - started) - lease.margin_s)
         if time_limit < lease.min_run_s:
             report["stopped"] = "budget spent"
             break
-        log.info("campaign: %s (%s, %d steps) with %d s left", run.rel_dir, before.status, before.steps, time_limit)
-        result = train_one(lease, run, time_limit, device)
-        after = run_state(lease.records, run)
-        report["runs"].append(
-            {"run": run.rel_dir, "before": vars(before), "after": vars(after), "max_steps": planned[run.rel_dir]}
-            | result
-        )
-        if result["outcome"] == "gpu failure":
-            report["stopped"] = f"the GPU failed ({result['error']}); {run.rel_dir} was put back as it was"
-            code = 4
-            break
-        if result.get("recorded"):
-            units.append(run.rel_dir)
-        if result.get("stop_reason") == "time_limit":
-            report["stopped"] = "budget spent"
+        group, outcomes = [], {}
+        for run in list(todo):  # the next run, and the runs after it in its block that can share its pack
+            if group and (len(group) >= lease.plan.pack_size or run.block != group[0][0].block):
+                break
+            composed = compose_for_lease(lease, run, time_limit)
+            if isinstance(composed, dict):
+                if not group:
+                    outcomes[run] = composed
+                    todo.remove(run)
+                    break
+                continue
+            cfg, overrides = composed
+            if group and (pack_key(cfg) is None or pack_key(cfg) != pack_key(group[0][1])):
+                continue
+            group.append((run, cfg, overrides))
+            todo.remove(run)
+        befores = {run: run_state(lease.records, run) for run in [*outcomes, *(g[0] for g in group)]}
+        for run, before in befores.items():
+            log.info("campaign: %s (%s, %d steps) with %d s left", run.rel_dir, before.status, before.steps, time_limit)
+        if group:
+            outcomes.update(zip((g[0] for g in group), train_group(lease, group, device), strict=True))
+        stop = None
+        for run, result in outcomes.items():
+            after = run_state(lease.records, run)
+            report["runs"].append(
+                {"run": run.rel_dir, "before": vars(befores[run]), "after": vars(after),
+                 "max_steps": planned[run.rel_dir]} | result
+            )  # fmt: skip
+            if result["outcome"] == "gpu failure":
+                stop = f"the GPU failed ({result['error']}); {run.rel_dir} was put back as it was"
+                code = 4
+            if result.get("recorded"):
+                units.append(run.rel_dir)
+            if result.get("stop_reason") == "time_limit" and stop is None:
+                stop = "budget spent"
+        if stop is not None:
+            report["stopped"] = stop
             break
     archives = pack(lease.records, units, lease.out, MAX_FILES_BACK - len(REPORT_FILES)) if units else []
     report.update(

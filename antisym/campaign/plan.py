@@ -19,8 +19,9 @@ from antisym.errors import ConfigError
 from antisym.training.rundir import effective_status, read_summary
 
 PLAN_DIR = Path(__file__).resolve().parents[2] / "conf" / "campaign"
-# One training process per run, one run at a time. Packed sweeps (several runs sharing the GPU) do not exist yet.
-LAUNCHERS = ("solo",)
+# solo: one run at a time; packed: consecutive runs of a block that can share a pack (antisym.training.packing) are
+# trained as one, at most the plan's pack_size together.
+LAUNCHERS = ("solo", "packed")
 FINISHED = ("completed", "diverged")  # a result either way; `failed` is retried only when asked
 
 
@@ -48,6 +49,7 @@ class Plan:
     launcher: str
     blocks: tuple[str, ...]
     runs: tuple[PlannedRun, ...]
+    pack_size: int = 1
 
     def block_runs(self, block: str) -> list[PlannedRun]:
         return [r for r in self.runs if r.block == block]
@@ -98,10 +100,10 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
     """The ordered runs of a plan mapping (what load_plan reads)."""
     launcher = spec.get("launcher", "solo")
     if launcher not in LAUNCHERS:
-        raise ConfigError(
-            f"plan {name}: launcher {launcher!r} is not available; only {', '.join(LAUNCHERS)} is (one run at a time; "
-            "packed sweeps do not exist yet)."
-        )
+        raise ConfigError(f"plan {name}: launcher {launcher!r} is not one of {', '.join(LAUNCHERS)}.")
+    pack_size = spec.get("pack_size", 1)
+    if not isinstance(pack_size, int) or isinstance(pack_size, bool) or pack_size < 1:
+        raise ConfigError(f"plan {name}: pack_size must be a positive integer, got {pack_size!r}.")
     shared = [str(o) for o in spec.get("overrides") or []]
     where_present = tuple(str(o) for o in spec.get("where_present") or [])
     runs: list[PlannedRun] = []
@@ -120,7 +122,7 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
     dirs = [r.rel_dir for r in runs]
     if len(set(dirs)) != len(dirs):
         raise ConfigError(f"plan {name}: two runs share a directory: {sorted({d for d in dirs if dirs.count(d) > 1})}")
-    return Plan(name, launcher, tuple(blocks), tuple(runs))
+    return Plan(name, launcher, tuple(blocks), tuple(runs), pack_size if launcher == "packed" else 1)
 
 
 def load_plan(plan: str | Path) -> Plan:
