@@ -177,3 +177,23 @@ def test_reproduction_pipeline_with_the_packed_launcher(tiny_data, tmp_path):
     summaries = [json.loads((runs / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
     assert [s["status"] for s in summaries] == ["completed", "completed"]
     assert summaries[0]["pack"]["id"] == summaries[1]["pack"]["id"] and summaries[1]["pack"]["size"] == 2
+
+
+def test_one_submitit_job_per_pack(tiny_data, tmp_path):
+    """backend=submitit_local takes the path of backend=submitit_slurm (one job per pack) without a cluster."""
+    pytest.importorskip("submitit")
+    root, _ = tiny_data
+    proc = cli(
+        "-m", *TINY, f"data.root={root}", "trainer.seed=0,1", f"hydra.sweep.dir={tmp_path}",
+        "hydra.sweep.subdir=seed${trainer.seed}", "hydra/launcher=packed", "hydra.launcher.backend=submitit_local",
+        "hydra.launcher.pack_size=2", "+hydra.launcher.submitit.timeout_min=5",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    packs = [json.loads((tmp_path / f"seed{s}" / "summary.json").read_text())["pack"] for s in (0, 1)]
+    assert packs[0]["id"] == packs[1]["id"] and [p["member"] for p in packs] == [0, 1]
+    assert len(list((tmp_path / ".submitit").glob("*/*_log.out"))) == 1  # one job for the pack of two
+    slurm = cli("hydra/launcher=packed_slurm", "hydra.launcher.submitit.slurm_partition=gpu", "--cfg", "hydra",
+                "-p", "hydra.launcher")  # fmt: skip
+    assert (
+        slurm.returncode == 0 and "backend: submitit_slurm" in slurm.stdout and "slurm_partition: gpu" in slurm.stdout
+    )

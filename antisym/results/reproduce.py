@@ -63,6 +63,7 @@ LAUNCHERS = {  # make's LAUNCHER= value -> Hydra launcher overrides
     "submitit_local": ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10080"),
     "submitit_slurm": ("hydra/launcher=slurm",),  # conf/hydra/launcher/slurm.yaml: GPU, time, partition
     "packed": ("hydra/launcher=packed",),  # compatible runs trained as one (hydra.launcher.pack_size=...)
+    "packed_slurm": ("hydra/launcher=packed_slurm",),  # one SLURM job per pack (conf/hydra/launcher/packed_slurm.yaml)
 }
 
 

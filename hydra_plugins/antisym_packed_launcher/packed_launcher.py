@@ -3,13 +3,15 @@
     python train.py -m model.eps=0.01,0.1 model.gamma=0.001,0.01 hydra/launcher=packed hydra.launcher.pack_size=4
 
 Jobs are composed as the basic launcher composes them, grouped by antisym.training.packing (the grouping is logged
-before anything trains) and each pack is trained in this process by antisym.training.trainer.run_pack. Every member
-writes exactly the files a solo run writes, plus a `pack` record (id, member index, size) in its summary.
+before anything trains) and each pack is trained by antisym.training.trainer.run_pack: in this process
+(backend=local), or as one submitit job per pack (backend=submitit_slurm: one SLURM job, one GPU, R runs;
+backend=submitit_local: local processes, the same path without a cluster). Every member writes exactly the files a
+solo run writes, plus a `pack` record (id, member index, size) in its summary.
 """
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +31,32 @@ class PackedLauncherConf:
     # Runs per pack. 1 by default: on a CPU a pack of R costs R solo runs or more (results/bench_packed_cpu.md), so
     # packing pays only on a GPU, where one run fills a sliver of the device; set it there (e.g. 16).
     pack_size: int = 1
+    backend: str = "local"  # local | submitit_local | submitit_slurm (one submitit job per pack)
+    # submitit.AutoExecutor parameters for the submitit backends, e.g. timeout_min, gpus_per_node, cpus_per_task,
+    # mem_gb, slurm_partition, slurm_account, slurm_constraint, slurm_setup (conf/hydra/launcher/packed_slurm.yaml).
+    submitit: dict[str, Any] = field(default_factory=dict)
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
 
 
+BACKENDS = {"local": None, "submitit_local": "local", "submitit_slurm": "slurm"}
 ConfigStore.instance().store(group="hydra/launcher", name="packed", node=PackedLauncherConf, provider="antisym")
 
 
 class PackedLauncher(Launcher):
-    def __init__(self, pack_size: int = 1) -> None:
+    def __init__(
+        self,
+        pack_size: int = 1,
+        backend: str = "local",
+        submitit: dict[str, Any] | None = None,
+        submitit_folder: str = ".submitit/%j",
+    ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"hydra.launcher.backend={backend!r}; choose one of {', '.join(BACKENDS)}.")
         self.pack_size = int(pack_size)
+        self.backend = backend
+        self.submitit = dict(submitit or {})
+        self.submitit_folder = submitit_folder
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
 
@@ -72,13 +91,19 @@ class PackedLauncher(Launcher):
         for k, pack in enumerate(packs):
             log.info(f"\tpack {k}: " + "; ".join(" ".join(filter_overrides(jobs[i].overrides)) for i in pack))
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        packed_jobs = [([jobs[i] for i in pack], f"{stamp}-{k}") for k, pack in enumerate(packs)]
+        if self.backend == "local":
+            outcomes = []
+            for (members, pack_id), pack in zip(packed_jobs, packs, strict=True):
+                # The pack's log goes where its first member's would (<run dir>/<job name>.log).
+                members[0].run_dir.mkdir(parents=True, exist_ok=True)
+                HydraConfig.instance().set_config(configs[pack[0]][0])
+                configure_log(configs[pack[0]][0].hydra.job_logging, self.config.hydra.verbose)
+                outcomes.append(run_pack(members, pack_id=pack_id))
+        else:
+            outcomes = self._submit(packed_jobs)
         returns: list[JobReturn | None] = [None] * len(jobs)
-        for k, pack in enumerate(packs):
-            # The pack's log goes where its first member's would (<run dir>/<job name>.log).
-            jobs[pack[0]].run_dir.mkdir(parents=True, exist_ok=True)
-            HydraConfig.instance().set_config(configs[pack[0]][0])
-            configure_log(configs[pack[0]][0].hydra.job_logging, self.config.hydra.verbose)
-            results = run_pack([jobs[i] for i in pack], pack_id=f"{stamp}-{k}")
+        for pack, results in zip(packs, outcomes, strict=True):
             for i, result in zip(pack, results, strict=True):
                 failed = isinstance(result, BaseException)
                 ret = JobReturn(
@@ -93,3 +118,16 @@ class PackedLauncher(Launcher):
                 returns[i] = ret
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return returns  # type: ignore[return-value]
+
+    def _submit(self, packed_jobs: list[tuple[list[Any], str]]) -> list[list[Any]]:
+        """One submitit job per pack (a SLURM job array on a cluster); waits for them, as Hydra's launchers do."""
+        import submitit
+
+        from antisym.training.trainer import run_pack
+
+        executor = submitit.AutoExecutor(folder=self.submitit_folder, cluster=BACKENDS[self.backend])
+        executor.update_parameters(**{k: v for k, v in self.submitit.items() if v is not None})
+        with executor.batch():
+            submitted = [executor.submit(run_pack, members, pack_id) for members, pack_id in packed_jobs]
+        log.info(f"Submitted {len(submitted)} packs: " + ", ".join(str(job.job_id) for job in submitted))
+        return [job.result() for job in submitted]
