@@ -363,7 +363,7 @@ class RunConfig:
         from antisym.data.tasks import task_config
         from antisym.models import model_config
 
-        cfg = _container(cfg)
+        cfg = as_container(cfg)
         for section in ("model", "dataset", "optimizer", "trainer", "data"):
             if not isinstance(cfg.get(section), Mapping):
                 raise ConfigError(f"The config has no `{section}` section; run through train.py or add one.")
@@ -387,7 +387,7 @@ class RunConfig:
         )
 
 
-def _container(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def as_container(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A resolved plain dict of an OmegaConf config (or a plain mapping as it is)."""
     try:
         from omegaconf import DictConfig, OmegaConf

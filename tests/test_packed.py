@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from antisym.config import as_container
 from antisym.training.packing import group_packs
 from antisym.training.rundir import RunLock, read_metrics
-from antisym.training.trainer import Job, _container, run, run_pack
+from antisym.training.trainer import Job, run, run_pack
 from tests.test_train import TINY, cli, compose_cfg
 
 EXACT = ["trainer.dtype=float64", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=1"]
@@ -73,7 +74,7 @@ def test_packed_members_equal_their_solo_runs(tiny_data, tmp_path, kind):
     cfgs = [compose_cfg(root, *EXACT, *o) for o in MEMBERS[kind]]
     for i, cfg in enumerate(cfgs):
         run(cfg, tmp_path / f"solo{i}")
-    results = run_pack([Job(_container(c), tmp_path / f"pack{i}") for i, c in enumerate(cfgs)], pack_id="t")
+    results = run_pack([Job(as_container(c), tmp_path / f"pack{i}") for i, c in enumerate(cfgs)], pack_id="t")
     assert [r["status"] for r in results] == ["completed", "completed"]
     for i in range(2):
         assert_same_run(tmp_path / f"solo{i}", tmp_path / f"pack{i}")
@@ -103,7 +104,7 @@ def test_a_diverging_or_invalid_member_stops_alone(tiny_data, tmp_path):
     bad = compose_cfg(root, *EXACT, "model=ablation", "model.eps=1e300")  # overflows at step 1
     invalid = compose_cfg(root, *EXACT, "model=ablation", "optimizer.lr=-1")
     run(good, tmp_path / "solo")
-    jobs = [Job(_container(c), tmp_path / f"m{i}") for i, c in enumerate((bad, good, invalid))]
+    jobs = [Job(as_container(c), tmp_path / f"m{i}") for i, c in enumerate((bad, good, invalid))]
     diverged, completed, failed = run_pack(jobs, pack_id="t")
     assert diverged["status"] == "diverged" and diverged["diverged_at_step"] == 1
     assert completed["status"] == "completed"
@@ -116,7 +117,7 @@ def test_a_locked_member_is_refused_alone(tiny_data, tmp_path):
     root, _ = tiny_data
     cfgs = [compose_cfg(root, *EXACT, f"trainer.seed={s}") for s in (0, 1)]
     with RunLock(tmp_path / "m0"):
-        first, second = run_pack([Job(_container(c), tmp_path / f"m{i}") for i, c in enumerate(cfgs)])
+        first, second = run_pack([Job(as_container(c), tmp_path / f"m{i}") for i, c in enumerate(cfgs)])
     assert "being written by another process" in str(first) and second["status"] == "completed"
 
 
@@ -125,7 +126,7 @@ def test_stopped_pack_resumes_every_member_and_skips_the_completed(tiny_data, tm
     common = [*EXACT, "trainer.resume=true", "trainer.skip_completed=true"]
 
     def job(run_dir: Path, *o: str) -> Job:
-        return Job(_container(compose_cfg(root, *common, *o)), run_dir)
+        return Job(as_container(compose_cfg(root, *common, *o)), run_dir)
 
     for s in (0, 1):
         run(compose_cfg(root, *common, "trainer.max_steps=12", f"trainer.seed={s}"), tmp_path / f"solo{s}")
@@ -149,7 +150,7 @@ def test_grouping_separates_what_cannot_share_a_pack(tiny_data):
     root, _ = tiny_data
 
     def cfg(*o: str) -> dict:
-        return _container(compose_cfg(root, *o))
+        return as_container(compose_cfg(root, *o))
 
     cfgs = [
         cfg("dataset=mnist"),

@@ -424,6 +424,15 @@ def provenance(runs: Sequence[Run]) -> list[str]:
     ]
 
 
+def table_header(cols: Sequence[str], reference: str, whose: str) -> list[str]:
+    """Header of a method-by-dataset table: ours, the reference number and the difference per column."""
+    columns = " | ".join(f"{COLUMNS[c]} (ours) | {COLUMNS[c]} ({reference}) | Δ" for c in cols)
+    return [
+        f"| method | {columns} | # units (ours / {whose}) | # params (ours / {whose}) |",
+        "|---|" + "---|---|---|" * len(cols) + "---|---|",
+    ]
+
+
 def render_table(
     table: int, rows: Sequence[RowResult], runs: Sequence[Run], roots: Sequence[Path], quick: bool, note: str = ""
 ) -> str:
@@ -454,10 +463,7 @@ def render_table(
         "",
         "## Beside the paper",
         "",
-        "| method | "
-        + " | ".join(f"{COLUMNS[c]} (ours) | {COLUMNS[c]} (paper) | Δ" for c in cols)
-        + " | # units (ours / paper) | # params (ours / paper) |",
-        "|---|" + "---|---|---|" * len(cols) + "---|---|",
+        *table_header(cols, "paper", "paper"),
     ]
     by_model: dict[str, list[RowResult]] = {}
     for row in rows:
@@ -489,10 +495,7 @@ def render_table(
             "(sources below); units and params after the slash: the authors' code's, at the preset's column. Their",
             "iterations are their presets' own, not the paper's.",
             "",
-            "| method | "
-            + " | ".join(f"{COLUMNS[c]} (ours) | {COLUMNS[c]} (reported) | Δ" for c in cols)
-            + " | # units (ours / authors') | # params (ours / authors') |",
-            "|---|" + "---|---|---|" * len(cols) + "---|---|",
+            *table_header(cols, "reported", "authors'"),
         ]
         refs = {m: BASELINES[table][m] for m in successors}
         out += [method_line(ref, ref.method, by_model[m]) for m, ref in refs.items()]

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from antisym.analysis.jacobian import jacobian_eigen_stats
-from antisym.config import RunConfig, TrainerConfig, settings_differences
+from antisym.config import RunConfig, TrainerConfig, as_container, settings_differences
 from antisym.data import SequenceTask, build_task, task_spec
 from antisym.errors import CheckpointError, ConfigError, UserError
 from antisym.models import build_model, count_parameters
@@ -136,10 +136,6 @@ class StopRequest:
                 signal.signal(sig, handler)
 
 
-def _container(cfg: Any) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
-
-
 @dataclass
 class Job:
     """One run to train: its resolved config, directory and the command-line overrides that composed it."""
@@ -154,7 +150,7 @@ def run(cfg: Any, run_dir: str | Path, overrides: list[str] | None = None) -> di
 
     A solo run is a pack of one (`run_pack`). `overrides` is recorded as overrides.yaml when this call trains.
     """
-    (result,) = run_pack([Job(_container(cfg), Path(run_dir), overrides)])
+    (result,) = run_pack([Job(as_container(cfg), Path(run_dir), overrides)])
     if isinstance(result, BaseException):
         raise result
     return result
