@@ -156,3 +156,23 @@ def test_bad_dataset_values_are_rejected(tiny_data):
         build_task(cfg("noisy_cifar10", noise="fresh"), root, "test")
     with pytest.raises(ValueError, match="dataset.name"):
         build_task(cfg("svhn"), root, "test")
+
+
+def test_missing_files_are_all_named(tmp_path):
+    with pytest.raises(DataError) as err:
+        build_task(cfg("mnist"), tmp_path, "test", download=False)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1"):
+        assert name in str(err.value)
+
+
+def test_cifar_repickled_with_bytes_keys_loads(tiny_data, tmp_path):
+    """The CIFAR site's loader (pickle.load(f, encoding='bytes')) gives bytes keys; a copy saved from it must load."""
+    import pickle
+
+    root = _copy(tiny_data, tmp_path)
+    path = root / "cifar-10-batches-py" / "test_batch"
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    path.write_bytes(pickle.dumps({k.encode(): v for k, v in entry.items()}))
+    test = build_task(cfg("cifar10"), root, "test", download=False, allow_subset=True)
+    assert len(test) == 10 and int(test.labels[4]) == (4 + 3) % 10
