@@ -5,9 +5,11 @@
     python3 scripts/bench.py --device cuda           # GPU: eager, CUDA-graph eager, fused, cuDNN LSTM, and
                                                      #      1/2/4/8 processes sharing the GPU -> results/bench.md
     .venv/bin/python scripts/bench.py --tiny --out /tmp/b.md   # quick smoke run of every code path
+    .venv/bin/python scripts/bench.py --packed --threads 2     # packs of R = 1..32 runs trained as one (asym,
+                                                     #      pMNIST, pixel CIFAR) -> results/bench_packed_cpu.md
 
-Needs torch (and triton for the fused rows) only: no Hydra. What is timed, at which shapes, and how: see
-antisym/gpu/benchmark.py, which this script runs.
+Needs torch (and triton for the fused rows) only, no Hydra; --packed times antisym.models.pack_forward.
+What is timed, at which shapes, and how: see antisym/gpu/benchmark.py, which this script runs.
 """
 
 from __future__ import annotations
@@ -28,17 +30,21 @@ from antisym.gpu.benchmark import (  # noqa: E402
     SHAPES,
     TINY_SHAPES,
     run_grid,
+    run_packed,
     run_sharing,
     sharing_table,
+    write_packed_report,
     write_report,
 )
 from antisym.gpu.report import run_meta  # noqa: E402
+
+TINY_TITLE = " (tiny smoke shapes, not a measurement)"
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda[:k])")
-    ap.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated subset of {', '.join(SHAPES)}")
+    ap.add_argument("--shapes", default=None, help=f"comma-separated subset of {', '.join(SHAPES)} (default: all)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     ap.add_argument("--precisions", default=",".join(GPU_PRECISIONS), help="fused precisions to time (GPU)")
     ap.add_argument("--iters", type=int, default=None, help="timed iterations per row (default: cpu 2, cuda 10)")
@@ -49,8 +55,19 @@ def parse_args(argv=None):
         default=None,
         help="process counts for the sharing test, e.g. 1,2,4,8 (default: 1,2,4,8 on cuda, none on cpu)",
     )
+    ap.add_argument(
+        "--packed",
+        action="store_true",
+        help="time packs of R runs trained as one instead of the grid (asym; --shapes default pmnist,cifar10)",
+    )
+    ap.add_argument("--packed-r", default="1,2,4,8,16,32", help="pack sizes R of --packed")
+    ap.add_argument("--packed-iters", type=int, default=None, help="timed iterations per packed row (default: --iters)")
     ap.add_argument("--tiny", action="store_true", help="tiny shapes: a smoke test of every code path")
-    ap.add_argument("--out", default=None, help="report path (default results/bench_cpu.md or results/bench.md)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="report path (default results/bench[_packed]_cpu.md on cpu, results/bench[_packed].md on cuda)",
+    )
     ap.add_argument("--commit", default=None, help="git commit to record where the checkout has no .git")
     ap.add_argument(
         "--threads",
@@ -62,6 +79,8 @@ def parse_args(argv=None):
     cuda = args.device.startswith("cuda")
     args.iters = args.iters if args.iters is not None else (10 if cuda else 2)
     args.warmup = args.warmup if args.warmup is not None else (3 if cuda else 1)
+    args.packed_iters = args.packed_iters if args.packed_iters is not None else args.iters
+    args.shapes = args.shapes or ("pmnist,cifar10" if args.packed else ",".join(SHAPES))
     return args
 
 
@@ -75,6 +94,9 @@ def main(argv=None) -> Path:
         raise SystemExit("--device cuda but torch sees no GPU")
     table = TINY_SHAPES if args.tiny else SHAPES
     shapes = {s: table[s] for s in args.shapes.split(",")}
+    out = Path(args.out or default_out(device, args.packed))
+    if args.packed:
+        return main_packed(args, device, shapes, out, started)
     models = args.models.split(",")
     precisions = args.precisions.split(",")
     print(f"bench on {device}: shapes {list(shapes)}, models {models}, {args.iters} iters after {args.warmup} warm-up")
@@ -88,12 +110,25 @@ def main(argv=None) -> Path:
             counts, "asym", impl, precisions[0], "pmnist", device, args.iters, args.warmup, args.tiny, args.batch
         )
         print("\n".join(sharing_table(sharing)))
-    out = Path(args.out or ("results/bench.md" if device.type == "cuda" else "results/bench_cpu.md"))
     meta = run_meta("scripts/bench.py", vars(args), started, device, args.commit)
-    title = "Training-iteration benchmark" + (" (tiny smoke shapes, not a measurement)" if args.tiny else "")
-    write_report(out, meta, rows, sharing, title)
+    write_report(out, meta, rows, sharing, "Training-iteration benchmark" + TINY_TITLE * args.tiny)
     print(f"wrote {out}")
     return out
+
+
+def main_packed(args, device: torch.device, shapes: dict, out: Path, started: float) -> Path:
+    counts = [int(k) for k in args.packed_r.split(",")]
+    iters, warmup = args.packed_iters, args.warmup
+    print(f"packed bench on {device}: shapes {list(shapes)}, R {counts}, {iters} iters after {warmup} warm-up")
+    rows = run_packed(shapes, counts, device, iters, warmup, args.batch)
+    meta = run_meta("scripts/bench.py", vars(args), started, device, args.commit)
+    write_packed_report(out, meta, rows, "Packed-runs benchmark" + TINY_TITLE * args.tiny)
+    print(f"wrote {out}")
+    return out
+
+
+def default_out(device: torch.device, packed: bool) -> str:
+    return f"results/bench{'_packed' * packed}{'_cpu' * (device.type != 'cuda')}.md"
 
 
 if __name__ == "__main__":

@@ -11,10 +11,14 @@
    (antisym/gpu/curves.py);
 4. the benchmark at the two CIFAR-10 shapes;
 5. throughput of 1, 2, 4, 8 training processes sharing the GPU;
+5b. packs of R = 1..32 runs trained as one at the pMNIST shape (eager packed via antisym.models.pack_forward, fused
+   solo x R): run-iterations/s per pack size (needs Hydra: carry its wheels, as the campaign does);
 6. a sweep of the fused kernels' launch settings (block_b, num_warps, resident A, bk), to choose the defaults;
 7. the verdict (antisym/gpu/verdict.py): the speed targets (fused asym step <= cuDNN LSTM step and >= 20x faster
    than eager at the pMNIST shape, fused gated step <= 1.3x cuDNN LSTM there, fused asym step <= cuDNN LSTM at the
-   CIFAR-10 shape) against the numbers above, and the default precision picked by criteria fixed before any GPU run.
+   CIFAR-10 shape, a pack of 16 at >= 10x the run-iterations/s of one solo fused run) against the numbers above,
+   the default precision picked by criteria fixed before any GPU run, and the pack_size with the most
+   run-iterations/s.
 Sections run in that order while --budget-s lasts; the report is rewritten after each one, so a cut-off run still
 leaves what it measured. Output: <out>/bench.md (the text for results/bench.md) and <out>/gpu_check.json.
 
@@ -22,7 +26,8 @@ GPU session (from the repo root; MNIST travels gzipped in the git-ignored .devda
     python3 scripts/gpu_check.py --data-root .devdata --out $OUT --commit <sha>
 CPU dry run of every code path (tiny shapes, Triton interpreter, synthetic data when --data-root is not given):
     .venv/bin/python scripts/gpu_check.py --dry-run --out /tmp/gpu_check
-Needs torch and triton only (no Hydra).
+Needs torch and triton only, except section 5b's eager packed rows: they import the trainer (Hydra). Without Hydra
+they are recorded as failed, the fused rows are still measured, and the pack target is "not measured".
 """
 
 from __future__ import annotations
@@ -46,8 +51,13 @@ def parse_args(argv=None):
     ap.add_argument("--iters", type=int, default=10, help="timed iterations per benchmark row")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--sharing", default="1,2,4,8", help="process counts of the sharing test")
+    ap.add_argument("--packed-r", default="1,2,4,8,16,32", help="pack sizes R of the packed section")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, Triton interpreter: checks the script")
     return ap.parse_args(argv)
+
+
+def counts(spec: str) -> list[int]:
+    return [int(k) for k in spec.split(",") if k]
 
 
 def main(argv=None) -> Path:
@@ -55,6 +65,7 @@ def main(argv=None) -> Path:
     if args.dry_run:  # before triton or the kernels are imported: Triton reads it when the kernels are defined
         os.environ["TRITON_INTERPRET"] = "1"
         args.train_steps, args.iters, args.warmup, args.sharing = min(args.train_steps, 4), 1, 0, "1,2"
+        args.packed_r = "1,2"
 
     import torch
 
@@ -106,7 +117,14 @@ def main(argv=None) -> Path:
             "sharing",
             60,
             lambda: benchmark.sharing_section(
-                report, device, [int(k) for k in args.sharing.split(",") if k], args.iters, args.warmup, tiny, batch
+                report, device, counts(args.sharing), args.iters, args.warmup, tiny, batch
+            ),
+        ),
+        (
+            "packed",
+            60,
+            lambda: benchmark.packed_section(
+                report, device, {"pmnist": shapes["pmnist"]}, counts(args.packed_r), args.iters, args.warmup, batch
             ),
         ),
         ("tuning", 30, lambda: benchmark.tuning_section(report, device, tiny)),

@@ -8,16 +8,19 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
+import torch
 
 if "antisym.kernels.euler" not in sys.modules:  # as tests/test_kernels.py: before the kernels are first defined
     os.environ["TRITON_INTERPRET"] = "1"
 
 from antisym.gpu import DEFAULT_PRECISION  # noqa: E402
+from antisym.gpu.benchmark import TINY_SHAPES, PackedRow, run_packed  # noqa: E402
 from antisym.gpu.parity import Tolerances, check_parity, judge, parity_lines  # noqa: E402
 from antisym.gpu.report import Report  # noqa: E402
-from antisym.gpu.verdict import LOSS_GAP, SPEED_TARGETS, verdict, verdict_lines  # noqa: E402
+from antisym.gpu.verdict import LOSS_GAP, PACK_OF_16, SPEED_TARGETS, verdict, verdict_lines  # noqa: E402
 from antisym.kernels import PRECISIONS, interpreting  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
@@ -104,6 +107,9 @@ def test_verdict_picks_the_fastest_passing_precision_and_judges_every_target():
     got = {(t["precision"], t["target"]): t["passed"] for t in v["targets"]}
     assert len(got) == 2 * len(SPEED_TARGETS)
     for target in SPEED_TARGETS:
+        if target.den == PACK_OF_16:  # no packed rows here: see test_pack_target_and_pack_size
+            assert got[("tf32x3", target.label("fused[tf32x3]"))] is got[("ieee", target.label("fused[ieee]"))] is None
+            continue
         assert got[("tf32x3", target.label("fused[tf32x3]"))] is (True if "CIFAR" not in target.name else None)
         assert got[("ieee", target.label("fused[ieee]"))] is False, target.name
     text = "\n".join(verdict_lines(v))
@@ -117,6 +123,59 @@ def test_verdict_without_a_passing_precision_keeps_eager():
     assert v["chosen"] is None and all("no training curves" in why for why in v["precisions"].values())
     assert all(t["passed"] is None for t in v["targets"])  # nothing to compare with: not measured
     assert "none passes: keep impl=eager" in "\n".join(verdict_lines(v))
+
+
+def packed_rows(ms_by_r: dict[int, float], variant: str = "eager packed") -> list[dict]:
+    """Section 5b's raw rows (asdict of PackedRow): pMNIST asym, ms per iteration of the whole pack of R."""
+    rows = [
+        PackedRow(
+            "pmnist", "asym", variant, 128, 784, 1, 128, 9674, ms, ms, None, [ms], R=R, packed="packed" in variant
+        )
+        for R, ms in ms_by_r.items()
+    ]
+    return [asdict(r) for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("pack_ms", "passed", "size"),
+    [
+        (8.0, True, 16),  # 16 runs in 8 ms: 0.5 ms per run-iteration against 6 ms solo fused = 12x
+        (16.0, False, 16),  # 1 ms per run-iteration: 6x; still the best pack size
+        (None, None, 1),  # no pack of 16 measured: not measured; the best measured is R = 1
+    ],
+)
+def test_pack_target_and_pack_size(pack_ms, passed, size):
+    ms = {("pmnist", "asym", "fused[ieee]"): 6.0, ("pmnist", "asym", "fused[tf32x3]"): 4.0}
+    raw = hand_made_result(ms)
+    raw["packed"] = packed_rows({1: 5.0, 2: 10.5} | ({16: pack_ms} if pack_ms else {}))
+    raw["packed"] += packed_rows({1: 6.0, 16: 96.0}, "fused[ieee] solo x R")
+    v = verdict(raw)
+    pack = [t for t in v["targets"] if "pack of 16" in t["target"] and t["precision"] == "ieee"]
+    assert [t["passed"] for t in pack] == [passed]
+    if passed is not None:
+        assert pack[0]["ratio"] == pytest.approx(6.0 / (pack_ms / 16))
+    assert v["pack_size"]["pack_size"] == size and v["pack_size"]["variant"] == "eager packed"
+    assert f"pack_size at the pMNIST shape: **{size}**" in "\n".join(verdict_lines(v))
+
+
+def test_pack_size_of_fused_solo_runs_is_one_and_none_without_rows():
+    raw = hand_made_result({})
+    raw["packed"] = packed_rows({1: 50.0, 4: 100.0}) + packed_rows({1: 6.0, 4: 23.0}, "fused[ieee] solo x R")
+    pick = verdict(raw)["pack_size"]
+    assert pick["pack_size"] == 1 and (pick["variant"], pick["R"]) == ("fused[ieee] solo x R", 4)
+    raw["packed"] = "RuntimeError('failed')"  # a failed section: its error's text
+    v = verdict(raw)
+    assert v["pack_size"] is None and "pack_size at the pMNIST shape: not measured" in "\n".join(verdict_lines(v))
+
+
+def test_tiny_packed_benchmark_reports_run_iterations():
+    shapes = {"pmnist": TINY_SHAPES["pmnist"]}
+    rows = run_packed(shapes, [1, 2], torch.device("cpu"), iters=1, warmup=0, batch=4, log=lambda _: None)
+    eager = [(r.R, r.variant) for r in rows if r.packed]
+    assert eager == [(1, "eager packed"), (2, "eager packed")]
+    for row in rows if FUSED_OK else rows[:2]:  # fused solo x R under the interpreter where triton is installed
+        assert row.run_iters_per_s > 0 and row.run_iters_per_s == pytest.approx(row.R * 1e3 / row.ms_median)
+        assert (row.T, row.B, len(row.times_ms)) == (TINY_SHAPES["pmnist"][0], 4, 1)
 
 
 def test_report_is_rewritten_after_every_section(tmp_path):

@@ -1,5 +1,6 @@
 """Time one training iteration (forward + cross-entropy + backward + optimizer step) of every model at the paper's
-task shapes; profile one; run several training processes sharing a GPU; sweep the fused kernels' launch settings.
+task shapes; profile one; run several training processes sharing a GPU; time packs of R runs trained as one
+(run-iterations/s per pack size, for hydra.launcher.pack_size); sweep the fused kernels' launch settings.
 
 Inputs are random tensors of the task's shape (data loading is not timed); the optimizer is SGD with momentum 0.9 for
 every model (its step is the same few elementwise kernels for all of them and can be captured in a CUDA graph).
@@ -13,7 +14,8 @@ The LSTM runs at the same n as the AntisymmetricRNN of the row (the paper's Tabl
 question here is the recurrence at equal width). Each row is the median over the timed iterations after untimed
 warm-up ones; on a GPU every iteration ends with a synchronize, and peak memory is torch.cuda.max_memory_allocated.
 
-scripts/bench.py is the command line of the grid and sharing test; scripts/gpu_check.py runs the sections below.
+scripts/bench.py is the command line of the grid, the sharing test and the packed benchmark (--packed);
+scripts/gpu_check.py runs the sections below.
 `python -m antisym.gpu.benchmark --worker ...` is one process of the sharing test (started by `run_sharing`).
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -86,14 +89,33 @@ class Row:
     times_ms: list[float] = field(default_factory=list)
 
 
-def make_model(model: str, shape: tuple[int, int, int], variant: Variant, device: torch.device) -> torch.nn.Module:
+@dataclass
+class PackedRow(Row):
+    """R runs' training iterations timed as one; ms_* are per iteration of all R, params per member."""
+
+    R: int = 1
+    packed: bool = True  # one batched computation (pack_forward); False: R solo iterations one after another
+
+    @property
+    def run_iters_per_s(self) -> float:
+        """Training iterations of runs per second: what a sweep of R runs per pack gets through."""
+        return self.R * 1e3 / self.ms_median
+
+
+def make_model(
+    model: str, shape: tuple[int, int, int], variant: Variant, device: torch.device, seed: int = 0
+) -> torch.nn.Module:
     T, m, n = shape
     cfg = {"name": model, "hidden_size": hidden_size(model, n), "init_std": 1.0}
     if model != "lstm":  # the LSTM takes none of these
         impl = "fused" if variant.impl == "fused" else "eager"
         cfg.update(eps=EPS, gamma=GAMMA, impl=impl, precision=variant.precision)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return build_model(cfg, m, 10).to(device)
+
+
+def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
 
 def training_step(model, opt, x, y):
@@ -107,7 +129,7 @@ def training_step(model, opt, x, y):
 
 def step_fn(model, x, y, graph: bool):
     """A callable that runs one training iteration; with graph=True, one replay of a captured CUDA graph."""
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = sgd(model)
     if not graph:
         return lambda: training_step(model, opt, x, y)
     stream = torch.cuda.Stream()
@@ -136,32 +158,49 @@ def time_steps(step, device: torch.device, iters: int, warmup: int) -> list[floa
     return times
 
 
-def bench_one(shape_name, shape, model_name, variant, device, iters, warmup, batch=BATCH) -> Row:
-    T, m, n = shape
-    model = make_model(model_name, shape, variant, device)
+def random_batches(shape: tuple[int, int, int], batch: int, device: torch.device, count: int = 1):
+    """`count` (x, y) batches of random inputs of the task's shape; seeded, so every row times the same numbers."""
+    T, m, _ = shape
     gen = torch.Generator(device=device).manual_seed(0)
-    x = torch.rand(batch, T, m, device=device, generator=gen)
-    y = torch.randint(0, 10, (batch,), device=device, generator=gen)
+    pairs = [
+        (
+            torch.rand(batch, T, m, device=device, generator=gen),
+            torch.randint(0, 10, (batch,), device=device, generator=gen),
+        )
+        for _ in range(count)
+    ]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def measure(build_step, device: torch.device, iters: int, warmup: int) -> dict:
+    """Row fields of the step `build_step()` returns: median / min / all ms, and the peak memory from its building on
+    (a CUDA graph's capture counts)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    step = step_fn(model, x, y, variant.graph)
-    times = time_steps(step, device, iters, warmup)
+    times = time_steps(build_step(), device, iters, warmup)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return Row(
-        shape_name,
-        model_name,
-        variant.label,
-        batch,
-        T,
-        m,
-        hidden_size(model_name, n),
-        count_parameters(model),
-        statistics.median(times),
-        min(times),
-        peak,
-        [round(t, 3) for t in times],
-    )
+    return {
+        "ms_median": statistics.median(times),
+        "ms_min": min(times),
+        "peak_mib": peak,
+        "times_ms": [round(t, 3) for t in times],
+    }
+
+
+def bench_one(shape_name, shape, model_name, variant, device, iters, warmup, batch=BATCH) -> Row:
+    T, m, n = shape
+    model = make_model(model_name, shape, variant, device)
+    (x,), (y,) = random_batches(shape, batch, device)
+    timing = measure(lambda: step_fn(model, x, y, variant.graph), device, iters, warmup)
+    n_model, params = hidden_size(model_name, n), count_parameters(model)
+    return Row(shape_name, model_name, variant.label, batch, T, m, n_model, params, **timing)
+
+
+def failed_row(cls: type[Row], shape_name, shape, model, variant: Variant, batch, err: Exception, **extra) -> Row:
+    """The row of a variant that raised: its error in the variant column, times NaN (left out of every comparison)."""
+    label = f"{variant.label} (failed: {type(err).__name__})"
+    return cls(shape_name, model, label, batch, *shape, 0, math.nan, math.nan, None, **extra)
 
 
 def variants_for(model: str, device: torch.device, precisions) -> list[Variant]:
@@ -185,23 +224,88 @@ def run_grid(shapes: dict, models, device, iters, warmup, precisions, batch=BATC
                     row = bench_one(shape_name, shape, model, variant, device, iters, warmup, batch)
                 except Exception as err:  # report and go on: one failing variant must not lose the others
                     log(f"  {shape_name:14s} {model:9s} {variant.label:22s} FAILED: {type(err).__name__}: {err}")
-                    rows.append(
-                        Row(
-                            shape_name,
-                            model,
-                            f"{variant.label} (failed: {type(err).__name__})",
-                            batch,
-                            *shape,
-                            0,
-                            float("nan"),
-                            float("nan"),
-                            None,
-                        )
-                    )
+                    rows.append(failed_row(Row, shape_name, shape, model, variant, batch, err))
                     continue
                 rows.append(row)
                 peak = f"{row.peak_mib:8.1f} MiB" if row.peak_mib is not None else ""
                 log(f"  {shape_name:14s} {model:9s} {variant.label:22s} {row.ms_median:10.2f} ms/iter {peak}")
+    return rows
+
+
+# ---- several runs trained as one pack (hydra/launcher=packed) ------------------------------------------------------
+
+
+def packed_step_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor]):
+    """One training iteration of a pack as the trainer runs it: each member's batch through
+    antisym.models.pack_forward, one backward of the summed losses, each member's own optimizer step."""
+    from antisym.models import pack_forward
+
+    opts = [sgd(model) for model in models]
+
+    def step():
+        for opt in opts:
+            opt.zero_grad(set_to_none=False)
+        logits = pack_forward(models, xs)
+        loss = sum(F.cross_entropy(out, y) for out, y in zip(logits, ys, strict=True))
+        loss.backward()
+        for opt in opts:
+            opt.step()
+        return loss
+
+    return step
+
+
+def solo_steps_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor]):
+    """R solo training iterations one after another: what R fused runs cost solo (the kernels have no member axis yet,
+    and a pack runs the eager batched recurrence)."""
+    steps = [step_fn(model, x, y, graph=False) for model, x, y in zip(models, xs, ys, strict=True)]
+    return lambda: [step() for step in steps]
+
+
+def bench_packed(
+    shape_name, shape, model_name, variant: Variant, R: int, device, iters, warmup, batch=BATCH
+) -> PackedRow:
+    """R members, each built as make_model builds one with its own seed (r) and its own random batch; eager members
+    train as one pack, fused ones one after another (solo_steps_fn)."""
+    T, m, n = shape
+    models = [make_model(model_name, shape, variant, device, seed=r) for r in range(R)]
+    xs, ys = random_batches(shape, batch, device, count=R)
+    packed = variant.impl == "eager"
+    build = packed_step_fn if packed else solo_steps_fn
+    timing = measure(lambda: build(models, xs, ys), device, iters, warmup)
+    n_model, params = hidden_size(model_name, n), count_parameters(models[0])
+    label = f"{variant.label} packed" if packed else f"{variant.label} solo x R"
+    return PackedRow(shape_name, model_name, label, batch, T, m, n_model, params, **timing, R=R, packed=packed)
+
+
+def packed_variants(device: torch.device, precision: str = DEFAULT_PRECISION) -> list[Variant]:
+    """Eager (the packed path); fused solo members where the kernels run (CUDA, or the interpreter in smoke runs)."""
+    fused_runs = device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+    return [Variant("eager")] + ([Variant("fused", precision)] if fused_runs else [])
+
+
+def run_packed(
+    shapes: dict, counts, device, iters, warmup, batch=BATCH, model="asym", log=print, time_left=lambda: math.inf
+) -> list[PackedRow]:
+    """bench_packed for every shape, impl and pack size R; rows left out once time_left() (seconds) runs out."""
+    rows = []
+    for shape_name, shape in shapes.items():
+        for variant in packed_variants(device):
+            for R in counts:
+                if time_left() < 15:
+                    log(f"  {shape_name:14s} {variant.label:14s} R={R:<3d} skipped: budget spent")
+                    continue
+                try:
+                    row = bench_packed(shape_name, shape, model, variant, R, device, iters, warmup, batch)
+                except Exception as err:  # out of memory, say: the smaller packs are kept, the larger ones skipped
+                    log(f"  {shape_name:14s} {variant.label:14s} R={R:<3d} FAILED: {type(err).__name__}: {err}")
+                    rows.append(failed_row(PackedRow, shape_name, shape, model, variant, batch, err, R=R))
+                    break
+                rows.append(row)
+                log(
+                    f"  {shape_name:14s} {row.variant:22s} R={R:<3d} {row.ms_median:10.1f} ms/iter "
+                    f"{row.run_iters_per_s:9.2f} run-iterations/s"
+                )
     return rows
 
 
@@ -312,6 +416,73 @@ def sharing_table(results: list[dict]) -> list[str]:
     return lines
 
 
+def packed_table(rows: list[PackedRow]) -> list[str]:
+    """The packed rows with run-iterations/s and its ratio to R = 1 of the same shape and impl."""
+    solo = {(r.shape, r.variant): r.run_iters_per_s for r in rows if r.R == 1}
+    lines = [
+        "| shape | model | impl | R | B | T | m | n | ms/iter (median, all R) | run-iterations/s | x R=1 | peak MiB "
+        "| all ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = r.run_iters_per_s / solo[(r.shape, r.variant)] if (r.shape, r.variant) in solo else None
+        every = ", ".join(f"{t:.1f}" for t in r.times_ms)
+        lines.append(
+            f"| {r.shape} | {r.model} | {r.variant} | {r.R} | {r.B} | {r.T} | {r.m} | {r.n} | {fmt(r.ms_median, 1)} | "
+            f"{fmt(r.run_iters_per_s)} | {fmt(ratio)} | {fmt(r.peak_mib, 1)} | {every} |"
+        )
+    return lines
+
+
+PACKED_EXPLAINED = (
+    "One iteration of a pack of R runs (antisym/gpu/benchmark.py, bench_packed): R members of one shape, each "
+    "built with its own seed and given its own random batch; eager members run forward as one batched recurrence "
+    "(antisym.models.pack_forward, as hydra/launcher=packed trains them), then one backward of the summed "
+    "cross-entropy losses and each member's own SGD-momentum step. Fused members (GPU only) run as R solo iterations "
+    "one after another: the Triton kernels have no member axis yet, so these rows are what R fused runs cost solo, "
+    "not a pack. "
+    "Run-iterations/s = R / seconds per iteration; x R=1 = that over R = 1 of the same shape and impl (R = 1 is the "
+    "solo path)."
+)
+
+
+def recommended_pack(rows: list[PackedRow]) -> tuple[int, PackedRow] | None:
+    """The pack_size with the most run-iterations/s, and its row. A fused row's R runs in turn are pack_size 1 with
+    model.impl=fused: a pack of fused-configured runs would go through the eager packed_forward."""
+    best = max((r for r in rows if r.ms_median == r.ms_median), key=lambda r: r.run_iters_per_s, default=None)
+    return None if best is None else (best.R if best.packed else 1, best)
+
+
+def recommendation_line(rows: list[PackedRow], shape: str) -> str:
+    pick = recommended_pack([r for r in rows if r.shape == shape])
+    if pick is None:
+        return f"{shape}: no packed rows measured."
+    size, row = pick
+    return (
+        f"{shape}: most run-iterations/s with **pack_size {size}** ({row.variant}, R = {row.R}: "
+        f"{row.run_iters_per_s:.2f} run-iterations/s)."
+    )
+
+
+def packed_lines(rows: list[PackedRow], shapes, iters: int, warmup: int) -> list[str]:
+    """What was timed, the table, and the best pack_size per shape."""
+    return [
+        PACKED_EXPLAINED + f" Median of {iters} timed iterations after {warmup} warm-up.",
+        "",
+        *packed_table(rows),
+        "",
+        *(recommendation_line(rows, shape) for shape in shapes),
+    ]
+
+
+def write_packed_report(path: Path, meta: dict, rows: list[PackedRow], title: str) -> None:
+    settings = meta["settings"]
+    shapes = dict.fromkeys(r.shape for r in rows)
+    lines = header(meta, title) + packed_lines(rows, shapes, settings["packed_iters"], settings["warmup"]) + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
 def write_report(path: Path, meta: dict, rows: list[Row], sharing: list[dict], title: str) -> None:
     lines = header(meta, title)
     lines += [
@@ -420,6 +591,14 @@ def sharing_section(
     ]
     report.add("5. Training processes sharing one GPU", lines, "sharing", results)
     return results
+
+
+def packed_section(report: Report, device, shapes: dict, counts: list[int], iters: int, warmup: int, batch: int):
+    """Section 5b: run-iterations/s of packs of R runs (eager packed, fused solo x R), for the pack_size to use."""
+    rows = run_packed(shapes, counts, device, iters, warmup, batch, log=log, time_left=report.time_left)
+    lines = packed_lines(rows, shapes, iters, warmup)
+    report.add("5b. Runs trained as one pack", lines, "packed", [asdict(r) for r in rows])
+    return rows
 
 
 def tuning_section(report: Report, device, tiny: bool) -> list[dict]:

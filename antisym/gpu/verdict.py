@@ -7,7 +7,9 @@ Criteria and targets are written here before any GPU run, so that the data canno
   within LOSS_GAP of eager's and the test accuracy within ACC_GAP_PTS points, and every parity row of it passes
   (antisym.gpu.parity.Tolerances: worst gradient error within 1e-2 of float64, or within 10x fp32 eager's own);
 - of the precisions that do, the fastest at the pMNIST shape becomes the default;
-- SPEED_TARGETS: a training iteration of the fused model against the cuDNN LSTM and against eager.
+- SPEED_TARGETS: a training iteration of the fused model against the cuDNN LSTM and against eager, and the
+  run-iterations/s of a pack of 16 eager-packed runs against one solo fused run;
+- the recommended hydra.launcher.pack_size: the pack size with the most run-iterations/s at the pMNIST shape.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from antisym.gpu import DEFAULT_PRECISION
+from antisym.gpu.benchmark import PackedRow, recommended_pack
 from antisym.gpu.curves import loss_gap
 from antisym.gpu.parity import TOLERANCES, Tolerances, judge, why_failed
 from antisym.kernels import PRECISIONS
 
 LOSS_GAP, ACC_GAP_PTS = 0.05, 2.0
+SPEED_KEYS = ("speed_pmnist", "speed_cifar")  # the report's keys of sections 2 and 4
 FUSED = "{fused}"  # stands for the fused variant's label, fused[<precision>], in a target's keys
 
 
@@ -50,6 +54,7 @@ class SpeedTarget:
 
 
 LSTM = "lstm"  # a key's variant for the LSTM row of a shape, whatever its label (cuDNN LSTM on a GPU)
+PACK_OF_16 = ("pmnist", "asym", "eager packed R=16")  # its time in speed_table: ms per run-iteration (ms / R)
 SPEED_TARGETS = (
     SpeedTarget(
         "fused asym step ({fused}) <= cuDNN LSTM step at the pMNIST shape",
@@ -79,6 +84,14 @@ SPEED_TARGETS = (
         1.0,
         "le",
     ),
+    SpeedTarget(  # a ratio of ms per run-iteration: solo fused ms / (pack ms / 16) = the pack's run-iterations/s gain
+        "a pack of 16 runs (eager packed) at >= 10x the run-iterations/s of one solo fused asym run ({fused}) at the "
+        "pMNIST shape (ms per run-iteration)",
+        ("pmnist", "asym", FUSED),
+        PACK_OF_16,
+        10.0,
+        "ge",
+    ),
 )
 
 
@@ -90,10 +103,28 @@ def lstm_or(ms: Mapping[tuple[str, str, str], float], key: tuple[str, ...]) -> f
     return next((v for (s, mo, _), v in ms.items() if s == shape and mo == model and v == v), None)
 
 
+def rows_of(raw: Mapping[str, Any], key: str) -> list:
+    """A section's rows; none where it was skipped (None) or failed (its error's text)."""
+    rows = raw.get(key)
+    return rows if isinstance(rows, list) else []
+
+
 def speed_table(raw: Mapping[str, Any]) -> dict[tuple[str, str, str], float]:
-    """(shape, model, variant) -> median ms of every measured training-iteration row (sections 2 and 4)."""
-    rows = (raw.get("speed_pmnist") or []) + (raw.get("speed_cifar") or [])
-    return {(r["shape"], r["model"], r["variant"]): r["ms_median"] for r in rows}
+    """(shape, model, variant) -> median ms of every measured training-iteration row (sections 2 and 4), and of every
+    packed row (section 5b) as (shape, model, "<variant> R=<R>") -> ms per run-iteration (median ms / R)."""
+    table = {(r["shape"], r["model"], r["variant"]): r["ms_median"] for key in SPEED_KEYS for r in rows_of(raw, key)}
+    for r in rows_of(raw, "packed"):
+        table[(r["shape"], r["model"], f"{r['variant']} R={r['R']}")] = r["ms_median"] / r["R"]
+    return table
+
+
+def pack_size(raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The recommended pack_size at the pMNIST shape (benchmark.recommended_pack) and the row it comes from."""
+    pick = recommended_pack([PackedRow(**r) for r in rows_of(raw, "packed") if r["shape"] == "pmnist"])
+    if pick is None:
+        return None
+    size, row = pick
+    return {"pack_size": size, "variant": row.variant, "R": row.R, "run_iters_per_s": row.run_iters_per_s}
 
 
 def precision_verdicts(raw: Mapping[str, Any], tolerances: Tolerances = TOLERANCES) -> dict[str, str]:
@@ -123,7 +154,8 @@ def precision_verdicts(raw: Mapping[str, Any], tolerances: Tolerances = TOLERANC
 
 
 def verdict(raw: Mapping[str, Any], tolerances: Tolerances = TOLERANCES) -> dict[str, Any]:
-    """{precisions: {p: "ok" | why not}, chosen: the default precision or None, targets: [SpeedTarget.judge ...]}.
+    """{precisions: {p: "ok" | why not}, chosen: the default precision or None, targets: [SpeedTarget.judge ...],
+    pack_size: pack_size(raw)}.
 
     The targets are judged for the chosen precision and for the current default (DEFAULT_PRECISION)."""
     ok = precision_verdicts(raw, tolerances)
@@ -135,7 +167,7 @@ def verdict(raw: Mapping[str, Any], tolerances: Tolerances = TOLERANCES) -> dict
         for precision in dict.fromkeys(p for p in (chosen, DEFAULT_PRECISION) if p)
         for target in SPEED_TARGETS
     ]
-    return {"precisions": ok, "chosen": chosen, "targets": targets}
+    return {"precisions": ok, "chosen": chosen, "targets": targets, "pack_size": pack_size(raw)}
 
 
 def verdict_lines(v: Mapping[str, Any]) -> list[str]:
@@ -163,11 +195,20 @@ def verdict_lines(v: Mapping[str, Any]) -> list[str]:
                 f"| {t['target']} | {t['num_ms']:.2f} / {t['den_ms']:.2f} ms = {t['ratio']:.2f} | "
                 f"{'yes' if t['passed'] else 'NO'} |"
             )
-    return lines
+    return lines + ["", pack_size_line(v.get("pack_size"))]
+
+
+def pack_size_line(pick: Mapping[str, Any] | None) -> str:
+    if pick is None:
+        return "Recommended hydra.launcher.pack_size at the pMNIST shape: not measured (no packed rows)."
+    return (
+        f"Recommended hydra.launcher.pack_size at the pMNIST shape: **{pick['pack_size']}** (the most "
+        f"run-iterations/s: {pick['run_iters_per_s']:.2f}, {pick['variant']} R={pick['R']})."
+    )
 
 
 def verdict_section(report) -> dict[str, Any]:
     """Section 7 of the GPU check: the verdict on the report's numbers so far, into the report."""
     v = verdict(report.raw)
-    report.add("7. Verdict: speed targets and the default precision", verdict_lines(v), "verdict", v)
+    report.add("7. Verdict: speed targets, default precision, pack size", verdict_lines(v), "verdict", v)
     return v

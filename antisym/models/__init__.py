@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from antisym.config import ClassConfig
 from antisym.errors import ConfigError
@@ -78,6 +79,15 @@ def build_model(model_cfg: Mapping[str, Any] | ClassConfig, input_size: int, num
     return model
 
 
+def pack_forward(models: list[nn.Module], xs: list[Tensor]) -> list[Tensor]:
+    """Logits of each member on its batch: one model as it is; several of a class with `packed_forward` as one
+    batched computation (antisym.models.EulerClassifier.packed_forward); otherwise one after another."""
+    packed = getattr(type(models[0]), "packed_forward", None)
+    if len(models) > 1 and packed is not None and all(type(m) is type(models[0]) for m in models):
+        return packed(models, torch.stack(xs))
+    return [model(x) for model, x in zip(models, xs, strict=True)]
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -93,4 +103,5 @@ __all__ = [
     "count_parameters",
     "euler_recurrence",
     "model_config",
+    "pack_forward",
 ]

@@ -28,7 +28,7 @@ from antisym.analysis.jacobian import jacobian_eigen_stats
 from antisym.config import RunConfig, TrainerConfig, as_container, settings_differences
 from antisym.data import SequenceTask, build_task, task_spec
 from antisym.errors import CheckpointError, ConfigError, UserError
-from antisym.models import build_model, count_parameters
+from antisym.models import build_model, count_parameters, pack_forward
 from antisym.provenance import device_description, git_state
 from antisym.training.checkpoint import atomic_save, load_checkpoint, restore_train_state, save_train_state
 from antisym.training.metrics import MetricsLogger
@@ -391,15 +391,6 @@ def _checkpoint(m: Member) -> None:
         started_at=m.summary["started_at"],
         resumed=m.summary.get("resumed", []),
     )
-
-
-def pack_forward(models: list[nn.Module], xs: list[Tensor]) -> list[Tensor]:
-    """Logits of each member on its batch: one model as it is; several of a class with `packed_forward` as one
-    batched computation (antisym.models.EulerClassifier.packed_forward); otherwise one after another."""
-    packed = getattr(type(models[0]), "packed_forward", None)
-    if len(models) > 1 and packed is not None and all(type(m) is type(models[0]) for m in models):
-        return packed(models, torch.stack(xs))
-    return [model(x) for model, x in zip(models, xs, strict=True)]
 
 
 def _train_members(members: list[Member]) -> list[dict[str, Any] | BaseException]:

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class PackedLauncherConf:
     _target_: str = "hydra_plugins.antisym_packed_launcher.packed_launcher.PackedLauncher"
-    # Runs per pack. 1 by default: on a CPU a pack of R costs R solo runs or more (results/bench_packed_cpu.md), so
-    # packing pays only on a GPU, where one run fills a sliver of the device; set it there (e.g. 16).
+    # Runs per pack. 1 by default: on this project's 2-core CPU a pMNIST pack of R costs more than R solo runs (0.66-
+    # 0.83x the run-iterations/s) and pixel-CIFAR packs of 4-8 gain ~1.3x (results/bench_packed_cpu.md). Packing is
+    # for GPUs, where one run fills a sliver of the device: set it there (scripts/gpu_check.py recommends a size).
     pack_size: int = 1
     backend: str = "local"  # local | submitit_local | submitit_slurm (one submitit job per pack)
     # submitit.AutoExecutor parameters for the submitit backends, e.g. timeout_min, gpus_per_node, cpus_per_task,
