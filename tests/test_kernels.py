@@ -23,7 +23,13 @@ if "antisym.kernels.euler" not in sys.modules:
     # are unaffected by it: model.impl=auto never picks the interpreter (only an explicit impl=fused does).
     os.environ["TRITON_INTERPRET"] = "1"
 
-from antisym.kernels import PRECISIONS, fused_euler_recurrence, fused_unsupported_reason, interpreting  # noqa: E402
+from antisym.kernels import (  # noqa: E402
+    PRECISIONS,
+    fused_euler_recurrence,
+    fused_packed_recurrence,
+    fused_unsupported_reason,
+    interpreting,
+)
 from antisym.models import build_model  # noqa: E402
 from antisym.models.cells import AblationCell, AntisymmetricCell, GatedAntisymmetricCell  # noqa: E402
 
@@ -122,6 +128,71 @@ CASES = [
 @pytest.mark.parametrize(("kind", "n", "B", "T", "eps", "gamma", "tuning"), CASES)
 def test_fused_matches_direct_loop(kind, n, B, T, eps, gamma, tuning):
     check_against_reference(kind, n, B, T, eps, gamma, **tuning)
+
+
+# A pack of R = 3 members, each with its own weights, eps and gamma, in one launch per direction (grid axis 1);
+# n not a power of two (masked lanes), T small, both A placements.
+PACKED_CASES = [
+    ("asym", 12, 5, 3, {}),
+    ("gated", 20, 3, 4, {"resident": False, "bk": 16}),
+    ("ablation", 24, 18, 2, {}),
+]
+
+
+@pytest.mark.parametrize(("kind", "n", "B", "T", "tuning"), PACKED_CASES)
+def test_packed_members_match_separate_direct_loops(kind, n, B, T, tuning):
+    m, R = 3, 3
+    cells = [
+        make_cell(kind, n, m, eps, gamma, seed=r)
+        for r, (eps, gamma) in enumerate([(0.1, 0.01), (0.5, 1.0), (1.0, 0.1)])
+    ]
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(R, B, T, m, generator=gen, requires_grad=True)
+    h0 = (0.5 * torch.randn(R, B, n, generator=gen)).requires_grad_()
+    cotangent = torch.randn(R, B, n, generator=gen)
+    params = [p for c in cells for p in c.parameters()]
+    u = torch.stack([c.project(x[r]) for r, c in enumerate(cells)])
+    h_fused = fused_packed_recurrence(cells, u, h0, **tuning)
+    assert h_fused.shape == (R, B, n)
+    h_ref = torch.stack([reference_final_state(c, x[r], h0[r]) for r, c in enumerate(cells)])
+    g_fused = grads_of(h_fused, [x, h0, *params], cotangent)
+    g_ref = grads_of(h_ref, [x, h0, *params], cotangent.double())
+    for got, want in zip([h_fused, *g_fused], [h_ref, *g_ref], strict=True):
+        scale = want.abs().max().item() + 1.0
+        assert (got.double() - want).abs().max().item() <= 2e-5 * scale
+
+
+def fused_nodes(out: torch.Tensor) -> set:
+    """The FusedEulerRecurrence nodes of out's autograd graph."""
+    found, seen, stack = set(), set(), [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if "FusedEulerRecurrence" in type(fn).__name__:
+            found.add(fn)
+        stack.extend(f for f, _ in fn.next_functions)
+    return found
+
+
+def test_packed_models_run_the_pack_through_the_fused_kernels():
+    """EulerClassifier.packed_forward with impl=fused: one fused launch for the whole pack, equal to the eager pack."""
+    from antisym.models import pack_forward
+
+    cfgs = [{"name": "gated", "hidden_size": 12, "eps": e, "gamma": 0.1, "impl": "fused"} for e in (0.1, 0.7)]
+    torch.manual_seed(0)
+    fused = [build_model(c, 3, 4) for c in cfgs]
+    eager = [build_model({**c, "impl": "eager"}, 3, 4) for c in cfgs]
+    for f, e in zip(fused, eager, strict=True):
+        e.load_state_dict(f.state_dict())
+    xs = list(torch.randn(2, 5, 4, 3))
+    out_fused, out_eager = pack_forward(fused, xs), pack_forward(eager, xs)
+    nodes = [fused_nodes(out) for out in out_fused]
+    assert len(nodes[0]) == 1 and nodes[0] == nodes[1]  # both members hang off one launch
+    assert not fused_nodes(out_eager[0])
+    for a, b in zip(out_fused, out_eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", list(CELLS))

@@ -69,4 +69,19 @@ def fused_euler_recurrence(cell: EulerCell, u: Tensor, h0: Tensor, precision: st
     return impl(cell, u, h0, precision=precision, **tuning)
 
 
-__all__ = ["IMPLS", "MAX_HIDDEN", "PRECISIONS", "fused_euler_recurrence", "fused_unsupported_reason", "interpreting"]
+def fused_packed_recurrence(cells: list[EulerCell], u: Tensor, h0: Tensor, precision: str = "ieee", **tuning) -> Tensor:
+    """h_T (R, B, n) of a pack of R cells over their inputs u (R, B, T, k): one launch per direction for all."""
+    from antisym.kernels.euler import fused_packed_recurrence as impl
+
+    return impl(cells, u, h0, precision=precision, **tuning)
+
+
+__all__ = [
+    "IMPLS",
+    "MAX_HIDDEN",
+    "PRECISIONS",
+    "fused_euler_recurrence",
+    "fused_packed_recurrence",
+    "fused_unsupported_reason",
+    "interpreting",
+]

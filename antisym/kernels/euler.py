@@ -153,7 +153,8 @@ def _euler_fwd_kernel(
     N,
     stride_ub,
     stride_ut,
-    eps,
+    stride_ur,
+    eps_ptr,
     GATED: tl.constexpr,
     BLOCK_B: tl.constexpr,
     NP: tl.constexpr,
@@ -163,6 +164,14 @@ def _euler_fwd_kernel(
 ):
     rb, rn, mb, m2, tile = _batch_tile(B, N, BLOCK_B, NP)
     slab = B * N
+    # Grid axis 1: the member of a pack (R independent recurrences, each with its own u, A, h0, eps and buffers).
+    r = tl.program_id(1)
+    u_ptr += r * stride_ur
+    a_ptr += r * N * N
+    h0_ptr += r * slab
+    hs_ptr += r * (T + 1) * slab
+    ps_ptr += r * T * slab
+    eps = tl.load(eps_ptr + r)
     h = tl.load(h0_ptr + tile, mask=m2, other=0.0)
     tl.store(hs_ptr + tile, h, mask=m2)
     if RESIDENT:
@@ -196,7 +205,8 @@ def _euler_bwd_kernel(
     N,
     stride_ub,
     stride_ut,
-    eps,
+    stride_ur,
+    eps_ptr,
     GATED: tl.constexpr,
     BLOCK_B: tl.constexpr,
     NP: tl.constexpr,
@@ -207,6 +217,14 @@ def _euler_bwd_kernel(
     rb, rn, mb, m2, tile = _batch_tile(B, N, BLOCK_B, NP)
     slab = B * N
     K = 2 * N if GATED else N
+    r = tl.program_id(1)  # the member of a pack, as in the forward
+    u_ptr += r * stride_ur
+    a_ptr += r * N * N
+    ps_ptr += r * T * slab
+    dht_ptr += r * slab
+    du_ptr += r * T * B * K
+    dh0_ptr += r * slab
+    eps = tl.load(eps_ptr + r)
     du_tile = rb[:, None] * K + rn[None, :]  # du is (T, B, K) contiguous, K = n or 2n = [candidate | gate]
     dh = tl.load(dht_ptr + tile, mask=m2, other=0.0)
     if RESIDENT:
@@ -288,10 +306,10 @@ def launch_options(n: int, gated: bool, precision: str, tuning: dict, resident: 
 KERNELS = {"fwd": _euler_fwd_kernel, "bwd": _euler_bwd_kernel}
 
 
-def _launch(direction: str, args: tuple, B: int, n: int, gated: bool, precision: str, tuning: dict) -> None:
-    """One launch over batch tiles; resident A when planned, streamed after an OutOfResources."""
+def _launch(direction: str, args: tuple, R: int, B: int, n: int, gated: bool, precision: str, tuning: dict) -> None:
+    """One launch over batch tiles x members; resident A when planned, streamed after an OutOfResources."""
     kernel = KERNELS[direction]
-    grid = (triton.cdiv(B, tuning["block_b"]),)
+    grid = (triton.cdiv(B, tuning["block_b"]), R)
     with torch.cuda.device(args[0].device) if args[0].is_cuda else contextlib.nullcontext():
         if _wants_resident(direction, n, precision, gated, tuning):
             try:
@@ -309,37 +327,38 @@ def launch_plan(n: int, precision: str = "ieee", gated: bool = False, **tuning) 
 
 
 class FusedEulerRecurrence(torch.autograd.Function):
-    """(u (B, T, k), A (n, n), h0 (B, n)) -> h_T (B, n); all float32, u with unit stride in its last dim."""
+    """A pack of R recurrences: (u (R, B, T, k), A (R, n, n), h0 (R, B, n), eps (R,)) -> h_T (R, B, n); all float32,
+    u with unit stride in its last dim. A solo run is R = 1."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, a: Tensor, h0: Tensor, eps: float, gated: bool, precision: str, tuning: dict):
-        B, T, _ = u.shape
-        n = a.shape[0]
+    def forward(ctx, u: Tensor, a: Tensor, h0: Tensor, eps: Tensor, gated: bool, precision: str, tuning: dict):
+        R, B, T, _ = u.shape
+        n = a.shape[-1]
         a_k = a.detach().to(_a_dtype(precision)).contiguous()
-        hs = torch.empty(T + 1, B, n, device=u.device, dtype=torch.float32)  # h_0..h_T, time-major
-        ps = torch.empty(T, B, n, device=u.device, dtype=torch.float32)  # p_1..p_T = h_{t-1} A^T
-        args = (u, a_k, h0, hs, ps, B, T, n, u.stride(0), u.stride(1), eps)
-        _launch("fwd", args, B, n, gated, precision, tuning)
-        ctx.save_for_backward(u, a_k, hs, ps)
-        ctx.eps, ctx.gated, ctx.precision, ctx.tuning, ctx.a_dtype = eps, gated, precision, tuning, a.dtype
-        return hs[T].clone()
+        hs = torch.empty(R, T + 1, B, n, device=u.device, dtype=torch.float32)  # h_0..h_T, time-major per member
+        ps = torch.empty(R, T, B, n, device=u.device, dtype=torch.float32)  # p_1..p_T = h_{t-1} A^T
+        args = (u, a_k, h0, hs, ps, B, T, n, u.stride(1), u.stride(2), u.stride(0), eps)
+        _launch("fwd", args, R, B, n, gated, precision, tuning)
+        ctx.save_for_backward(u, a_k, hs, ps, eps)
+        ctx.gated, ctx.precision, ctx.tuning, ctx.a_dtype = gated, precision, tuning, a.dtype
+        return hs[:, T].clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh_t: Tensor):
-        u, a_k, hs, ps = ctx.saved_tensors
-        B, T, k = u.shape
-        n = a_k.shape[0]
-        du = torch.empty(T, B, k, device=u.device, dtype=torch.float32)  # time-major, see dA below
-        dh0 = torch.empty(B, n, device=u.device, dtype=torch.float32)
-        args = (u, a_k, ps, dh_t.contiguous(), du, dh0, B, T, n, u.stride(0), u.stride(1), ctx.eps)
-        _launch("bwd", args, B, n, ctx.gated, ctx.precision, ctx.tuning)
+        u, a_k, hs, ps, eps = ctx.saved_tensors
+        R, B, T, k = u.shape
+        n = a_k.shape[-1]
+        du = torch.empty(R, T, B, k, device=u.device, dtype=torch.float32)  # time-major, see dA below
+        dh0 = torch.empty(R, B, n, device=u.device, dtype=torch.float32)
+        args = (u, a_k, ps, dh_t.contiguous(), du, dh0, B, T, n, u.stride(1), u.stride(2), u.stride(0), eps)
+        _launch("bwd", args, R, B, n, ctx.gated, ctx.precision, ctx.tuning)
         da = None
         if ctx.needs_input_grad[1]:
             dp = du[..., :n] + du[..., n:] if ctx.gated else du
-            # dA = sum_{t,b} dp_t[b]^T h_{t-1}[b]: time-major hs[:-1] and dp flatten to (T*B, n) without copies.
-            da = (dp.reshape(T * B, n).T @ hs[:T].reshape(T * B, n)).to(ctx.a_dtype)
-        return du.transpose(0, 1), da, dh0, None, None, None, None
+            # dA_r = sum_{t,b} dp_t[b]^T h_{t-1}[b]: time-major hs[:, :-1] and dp flatten to (R, T*B, n) for one bmm.
+            da = (dp.reshape(R, T * B, n).transpose(1, 2) @ hs[:, :T].reshape(R, T * B, n)).to(ctx.a_dtype)
+        return du.transpose(1, 2), da, dh0, None, None, None, None
 
 
 DEFAULT_TUNING = {"block_b": 16, "bk": 16, "num_warps": None, "resident": None}
@@ -364,21 +383,28 @@ def fused_euler_recurrence(cell, u: Tensor, h0: Tensor, precision: str = "ieee",
 
     `tuning`: block_b (batch rows per program, a power of two >= 16), bk (k-chunk of a streamed A), num_warps,
     resident (True / False / None = by RESIDENT_BYTES). The triangular parameterisation stays in PyTorch: the
-    gradient reaches w_upper through `cell.recurrent_matrix()`.
+    gradient reaches w_upper through `cell.recurrent_matrix()`. A solo run is a pack of one.
     """
+    return fused_packed_recurrence([cell], u[None], h0[None], precision, **tuning)[0]
+
+
+def fused_packed_recurrence(cells: list, u: Tensor, h0: Tensor, precision: str = "ieee", **tuning) -> Tensor:
+    """h_T (R, B, n) of R `EulerCell`s of one kind and size, each over its own projected inputs u[r] (u: R, B, T, k)
+    from h0[r] (R, B, n), with its own A and eps: one forward and one backward launch for the whole pack."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
     if u.device.type != "cuda" and not INTERPRETED:
         raise RuntimeError("the fused recurrence needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors")
-    n = cell.hidden_size
+    n = cells[0].hidden_size
     cfg = resolve_tuning(n, tuning)
-    a = cell.recurrent_matrix()
+    a = torch.stack([c.recurrent_matrix() for c in cells])
+    eps = torch.tensor([c.eps for c in cells], device=u.device, dtype=torch.float32)
     u = u.float()
     if u.stride(-1) != 1:
         u = u.contiguous()
-    B, T, _ = u.shape
-    if (T + 1) * B * 2 * n >= 2**31:
-        raise ValueError(f"B={B}, T={T}, n={n}: buffers exceed int32 indexing of the kernels")
+    R, B, T, _ = u.shape
+    if R * (T + 1) * B * 2 * n >= 2**31:
+        raise ValueError(f"R={R}, B={B}, T={T}, n={n}: buffers exceed int32 indexing of the kernels")
     if T == 0:
         return h0
-    return FusedEulerRecurrence.apply(u, a.float(), h0.float().contiguous(), cell.eps, cell.gated, precision, cfg)
+    return FusedEulerRecurrence.apply(u, a.float(), h0.float().contiguous(), eps, cells[0].gated, precision, cfg)

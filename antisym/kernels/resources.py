@@ -78,7 +78,7 @@ def compile_resources(
     compile_opts = {key: options.pop(key) for key in ("num_warps", "num_stages") if key in options}
     kernel = euler.KERNELS[direction]
     k = 2 * n if gated else n
-    scalars = {"B": batch, "T": steps, "N": n, "stride_ub": steps * k, "stride_ut": k, "eps": 0.1}
+    scalars = {"B": batch, "T": steps, "N": n, "stride_ub": steps * k, "stride_ut": k, "stride_ur": batch * steps * k}
     signature, constexprs, attrs = {}, {}, {}
     for i, name in enumerate(kernel.arg_names):
         if name in options:

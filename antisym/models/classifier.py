@@ -95,16 +95,23 @@ class EulerClassifier(nn.Module):
         """Logits of R models of one class and size on their own inputs x (R, B, T, m), as one batched recurrence.
 
         Each member keeps its own parameters, eps and gamma: its projection and recurrent matrix are computed from
-        them and stacked, so autograd returns each member's gradient to its own leaves. This is the eager packed
-        path (bmm over the member axis); the fused kernels run members one at a time.
+        them and stacked, so autograd returns each member's gradient to its own leaves. Where every member would run
+        fused (model.impl, device, dtype) at one precision, the fused kernels take the pack as a grid axis (one
+        launch per direction); otherwise the eager loop batches the members with bmm.
         """
         cells = [m.cell for m in models]
         u = torch.stack([c.project(x_r) for c, x_r in zip(cells, x, strict=True)])  # (R, B, T, k)
-        a = torch.stack([c.recurrent_matrix() for c in cells])  # (R, n, n)
-        eps = x.new_tensor([c.eps for c in cells]).view(-1, 1, 1)
         h = x.new_zeros(len(models), x.shape[1], cells[0].hidden_size)
-        for u_t in u.unbind(2):
-            h = euler_step(u_t, h, a, eps, cells[0].gated)
+        precisions = {m.precision for m in models}
+        if len(precisions) == 1 and all(m.resolve_impl(u) == "fused" for m in models):
+            from antisym.kernels import fused_packed_recurrence
+
+            h = fused_packed_recurrence(cells, u, h, precision=precisions.pop())  # one launch for the pack
+        else:
+            a = torch.stack([c.recurrent_matrix() for c in cells])  # (R, n, n)
+            eps = x.new_tensor([c.eps for c in cells]).view(-1, 1, 1)
+            for u_t in u.unbind(2):
+                h = euler_step(u_t, h, a, eps, cells[0].gated)
         return [m.readout(h_r) for m, h_r in zip(models, h, strict=True)]
 
 
