@@ -11,23 +11,24 @@
    (antisym/gpu/curves.py);
 4. the benchmark at the two CIFAR-10 shapes;
 5. throughput of 1, 2, 4, 8 training processes sharing the GPU;
-5b. packs of R = 1..32 runs trained as one at the pMNIST shape (eager packed via antisym.models.pack_forward, fused
-   solo x R): run-iterations/s per pack size (needs Hydra: carry its wheels, as the campaign does);
+5b. packs of R = 1..32 runs trained as one at the pMNIST shape (antisym.models.pack_forward: eager packed and fused
+   packed, one launch for the pack; fused solo x R as the baseline): run-iterations/s per pack size;
 6. a sweep of the fused kernels' launch settings (block_b, num_warps, resident A, bk), to choose the defaults;
 7. the verdict (antisym/gpu/verdict.py): the speed targets (fused asym step <= cuDNN LSTM step and >= 20x faster
    than eager at the pMNIST shape, fused gated step <= 1.3x cuDNN LSTM there, fused asym step <= cuDNN LSTM at the
-   CIFAR-10 shape, a pack of 16 at >= 10x the run-iterations/s of one solo fused run) against the numbers above,
+   CIFAR-10 shape, a fused pack of 16 at >= 10x the run-iterations/s of one solo fused run) against the numbers above,
    the default precision picked by criteria fixed before any GPU run, and the pack_size with the most
    run-iterations/s.
 Sections run in that order while --budget-s lasts; the report is rewritten after each one, so a cut-off run still
 leaves what it measured. Output: <out>/bench.md (the text for results/bench.md) and <out>/gpu_check.json.
 
-GPU session (from the repo root; MNIST travels gzipped in the git-ignored .devdata/, see the README):
-    python3 scripts/gpu_check.py --data-root .devdata --out $OUT --commit <sha>
+GPU session (from the repo root; MNIST travels as a checked part, see the README's "Data on the GPU machine"):
+    python3 scripts/devdata.py receive --part .devdata/p0 --dest /tmp/antisym-data && \
+    python3 scripts/devdata.py assemble --dest /tmp/antisym-data --root /tmp/antisym-data/root && \
+    python3 scripts/gpu_check.py --data-root /tmp/antisym-data/root --out $OUT --commit <sha>
 CPU dry run of every code path (tiny shapes, Triton interpreter, synthetic data when --data-root is not given):
     .venv/bin/python scripts/gpu_check.py --dry-run --out /tmp/gpu_check
-Needs torch and triton only, except section 5b's eager packed rows: they import the trainer (Hydra). Without Hydra
-they are recorded as failed, the fused rows are still measured, and the pack target is "not measured".
+Needs torch and triton only (no Hydra).
 """
 
 from __future__ import annotations

@@ -137,24 +137,25 @@ def packed_rows(ms_by_r: dict[int, float], variant: str = "eager packed") -> lis
 
 
 @pytest.mark.parametrize(
-    ("pack_ms", "passed", "size"),
+    ("pack_ms", "passed", "size", "variant"),
     [
-        (8.0, True, 16),  # 16 runs in 8 ms: 0.5 ms per run-iteration against 6 ms solo fused = 12x
-        (16.0, False, 16),  # 1 ms per run-iteration: 6x; still the best pack size
-        (None, None, 1),  # no pack of 16 measured: not measured; the best measured is R = 1
+        (8.0, True, 16, "fused[ieee] packed"),  # 16 runs in 8 ms: 0.5 ms per run-iteration against 6 ms solo = 12x
+        (16.0, False, 16, "fused[ieee] packed"),  # 1 ms per run-iteration: 6x; still the best pack size
+        (None, None, 1, "eager packed"),  # no fused pack of 16 measured: not measured; the best measured is R = 1
     ],
 )
-def test_pack_target_and_pack_size(pack_ms, passed, size):
+def test_pack_target_and_pack_size(pack_ms, passed, size, variant):
     ms = {("pmnist", "asym", "fused[ieee]"): 6.0, ("pmnist", "asym", "fused[tf32x3]"): 4.0}
     raw = hand_made_result(ms)
-    raw["packed"] = packed_rows({1: 5.0, 2: 10.5} | ({16: pack_ms} if pack_ms else {}))
+    raw["packed"] = packed_rows({1: 5.0, 2: 10.5})
+    raw["packed"] += packed_rows({1: 6.0} | ({16: pack_ms} if pack_ms else {}), "fused[ieee] packed")
     raw["packed"] += packed_rows({1: 6.0, 16: 96.0}, "fused[ieee] solo x R")
     v = verdict(raw)
     pack = [t for t in v["targets"] if "pack of 16" in t["target"] and t["precision"] == "ieee"]
     assert [t["passed"] for t in pack] == [passed]
     if passed is not None:
         assert pack[0]["ratio"] == pytest.approx(6.0 / (pack_ms / 16))
-    assert v["pack_size"]["pack_size"] == size and v["pack_size"]["variant"] == "eager packed"
+    assert v["pack_size"]["pack_size"] == size and v["pack_size"]["variant"] == variant
     assert f"pack_size at the pMNIST shape: **{size}**" in "\n".join(verdict_lines(v))
 
 
@@ -171,9 +172,12 @@ def test_pack_size_of_fused_solo_runs_is_one_and_none_without_rows():
 def test_tiny_packed_benchmark_reports_run_iterations():
     shapes = {"pmnist": TINY_SHAPES["pmnist"]}
     rows = run_packed(shapes, [1, 2], torch.device("cpu"), iters=1, warmup=0, batch=4, log=lambda _: None)
-    eager = [(r.R, r.variant) for r in rows if r.packed]
+    eager = [(r.R, r.variant) for r in rows if r.packed and r.variant.startswith("eager")]
     assert eager == [(1, "eager packed"), (2, "eager packed")]
-    for row in rows if FUSED_OK else rows[:2]:  # fused solo x R under the interpreter where triton is installed
+    if FUSED_OK:  # fused packed and fused solo x R under the interpreter where triton is installed
+        fused = [(r.R, r.variant) for r in rows[2:]]
+        assert fused == [(R, f"fused[ieee] {how}") for how in ("packed", "solo x R") for R in (1, 2)]
+    for row in rows if FUSED_OK else rows[:2]:
         assert row.run_iters_per_s > 0 and row.run_iters_per_s == pytest.approx(row.R * 1e3 / row.ms_median)
         assert (row.T, row.B, len(row.times_ms)) == (TINY_SHAPES["pmnist"][0], 4, 1)
 

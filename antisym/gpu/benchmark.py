@@ -256,21 +256,19 @@ def packed_step_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: li
 
 
 def solo_steps_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor]):
-    """R solo training iterations one after another: what R fused runs cost solo (the kernels have no member axis yet,
-    and a pack runs the eager batched recurrence)."""
+    """R solo training iterations one after another: what R fused runs cost without packing (the baseline)."""
     steps = [step_fn(model, x, y, graph=False) for model, x, y in zip(models, xs, ys, strict=True)]
     return lambda: [step() for step in steps]
 
 
 def bench_packed(
-    shape_name, shape, model_name, variant: Variant, R: int, device, iters, warmup, batch=BATCH
+    shape_name, shape, model_name, variant: Variant, R: int, device, iters, warmup, batch=BATCH, packed=True
 ) -> PackedRow:
-    """R members, each built as make_model builds one with its own seed (r) and its own random batch; eager members
-    train as one pack, fused ones one after another (solo_steps_fn)."""
+    """R members, each built as make_model builds one with its own seed (r) and its own random batch, trained as one
+    pack (packed_step_fn: eager bmm, or the fused kernels' member axis) or one after another (solo_steps_fn)."""
     T, m, n = shape
     models = [make_model(model_name, shape, variant, device, seed=r) for r in range(R)]
     xs, ys = random_batches(shape, batch, device, count=R)
-    packed = variant.impl == "eager"
     build = packed_step_fn if packed else solo_steps_fn
     timing = measure(lambda: build(models, xs, ys), device, iters, warmup)
     n_model, params = hidden_size(model_name, n), count_parameters(models[0])
@@ -278,10 +276,12 @@ def bench_packed(
     return PackedRow(shape_name, model_name, label, batch, T, m, n_model, params, **timing, R=R, packed=packed)
 
 
-def packed_variants(device: torch.device, precision: str = DEFAULT_PRECISION) -> list[Variant]:
-    """Eager (the packed path); fused solo members where the kernels run (CUDA, or the interpreter in smoke runs)."""
+def packed_variants(device: torch.device, precision: str = DEFAULT_PRECISION) -> list[tuple[Variant, bool]]:
+    """(variant, packed): eager packed; where the kernels run (CUDA, or the interpreter in smoke runs) also fused
+    packed (one launch for the pack) and fused solo x R (the runs one after another, the baseline)."""
     fused_runs = device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
-    return [Variant("eager")] + ([Variant("fused", precision)] if fused_runs else [])
+    fused = Variant("fused", precision)
+    return [(Variant("eager"), True)] + ([(fused, True), (fused, False)] if fused_runs else [])
 
 
 def run_packed(
@@ -290,13 +290,13 @@ def run_packed(
     """bench_packed for every shape, impl and pack size R; rows left out once time_left() (seconds) runs out."""
     rows = []
     for shape_name, shape in shapes.items():
-        for variant in packed_variants(device):
+        for variant, packed in packed_variants(device):
             for R in counts:
                 if time_left() < 15:
                     log(f"  {shape_name:14s} {variant.label:14s} R={R:<3d} skipped: budget spent")
                     continue
                 try:
-                    row = bench_packed(shape_name, shape, model, variant, R, device, iters, warmup, batch)
+                    row = bench_packed(shape_name, shape, model, variant, R, device, iters, warmup, batch, packed)
                 except Exception as err:  # out of memory, say: the smaller packs are kept, the larger ones skipped
                     log(f"  {shape_name:14s} {variant.label:14s} R={R:<3d} FAILED: {type(err).__name__}: {err}")
                     rows.append(failed_row(PackedRow, shape_name, shape, model, variant, batch, err, R=R))
@@ -439,16 +439,14 @@ PACKED_EXPLAINED = (
     "built with its own seed and given its own random batch; eager members run forward as one batched recurrence "
     "(antisym.models.pack_forward, as hydra/launcher=packed trains them), then one backward of the summed "
     "cross-entropy losses and each member's own SGD-momentum step. Fused members (GPU only) run as R solo iterations "
-    "one after another: the Triton kernels have no member axis yet, so these rows are what R fused runs cost solo, "
-    "not a pack. "
+    "one after another (solo x R, the baseline) and as one pack (the kernels' member axis, one launch per direction). "
     "Run-iterations/s = R / seconds per iteration; x R=1 = that over R = 1 of the same shape and impl (R = 1 is the "
     "solo path)."
 )
 
 
 def recommended_pack(rows: list[PackedRow]) -> tuple[int, PackedRow] | None:
-    """The pack_size with the most run-iterations/s, and its row. A fused row's R runs in turn are pack_size 1 with
-    model.impl=fused: a pack of fused-configured runs would go through the eager packed_forward."""
+    """The pack_size with the most run-iterations/s, and its row (R runs one after another are pack_size 1)."""
     best = max((r for r in rows if r.ms_median == r.ms_median), key=lambda r: r.run_iters_per_s, default=None)
     return None if best is None else (best.R if best.packed else 1, best)
 
