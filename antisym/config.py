@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -48,7 +49,6 @@ FREE_KEYS = (
 )
 LENGTH_KEYS = ("trainer.max_steps", "dataset.max_steps")
 DEVICES = ("auto", "cpu", "cuda")
-WANDB_MODES = ("offline", "online", "disabled")
 
 
 def _is_free(key: str) -> bool:
@@ -288,8 +288,6 @@ class WandbConfig(Section):
 
 
 def _wandb_key_available() -> bool:
-    import os
-
     if os.environ.get("WANDB_API_KEY"):
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))

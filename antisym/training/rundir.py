@@ -28,7 +28,6 @@ METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "run.lock"
 SUPERSEDED = "superseded"
 RUN_FILES = (CONFIG_FILE, OVERRIDES_FILE, SUMMARY_FILE, METRICS_FILE, "checkpoints", "permutation.pt", "wandb")
-STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 
 log = logging.getLogger("antisym")
 

@@ -405,27 +405,30 @@ def _train_members(members: list[Member]) -> list[dict[str, Any] | BaseException
     stop = StopRequest()
     started = time.time()
     live = [m for m in members if m.status is None]
+    crash: BaseException | None = None
     try:
-        with stop.installed():
+        with stop.installed(), ExitStack() as bars_open:
             bars = {
-                id(m): tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress) for m in live
+                id(m): bars_open.enter_context(
+                    tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress)
+                )
+                for m in live
             }
             _loop(live, stop, started, bars)
-            for bar in bars.values():
-                bar.close()
-    except BaseException as err:  # a crash of the shared computation, or a second Ctrl-C: every live member failed
+    except BaseException as err:  # a crash of the shared computation, or a second Ctrl-C: the members still training
+        crash = err  # fail; those that had finished are finished below as usual
         for m in live:
             if m.status is None:
                 results[id(m)] = _fail(m, err)
-            m.metrics.close()
-        if len(members) == 1:
-            raise
-        return [results.get(id(m), err) for m in members]
+                m.metrics.close()
     for m in live:
-        try:
-            results[id(m)] = _finish(m)
-        except Exception as err:
-            results[id(m)] = _fail(m, err)
+        if id(m) not in results:
+            try:
+                results[id(m)] = _finish(m)
+            except Exception as err:
+                results[id(m)] = _fail(m, err)
+    if crash is not None and len(members) == 1:
+        raise crash
     return [results[id(m)] for m in members]
 
 
