@@ -22,10 +22,8 @@ from pathlib import Path
 
 os.environ.pop("TRITON_INTERPRET", None)  # the interpreter compiles nothing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/bench.py
 
-import bench  # noqa: E402
-
+from antisym.gpu.report import header  # noqa: E402
 from antisym.kernels import PRECISIONS  # noqa: E402
 from antisym.kernels.euler import launch_plan  # noqa: E402
 from antisym.kernels.resources import SHARED_PER_BLOCK, compile_resources  # noqa: E402
@@ -76,7 +74,7 @@ def main(argv=None) -> None:
                         )
     meta = provenance("scripts/kernel_report.py", vars(args), started, device="cpu")
     meta["device"] += f" (compiling for {', '.join(f'sm_{a}' for a in archs)}; nothing runs on a GPU)"
-    lines = bench.header(meta, "Fused kernels: on-chip resources, from Triton's compiler")
+    lines = header(meta, "Fused kernels: on-chip resources, from Triton's compiler")
     lines += [
         "Batch 128, block_b 16, default num_warps. `shared` is the shared memory one program (block) needs; the "
         f"most a block may use is {', '.join(f'{v // 1024} KB on sm_{k}' for k, v in SHARED_PER_BLOCK.items())}. "
