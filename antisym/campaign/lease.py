@@ -26,6 +26,7 @@ from antisym.campaign import parity, progress
 from antisym.campaign.plan import Plan, PlannedRun, compose_run, planned_steps, run_state
 from antisym.campaign.records import UNKNOWN_COMMITS, pack
 from antisym.data.files import CIFAR_FILES, CIFAR_FOLDER, MNIST_FILES
+from antisym.training.packing import pack_key
 from antisym.training.rundir import SUMMARY_FILE, read_summary, write_json
 
 log = logging.getLogger("antisym")
@@ -165,8 +166,6 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
         code = 3
     elif report["parity"]["status"] == "passed":
         units.append(f"{parity.PARITY_DIR}/{report['parity']['key']}.json")
-    from antisym.training.packing import pack_key
-
     todo = [r for r in lease.plan.runs if code == 0 and run_state(lease.records, r).todo(lease.retry_failed)]
     while todo:
         time_limit = int(lease.budget_s - (lease.clock() - started) - lease.margin_s)
