@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from antisym.data import build_task
+from antisym.data import build_task, load_cifar10
 from antisym.training import run
 from tests.test_train import compose_cfg
 
@@ -16,9 +16,11 @@ def test_real_files_load_with_known_content(real_data_root):
     assert len(mnist) == 10000 and mnist.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     if not (real_data_root / "cifar-10-batches-py" / "test_batch").is_file():
         pytest.skip("real CIFAR-10 not available")
-    cifar = build_task({"name": "cifar10", "val_size": 5000}, real_data_root, "train", download=False)
-    assert len(cifar) == 50000 and cifar.labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
-    assert torch.bincount(cifar.labels).tolist() == [5000] * 10
+    _, labels = load_cifar10(real_data_root, train=True, download=False)  # the official counts: no allow_subset
+    assert len(labels) == 50000 and labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    assert torch.bincount(labels).tolist() == [5000] * 10
+    train = build_task({"name": "cifar10", "val_size": 5000}, real_data_root, "train", download=False)
+    assert len(train) == 45000  # 5,000 held out for validation
 
 
 @pytest.mark.slow
