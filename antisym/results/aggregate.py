@@ -30,6 +30,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from antisym.config import experiment_settings
+from antisym.results.curves import plot_learning_curves
 from antisym.results.paper import (
     BASELINES,
     CAPTIONS,
@@ -669,6 +670,11 @@ def write_tables(
     result = {table: build_rows([r for r in runs if r.table == table], table) for table in (1, 2)}
     for table in tables:
         text = render_table(table, result[table], [r for r in runs if r.table == table], roots, quick, note)
+        if plot_learning_curves(result[table], table, out_dir):
+            text += (
+                f"\nLearning curves: `table{table}_curves.png` (validation accuracy against iteration per row, mean "
+                "over seeds with a min-max band; a star at the final test accuracy reported, at its iteration count).\n"
+            )
         tmp = out_dir / f"table{table}.md.tmp"
         tmp.write_text(text)
         os.replace(tmp, out_dir / f"table{table}.md")

@@ -1,0 +1,91 @@
+"""Learning curves beside each table: what a reader looks at first to see whether a row converged or was cut short.
+
+Per row, validation accuracy against iteration for the row's reported configuration (or, while no run of it has a
+result, the configuration whose runs went furthest): the mean over seeds with a band from the lowest to the highest
+seed, and the paper's final number (a successor's: its authors' reported one) as a star at its iteration count.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from antisym.provenance import provenance
+from antisym.results.paper import COLUMNS, DATASETS, METHODS
+from antisym.training.rundir import METRICS_FILE, read_metrics
+
+
+def row_curve(row: Any) -> dict[str, Any] | None:
+    """The curve of one aggregate.RowResult, or None when none of its runs has a validation row yet."""
+    from antisym.results.aggregate import reference_iterations
+
+    def val_rows(cand: Any) -> list[list[dict]]:
+        return [[r for r in read_metrics(run.path / METRICS_FILE) if r["split"] == "val"] for run in cand.runs]
+
+    furthest = sorted(row.candidates, key=lambda c: max((int(r.get("steps") or 0) for r in c.runs), default=0))
+    cand = row.chosen or (furthest[-1] if furthest else None)
+    per_run = [rows for rows in val_rows(cand) if rows] if cand else []
+    if not per_run:
+        return None
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for rows in per_run:
+        for r in rows:
+            by_step[int(r["step"])].append(float(r["acc"]))
+    steps = sorted(by_step)
+    return {
+        "method": METHODS[row.model],
+        "model": row.model,
+        "dataset": row.dataset,
+        "config": cand.label,
+        "runs": len(per_run),
+        "steps": steps,
+        "mean": [statistics.fmean(by_step[s]) for s in steps],
+        "low": [min(by_step[s]) for s in steps],
+        "high": [max(by_step[s]) for s in steps],
+        "seeds_per_step": [len(by_step[s]) for s in steps],
+        "reference_acc": row.paper_acc,
+        "reference_iterations": reference_iterations(row.model, row.dataset),
+    }
+
+
+def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list[Path] | None:
+    """table<N>_curves.{png,pdf,json} in out_dir, one panel per column of the table; None when nothing to draw."""
+    from antisym.analysis.style import figure_style, plt, save_figure
+
+    started = time.time()
+    curves = [c for c in (row_curve(row) for row in rows) if c is not None]
+    if not curves:
+        return None
+    columns = DATASETS[table]
+    with figure_style():
+        fig, axes = plt.subplots(1, len(columns), figsize=(5.4 * len(columns), 3.8), squeeze=False)
+        for ax, dataset in zip(axes[0], columns, strict=True):
+            drawn = [c for c in curves if c["dataset"] == dataset]
+            for i, c in enumerate(drawn):
+                color = f"C{i}"
+                pct = [[100 * v for v in c[k]] for k in ("mean", "low", "high")]
+                ax.plot(
+                    c["steps"],
+                    pct[0],
+                    color=color,
+                    lw=1.4,
+                    marker="o",
+                    ms=3,
+                    label=f"{c['method']} ({c['runs']} seed(s))",
+                )
+                ax.fill_between(c["steps"], pct[1], pct[2], color=color, alpha=0.2, lw=0)
+                if c["reference_acc"] is not None and c["reference_iterations"]:
+                    ax.plot([c["reference_iterations"]], [c["reference_acc"]], marker="*", ms=11, color=color)
+            ax.set_title(f"{COLUMNS[dataset]} (star: the final test accuracy reported)")
+            ax.set_xlabel("iteration")
+            ax.set_ylabel("validation accuracy (%)")
+            if drawn:
+                ax.legend(loc="lower right")
+            else:
+                ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="#777777")
+        meta = provenance("antisym.results", {"table": table}, started) | {"curves": curves}
+        return save_figure(fig, out_dir, f"table{table}_curves", meta)

@@ -1,0 +1,36 @@
+"""Learning curves beside the tables, drawn from the runs' own metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+from antisym.results import write_tables
+from antisym.training.rundir import read_metrics
+from tests.test_results import tiny_run
+
+
+def test_tables_carry_learning_curves_from_the_runs_metrics(tiny_data, tmp_path):
+    root, _ = tiny_data
+    logs = tmp_path / "logs"
+    for seed in (0, 1):
+        tiny_run(root, logs / f"seed{seed}", "table1/asym_mnist", f"trainer.seed={seed}", "trainer.eval_every=1")
+    write_tables([logs], tmp_path / "out", (1,))
+    out = tmp_path / "out"
+    assert (out / "table1_curves.png").stat().st_size > 0 and (out / "table1_curves.pdf").is_file()
+    assert "`table1_curves.png`" in (out / "table1.md").read_text()
+    (curve,) = json.loads((out / "table1_curves.json").read_text())["curves"]
+    vals = [[r for r in read_metrics(logs / f"seed{s}" / "metrics.jsonl") if r["split"] == "val"] for s in (0, 1)]
+    assert curve["steps"] == [r["step"] for r in vals[0]] == [1, 2] and curve["runs"] == 2
+    for i in range(2):
+        accs = [v[i]["acc"] for v in vals]
+        assert curve["mean"][i] == statistics.fmean(accs) and (curve["low"][i], curve["high"][i]) == (
+            min(accs),
+            max(accs),
+        )
+    assert (curve["reference_acc"], curve["reference_iterations"]) == (98.0, 50_000)  # the paper's, at its length
+
+
+def test_no_curves_without_validation_rows(tmp_path):
+    write_tables([tmp_path / "nothing"], tmp_path / "out", (1,))
+    assert not (tmp_path / "out" / "table1_curves.png").exists()
