@@ -181,7 +181,8 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
 
     out = tmp_path / "results"
     rows = write_tables([logs], out, tables=(1,))
-    assert sorted(p.name for p in out.iterdir()) == ["rows.csv", "runs.csv", "table1.md"]  # table 2 not asked for
+    files = ["rows.csv", "runs.csv", "table1.md", "table1_curves.json", "table1_curves.pdf", "table1_curves.png"]
+    assert sorted(p.name for p in out.iterdir()) == files  # table 2 not asked for
 
     runs = list(csv.DictReader((out / "runs.csv").open()))
     assert len(runs) == 9 and {r["status"] for r in runs} == {"completed", "diverged", "failed", "incomplete"}
