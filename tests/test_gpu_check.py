@@ -199,3 +199,11 @@ def test_gpu_modules_import_without_hydra():
         "import antisym.gpu.benchmark, antisym.gpu.curves, antisym.gpu.parity, antisym.gpu.report, antisym.gpu.verdict"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+def test_training_curves_load_real_pmnist(real_data_root):
+    """The GPU check's curves read the real files through the training loader, with the training runs' split."""
+    from antisym.gpu.curves import load_pmnist
+
+    train, test = load_pmnist(real_data_root, torch.device("cpu"), tiny=False)
+    assert (len(train), len(test)) == (55_000, 10_000) and train.permutation is not None

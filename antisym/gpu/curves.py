@@ -45,7 +45,8 @@ def load_pmnist(root: Path | None, device: torch.device, tiny: bool):
         if not tiny:
             raise SystemExit("--data-root is required outside --dry-run (MNIST/raw/*-ubyte or *.gz)")
         return None, None
-    cfg = {"name": "pmnist", "val_size": 0, "split_seed": 0, "normalize": False, "permutation_seed": 0}
+    # The training runs' split (5,000 held out): the curves train on the same 55,000 images and evaluate on test.
+    cfg = {"name": "pmnist", "val_size": 5000, "split_seed": 0, "normalize": False, "permutation_seed": 0}
     return (
         build_task(cfg, str(root), "train", download=False).to(device),
         build_task(cfg, str(root), "test", download=False).to(device),
