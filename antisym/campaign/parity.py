@@ -20,6 +20,7 @@ import torch
 from antisym.gpu import DEFAULT_PRECISION
 from antisym.gpu.parity import TASK_CASES, check_parity
 from antisym.kernels import fused_unsupported_reason
+from antisym.provenance import device_description
 from antisym.training.rundir import write_json
 
 EULER = Path(__file__).resolve().parents[1] / "kernels" / "euler.py"
@@ -67,7 +68,7 @@ def ensure_parity(
         "kernel": str(EULER.relative_to(EULER.parents[2])),
         "torch": torch.__version__,
         "triton": _version("triton"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "device": device_description(str(device)),
         "precisions": sorted(precisions),
         "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_time_s": round(time.time() - started, 1),
