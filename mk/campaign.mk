@@ -10,6 +10,7 @@
 # builds it, pure Python). The records in results/runs/ are tracked, so each lease's copy of the tree resumes them.
 CAMPAIGN_PLAN ?= paper
 CAMPAIGN_BUDGET_S ?= 480
+CAMPAIGN_CHECK_S ?= 0     # >0: scripts/gpu_check.py first (a new kernel or device); the lease picks its launcher from it
 CAMPAIGN_RECORDS ?= results/runs
 CAMPAIGN_TABLES ?= results/campaign
 CAMPAIGN_WHEELS := hydra-core omegaconf antlr4-python3-runtime
@@ -24,7 +25,8 @@ campaign-wheels: venv
 
 gpu-campaign: campaign-wheels
 	$(MAKE) --no-print-directory devdata DEVDATA_SETS=mnist >/dev/null
-	$(PY) -m antisym.campaign command --plan $(CAMPAIGN_PLAN) --budget-s $(CAMPAIGN_BUDGET_S) --records $(CAMPAIGN_RECORDS)
+	$(PY) -m antisym.campaign command --plan $(CAMPAIGN_PLAN) --budget-s $(CAMPAIGN_BUDGET_S) --check-s $(CAMPAIGN_CHECK_S) \
+		--records $(CAMPAIGN_RECORDS)
 
 gpu-campaign-collect: venv
 	@test -n "$(FILES)" || { echo 'FILES="..." names the records-*.tar.gz a lease returned'; exit 2; }

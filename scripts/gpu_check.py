@@ -19,8 +19,10 @@
    CIFAR-10 shape, a fused pack of 16 at >= 10x the run-iterations/s of one solo fused run) against the numbers above,
    the default precision picked by criteria fixed before any GPU run, and the pack_size with the most
    run-iterations/s.
-Sections run in that order while --budget-s lasts; the report is rewritten after each one, so a cut-off run still
-leaves what it measured. Output: <out>/bench.md (the text for results/bench.md) and <out>/gpu_check.json.
+Sections run while --budget-s lasts, in the order 1, 2, 5b, 2b, 3, 4, 5, 6, 7 (the packed rows early: a campaign lease
+that runs this check first takes its launcher from them, python -m antisym.campaign run --gpu-check); the report is
+rewritten after each one, so a cut-off run still leaves what it measured. Output: <out>/bench.md (the text for
+results/bench.md) and <out>/gpu_check.json.
 
 GPU session (from the repo root; MNIST travels as a checked part, see the README's "Data on the GPU machine"):
     python3 scripts/devdata.py receive --part .devdata/p0 --dest /tmp/antisym-data && \
@@ -107,6 +109,13 @@ def main(argv=None) -> Path:
             ),
         ),
         ("speed pmnist", 30, lambda: speed(["pmnist"], "2. Training-iteration time, pMNIST shape", "speed_pmnist")),
+        (
+            "packed",
+            60,
+            lambda: benchmark.packed_section(
+                report, device, {"pmnist": shapes["pmnist"]}, counts(args.packed_r), args.iters, args.warmup, batch
+            ),
+        ),
         ("profile", 20, lambda: benchmark.profile_section(report, device, shapes["pmnist"], batch)),
         ("training curves", 60, lambda: curves.curves_section(report, device, root, args.train_steps, tiny)),
         (
@@ -119,13 +128,6 @@ def main(argv=None) -> Path:
             60,
             lambda: benchmark.sharing_section(
                 report, device, counts(args.sharing), args.iters, args.warmup, tiny, batch
-            ),
-        ),
-        (
-            "packed",
-            60,
-            lambda: benchmark.packed_section(
-                report, device, {"pmnist": shapes["pmnist"]}, counts(args.packed_r), args.iters, args.warmup, batch
             ),
         ),
         ("tuning", 30, lambda: benchmark.tuning_section(report, device, tiny)),

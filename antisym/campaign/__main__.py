@@ -2,9 +2,10 @@
 
 status   [--plan paper] [--records results/runs]        per block: runs completed / total, iterations done / planned
 next     [-n 10] [--data-root DIR]                      the runs the next lease trains, in order
-run      --budget-s 480 --data-root DIR --out DIR [--device auto] [--commit SHA]    one lease (on the device)
+run      --budget-s 480 --data-root DIR --out DIR [--device auto] [--commit SHA] [--gpu-check JSON]
+                                                        one lease (on the device)
 collect  FILES... [--tables results/campaign]           unpack + check a lease's archives, rebuild the tables
-command  [--budget-s 480]                               the device command and carry list (make gpu-campaign)
+command  [--budget-s 480] [--check-s 0]                 the device command and carry list (make gpu-campaign)
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ def cmd_next(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from antisym.campaign.lease import Lease, run_lease
+    from antisym.campaign.lease import Lease, launcher_from_check, run_lease
 
+    plan, why = load_plan(args.plan), None
+    if args.gpu_check is not None:
+        plan, why = launcher_from_check(plan, args.gpu_check)
+        logging.getLogger("antisym").info("campaign: launcher %s", why)
     lease = Lease(
-        plan=load_plan(args.plan),
+        plan=plan,
         records=args.records,
         data_root=args.data_root,
         out=args.out,
@@ -51,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         commit=args.commit,
         margin_s=args.margin_s,
         retry_failed=args.retry_failed,
+        launcher_why=why,
     )
     code, report = run_lease(lease)
     print((args.out / "progress.md").read_text())
@@ -78,7 +84,7 @@ def cmd_command(args: argparse.Namespace) -> int:
     from antisym.provenance import git_commit
 
     commit = args.commit or git_commit()
-    command, carry, total = prepare(args.plan, args.budget_s, commit)
+    command, carry, total = prepare(args.plan, args.budget_s, commit, check_s=args.check_s)
     if commit.endswith("-dirty"):
         print(f"NOTE: the working tree differs from {commit[:-6]}; the device runs it as it is, recorded as {commit}.")
     print(f"Device call (carries {total / 2**20:.1f} MiB of the 64 MiB allowed; timeout_s 600):")
@@ -108,13 +114,20 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--commit", default=None, help="git commit the records name where the copy has no .git")
     run.add_argument("--margin-s", type=float, default=60.0, help="kept back for the last evaluation and packing")
     run.add_argument("--retry-failed", action="store_true", help="train failed runs again (resuming)")
+    run.add_argument(
+        "--gpu-check",
+        type=Path,
+        default=None,
+        help="gpu_check.json of this device: packed or solo as its packed rows measured best",
+    )
     run.set_defaults(func=cmd_run)
     col = sub.add_parser("collect", parents=[common])
     col.add_argument("files", nargs="+", type=Path, help="records-*.tar.gz from a lease")
     col.add_argument("--tables", type=Path, default=Path("results/campaign"), help="where the tables go")
     col.set_defaults(func=cmd_collect)
     cmd = sub.add_parser("command", parents=[common])
-    cmd.add_argument("--budget-s", type=float, default=480.0)
+    cmd.add_argument("--budget-s", type=float, default=480.0, help="the lease's seconds (with --check-s: the call's)")
+    cmd.add_argument("--check-s", type=float, default=0.0, help="run scripts/gpu_check.py first for this long")
     cmd.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
     cmd.set_defaults(func=cmd_command)
     return ap

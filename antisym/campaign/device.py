@@ -22,6 +22,8 @@ DEST = "/tmp/antisym-data"
 CARRY_LIMIT = 64 << 20
 MAX_CARRY = 8
 MAX_COMMAND = 2000
+CHECK_OUT = "/tmp/gpu_check"
+CHECK_ARGS = "--train-steps 150 --sharing 1,4"  # a shorter check, so that the lease keeps most of the call
 
 
 def path_bytes(path: Path) -> int:
@@ -48,27 +50,44 @@ def data_parts(devdata: Path) -> list[str]:
     return [f"{DEVDATA}/{part['folder']}" for part in json.loads(manifest.read_text())["parts"]]
 
 
-def device_command(plan: str, budget_s: float, commit: str, parts: list[str]) -> str:
+def device_command(plan: str, budget_s: float, commit: str, parts: list[str], check_s: float = 0) -> str:
+    """The lease's shell command. With check_s, scripts/gpu_check.py runs first for about check_s seconds (its
+    report comes back as gpu_check.tar.gz), the lease takes its launcher from the packed rows, and budget_s is the
+    whole call's: the lease gets what the check left."""
     receive = [f"python3 scripts/devdata.py receive --part {p} --dest {DEST}" for p in parts]
+    lease = f"--budget-s {budget_s:g}"
+    check = []
+    if check_s > 0:
+        check = [
+            f"mkdir -p {CHECK_OUT}",
+            f"PYTHONUNBUFFERED=1 timeout {check_s + 90:g} python3 scripts/gpu_check.py --data-root {DEST}/root "
+            f"--out {CHECK_OUT} --commit {shlex.quote(commit)} --budget-s {check_s:g} {CHECK_ARGS} 2>&1 "
+            f"| tee {CHECK_OUT}/gpu_check.log",
+            f"tar czf $OUT/gpu_check.tar.gz -C {Path(CHECK_OUT).parent} {Path(CHECK_OUT).name}",
+        ]
+        lease = f"--budget-s $(({budget_s:.0f} - SECONDS)) --gpu-check {CHECK_OUT}/gpu_check.json"
     steps = [
         "set -o pipefail",
         f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "
         f"{WHEELS}/*.whl && export PYTHONPATH=/tmp/site || exit",
         " && ".join([*receive, f"python3 scripts/devdata.py assemble --dest {DEST} --root {DEST}/root"]) + " || exit",
-        f"PYTHONUNBUFFERED=1 python3 -m antisym.campaign run --plan {shlex.quote(plan)} --budget-s {budget_s:g} "
+        *check,
+        f"PYTHONUNBUFFERED=1 python3 -m antisym.campaign run --plan {shlex.quote(plan)} {lease} "
         f"--data-root {DEST}/root --out $OUT --commit {shlex.quote(commit)} 2>&1 | tee $OUT/campaign.log",
     ]
     return "; ".join(steps)
 
 
-def prepare(plan: str, budget_s: float, commit: str, repo: Path = REPO) -> tuple[str, list[str], int]:
+def prepare(
+    plan: str, budget_s: float, commit: str, repo: Path = REPO, check_s: float = 0
+) -> tuple[str, list[str], int]:
     """(the device command, the carry list, the bytes that travel); UserError where it would not fit."""
     wheels = sorted((repo / WHEELS).glob("*.whl"))
     if not wheels:
         raise UserError(f"no wheels in {repo / WHEELS}: make gpu-campaign builds them")
     carry = [WHEELS, *data_parts(repo / DEVDATA)]
     total = tree_bytes(repo) + sum(path_bytes(repo / c) for c in carry)
-    command = device_command(plan, budget_s, commit, carry[1:])
+    command = device_command(plan, budget_s, commit, carry[1:], check_s)
     if total >= CARRY_LIMIT:
         raise UserError(f"the call would carry {total / 2**20:.1f} MiB, over the device's 64 MiB: pack MNIST only")
     if len(carry) > MAX_CARRY or len(command) > MAX_COMMAND:

@@ -11,12 +11,13 @@ stops answering stops it too, and the run it broke is put back as it was, so no 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,27 @@ class Lease:
     margin_s: float = 60.0  # kept back from the last run: its final evaluation and the packing
     min_run_s: float = 30.0  # no run is started on less
     retry_failed: bool = False
+    launcher_why: str | None = None  # how the launcher was chosen, where the GPU check chose it
     clock: Callable[[], float] = time.monotonic
+
+
+def launcher_from_check(plan: Plan, gpu_check: Path) -> tuple[Plan, str]:
+    """The plan with the launcher the GPU check measured best at the pMNIST shape, and why: packed with the
+    recommended pack_size where a fused pack beat everything else; solo where a solo run (or an eager pack, which the
+    campaign does not run: model.impl=auto packs run fused) did; the plan as it is where nothing was measured."""
+    from antisym.gpu.verdict import pack_size
+
+    try:
+        pick = pack_size(json.loads(gpu_check.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return plan, f"{plan.launcher} as planned: no packed rows in {gpu_check} ({type(err).__name__}: {err})"
+    if pick is None:
+        return plan, f"{plan.launcher} as planned: no packed rows in {gpu_check}"
+    measured = f"{pick['variant']}, R = {pick['R']}, {pick['run_iters_per_s']:.1f} run-iterations/s"
+    if pick["pack_size"] > 1 and pick["variant"].startswith("fused"):
+        size = pick["pack_size"]
+        return replace(plan, launcher="packed", pack_size=size), f"packed, pack_size {size} (best measured: {measured})"
+    return replace(plan, launcher="solo", pack_size=1), f"solo (best measured: {measured})"
 
 
 def missing_data(cfg: dict[str, Any], root: Path) -> list[str]:
@@ -155,6 +176,7 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
         "commit": lease.commit,
         "device": str(device),
         "budget_s": lease.budget_s,
+        "launcher": lease.launcher_why or f"{lease.plan.launcher} (pack_size {lease.plan.pack_size})",
         "blocks_before": progress.blocks(lease.plan, lease.records, planned),
         "runs": [],
         "archives": [],
@@ -210,7 +232,9 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
         if stop is not None:
             report["stopped"] = stop
             break
-    archives = pack(lease.records, units, lease.out, MAX_FILES_BACK - len(REPORT_FILES)) if units else []
+    others = [p for p in lease.out.glob("*") if p.name not in REPORT_FILES] if lease.out.is_dir() else []
+    room = MAX_FILES_BACK - len(REPORT_FILES) - len(others)  # what is already there (a GPU check's report) travels too
+    archives = pack(lease.records, units, lease.out, max(room, 1)) if units else []
     report.update(
         archives=[a.name for a in archives],
         blocks_after=progress.blocks(lease.plan, lease.records, planned),

@@ -70,6 +70,7 @@ def write_report(report: Mapping[str, Any], out: Path) -> None:
         "",
         f"- commit {report['commit'] or 'from git'}, device {report['device']}, budget {report['budget_s']:g} s, "
         f"wall {report.get('wall_s', 0):g} s",
+        f"- launcher: {report.get('launcher', '?')}",
         f"- parity: {par['status']}"
         + (f" ({par.get('reason') or par.get('key')})" if par["status"] != "failed" else ""),
         *(f"  - {why}" for why in par.get("why", [])),
