@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,11 @@ from antisym.campaign import parity
 from antisym.campaign.__main__ import main
 from antisym.campaign.device import MAX_COMMAND, device_command
 from antisym.campaign.lease import Lease, run_lease
-from antisym.campaign.plan import expand, load_plan, plan_path
+from antisym.campaign.plan import compose_run, expand, load_plan, plan_path
 from antisym.campaign.records import RecordError, collect, pack
 from antisym.errors import ConfigError
 from antisym.gpu.parity import ParityResult
+from antisym.training.packing import pack_key
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -56,7 +58,7 @@ COMMIT = "cafe0123"
 
 def test_paper_plan_order_and_presets():
     plan = load_plan("paper")
-    assert plan.launcher == "solo"
+    assert (plan.launcher, plan.pack_size) == ("packed", 32)
     assert plan.blocks == ("table1", "table2_noisy", "table2_pixel", "table1_lstm", "fig2", "baselines")
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -73,6 +75,10 @@ def test_paper_plan_order_and_presets():
     ]  # fmt: skip
     fig2 = plan.block_runs("fig2")
     assert {r.overrides[-1] for r in fig2} == {"trainer.seed=0"}
+    # Table 1 packs as two packs of 6 (3 seeds x MNIST and pMNIST of one cell), every member at fp32 precision.
+    composed = [compose_run(r, [])[0] for r in plan.block_runs("table1")]
+    assert sorted(Counter(pack_key(c) for c in composed).values()) == [6, 6]
+    assert {c["model"]["precision"] for c in composed} == {"ieee"}
     assert "dataset.seq_len=800" in fig2[-1].overrides and fig2[-1].preset == "table2/lstm_noisy_cifar10"
     for run in plan.runs:
         assert (REPO / "conf" / "experiment" / f"{run.preset}.yaml").is_file(), run.preset
@@ -249,3 +255,40 @@ def test_device_command_fits():
     assert "receive --part .devdata/p0" in command and "assemble" in command
     assert f"--budget-s 480 --data-root /tmp/antisym-data/root --out $OUT --commit {COMMIT}" in command
     assert lease_mod.MAX_FILES_BACK == 8
+
+
+def test_device_command_with_the_gpu_check_first():
+    command = device_command("paper", 570, COMMIT, [".devdata/p0"], check_s=250)
+    assert len(command) <= MAX_COMMAND
+    check, lease = command.index("scripts/gpu_check.py"), command.index("antisym.campaign run")
+    assert check < lease and "--budget-s 250" in command[check:lease] and "timeout 340" in command[:check]
+    assert "--budget-s $((570 - SECONDS)) --gpu-check /tmp/gpu_check/gpu_check.json" in command[lease:]
+    assert "tar czf $OUT/gpu_check.tar.gz" in command[check:lease]  # one file back for the check's report
+
+
+def packed_check(tmp_path: Path, rows: dict[tuple[str, int], float]) -> Path:
+    """A gpu_check.json whose section 5b holds pMNIST rows {(variant, R): ms per pack iteration}."""
+    from dataclasses import asdict
+
+    from antisym.gpu.benchmark import PackedRow
+
+    packed = [
+        asdict(PackedRow("pmnist", "asym", v, 128, 784, 1, 128, 9674, ms, ms, None, [ms], R=R, packed=" packed" in v))
+        for (v, R), ms in rows.items()
+    ]
+    path = tmp_path / "gpu_check.json"
+    path.write_text(json.dumps({"meta": {}, "packed": packed}))
+    return path
+
+
+def test_lease_takes_its_launcher_from_the_gpu_checks_packed_rows(tmp_path):
+    plan = load_plan("paper")
+    solo_x_r = {("fused[ieee] solo x R", 1): 10.0, ("fused[ieee] solo x R", 8): 80.0}
+    fused_wins = packed_check(tmp_path, {**solo_x_r, ("fused[ieee] packed", 8): 20.0, ("eager packed", 8): 200.0})
+    chosen, why = lease_mod.launcher_from_check(plan, fused_wins)
+    assert (chosen.launcher, chosen.pack_size) == ("packed", 8) and "fused[ieee] packed" in why
+    # an eager pack is not what model.impl=auto would train: the campaign stays with solo fused runs
+    eager_wins = packed_check(tmp_path, {**solo_x_r, ("fused[ieee] packed", 8): 120.0, ("eager packed", 8): 40.0})
+    assert lease_mod.launcher_from_check(plan, eager_wins)[0].pack_size == 1
+    chosen, why = lease_mod.launcher_from_check(plan, tmp_path / "absent.json")
+    assert chosen == plan and "as planned" in why

@@ -18,6 +18,7 @@ if "antisym.kernels.euler" not in sys.modules:  # as tests/test_kernels.py: befo
 
 from antisym.gpu import DEFAULT_PRECISION  # noqa: E402
 from antisym.gpu.benchmark import TINY_SHAPES, PackedRow, run_packed  # noqa: E402
+from antisym.gpu.curves import REFERENCE  # noqa: E402
 from antisym.gpu.parity import Tolerances, check_parity, judge, parity_lines  # noqa: E402
 from antisym.gpu.report import Report  # noqa: E402
 from antisym.gpu.verdict import LOSS_GAP, PACK_OF_16, SPEED_TARGETS, verdict, verdict_lines  # noqa: E402
@@ -123,6 +124,23 @@ def test_verdict_without_a_passing_precision_keeps_eager():
     assert v["chosen"] is None and all("no training curves" in why for why in v["precisions"].values())
     assert all(t["passed"] is None for t in v["targets"])  # nothing to compare with: not measured
     assert "none passes: keep impl=eager" in "\n".join(verdict_lines(v))
+
+
+def test_curve_gap_is_judged_against_the_fp64_rounding_floor():
+    """Where fp32 eager itself is 0.3 from fp64 eager, a fused curve 0.5 from fp32 eager is within 2x that floor; one
+    0.7 away is not; without the reference curve the fixed LOSS_GAP alone applies."""
+    raw = hand_made_result({("pmnist", "asym", "fused[ieee]"): 5.0})
+    eager = {"loss": [2.0, 1.5, 1.2], "test_acc": 0.60, "seconds": 1.0}
+    ref = {"loss": [2.0, 1.8, 1.2], "test_acc": 0.60, "seconds": 1.0}
+    near = {"loss": [2.0, 2.0, 1.2], "test_acc": 0.60, "seconds": 1.0}
+    far = {"loss": [2.0, 2.2, 1.2], "test_acc": 0.60, "seconds": 1.0}
+    curves = {REFERENCE: ref, "eager": eager, "fused[ieee]": near, "fused[tf32x3]": far}
+    raw["training"] = {"asym": curves, "gated": curves}
+    ok = verdict(raw)["precisions"]
+    assert ok["ieee"] == "ok"
+    assert "loss gap 0.700 > 0.600" in ok["tf32x3"]
+    del curves[REFERENCE]
+    assert "loss gap 0.500 > 0.050" in verdict(raw)["precisions"]["ieee"]
 
 
 def packed_rows(ms_by_r: dict[int, float], variant: str = "eager packed") -> list[dict]:

@@ -331,3 +331,43 @@ def test_summary_records_a_dirty_tree(tiny_data, tmp_path):
     root, _ = tiny_data
     summary = run(compose_cfg(root), tmp_path)
     assert isinstance(summary["git_dirty"], bool) and len(summary["git_commit"]) == 40
+
+
+# ------------------------------------------------------------------------------------------ checkpoints across devices
+
+
+def test_sampler_checkpoint_is_small_and_continues_the_same_order():
+    from antisym.training.trainer import BatchSampler
+
+    full = BatchSampler(55000, 128, seed=3)
+    expected = [full.next() for _ in range(1000)]  # crosses two epoch boundaries (429 batches an epoch)
+    cut = BatchSampler(55000, 128, seed=3)
+    for _ in range(600):
+        cut.next()
+    state = cut.state_dict()
+    assert sum(v.numel() * v.element_size() for v in state.values() if isinstance(v, torch.Tensor)) < 10_000
+    resumed = BatchSampler(55000, 128, seed=99)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(resumed.next(), idx) for idx in expected[600:])
+    # a checkpoint written before the compact state (it held the order itself) continues the same way
+    old = BatchSampler(55000, 128, seed=3)
+    for _ in range(600):
+        old.next()
+    legacy = {"generator": old.generator.get_state(), "order": old.order.clone(), "pos": old.pos}
+    resumed = BatchSampler(55000, 128, seed=99)
+    resumed.load_state_dict(legacy)
+    assert all(torch.equal(resumed.next(), idx) for idx in expected[600:])
+
+
+def test_noise_state_from_another_kind_of_device_starts_a_new_stream():
+    from antisym.training.checkpoint import restore_noise
+
+    gen = torch.Generator().manual_seed(5)
+    saved = gen.get_state()
+    first = torch.rand(4, generator=gen)
+    restore_noise(gen, saved, step=10)  # same kind: exactly where it was
+    assert torch.equal(torch.rand(4, generator=gen), first)
+    cuda_state = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state: seed and offset, 16 bytes
+    restore_noise(gen, cuda_state, step=10)
+    assert gen.initial_seed() == 15
+    assert torch.equal(torch.rand(4, generator=gen), torch.rand(4, generator=torch.Generator().manual_seed(15)))

@@ -90,7 +90,7 @@ def cmd_command(args: argparse.Namespace) -> int:
     print(f"Device call (carries {total / 2**20:.1f} MiB of the 64 MiB allowed; timeout_s 600):")
     print(f"  carry: {carry}")
     print(f"  command: {command}")
-    print(f'Then: make gpu-campaign-collect FILES="$(ls <files_at>/records-*.tar.gz)" (records into {args.records})')
+    print(f'Then: make gpu-campaign-collect FILES="<files_at>/records-*.tar.gz" (records into {args.records})')
     return 0
 
 

@@ -53,12 +53,14 @@ def default_variants() -> list[tuple[str, str]]:
     return [("eager", DEFAULT_PRECISION)] + [("fused", p) for p in PRECISIONS]
 
 
-def model_cfg(name: str, n: int, impl: str, precision: str = DEFAULT_PRECISION) -> dict:
+def model_cfg(
+    name: str, n: int, impl: str, precision: str = DEFAULT_PRECISION, eps: float = EPS, gamma: float = GAMMA
+) -> dict:
     return {
         "name": name,
         "hidden_size": n,
-        "eps": EPS,
-        "gamma": GAMMA,
+        "eps": eps,
+        "gamma": gamma,
         "init_std": 1.0,
         "impl": impl,
         "precision": precision,

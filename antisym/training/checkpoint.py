@@ -6,6 +6,7 @@ A checkpoint is written to a temporary file and renamed into place, so a crash n
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import torch
 from torch import nn
 
 from antisym.errors import CheckpointError
+
+log = logging.getLogger("antisym")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -48,6 +51,23 @@ def save_train_state(path: Path, **state: Any) -> None:
     atomic_save(state, path)
 
 
+def restore_noise(noise_gen: torch.Generator, saved: torch.Tensor, step: int) -> None:
+    """The noise generator's state, where it was saved on this kind of device. A CUDA generator's state cannot seed
+    a CPU one (nor the reverse): a run resumed on the other kind draws its noise (the padding of noise-padded
+    CIFAR-10) from a new stream, seeded from the run's noise seed and the step, and says so."""
+    if saved.numel() == noise_gen.get_state().numel():
+        noise_gen.set_state(saved)
+        return
+    noise_gen.manual_seed(noise_gen.initial_seed() + step)
+    log.warning(
+        "the checkpoint's noise generator state comes from another kind of device than %s: from step %d the "
+        "noise is a new stream (seed %d); everything else resumes exactly",
+        noise_gen.device,
+        step,
+        noise_gen.initial_seed(),
+    )
+
+
 def restore_train_state(
     state: dict[str, Any], path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sampler, noise_gen
 ) -> dict[str, Any]:
@@ -57,7 +77,7 @@ def restore_train_state(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
-        noise_gen.set_state(state["noise_gen"])
+        restore_noise(noise_gen, state["noise_gen"], state.get("step", 0))
     except (KeyError, RuntimeError, ValueError) as err:
         raise CheckpointError(
             f"{path} does not fit this run's model or optimizer ({type(err).__name__}: {str(err).splitlines()[0]}). "

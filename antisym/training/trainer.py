@@ -62,28 +62,39 @@ def resolve_device(name: str) -> torch.device:
 
 
 class BatchSampler:
-    """Shuffled epochs of training indices from a seeded generator; its state goes into checkpoints."""
+    """Shuffled epochs of training indices from a seeded generator. A checkpoint holds the generator's state at the
+    start of the epoch and the position in it (a few kB, not the 55,000-index order): the order is drawn again."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
         self.n, self.batch_size = n, min(batch_size, n)
         self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(n, generator=self.generator)
+        self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        self.epoch_state: torch.Tensor | None = self.generator.get_state()
+        self.order = torch.randperm(self.n, generator=self.generator)
         self.pos = 0
 
     def next(self) -> torch.Tensor:
         if self.pos + self.batch_size > self.n:  # drop the ragged tail, start a new epoch
-            self.order = torch.randperm(self.n, generator=self.generator)
-            self.pos = 0
+            self._new_epoch()
         idx = self.order[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
         return idx
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "order": self.order, "pos": self.pos}
+        if self.epoch_state is None:  # resumed from an order-holding checkpoint, until its epoch ends
+            return {"generator": self.generator.get_state(), "order": self.order, "pos": self.pos}
+        return {"epoch_generator": self.epoch_state, "pos": self.pos}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.order, self.pos = state["order"], state["pos"]
+        if "order" in state:  # checkpoints written before 2026-11-27 hold the order itself
+            self.generator.set_state(state["generator"])
+            self.order, self.pos, self.epoch_state = state["order"], state["pos"], None
+            return
+        self.generator.set_state(state["epoch_generator"])
+        self._new_epoch()
+        self.pos = state["pos"]
 
 
 @torch.no_grad()
@@ -324,7 +335,10 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
 
 def _fail(member: Member, err: BaseException) -> BaseException:
     member.status = "failed"
-    member.summary.update(status="failed", error=f"{type(err).__name__}: {err}", wall_time_s=time.time() - member.t0)
+    on_disk = max(member.step, (member.state or {}).get("step", 0))  # a checkpoint that failed to load still holds it
+    member.summary.update(
+        status="failed", steps=on_disk, error=f"{type(err).__name__}: {err}", wall_time_s=time.time() - member.t0
+    )
     write_json(member.summary, member.run_dir / SUMMARY_FILE)
     return err
 
