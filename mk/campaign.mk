@@ -9,7 +9,7 @@
 # the versions in .venv, travel in the git-ignored .whl/campaign (antlr4 4.9.3 exists only as an sdist: pip wheel
 # builds it, pure Python). The records in results/runs/ are tracked, so each lease's copy of the tree resumes them.
 CAMPAIGN_PLAN ?= paper
-CAMPAIGN_BUDGET_S ?= 480
+CAMPAIGN_BUDGET_S ?= 540
 CAMPAIGN_CHECK_S ?= 0     # >0: scripts/gpu_check.py first (a new kernel or device); the lease picks its launcher from it
 CAMPAIGN_RECORDS ?= results/runs
 CAMPAIGN_TABLES ?= results/campaign

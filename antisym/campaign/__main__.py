@@ -2,10 +2,10 @@
 
 status   [--plan paper] [--records results/runs]        per block: runs completed / total, iterations done / planned
 next     [-n 10] [--data-root DIR]                      the runs the next lease trains, in order
-run      --budget-s 480 --data-root DIR --out DIR [--device auto] [--commit SHA] [--gpu-check JSON]
+run      --budget-s 540 --data-root DIR --out DIR [--device auto] [--commit SHA] [--gpu-check JSON]
                                                         one lease (on the device)
 collect  FILES... [--tables results/campaign]           unpack + check a lease's archives, rebuild the tables
-command  [--budget-s 480] [--check-s 0]                 the device command and carry list (make gpu-campaign)
+command  [--budget-s 540] [--check-s 0]                 the device command and carry list (make gpu-campaign)
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
     col.add_argument("--tables", type=Path, default=Path("results/campaign"), help="where the tables go")
     col.set_defaults(func=cmd_collect)
     cmd = sub.add_parser("command", parents=[common])
-    cmd.add_argument("--budget-s", type=float, default=480.0, help="the lease's seconds (with --check-s: the call's)")
+    cmd.add_argument("--budget-s", type=float, default=540.0, help="the lease's seconds (with --check-s: the call's)")
     cmd.add_argument("--check-s", type=float, default=0.0, help="run scripts/gpu_check.py first for this long")
     cmd.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
     cmd.set_defaults(func=cmd_command)
