@@ -35,9 +35,10 @@ def main(argv=None) -> None:
     train, test = curves.load_pmnist(curves.mnist_root(args.data_root), device, tiny=False)
     rows = {}
     for eps in (float(e) for e in args.eps.split(",")):
-        curves.CURVE_EPS = eps  # the curves' setting, as the GPU check would train it at this eps
         pair = {
-            name: curves.train_curve(args.cell, "eager", "ieee", train, test, device, args.steps, 128, 128, False, dt)
+            name: curves.train_curve(
+                args.cell, "eager", "ieee", train, test, device, args.steps, 128, 128, False, dt, eps=eps
+            )
             for name, dt in (("fp32", torch.float32), ("fp64", torch.float64))
         }
         gap = curves.loss_gap(pair["fp32"], pair["fp64"])

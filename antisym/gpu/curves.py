@@ -113,11 +113,12 @@ def train_curve(
     batch: int,
     tiny: bool,
     dtype: torch.dtype = torch.float32,
+    eps: float = CURVE_EPS,
 ):
     """One variant's curve: mean training loss every steps/10 steps, test accuracy after the last, wall time."""
     every = max(1, steps // 10)
     torch.manual_seed(0)
-    cfg = model_cfg(name, n, impl, precision, eps=CURVE_EPS, gamma=CURVE_GAMMA)
+    cfg = model_cfg(name, n, impl, precision, eps=eps, gamma=CURVE_GAMMA)
     model = build_model(cfg, 1, 10).to(device=device, dtype=dtype)
     opt = torch.optim.Adagrad(model.parameters(), lr=0.1)
     losses, window, t0 = [], [], time.time()
