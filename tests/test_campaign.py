@@ -17,7 +17,7 @@ from antisym.campaign import parity
 from antisym.campaign.__main__ import main
 from antisym.campaign.device import MAX_COMMAND, device_command
 from antisym.campaign.lease import Lease, run_lease
-from antisym.campaign.plan import compose_run, expand, load_plan, plan_path
+from antisym.campaign.plan import compose_run, expand, load_plan, plan_path, resolve, run_state
 from antisym.campaign.records import RecordError, collect, pack
 from antisym.errors import ConfigError
 from antisym.gpu.parity import ParityResult
@@ -59,26 +59,37 @@ COMMIT = "cafe0123"
 def test_paper_plan_order_and_presets():
     plan = load_plan("paper")
     assert (plan.launcher, plan.pack_size) == ("packed", 32)
-    assert plan.blocks == ("table1", "table2_noisy", "table2_pixel", "table1_lstm", "fig2", "baselines")
+    assert plan.blocks == (
+        "table1_screen", "table1", "table2_noisy", "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
+    )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
+        "table1_screen": 64,
         "table1": 12,
         "table2_noisy": 12,
         "table2_pixel": 12,
         "table1_lstm": 6,
         "fig2": 28,
         "baselines": 12,
+        "table1_preset": 6,
     }
     # Seeds are the outer loop: every Table 1 row gets seed 0 before any gets seed 1.
-    assert [r.name for r in plan.runs[:5]] == [
+    assert [r.name for r in plan.block_runs("table1")[:5]] == [
         "asym_mnist_seed0", "gated_mnist_seed0", "asym_pmnist_seed0", "gated_pmnist_seed0", "asym_mnist_seed1",
     ]  # fmt: skip
+    # The screen's 16 points of a cell's MNIST and pMNIST rows are one pack of 32; Table 1 waits for its choice.
+    screen = [compose_run(r, [])[0] for r in plan.block_runs("table1_screen")]
+    assert sorted(Counter(pack_key(c) for c in screen).values()) == [32, 32]
+    assert {c["trainer"]["max_steps"] for c in screen} == {5000}
+    assert all(r.waiting and r.select == "table1_screen" for r in plan.block_runs("table1"))
     fig2 = plan.block_runs("fig2")
     assert {r.overrides[-1] for r in fig2} == {"trainer.seed=0"}
     # Table 1 packs as two packs of 6 (3 seeds x MNIST and pMNIST of one cell), every member at fp32 precision.
     composed = [compose_run(r, [])[0] for r in plan.block_runs("table1")]
     assert sorted(Counter(pack_key(c) for c in composed).values()) == [6, 6]
     assert {c["model"]["precision"] for c in composed} == {"ieee"}
+    preset = [compose_run(r, [])[0] for r in plan.block_runs("table1_preset")]  # the first lease's pack of 6
+    assert len({pack_key(c) for c in preset}) == 1 and {c["optimizer"]["lr"] for c in preset} == {0.1}
     assert "dataset.seq_len=800" in fig2[-1].overrides and fig2[-1].preset == "table2/lstm_noisy_cifar10"
     for run in plan.runs:
         assert (REPO / "conf" / "experiment" / f"{run.preset}.yaml").is_file(), run.preset
@@ -94,6 +105,76 @@ def test_plan_refuses_other_launchers_and_shared_dirs():
     twice = {"blocks": [{"name": "b", "runs": ["table1/asym_mnist", "table1/asym_mnist"]}]}
     with pytest.raises(ConfigError, match="share a directory"):
         expand(twice, "x")
+
+
+SCREEN_PLAN = {
+    "seeds": [0, 1],
+    "overrides": [*TINY, "trainer.max_steps=2", "trainer.eval_every=2"],
+    "blocks": [
+        {"name": "screen", "seeds": [0], "runs": [
+            {"preset": "table1/asym_mnist", "grid": {"optimizer.lr": [0.1, 0.3], "model.gamma": [0.01, 0.1]}},
+            {"preset": "table1/asym_pmnist", "grid": {"optimizer.lr": [0.1, 0.3]}},
+        ]},
+        {"name": "seeds", "runs": [{"preset": "table1/asym_mnist", "select": "screen"},
+                                   {"preset": "table1/asym_pmnist", "overrides": ["trainer.max_steps=3"],
+                                    "select": "screen"}]},
+    ],
+}  # fmt: skip
+
+
+def screen_record(records: Path, run: str, status: str, val: float | None) -> None:
+    (records / run).mkdir(parents=True)
+    (records / run / "summary.json").write_text(json.dumps({"status": status, "steps": 2, "best_val_acc": val}))
+
+
+def test_select_takes_the_screens_best_point_once_it_is_finished(tmp_path, capsys):
+    plan, records = expand(SCREEN_PLAN, "screen"), tmp_path / "records"
+    mnist = [r for r in plan.block_runs("screen") if r.preset == "table1/asym_mnist"]
+    assert [r.point for r in mnist][:2] == [
+        ("optimizer.lr=0.1", "model.gamma=0.01"),
+        ("optimizer.lr=0.1", "model.gamma=0.1"),
+    ]
+    for run, val in zip(mnist, [0.5, 0.7, 0.9, 0.6], strict=True):
+        screen_record(records, run.rel_dir, "completed" if val != 0.9 else "interrupted", val)
+    # One point unfinished: every seed of that row waits, and a lease has nothing of it to train.
+    waiting = [r for r in resolve(plan, records).block_runs("seeds") if r.preset == "table1/asym_mnist"]
+    assert [run_state(records, r).status for r in waiting] == ["waiting", "waiting"]
+    assert not any(run_state(records, r).todo(retry_failed=True) for r in waiting)
+    # Finished (a diverged point counts as finished and is never chosen): the best validation accuracy wins.
+    shutil.rmtree(records / mnist[2].rel_dir)
+    screen_record(records, mnist[2].rel_dir, "diverged", 0.95)
+    seeds = [r for r in resolve(plan, records).block_runs("seeds") if r.preset == "table1/asym_mnist"]
+    assert {r.chosen for r in seeds} == {mnist[1].rel_dir}
+    assert seeds[1].overrides[-3:] == ("optimizer.lr=0.1", "model.gamma=0.1", "trainer.seed=1")
+    assert compose_run(seeds[0])[0]["model"]["gamma"] == 0.1 and run_state(records, seeds[0]).status == "missing"
+    # The pMNIST row still waits for its own points (none recorded).
+    assert main(["next", "--plan", _write_plan(tmp_path, SCREEN_PLAN), "--records", str(records)]) == 0
+    assert "waiting for a screen to finish: screen (table1/asym_pmnist)" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="needs no grid of its own and a block listed before"):
+        expand({"blocks": [{"name": "b", "runs": [{"preset": "table1/asym_mnist", "select": "later"}]},
+                           {"name": "later", "runs": ["table1/asym_mnist"]}]}, "x")  # fmt: skip
+
+
+def test_a_lease_trains_the_screen_then_the_seeds_at_its_choice(tiny_data, tmp_path):
+    root, _ = tiny_data
+    plan = expand({**SCREEN_PLAN, "launcher": "packed", "pack_size": 8}, "screen")
+    records = tmp_path / "records"
+    code, report = run_lease(Lease(plan, records, root, tmp_path / "out", budget_s=600, margin_s=0, min_run_s=1,
+                                   commit=COMMIT))  # fmt: skip
+    assert code == 0 and report["stopped"] == "plan done"
+    trained = [r["run"] for r in report["runs"]]
+    assert trained[:6] == [r.rel_dir for r in plan.block_runs("screen")] and len(trained) == 10
+    for row in ("asym_mnist", "asym_pmnist"):
+        points = [r for r in plan.block_runs("screen") if r.preset == f"table1/{row}"]
+        vals = [json.loads((records / r.rel_dir / "summary.json").read_text())["best_val_acc"] for r in points]
+        best = points[vals.index(max(vals))]
+        for seed in (0, 1):
+            entry = next(r for r in report["runs"] if r["run"] == f"seeds/{row}_seed{seed}")
+            assert entry["chosen"] == best.rel_dir and entry["after"]["status"] == "completed"
+            cfg = (records / "seeds" / f"{row}_seed{seed}" / "overrides.yaml").read_text()
+            assert all(o in cfg for o in best.point)
+    steps = json.loads((records / "seeds" / "asym_pmnist_seed1" / "summary.json").read_text())["steps"]
+    assert steps == 3  # the entry's own overrides stay under the chosen point
 
 
 def mnist_only(root: Path, tmp: Path) -> Path:
@@ -188,9 +269,9 @@ def test_packed_lease_trains_a_blocks_compatible_runs_as_one_pack(tiny_data, tmp
     assert summary(tmp_path / "records", "lstm_mnist_seed0").get("pack") is None  # the LSTM trains alone
 
 
-def _write_plan(tmp_path: Path) -> str:
+def _write_plan(tmp_path: Path, spec: dict = TINY_PLAN) -> str:
     path = tmp_path / "tiny.yaml"
-    path.write_text(json.dumps(TINY_PLAN))  # JSON is YAML
+    path.write_text(json.dumps(spec))  # JSON is YAML
     return str(path)
 
 

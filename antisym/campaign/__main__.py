@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from antisym.campaign.plan import load_plan, planned_steps, run_state
+from antisym.campaign.plan import load_plan, planned_steps, resolve, run_state
 from antisym.errors import UserError
 
 
@@ -31,11 +31,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_next(args: argparse.Namespace) -> int:
-    plan = load_plan(args.plan)
+    plan = resolve(load_plan(args.plan), args.records)
     todo = [(r, s) for r in plan.runs if (s := run_state(args.records, r)).todo(args.retry_failed)]
     print(f"campaign {plan.name}: {len(todo)} of {len(plan.runs)} runs to do; the next {min(args.n, len(todo))}:")
     for run, state in todo[: args.n]:
-        print(f"  {run.rel_dir:60s} {state.status:11s} step {state.steps:>6,}  +experiment={run.preset}")
+        chosen = f"  at the point of {run.chosen}" if run.chosen else ""
+        print(f"  {run.rel_dir:60s} {state.status:11s} step {state.steps:>6,}  +experiment={run.preset}{chosen}")
+    waiting = sorted({f"{r.select} ({r.preset})" for r in plan.runs if r.waiting})
+    if waiting:
+        print(f"waiting for a screen to finish: {', '.join(waiting)}")
     return 0
 
 

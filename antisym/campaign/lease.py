@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from antisym.campaign import parity, progress
-from antisym.campaign.plan import Plan, PlannedRun, compose_run, planned_steps, run_state
+from antisym.campaign.plan import Plan, PlannedRun, compose_run, planned_steps, resolve, run_state
 from antisym.campaign.records import UNKNOWN_COMMITS, pack
 from antisym.data.files import CIFAR_FILES, CIFAR_FOLDER, MNIST_FILES
 from antisym.training.packing import pack_key
@@ -188,8 +188,14 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
         code = 3
     elif report["parity"]["status"] == "passed":
         units.append(f"{parity.PARITY_DIR}/{report['parity']['key']}.json")
-    todo = [r for r in lease.plan.runs if code == 0 and run_state(lease.records, r).todo(lease.retry_failed)]
-    while todo:
+    attempted: set[str] = set()  # tried in this lease (an error or missing data is not retried within it)
+    while code == 0:
+        plan = resolve(lease.plan, lease.records)  # a screen finished in this lease lets its seeds start in it
+        todo = [
+            r for r in plan.runs if r.rel_dir not in attempted and run_state(lease.records, r).todo(lease.retry_failed)
+        ]
+        if not todo:
+            break
         time_limit = int(lease.budget_s - (lease.clock() - started) - lease.margin_s)
         if time_limit < lease.min_run_s:
             report["stopped"] = "budget spent"
@@ -211,8 +217,11 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
             group.append((run, cfg, overrides))
             todo.remove(run)
         befores = {run: run_state(lease.records, run) for run in [*outcomes, *(g[0] for g in group)]}
+        attempted.update(run.rel_dir for run in befores)
         for run, before in befores.items():
             log.info("campaign: %s (%s, %d steps) with %d s left", run.rel_dir, before.status, before.steps, time_limit)
+            if run.chosen:
+                log.info("campaign: %s at the point of %s: %s", run.rel_dir, run.chosen, " ".join(run.point))
         if group:
             outcomes.update(zip((g[0] for g in group), train_group(lease, group, device), strict=True))
         stop = None
@@ -221,6 +230,7 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
             report["runs"].append(
                 {"run": run.rel_dir, "before": vars(befores[run]), "after": vars(after),
                  "max_steps": planned[run.rel_dir]} | result
+                | ({"chosen": run.chosen, "point": list(run.point)} if run.chosen else {})
             )  # fmt: skip
             if result["outcome"] == "gpu failure":
                 stop = f"the GPU failed ({result['error']}); {run.rel_dir} was put back as it was"

@@ -5,13 +5,20 @@ A plan is blocks in order of value per device-minute; a block lists entries, eac
 `train.py +experiment=<preset> <plan overrides> <entry overrides> <grid point> trainer.seed=<k>`. Within a block the
 seeds are the outer loop, so every row gets its first seed before any row gets its second. The plan's
 `where_present` overrides apply to the runs whose config has the key (model.impl: the LSTM and the baselines have none).
+
+An entry {preset, overrides, select: <earlier block>} takes its grid point from that block: the point of the same
+preset with the highest mean best validation accuracy over its completed runs, once every run of that preset there is
+finished (a focus screen first, then the seeds at its best point). Until then its runs are `waiting`; `resolve` fills
+the point in from the records. The choice is made once the screen is finished and so does not move; should the screen
+change after its seeds started (a point added), the trainer refuses to resume a seed under the new point rather than
+switch silently.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,7 @@ PLAN_DIR = Path(__file__).resolve().parents[2] / "conf" / "campaign"
 # trained as one, at most the plan's pack_size together.
 LAUNCHERS = ("solo", "packed")
 FINISHED = ("completed", "diverged")  # a result either way; `failed` is retried only when asked
+WAITING = "waiting"  # a selecting run whose screen has not finished: nothing to train yet
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,13 @@ class PlannedRun:
     preset: str
     overrides: tuple[str, ...]  # what composes it, trainer.seed last
     where_present: tuple[str, ...] = ()  # overrides applied only where the composed config has the key
+    point: tuple[str, ...] = ()  # the grid point's overrides (part of `overrides`)
+    select: str | None = None  # the block whose best point of this preset the run takes
+    chosen: str | None = None  # the run of `select` whose point it took (None: not resolved yet)
+
+    @property
+    def waiting(self) -> bool:
+        return self.select is not None and self.chosen is None
 
     @property
     def rel_dir(self) -> str:
@@ -61,7 +76,7 @@ class RunState:
     steps: int
 
     def todo(self, retry_failed: bool = False) -> bool:
-        return self.status not in FINISHED and (retry_failed or self.status != "failed")
+        return self.status not in (*FINISHED, WAITING) and (retry_failed or self.status != "failed")
 
 
 def plan_path(plan: str | Path) -> Path:
@@ -76,23 +91,40 @@ def _value_tag(key: str, value: Any) -> str:
     return f"{key.rsplit('.', 1)[-1]}{value}"
 
 
-def _entry_runs(block: str, entry: Any, shared: Sequence[str]) -> list[tuple[str, str, list[str]]]:
-    """(run name without seed, preset, overrides) for each grid point of one block entry."""
+@dataclass(frozen=True)
+class _Entry:
+    """One grid point of a block entry, before seeds."""
+
+    name: str
+    preset: str
+    base: tuple[str, ...]  # plan + entry overrides
+    point: tuple[str, ...]
+    select: str | None
+
+
+def _entry_runs(block: str, entry: Any, shared: Sequence[str], earlier: Sequence[str]) -> list[_Entry]:
+    """The grid points of one block entry (one, with no grid)."""
     if isinstance(entry, str):
         entry = {"preset": entry}
     if not isinstance(entry, Mapping) or "preset" not in entry:
         raise ConfigError(f"block {block}: an entry must be a preset or a mapping with `preset`, not {entry!r}")
-    unknown = set(entry) - {"preset", "overrides", "grid"}
+    unknown = set(entry) - {"preset", "overrides", "grid", "select"}
     if unknown:
-        raise ConfigError(f"block {block}: unknown entry keys {sorted(unknown)} (preset, overrides, grid)")
+        raise ConfigError(f"block {block}: unknown entry keys {sorted(unknown)} (preset, overrides, grid, select)")
     preset = str(entry["preset"])
     grid = dict(entry.get("grid") or {})
-    base = [*shared, *map(str, entry.get("overrides") or [])]
+    select = entry.get("select")
+    if select is not None and (grid or select not in earlier):
+        raise ConfigError(
+            f"block {block}: `select: {select}` names the earlier block whose best point of {preset} the entry "
+            f"takes, so it needs no grid of its own and a block listed before {block} (earlier: {list(earlier)})."
+        )
+    base = (*shared, *map(str, entry.get("overrides") or []))
     out = []
     for values in itertools.product(*grid.values()):
         point = dict(zip(grid, values, strict=True))
         name = "_".join([preset.rsplit("/", 1)[-1], *(_value_tag(k, v) for k, v in point.items())])
-        out.append((name, preset, [*base, *(f"{k}={v}" for k, v in point.items())]))
+        out.append(_Entry(name, preset, base, tuple(f"{k}={v}" for k, v in point.items()), select))
     return out
 
 
@@ -114,11 +146,13 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
             raise ConfigError(f"plan {name}: block {bname} is listed twice")
         blocks.append(bname)
         seeds = [int(s) for s in block.get("seeds", spec.get("seeds", [0]))]
-        entries = [e for raw in block["runs"] for e in _entry_runs(bname, raw, shared)]
+        entries = [e for raw in block["runs"] for e in _entry_runs(bname, raw, shared, blocks[:-1])]
         for seed in seeds:
-            for run_name, preset, entry_overrides in entries:
-                overrides = (*entry_overrides, f"trainer.seed={seed}")
-                runs.append(PlannedRun(bname, f"{run_name}_seed{seed}", preset, overrides, where_present))
+            for e in entries:
+                overrides = (*e.base, *e.point, f"trainer.seed={seed}")
+                runs.append(
+                    PlannedRun(bname, f"{e.name}_seed{seed}", e.preset, overrides, where_present, e.point, e.select)
+                )
     dirs = [r.rel_dir for r in runs]
     if len(set(dirs)) != len(dirs):
         raise ConfigError(f"plan {name}: two runs share a directory: {sorted({d for d in dirs if dirs.count(d) > 1})}")
@@ -143,7 +177,49 @@ def dir_state(run_dir: Path) -> RunState:
 
 
 def run_state(records: Path, run: PlannedRun) -> RunState:
+    if run.waiting and not (records / run.rel_dir).exists():
+        return RunState(WAITING, 0)
     return dir_state(records / run.rel_dir)
+
+
+def choose_point(plan: Plan, records: Path, block: str, preset: str) -> PlannedRun | None:
+    """The run of `block` whose grid point of `preset` has the highest mean best validation accuracy over its
+    completed runs (the first such in plan order on a tie); None while any of those runs is unfinished or none
+    completed. Test accuracy never enters the choice."""
+    runs = [r for r in plan.block_runs(block) if r.preset == preset]
+    if not runs or any(run_state(records, r).status not in FINISHED for r in runs):
+        return None
+    scores: dict[tuple[str, ...], list[float]] = {}
+    first: dict[tuple[str, ...], PlannedRun] = {}
+    for run in runs:
+        summary = read_summary(records / run.rel_dir) or {}
+        first.setdefault(run.point, run)
+        if summary.get("status") == "completed" and summary.get("best_val_acc") is not None:
+            scores.setdefault(run.point, []).append(float(summary["best_val_acc"]))
+    if not scores:
+        return None
+    best = max(scores, key=lambda p: sum(scores[p]) / len(scores[p]))
+    return first[best]
+
+
+def resolve(plan: Plan, records: Path) -> Plan:
+    """The plan with every selecting run whose screen has finished given its chosen point (see the module doc)."""
+    if not any(r.waiting for r in plan.runs):
+        return plan
+    chosen: dict[tuple[str, str], PlannedRun | None] = {}
+    runs = []
+    for run in plan.runs:
+        if run.waiting:
+            key = (run.select, run.preset)
+            if key not in chosen:
+                chosen[key] = choose_point(plan, records, *key)
+            pick = chosen[key]
+            if pick is not None:
+                seed = run.overrides[-1]
+                run = replace(run, overrides=(*run.overrides[:-1], *pick.point, seed), point=pick.point,
+                              chosen=pick.rel_dir)  # fmt: skip
+        runs.append(run)
+    return replace(plan, runs=tuple(runs))
 
 
 def _has_key(cfg: Mapping[str, Any], dotted: str) -> bool:

@@ -8,11 +8,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from antisym.campaign.plan import Plan, run_state
+from antisym.campaign.plan import Plan, resolve, run_state
 
 
 def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[str, Any]]:
     """One row per block: run counts by state and the iterations done (capped at each run's plan) and planned."""
+    plan = resolve(plan, records)
     rows = []
     for block in plan.blocks:
         runs = plan.block_runs(block)
