@@ -58,7 +58,7 @@ COMMIT = "cafe0123"
 
 def test_paper_plan_order_and_presets():
     plan = load_plan("paper")
-    assert (plan.launcher, plan.pack_size) == ("packed", 32)
+    assert (plan.launcher, plan.pack_size, plan.concurrent) == ("packed", 32, 2)
     assert plan.blocks == (
         "table1_screen", "table1", "table2_noisy", "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
@@ -267,6 +267,42 @@ def test_packed_lease_trains_a_blocks_compatible_runs_as_one_pack(tiny_data, tmp
         packs["asym_mnist_seed0"]["size"] == 4 and packs["asym_mnist_seed0"]["id"] == packs["asym_pmnist_seed1"]["id"]
     )
     assert summary(tmp_path / "records", "lstm_mnist_seed0").get("pack") is None  # the LSTM trains alone
+
+
+def losses(run_dir: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["split"], r.get("loss"), r.get("acc")) for r in rows]
+
+
+def test_concurrent_packs_train_exactly_what_one_at_a_time_does(tiny_data, tmp_path):
+    """Packs side by side (threads; a CUDA stream each on a GPU) share torch's global generator and the data: each
+    run must still get its own initial weights and batches, so every record equals the one-at-a-time lease's."""
+    root, _ = tiny_data
+    spec = {
+        "launcher": "packed",
+        "pack_size": 2,
+        "seeds": [0, 1],
+        "overrides": [*TINY_PLAN["overrides"], "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=1"],
+        "blocks": [{"name": "tiny", "runs": ["table1/asym_mnist", "table1/gated_pmnist", "table1/lstm_mnist"]}],
+    }
+    reports = {}
+    for concurrent in (1, 3):
+        plan = expand({**spec, "concurrent_packs": concurrent}, "tiny")
+        assert plan.concurrent == concurrent
+        reports[concurrent] = run_lease(Lease(plan, tmp_path / f"c{concurrent}", root, tmp_path / f"out{concurrent}",
+                                              budget_s=600, margin_s=0, min_run_s=1, commit=COMMIT))  # fmt: skip
+    assert [code for code, _ in reports.values()] == [0, 0]
+    runs = sorted(r.rel_dir for r in plan.runs)
+    assert sorted(r["run"] for r in reports[3][1]["runs"]) == runs and len(runs) == 6
+    for run in runs:
+        one, side = tmp_path / "c1" / run, tmp_path / "c3" / run
+        assert losses(one) == losses(side) and len(losses(one)) > 6, run
+        a, b = (torch.load(d / "checkpoints" / "best.pt")["model"] for d in (one, side))
+        assert all(torch.equal(a[k], b[k]) for k in a), run
+    seed0 = [torch.load(tmp_path / "c3" / f"tiny/asym_mnist_seed{k}/checkpoints/best.pt")["model"] for k in (0, 1)]
+    assert not torch.equal(*(m["cell.V.weight"] if "cell.V.weight" in m else next(iter(m.values())) for m in seed0))
+    with pytest.raises(ConfigError, match="concurrent_packs must be a positive integer"):
+        expand({**spec, "concurrent_packs": 0}, "x")
 
 
 def _write_plan(tmp_path: Path, spec: dict = TINY_PLAN) -> str:

@@ -17,6 +17,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 import torch
 
 from antisym.campaign import parity, progress
-from antisym.campaign.plan import Plan, PlannedRun, compose_run, planned_steps, resolve, run_state
+from antisym.campaign.plan import Plan, PlannedRun, RunState, compose_run, planned_steps, resolve, run_state
 from antisym.campaign.records import UNKNOWN_COMMITS, pack
 from antisym.data.files import CIFAR_FILES, CIFAR_FOLDER, MNIST_FILES
 from antisym.training.packing import pack_key
@@ -126,12 +128,14 @@ def train_group(
             if run_dir.exists():
                 shutil.copytree(run_dir, backup)
         pack_id = f"{lease.plan.name}-{time.strftime('%Y%m%d-%H%M%S')}" if len(runs) > 1 else None
+        clock = time.monotonic()
         try:
             results = run_pack(
                 [Job(cfg, d, overrides) for (_, cfg, overrides), d in zip(runs, dirs, strict=True)], pack_id
             )
         except Exception as err:  # the shared computation crashed: every member has it
             results = [err] * len(runs)
+        wall_s = round(time.monotonic() - clock, 1)  # with setup and final evaluation: what the pack cost the lease
         errors = [f"{type(r).__name__}: {r}" if isinstance(r, BaseException) else None for r in results]
         if any(errors) and not device_healthy(device):
             for run_dir, backup in zip(dirs, backups, strict=True):
@@ -148,6 +152,7 @@ def train_group(
         out.append(
             ({"outcome": "error", "error": error} if error else {"outcome": "trained"})
             | {"recorded": summary is not None, "stop_reason": (summary or {}).get("stop_reason")}
+            | {"pack_size": len(runs), "wall_s": wall_s}
         )
     return out
 
@@ -164,6 +169,62 @@ def compose_for_lease(lease: Lease, run: PlannedRun, time_limit_s: int) -> tuple
     return cfg, overrides
 
 
+def next_group(
+    lease: Lease, attempted: set[str], started: float
+) -> tuple[list[tuple[PlannedRun, dict, list[str]]], list[tuple[PlannedRun, dict]], dict[PlannedRun, RunState]] | str:
+    """The next pack to train (the next run and the runs after it in its block that can share its pack, at most
+    pack_size) and the runs passed over on the way (no data, cannot compose), with their states before; or why
+    there is none: "done" (nothing left to try) or "budget spent". The runs returned count as attempted."""
+    plan = resolve(lease.plan, lease.records)  # a screen finished in this lease lets its seeds start in it
+    todo = [r for r in plan.runs if r.rel_dir not in attempted and run_state(lease.records, r).todo(lease.retry_failed)]
+    if not todo:
+        return "done"
+    time_limit = int(lease.budget_s - (lease.clock() - started) - lease.margin_s)
+    if time_limit < lease.min_run_s:
+        return "budget spent"
+    group, passed = [], []
+    for run in todo:
+        if group and (len(group) >= lease.plan.pack_size or run.block != group[0][0].block):
+            break
+        composed = compose_for_lease(lease, run, time_limit)
+        if isinstance(composed, dict):
+            if not group:
+                passed.append((run, composed))
+                break
+            continue
+        cfg, overrides = composed
+        if group and (pack_key(cfg) is None or pack_key(cfg) != pack_key(group[0][1])):
+            continue
+        group.append((run, cfg, overrides))
+    befores = {run: run_state(lease.records, run) for run in [*(p[0] for p in passed), *(g[0] for g in group)]}
+    attempted.update(run.rel_dir for run in befores)
+    for run, before in befores.items():
+        log.info("campaign: %s (%s, %d steps) with %d s left", run.rel_dir, before.status, before.steps, time_limit)
+        if run.chosen:
+            log.info("campaign: %s at the point of %s: %s", run.rel_dir, run.chosen, " ".join(run.point))
+    return group, passed, befores
+
+
+def train_on_stream(lease: Lease, group: list, device: torch.device) -> list[dict[str, Any]]:
+    """train_group on a CUDA stream of its own where packs run side by side, so their kernels overlap."""
+    if device.type != "cuda" or lease.plan.concurrent == 1:
+        return train_group(lease, group, device)
+    with torch.cuda.stream(torch.cuda.Stream(device)):
+        return train_group(lease, group, device)
+
+
+def submit(pool: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) -> Future:
+    """fn(*args) on the pool, or here and now (one pack at a time: the trainer keeps the main thread's signals)."""
+    if pool is not None:
+        return pool.submit(fn, *args)
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as err:
+        future.set_exception(err)
+    return future
+
+
 def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
     """(exit code, the progress report): 0 done, 3 parity failed, 4 the GPU failed."""
     from antisym.training.trainer import resolve_device
@@ -176,7 +237,8 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
         "commit": lease.commit,
         "device": str(device),
         "budget_s": lease.budget_s,
-        "launcher": lease.launcher_why or f"{lease.plan.launcher} (pack_size {lease.plan.pack_size})",
+        "launcher": (lease.launcher_why or f"{lease.plan.launcher} (pack_size {lease.plan.pack_size})")
+        + (f", {lease.plan.concurrent} packs side by side" if lease.plan.concurrent > 1 else ""),
         "blocks_before": progress.blocks(lease.plan, lease.records, planned),
         "runs": [],
         "archives": [],
@@ -189,59 +251,48 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
     elif report["parity"]["status"] == "passed":
         units.append(f"{parity.PARITY_DIR}/{report['parity']['key']}.json")
     attempted: set[str] = set()  # tried in this lease (an error or missing data is not retried within it)
-    while code == 0:
-        plan = resolve(lease.plan, lease.records)  # a screen finished in this lease lets its seeds start in it
-        todo = [
-            r for r in plan.runs if r.rel_dir not in attempted and run_state(lease.records, r).todo(lease.retry_failed)
-        ]
-        if not todo:
-            break
-        time_limit = int(lease.budget_s - (lease.clock() - started) - lease.margin_s)
-        if time_limit < lease.min_run_s:
-            report["stopped"] = "budget spent"
-            break
-        group, outcomes = [], {}
-        for run in list(todo):  # the next run, and the runs after it in its block that can share its pack
-            if group and (len(group) >= lease.plan.pack_size or run.block != group[0][0].block):
-                break
-            composed = compose_for_lease(lease, run, time_limit)
-            if isinstance(composed, dict):
-                if not group:
-                    outcomes[run] = composed
-                    todo.remove(run)
+    running: dict[Future, dict[PlannedRun, RunState]] = {}
+    stop: str | None = None
+    workers = lease.plan.concurrent  # packs trained side by side, each in a thread on its own CUDA stream
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        while True:
+            while code == 0 and stop is None and len(running) < workers:
+                nxt = next_group(lease, attempted, started)
+                if isinstance(nxt, str):  # nothing left, or too little time to start more
+                    if nxt == "budget spent" and not running:
+                        stop = nxt
                     break
-                continue
-            cfg, overrides = composed
-            if group and (pack_key(cfg) is None or pack_key(cfg) != pack_key(group[0][1])):
-                continue
-            group.append((run, cfg, overrides))
-            todo.remove(run)
-        befores = {run: run_state(lease.records, run) for run in [*outcomes, *(g[0] for g in group)]}
-        attempted.update(run.rel_dir for run in befores)
-        for run, before in befores.items():
-            log.info("campaign: %s (%s, %d steps) with %d s left", run.rel_dir, before.status, before.steps, time_limit)
-            if run.chosen:
-                log.info("campaign: %s at the point of %s: %s", run.rel_dir, run.chosen, " ".join(run.point))
-        if group:
-            outcomes.update(zip((g[0] for g in group), train_group(lease, group, device), strict=True))
-        stop = None
-        for run, result in outcomes.items():
-            after = run_state(lease.records, run)
-            report["runs"].append(
-                {"run": run.rel_dir, "before": vars(befores[run]), "after": vars(after),
-                 "max_steps": planned[run.rel_dir]} | result
-                | ({"chosen": run.chosen, "point": list(run.point)} if run.chosen else {})
-            )  # fmt: skip
-            if result["outcome"] == "gpu failure":
-                stop = f"the GPU failed ({result['error']}); {run.rel_dir} was put back as it was"
-                code = 4
-            if result.get("recorded"):
-                units.append(run.rel_dir)
-            if result.get("stop_reason") == "time_limit" and stop is None:
-                stop = "budget spent"
-        if stop is not None:
-            report["stopped"] = stop
-            break
+                group, passed, befores = nxt
+                if passed:  # nothing to train: their outcomes are known now
+                    running[submit(None, lambda p=passed: [outcome for _, outcome in p])] = {
+                        run: befores[run] for run, _ in passed
+                    }
+                if group:
+                    running[submit(pool, train_on_stream, lease, group, device)] = {
+                        run: befores[run] for run, _, _ in group
+                    }
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                befores = running.pop(future)
+                results = future.result()
+                for run, result in zip(befores, results, strict=True):
+                    after = run_state(lease.records, run)
+                    report["runs"].append(
+                        {"run": run.rel_dir, "before": vars(befores[run]), "after": vars(after),
+                         "max_steps": planned[run.rel_dir]} | result
+                        | ({"chosen": run.chosen, "point": list(run.point)} if run.chosen else {})
+                    )  # fmt: skip
+                    if result["outcome"] == "gpu failure":
+                        stop = f"the GPU failed ({result['error']}); {run.rel_dir} was put back as it was"
+                        code = 4
+                    if result.get("recorded"):
+                        units.append(run.rel_dir)
+                    if result.get("stop_reason") == "time_limit" and stop is None:
+                        stop = "budget spent"
+    if stop is not None:
+        report["stopped"] = stop
     others = [p for p in lease.out.glob("*") if p.name not in REPORT_FILES] if lease.out.is_dir() else []
     room = MAX_FILES_BACK - len(REPORT_FILES) - len(others)  # what is already there (a GPU check's report) travels too
     archives = pack(lease.records, units, lease.out, max(room, 1)) if units else []

@@ -65,6 +65,7 @@ class Plan:
     blocks: tuple[str, ...]
     runs: tuple[PlannedRun, ...]
     pack_size: int = 1
+    concurrent: int = 1  # packs trained side by side (threads, a CUDA stream each): small packs leave SMs idle
 
     def block_runs(self, block: str) -> list[PlannedRun]:
         return [r for r in self.runs if r.block == block]
@@ -136,6 +137,9 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
     pack_size = spec.get("pack_size", 1)
     if not isinstance(pack_size, int) or isinstance(pack_size, bool) or pack_size < 1:
         raise ConfigError(f"plan {name}: pack_size must be a positive integer, got {pack_size!r}.")
+    concurrent = spec.get("concurrent_packs", 1)
+    if not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1:
+        raise ConfigError(f"plan {name}: concurrent_packs must be a positive integer, got {concurrent!r}.")
     shared = [str(o) for o in spec.get("overrides") or []]
     where_present = tuple(str(o) for o in spec.get("where_present") or [])
     runs: list[PlannedRun] = []
@@ -156,7 +160,7 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
     dirs = [r.rel_dir for r in runs]
     if len(set(dirs)) != len(dirs):
         raise ConfigError(f"plan {name}: two runs share a directory: {sorted({d for d in dirs if dirs.count(d) > 1})}")
-    return Plan(name, launcher, tuple(blocks), tuple(runs), pack_size if launcher == "packed" else 1)
+    return Plan(name, launcher, tuple(blocks), tuple(runs), pack_size if launcher == "packed" else 1, concurrent)
 
 
 def load_plan(plan: str | Path) -> Plan:

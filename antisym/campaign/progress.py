@@ -50,13 +50,16 @@ def block_lines(rows: Sequence[Mapping[str, Any]], before: Sequence[Mapping[str,
 
 
 def run_lines(runs: Sequence[Mapping[str, Any]]) -> list[str]:
-    lines = ["| run | status | steps | outcome |", "|---|---|---|---|"]
+    """One row per run; `it/s` is the run's iterations over its pack's wall time (setup and evaluations included),
+    so a pack's members show the same number and run-iterations/s is that times the pack size."""
+    lines = ["| run | status | steps | pack | it/s | outcome |", "|---|---|---|---|---|---|"]
     for r in runs:
         b, a = r["before"], r["after"]
         note = r["outcome"] + (f": {r['error']}" if r.get("error") else "")
+        rate = f"{(a['steps'] - b['steps']) / r['wall_s']:.1f}" if r.get("wall_s") else "—"
         lines.append(
             f"| {r['run']} | {b['status']} -> {a['status']} | {b['steps']:,} -> {a['steps']:,} / {r['max_steps']:,} "
-            f"| {note[:200]} |"
+            f"| {r.get('pack_size', '—')} | {rate} | {note[:200]} |"
         )
     return lines
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ from antisym.training.rundir import (
 
 log = logging.getLogger("antisym")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}  # trainer.dtype: float64 for exactness checks
+# Held around every use of torch's global generator (seed, then initialise a model): packs trained side by side in
+# threads (the campaign's concurrent packs) would otherwise draw each other's initial weights.
+GLOBAL_RNG = threading.Lock()
 
 
 class SettingsChangedError(UserError):
@@ -284,7 +288,8 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
         settings = RunConfig.from_cfg(cfg)
         # Built once on the CPU before any data is read: the model's constructor checks its own ranges.
         spec = task_spec(settings.task)
-        build_model(settings.model, spec.input_size, spec.num_classes)
+        with GLOBAL_RNG:
+            build_model(settings.model, spec.input_size, spec.num_classes)
         device = resolve_device(settings.trainer.device)
     except UserError as err:
         if not holds_run(run_dir):  # never overwrite the files of a run already there
@@ -355,8 +360,10 @@ def _setup(member: Member) -> None:
     if member.tasks["train"].permutation is not None:
         torch.save(member.tasks["train"].permutation.cpu(), member.run_dir / "permutation.pt")
     spec = member.tasks["train"].spec
-    torch.manual_seed(t.seed)
-    member.model = build_model(member.settings.model, spec.input_size, spec.num_classes).to(device, DTYPES[t.dtype])
+    with GLOBAL_RNG:
+        torch.manual_seed(t.seed)
+        model = build_model(member.settings.model, spec.input_size, spec.num_classes)
+    member.model = model.to(device, DTYPES[t.dtype])
     member.optimizer = build_optimizer(member.settings.optimizer, member.model)
     member.base_lrs = [g["lr"] for g in member.optimizer.param_groups]
     member.sampler = BatchSampler(len(member.tasks["train"]), t.batch_size, t.seed)
