@@ -17,7 +17,17 @@ if "antisym.kernels.euler" not in sys.modules:  # as tests/test_kernels.py: befo
     os.environ["TRITON_INTERPRET"] = "1"
 
 from antisym.gpu import DEFAULT_PRECISION  # noqa: E402
-from antisym.gpu.benchmark import TINY_SHAPES, PackedRow, run_packed  # noqa: E402
+from antisym.gpu.benchmark import (  # noqa: E402
+    TINY_SHAPES,
+    PackedRow,
+    Variant,
+    make_model,
+    packed_step_fn,
+    random_batches,
+    recommended_pack,
+    run_packed,
+    vmap_step_fn,
+)
 from antisym.gpu.curves import REFERENCE  # noqa: E402
 from antisym.gpu.parity import Tolerances, check_parity, judge, parity_lines  # noqa: E402
 from antisym.gpu.report import Report  # noqa: E402
@@ -191,13 +201,39 @@ def test_tiny_packed_benchmark_reports_run_iterations():
     shapes = {"pmnist": TINY_SHAPES["pmnist"]}
     rows = run_packed(shapes, [1, 2], torch.device("cpu"), iters=1, warmup=0, batch=4, log=lambda _: None)
     eager = [(r.R, r.variant) for r in rows if r.packed and r.variant.startswith("eager")]
-    assert eager == [(1, "eager packed"), (2, "eager packed")]
+    assert eager == [
+        (1, "eager packed"),
+        (2, "eager packed"),
+        (1, "eager torch.func packed"),
+        (2, "eager torch.func packed"),
+    ]
+    fused = [(r.R, r.variant) for r in rows if r.variant.startswith("fused")]
     if FUSED_OK:  # fused packed and fused solo x R under the interpreter where triton is installed
-        fused = [(r.R, r.variant) for r in rows[2:]]
         assert fused == [(R, f"fused[ieee] {how}") for how in ("packed", "solo x R") for R in (1, 2)]
-    for row in rows if FUSED_OK else rows[:2]:
+    assert len(rows) == len(eager) + len(fused)  # no streams or CUDA graph rows off a GPU
+    for row in rows:
         assert row.run_iters_per_s > 0 and row.run_iters_per_s == pytest.approx(row.R * 1e3 / row.ms_median)
         assert (row.T, row.B, len(row.times_ms)) == (TINY_SHAPES["pmnist"][0], 4, 1)
+
+
+def test_torch_func_pack_trains_what_pack_forward_trains():
+    """The two ways of batching members that the packed benchmark times compute the same thing: three SGD steps of a
+    pack of 3 AntisymmetricRNNs in float64, torch.func (vmap over the eager model) against pack_forward (bmm)."""
+    shape, batch, R = TINY_SHAPES["pmnist"], 4, 3
+    packs = {}
+    for build in (packed_step_fn, vmap_step_fn):
+        torch.set_default_dtype(torch.float64)
+        try:
+            models = [make_model("asym", shape, Variant("eager"), torch.device("cpu"), seed=r) for r in range(R)]
+            xs, ys = random_batches(shape, batch, torch.device("cpu"), count=R)
+        finally:
+            torch.set_default_dtype(torch.float32)
+        step = build(models, [x.double() for x in xs], ys)
+        packs[build.__name__] = [step().item() for _ in range(3)]
+    bmm, func = packs["packed_step_fn"], packs["vmap_step_fn"]
+    assert bmm[0] != bmm[2]  # it trained
+    assert func == pytest.approx(bmm, rel=1e-12, abs=1e-12)
+    assert recommended_pack([PackedRow(**r) for r in packed_rows({4: 1.0}, "eager torch.func packed")]) is None
 
 
 def test_report_is_rewritten_after_every_section(tmp_path):

@@ -22,6 +22,7 @@ scripts/gpu_check.py runs the sections below.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -127,21 +128,25 @@ def training_step(model, opt, x, y):
     return loss
 
 
-def step_fn(model, x, y, graph: bool):
-    """A callable that runs one training iteration; with graph=True, one replay of a captured CUDA graph."""
-    opt = sgd(model)
-    if not graph:
-        return lambda: training_step(model, opt, x, y)
+def graphed(step):
+    """One replay of a CUDA graph captured from step() (a whole training iteration: no launch overhead left)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):  # warm up on a side stream (allocations, kernel compilation), as the docs say
         for _ in range(3):
-            training_step(model, opt, x, y)
+            step()
     torch.cuda.current_stream().wait_stream(stream)
     cuda_graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(cuda_graph):
-        training_step(model, opt, x, y)
+        step()
     return cuda_graph.replay
+
+
+def step_fn(model, x, y, graph: bool):
+    """A callable that runs one training iteration; with graph=True, one replay of a captured CUDA graph."""
+    opt = sgd(model)
+    step = lambda: training_step(model, opt, x, y)  # noqa: E731 - the unit both paths run
+    return graphed(step) if graph else step
 
 
 def time_steps(step, device: torch.device, iters: int, warmup: int) -> list[float]:
@@ -235,9 +240,10 @@ def run_grid(shapes: dict, models, device, iters, warmup, precisions, batch=BATC
 # ---- several runs trained as one pack (hydra/launcher=packed) ------------------------------------------------------
 
 
-def packed_step_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor]):
+def packed_step_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor], graph: bool = False):
     """One training iteration of a pack as the trainer runs it: each member's batch through
-    antisym.models.pack_forward, one backward of the summed losses, each member's own optimizer step."""
+    antisym.models.pack_forward, one backward of the summed losses, each member's own optimizer step; with
+    graph=True, one replay of that iteration captured as a CUDA graph."""
     from antisym.models import pack_forward
 
     opts = [sgd(model) for model in models]
@@ -252,6 +258,32 @@ def packed_step_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: li
             opt.step()
         return loss
 
+    return graphed(step) if graph else step
+
+
+def vmap_step_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor]):
+    """One training iteration of the pack by PyTorch's model-ensembling recipe (torch.func.stack_module_state,
+    functional_call and vmap over the eager model): the alternative to pack_forward's hand-batched bmm, timed to
+    choose between them. vmap maps tensors only, so the members share eps and gamma (Python floats of the cell)."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    params, buffers = stack_module_state(models)  # (R, ...) leaves of their own, one optimizer over all
+    base = copy.deepcopy(models[0]).to("meta")
+    x, y = torch.stack(xs), torch.stack(ys)
+    opt = torch.optim.SGD(params.values(), lr=0.01, momentum=0.9)  # elementwise: each member's own SGD
+
+    def member_loss(p, b, x_r, y_r):
+        return F.cross_entropy(functional_call(base, (p, b), (x_r,)), y_r)
+
+    losses = vmap(member_loss)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        loss = losses(params, buffers, x, y).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
     return step
 
 
@@ -261,27 +293,70 @@ def solo_steps_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: lis
     return lambda: [step() for step in steps]
 
 
+def streams_steps_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor]):
+    """R solo training iterations issued together, each on a CUDA stream of its own, so their kernels overlap: the
+    design the member axis competes with (and what the campaign's concurrent packs do with packs of one). Off a GPU
+    there are no streams: the iterations run one after another."""
+    steps = [step_fn(model, x, y, graph=False) for model, x, y in zip(models, xs, ys, strict=True)]
+    if xs[0].device.type != "cuda":
+        return lambda: [step() for step in steps]
+    streams = [torch.cuda.Stream(xs[0].device) for _ in steps]
+
+    def step():
+        main = torch.cuda.current_stream()
+        for stream, run_step in zip(streams, steps, strict=True):
+            stream.wait_stream(main)
+            with torch.cuda.stream(stream):
+                run_step()
+        for stream in streams:
+            main.wait_stream(stream)
+
+    return step
+
+
+COMPARISONS = ("torch.func", "streams x R", "+ CUDA graph")  # timed beside the launcher's way, never recommended
+
+
+def packed_label(variant: Variant, how: str) -> str:
+    return f"{variant.label} {'torch.func packed' if how == 'torch.func' else how}"
+
+
 def bench_packed(
-    shape_name, shape, model_name, variant: Variant, R: int, device, iters, warmup, batch=BATCH, packed=True
+    shape_name, shape, model_name, variant: Variant, R: int, device, iters, warmup, batch=BATCH, how="packed"
 ) -> PackedRow:
-    """R members, each built as make_model builds one with its own seed (r) and its own random batch, trained as one
-    pack (packed_step_fn: eager bmm, or the fused kernels' member axis) or one after another (solo_steps_fn)."""
+    """R members, each built as make_model builds one with its own seed (r) and its own random batch, trained
+    together: `how` "packed" as the trainer does (pack_forward: eager bmm, or the fused kernels' member axis; with
+    variant.graph the iteration captured as a CUDA graph), "torch.func" (vmap_step_fn), "solo x R" (one after
+    another, the baseline) or "streams x R" (solo iterations issued together on R CUDA streams)."""
     T, m, n = shape
     models = [make_model(model_name, shape, variant, device, seed=r) for r in range(R)]
     xs, ys = random_batches(shape, batch, device, count=R)
-    build = packed_step_fn if packed else solo_steps_fn
+    build = {
+        "packed": lambda *a: packed_step_fn(*a, graph=variant.graph),
+        "torch.func": vmap_step_fn,
+        "solo x R": solo_steps_fn,
+        "streams x R": streams_steps_fn,
+    }[how]
     timing = measure(lambda: build(models, xs, ys), device, iters, warmup)
     n_model, params = hidden_size(model_name, n), count_parameters(models[0])
-    label = f"{variant.label} packed" if packed else f"{variant.label} solo x R"
+    label = packed_label(variant, how)
+    packed = how in ("packed", "torch.func")
     return PackedRow(shape_name, model_name, label, batch, T, m, n_model, params, **timing, R=R, packed=packed)
 
 
-def packed_variants(device: torch.device, precision: str = DEFAULT_PRECISION) -> list[tuple[Variant, bool]]:
-    """(variant, packed): eager packed; where the kernels run (CUDA, or the interpreter in smoke runs) also fused
-    packed (one launch for the pack) and fused solo x R (the runs one after another, the baseline)."""
-    fused_runs = device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+def packed_variants(device: torch.device, precision: str = DEFAULT_PRECISION) -> list[tuple[Variant, str]]:
+    """(variant, how): eager packed; where the kernels run (CUDA, or the interpreter in smoke runs) fused packed
+    (one launch for the pack) and fused solo x R (the baseline); then the comparisons: eager by torch.func and, on a
+    GPU, fused solo runs on R streams and the eager pack captured as a CUDA graph."""
+    cuda = device.type == "cuda"
     fused = Variant("fused", precision)
-    return [(Variant("eager"), True)] + ([(fused, True), (fused, False)] if fused_runs else [])
+    rows = [(Variant("eager"), "packed")]
+    if cuda or os.environ.get("TRITON_INTERPRET") == "1":
+        rows += [(fused, "packed"), (fused, "solo x R")]
+    rows.append((Variant("eager"), "torch.func"))
+    if cuda:
+        rows += [(fused, "streams x R"), (Variant("eager", graph=True), "packed")]
+    return rows
 
 
 def run_packed(
@@ -290,13 +365,13 @@ def run_packed(
     """bench_packed for every shape, impl and pack size R; rows left out once time_left() (seconds) runs out."""
     rows = []
     for shape_name, shape in shapes.items():
-        for variant, packed in packed_variants(device):
+        for variant, how in packed_variants(device):
             for R in counts:
                 if time_left() < 15:
                     log(f"  {shape_name:14s} {variant.label:14s} R={R:<3d} skipped: budget spent")
                     continue
                 try:
-                    row = bench_packed(shape_name, shape, model, variant, R, device, iters, warmup, batch, packed)
+                    row = bench_packed(shape_name, shape, model, variant, R, device, iters, warmup, batch, how)
                 except Exception as err:  # out of memory, say: the smaller packs are kept, the larger ones skipped
                     log(f"  {shape_name:14s} {variant.label:14s} R={R:<3d} FAILED: {type(err).__name__}: {err}")
                     rows.append(failed_row(PackedRow, shape_name, shape, model, variant, batch, err, R=R))
@@ -438,16 +513,22 @@ PACKED_EXPLAINED = (
     "One iteration of a pack of R runs (antisym/gpu/benchmark.py, bench_packed): R members of one shape, each "
     "built with its own seed and given its own random batch; eager members run forward as one batched recurrence "
     "(antisym.models.pack_forward, as hydra/launcher=packed trains them), then one backward of the summed "
-    "cross-entropy losses and each member's own SGD-momentum step. Fused members (GPU only) run as R solo iterations "
-    "one after another (solo x R, the baseline) and as one pack (the kernels' member axis, one launch per direction). "
+    "cross-entropy losses and each member's own SGD-momentum step. Fused members (GPU only) run as R "
+    "solo iterations one after another (solo x R, the baseline) and as one pack (the kernels' member axis, one launch "
+    "per direction). Compared with them, never recommended: `eager torch.func packed` (PyTorch's model-ensembling "
+    "recipe: stack_module_state + functional_call + vmap over the eager model, against pack_forward's hand-batched "
+    "bmm), `fused streams x R` (the R solo iterations issued together on R CUDA streams) and `eager + CUDA graph "
+    "packed` (the eager pack's whole iteration captured as one CUDA graph). "
     "Run-iterations/s = R / seconds per iteration; x R=1 = that over R = 1 of the same shape and impl (R = 1 is the "
     "solo path)."
 )
 
 
 def recommended_pack(rows: list[PackedRow]) -> tuple[int, PackedRow] | None:
-    """The pack_size with the most run-iterations/s, and its row (R runs one after another are pack_size 1)."""
-    best = max((r for r in rows if r.ms_median == r.ms_median), key=lambda r: r.run_iters_per_s, default=None)
+    """The pack_size with the most run-iterations/s, and its row (R runs one after another are pack_size 1). The
+    torch.func rows are a comparison for pack_forward's design, not what the launcher runs: they are not chosen."""
+    runs = (r for r in rows if r.ms_median == r.ms_median and not any(c in r.variant for c in COMPARISONS))
+    best = max(runs, key=lambda r: r.run_iters_per_s, default=None)
     return None if best is None else (best.R if best.packed else 1, best)
 
 
