@@ -268,9 +268,21 @@ class SequenceTask(Dataset):
         return x[0], int(y[0])
 
     def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Sequences (B, T, m) and labels (B,) of the examples at positions idx."""
-        x = self.task.sequences(self.images[idx], self.index[idx.cpu()], self.split, generator)
-        return x, self.labels[idx]
+        """Sequences (B, T, m) and labels (B,) of the examples at positions idx (on the CPU or the data's device).
+
+        A CPU idx goes to a GPU without a stream sync (pinned, non-blocking): a trainer that samples on the CPU
+        keeps the GPU busy while it prepares the next batches."""
+        on_cpu = idx.cpu()
+        here = idx if idx.device == self.labels.device else to_device_async(on_cpu, self.labels.device)
+        x = self.task.sequences(self.images[here], self.index[on_cpu], self.split, generator)
+        return x, self.labels[here]
+
+
+def to_device_async(t: Tensor, device: torch.device) -> Tensor:
+    """t copied to device; to a GPU from pinned memory without blocking (a plain copy waits for the stream)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def build_task(

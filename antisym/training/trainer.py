@@ -105,18 +105,18 @@ class BatchSampler:
 def evaluate(
     model: nn.Module, task: SequenceTask, batch_size: int, device: torch.device, dtype: torch.dtype = torch.float32
 ) -> dict[str, float]:
-    """Mean loss and accuracy over a whole split."""
+    """Mean loss and accuracy over a whole split (summed on the device: one transfer at the end, no sync a batch)."""
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, len(task), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(task)), device=task.labels.device)
-        x, y = task.batch(idx)
+        x, y = task.batch(torch.arange(start, min(start + batch_size, len(task))))
         logits = model(x.to(device, dtype))
         y = y.to(device)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(-1) == y).sum()
     model.train()
-    return {"loss": loss_sum / max(1, len(task)), "acc": correct / max(1, len(task))}
+    return {"loss": loss_sum.item() / max(1, len(task)), "acc": correct.item() / max(1, len(task))}
 
 
 def now() -> str:
@@ -475,8 +475,7 @@ def _loop(members: list[Member], stop: StopRequest, started: float, bars: dict[i
         for m in active:
             for group, base in zip(m.optimizer.param_groups, m.base_lrs, strict=True):
                 group["lr"] = base * lr_factor(m.trainer, m.step)
-            train = m.tasks["train"]
-            x, y = train.batch(m.sampler.next().to(train.labels.device), m.noise_gen)
+            x, y = m.tasks["train"].batch(m.sampler.next(), m.noise_gen)
             xs.append(x.to(m.device, DTYPES[m.trainer.dtype]))
             ys.append(y.to(m.device))
         logits = pack_forward([m.model for m in active], xs)
@@ -484,15 +483,18 @@ def _loop(members: list[Member], stop: StopRequest, started: float, bars: dict[i
         for m in active:
             m.optimizer.zero_grad(set_to_none=True)
         torch.stack(losses).sum().backward()  # members' parameters are disjoint: each gets its own gradient
-        for m, out, y, loss in zip(active, logits, ys, losses, strict=True):
-            _step(m, out, y, loss.item(), bars[id(m)])
+        # clip_grad_norm_ with an infinite bound only measures; the norm is logged and checked either way. Every
+        # member's loss and norm come to the host in one transfer: one sync per member would idle the GPU between.
+        norms = [nn.utils.clip_grad_norm_(m.model.parameters(), m.trainer.grad_clip or math.inf) for m in active]
+        host = torch.stack([torch.stack(losses).detach(), torch.stack(norms).to(losses[0].dtype)]).tolist()
+        for m, out, y, loss, grad_norm in zip(active, logits, ys, *host, strict=True):
+            _step(m, out, y, loss, grad_norm, bars[id(m)])
 
 
-def _step(m: Member, logits: Tensor, y: Tensor, loss: float, bar: tqdm) -> None:
-    """Apply one member's update unless its loss or gradient is not finite, then its logging and validation."""
+def _step(m: Member, logits: Tensor, y: Tensor, loss: float, grad_norm: float, bar: tqdm) -> None:
+    """Apply one member's update unless its loss or gradient (norm after any clipping's measure) is not finite,
+    then its logging and validation."""
     t = m.trainer
-    # clip_grad_norm_ with an infinite bound only measures; the norm is logged and checked either way.
-    grad_norm = nn.utils.clip_grad_norm_(m.model.parameters(), t.grad_clip or math.inf).item()
     if not (math.isfinite(loss) and math.isfinite(grad_norm)):
         # Stop before the step: the parameters and the checkpoints written so far stay finite.
         m.status = "diverged"
