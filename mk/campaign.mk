@@ -2,7 +2,8 @@
 #
 #   make gpu-campaign [DEVDATA_SRC=../shared/data]     # here: wheels + MNIST part; prints the device call
 #   (device call: the printed command and carry list, timeout_s 600)
-#   make gpu-campaign-collect FILES="<files_at>/records-*.tar.gz"   # check, unpack into results/runs, rebuild tables
+#   make gpu-campaign-collect FILES="<files_at>/records-*.tar.gz"   # check, unpack into results/runs, rebuild tables,
+#                                      keep progress.md + campaign.log in results/leases/, print a commit message
 #   make campaign-status                               # per block: runs completed, iterations done / planned
 #
 # The device has torch and triton but no Hydra: the wheels of hydra-core, omegaconf and antlr4-python3-runtime, at
@@ -31,7 +32,7 @@ gpu-campaign: campaign-wheels
 gpu-campaign-collect: venv
 	@test -n "$(FILES)" || { echo 'FILES="..." names the records-*.tar.gz a lease returned'; exit 2; }
 	$(PY) -m antisym.campaign collect $(FILES) --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS) \
-		--tables $(CAMPAIGN_TABLES)
+		--tables $(CAMPAIGN_TABLES) --leases results/leases
 	$(PY) -m antisym.campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
 
 campaign-status: venv

@@ -237,9 +237,16 @@ def test_lease_cut_by_budget_resumed_and_collected(tiny_data, tmp_path, monkeypa
 
     capsys.readouterr()
     archives2 = sorted(out2.glob("records-*.tar.gz"))
-    assert main(["collect", *map(str, archives2), "--records", str(repo_records), "--tables", str(tables)]) == 0
+    leases = tmp_path / "leases"
+    (out2 / "campaign.log").write_text("the lease's log, as the device command tees it\n")
+    args = ["--records", str(repo_records), "--tables", str(tables), "--plan", _write_plan(tmp_path)]
+    assert main(["collect", *map(str, archives2), *args, "--leases", str(leases)]) == 0
     printed = capsys.readouterr().out
     assert f"interrupted -> completed, steps {first['steps']:,} -> {LONG_STEPS}" in printed
+    done = LONG_STEPS - first["steps"] + 4  # the long run's rest and the LSTM's 4 steps
+    assert f"(+{done:,} iterations, 0 -> 2 of 3 completed)" in printed.split("commit message: Lease: tiny ")[1]
+    assert sorted(p.suffix for p in leases.iterdir()) == [".log", ".md"]
+    assert (leases / next(leases.glob("*.md")).name).read_text() == (out2 / "progress.md").read_text()
     record = repo_records / "tiny" / "asym_mnist_seed0"
     assert not (record / "checkpoints" / "last.pt").exists() and (record / "checkpoints" / "best.pt").is_file()
     assert not (record / "run.lock").exists()

@@ -4,7 +4,9 @@ status   [--plan paper] [--records results/runs]        per block: runs complete
 next     [-n 10] [--data-root DIR]                      the runs the next lease trains, in order
 run      --budget-s 540 --data-root DIR --out DIR [--device auto] [--commit SHA] [--gpu-check JSON]
                                                         one lease (on the device)
-collect  FILES... [--tables results/campaign]           unpack + check a lease's archives, rebuild the tables
+collect  FILES... [--tables results/campaign] [--leases results/leases]
+                                                        unpack + check a lease's archives, rebuild the tables,
+                                                        keep its report; prints the commit message
 command  [--budget-s 540] [--check-s 0]                 the device command and carry list (make gpu-campaign)
 """
 
@@ -72,15 +74,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    from antisym.campaign.progress import block_lines, blocks, moved_line
     from antisym.campaign.records import collect
     from antisym.results.aggregate import write_tables
 
+    plan = load_plan(args.plan)
+    planned = planned_steps(plan)
+    before = blocks(plan, args.records, planned)
     moves = collect(args.files, args.records)
     for m in moves:
         print(f"  {m.unit:60s} {m.before.status} -> {m.after.status}, steps {m.before.steps:,} -> {m.after.steps:,}")
     write_tables([args.records], args.tables)
     print(f"collected {len(moves)} records into {args.records}; tables rebuilt in {args.tables}")
+    after = blocks(plan, args.records, planned)
+    print("\n".join(block_lines(after, before)))
+    kept = keep_lease_report(args.files[0].parent, args.leases) if args.leases else []
+    if kept:
+        print(f"the lease's report and log kept as {', '.join(map(str, kept))}")
+    print(f"commit message: Lease: {moved_line(after, before)}")
     return 0
+
+
+def keep_lease_report(folder: Path, leases: Path) -> list[Path]:
+    """progress.md and campaign.log of the lease beside its archives, as <leases>/<UTC time>.md and .log."""
+    import shutil
+    import time
+
+    stem = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
+    kept = []
+    for name, suffix in (("progress.md", ".md"), ("campaign.log", ".log")):
+        if (folder / name).is_file():
+            leases.mkdir(parents=True, exist_ok=True)
+            kept.append(Path(shutil.copyfile(folder / name, leases / f"{stem}{suffix}")))
+    return kept
 
 
 def cmd_command(args: argparse.Namespace) -> int:
@@ -128,6 +154,9 @@ def parser() -> argparse.ArgumentParser:
     col = sub.add_parser("collect", parents=[common])
     col.add_argument("files", nargs="+", type=Path, help="records-*.tar.gz from a lease")
     col.add_argument("--tables", type=Path, default=Path("results/campaign"), help="where the tables go")
+    col.add_argument("--leases", type=Path, default=None,
+                     help="keep the lease's progress.md and campaign.log (beside the archives) here "
+                          "(make gpu-campaign-collect: results/leases)")  # fmt: skip
     col.set_defaults(func=cmd_collect)
     cmd = sub.add_parser("command", parents=[common])
     cmd.add_argument("--budget-s", type=float, default=540.0, help="the lease's seconds (with --check-s: the call's)")

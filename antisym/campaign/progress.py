@@ -49,6 +49,25 @@ def block_lines(rows: Sequence[Mapping[str, Any]], before: Sequence[Mapping[str,
     return lines
 
 
+def moved_line(rows: Sequence[Mapping[str, Any]], before: Sequence[Mapping[str, Any]]) -> str:
+    """The blocks that moved, for a commit message: "table1 20.6% -> 41.3% (+123,870 iterations, 0 -> 6 completed)"."""
+
+    def pct(row: Mapping[str, Any]) -> str:
+        return f"{100 * row['steps_done'] / max(1, row['steps_planned']):.1f}%"
+
+    moved = [
+        f"{a['block']} {pct(b)} -> {pct(a)} (+{a['steps_done'] - b['steps_done']:,} iterations"
+        + (
+            f", {b['completed']} -> {a['completed']} of {a['runs']} completed)"
+            if a["completed"] != b["completed"]
+            else ")"
+        )
+        for a, b in zip(rows, before, strict=True)
+        if (a["steps_done"], a["completed"]) != (b["steps_done"], b["completed"])
+    ]
+    return "; ".join(moved) or "no block moved"
+
+
 def run_lines(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """One row per run; `it/s` is the run's iterations over its pack's wall time (setup and evaluations included),
     so a pack's members show the same number and run-iterations/s is that times the pack size."""
