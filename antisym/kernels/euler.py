@@ -20,6 +20,7 @@ A, u and h0 load as 0, so padded hidden units stay exactly 0 (tanh(0) = 0) and n
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 import triton
@@ -304,13 +305,17 @@ def launch_options(n: int, gated: bool, precision: str, tuning: dict, resident: 
 
 
 KERNELS = {"fwd": _euler_fwd_kernel, "bwd": _euler_bwd_kernel}
+# Held around every launch: Triton's JIT runtime (compile on first use, its caches) is not safe to enter from several
+# threads at once, and the campaign trains packs side by side in threads (and autograd runs backward in its own).
+# A launch only queues work on the caller's stream, so the kernels themselves still overlap.
+_LAUNCH = threading.Lock()
 
 
 def _launch(direction: str, args: tuple, R: int, B: int, n: int, gated: bool, precision: str, tuning: dict) -> None:
     """One launch over batch tiles x members; resident A when planned, streamed after an OutOfResources."""
     kernel = KERNELS[direction]
     grid = (triton.cdiv(B, tuning["block_b"]), R)
-    with torch.cuda.device(args[0].device) if args[0].is_cuda else contextlib.nullcontext():
+    with _LAUNCH, torch.cuda.device(args[0].device) if args[0].is_cuda else contextlib.nullcontext():
         if _wants_resident(direction, n, precision, gated, tuning):
             try:
                 kernel[grid](*args, **launch_options(n, gated, precision, tuning, resident=True))
