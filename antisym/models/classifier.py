@@ -109,7 +109,10 @@ class EulerClassifier(nn.Module):
             h = fused_packed_recurrence(cells, u, h, precision=precisions.pop())  # one launch for the pack
         else:
             a = torch.stack([c.recurrent_matrix() for c in cells])  # (R, n, n)
-            eps = x.new_tensor([c.eps for c in cells]).view(-1, 1, 1)
+            # Members sharing eps (a sweep over seeds or learning rates) scale by the float, as a solo run does: a
+            # broadcast (R, 1, 1) multiply costs a kernel of its own every step.
+            eps_set = {c.eps for c in cells}
+            eps = eps_set.pop() if len(eps_set) == 1 else x.new_tensor([c.eps for c in cells]).view(-1, 1, 1)
             for u_t in u.unbind(2):
                 h = euler_step(u_t, h, a, eps, cells[0].gated)
         return [m.readout(h_r) for m, h_r in zip(models, h, strict=True)]
