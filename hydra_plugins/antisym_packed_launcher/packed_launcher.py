@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class PackedLauncherConf:
     _target_: str = "hydra_plugins.antisym_packed_launcher.packed_launcher.PackedLauncher"
-    # Runs per pack. 1 by default: on this project's 2-core CPU a pMNIST pack of R costs more than R solo runs (0.59-
-    # 0.92x the run-iterations/s) and pixel-CIFAR packs gain at most ~1.2x (results/bench_packed_cpu.md). Packing is
+    # Runs per pack. 1 by default: on this project's 2-core CPU a pack of R trains at about the run-iterations/s of
+    # solo runs (pMNIST 0.74-1.09x, pixel CIFAR 0.79-1.05x; results/bench_packed_cpu.md). Packing is
     # for GPUs, where one run fills a sliver of the device: set it there (scripts/gpu_check.py recommends a size; on
     # an H100 fused packs of 16-32 train at 8-9x the run-iterations/s of one solo run, results/bench.md).
     pack_size: int = 1
