@@ -176,7 +176,8 @@ def next_group(
     pack_size) and the runs passed over on the way (no data, cannot compose), with their states before; or why
     there is none: "done" (nothing left to try) or "budget spent". The runs returned count as attempted."""
     plan = resolve(lease.plan, lease.records)  # a screen finished in this lease lets its seeds start in it
-    todo = [r for r in plan.runs if r.rel_dir not in attempted and run_state(lease.records, r).todo(lease.retry_failed)]
+    states = {r: run_state(lease.records, r) for r in plan.runs if r.rel_dir not in attempted}
+    todo = [r for r, state in states.items() if state.todo(lease.retry_failed)]
     if not todo:
         return "done"
     time_limit = int(lease.budget_s - (lease.clock() - started) - lease.margin_s)
@@ -196,7 +197,7 @@ def next_group(
         if group and (pack_key(cfg) is None or pack_key(cfg) != pack_key(group[0][1])):
             continue
         group.append((run, cfg, overrides))
-    befores = {run: run_state(lease.records, run) for run in [*(p[0] for p in passed), *(g[0] for g in group)]}
+    befores = {run: states[run] for run in [*(p[0] for p in passed), *(g[0] for g in group)]}
     attempted.update(run.rel_dir for run in befores)
     for run, before in befores.items():
         log.info("campaign: %s (%s, %d steps) with %d s left", run.rel_dir, before.status, before.steps, time_limit)

@@ -191,12 +191,12 @@ def choose_point(plan: Plan, records: Path, block: str, preset: str) -> PlannedR
     completed runs (the first such in plan order on a tie); None while any of those runs is unfinished or none
     completed. Test accuracy never enters the choice."""
     runs = [r for r in plan.block_runs(block) if r.preset == preset]
-    if not runs or any(run_state(records, r).status not in FINISHED for r in runs):
+    summaries = [read_summary(records / r.rel_dir) or {} for r in runs]
+    if not runs or any(s.get("status") not in FINISHED for s in summaries):
         return None
     scores: dict[tuple[str, ...], list[float]] = {}
     first: dict[tuple[str, ...], PlannedRun] = {}
-    for run in runs:
-        summary = read_summary(records / run.rel_dir) or {}
+    for run, summary in zip(runs, summaries, strict=True):
         first.setdefault(run.point, run)
         if summary.get("status") == "completed" and summary.get("best_val_acc") is not None:
             scores.setdefault(run.point, []).append(float(summary["best_val_acc"]))

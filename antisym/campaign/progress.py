@@ -31,6 +31,11 @@ def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[s
     return rows
 
 
+def _pct(row: Mapping[str, Any]) -> str:
+    """The block's iterations done, as a percentage of those planned."""
+    return f"{100 * row['steps_done'] / max(1, row['steps_planned']):.1f}%"
+
+
 def block_lines(rows: Sequence[Mapping[str, Any]], before: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
     """A markdown table of `blocks` rows; with `before`, each cell shows before -> after where it moved."""
     lines = ["| block | completed / runs | iterations done / planned | states |", "|---|---|---|---|"]
@@ -41,22 +46,17 @@ def block_lines(rows: Sequence[Mapping[str, Any]], before: Sequence[Mapping[str,
             return f"{old[key]:,} -> {row[key]:,}" if old[key] != row[key] else f"{row[key]:,}"
 
         states = ", ".join(f"{n} {s}" for s, n in sorted(row["states"].items()))
-        pct = 100 * row["steps_done"] / max(1, row["steps_planned"])
         lines.append(
             f"| {row['block']} | {cell('completed')} / {row['runs']} | {cell('steps_done')} / "
-            f"{row['steps_planned']:,} ({pct:.1f}%) | {states} |"
+            f"{row['steps_planned']:,} ({_pct(row)}) | {states} |"
         )
     return lines
 
 
 def moved_line(rows: Sequence[Mapping[str, Any]], before: Sequence[Mapping[str, Any]]) -> str:
     """The blocks that moved, for a commit message: "table1 20.6% -> 41.3% (+123,870 iterations, 0 -> 6 completed)"."""
-
-    def pct(row: Mapping[str, Any]) -> str:
-        return f"{100 * row['steps_done'] / max(1, row['steps_planned']):.1f}%"
-
     moved = [
-        f"{a['block']} {pct(b)} -> {pct(a)} (+{a['steps_done'] - b['steps_done']:,} iterations"
+        f"{a['block']} {_pct(b)} -> {_pct(a)} (+{a['steps_done'] - b['steps_done']:,} iterations"
         + (
             f", {b['completed']} -> {a['completed']} of {a['runs']} completed)"
             if a["completed"] != b["completed"]

@@ -202,9 +202,10 @@ def bench_one(shape_name, shape, model_name, variant, device, iters, warmup, bat
     return Row(shape_name, model_name, variant.label, batch, T, m, n_model, params, **timing)
 
 
-def failed_row(cls: type[Row], shape_name, shape, model, variant: Variant, batch, err: Exception, **extra) -> Row:
-    """The row of a variant that raised: its error in the variant column, times NaN (left out of every comparison)."""
-    label = f"{variant.label} (failed: {type(err).__name__})"
+def failed_row(cls: type[Row], shape_name, shape, model, label: str, batch, err: Exception, **extra) -> Row:
+    """The row of a variant (its label) that raised: its error in the variant column, times NaN (left out of every
+    comparison)."""
+    label = f"{label} (failed: {type(err).__name__})"
     return cls(shape_name, model, label, batch, *shape, 0, math.nan, math.nan, None, **extra)
 
 
@@ -229,7 +230,7 @@ def run_grid(shapes: dict, models, device, iters, warmup, precisions, batch=BATC
                     row = bench_one(shape_name, shape, model, variant, device, iters, warmup, batch)
                 except Exception as err:  # report and go on: one failing variant must not lose the others
                     log(f"  {shape_name:14s} {model:9s} {variant.label:22s} FAILED: {type(err).__name__}: {err}")
-                    rows.append(failed_row(Row, shape_name, shape, model, variant, batch, err))
+                    rows.append(failed_row(Row, shape_name, shape, model, variant.label, batch, err))
                     continue
                 rows.append(row)
                 peak = f"{row.peak_mib:8.1f} MiB" if row.peak_mib is not None else ""
@@ -295,11 +296,8 @@ def solo_steps_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: lis
 
 def streams_steps_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor]):
     """R solo training iterations issued together, each on a CUDA stream of its own, so their kernels overlap: the
-    design the member axis competes with (and what the campaign's concurrent packs do with packs of one). Off a GPU
-    there are no streams: the iterations run one after another."""
+    design the member axis competes with (and what the campaign's concurrent packs do with packs of one). GPU only."""
     steps = [step_fn(model, x, y, graph=False) for model, x, y in zip(models, xs, ys, strict=True)]
-    if xs[0].device.type != "cuda":
-        return lambda: [step() for step in steps]
     streams = [torch.cuda.Stream(xs[0].device) for _ in steps]
 
     def step():
@@ -366,15 +364,16 @@ def run_packed(
     rows = []
     for shape_name, shape in shapes.items():
         for variant, how in packed_variants(device):
+            label = packed_label(variant, how)
             for R in counts:
                 if time_left() < 15:
-                    log(f"  {shape_name:14s} {variant.label:14s} R={R:<3d} skipped: budget spent")
+                    log(f"  {shape_name:14s} {label:22s} R={R:<3d} skipped: budget spent")
                     continue
                 try:
                     row = bench_packed(shape_name, shape, model, variant, R, device, iters, warmup, batch, how)
                 except Exception as err:  # out of memory, say: the smaller packs are kept, the larger ones skipped
-                    log(f"  {shape_name:14s} {variant.label:14s} R={R:<3d} FAILED: {type(err).__name__}: {err}")
-                    rows.append(failed_row(PackedRow, shape_name, shape, model, variant, batch, err, R=R))
+                    log(f"  {shape_name:14s} {label:22s} R={R:<3d} FAILED: {type(err).__name__}: {err}")
+                    rows.append(failed_row(PackedRow, shape_name, shape, model, label, batch, err, R=R))
                     break
                 rows.append(row)
                 log(
@@ -526,7 +525,7 @@ PACKED_EXPLAINED = (
 
 def recommended_pack(rows: list[PackedRow]) -> tuple[int, PackedRow] | None:
     """The pack_size with the most run-iterations/s, and its row (R runs one after another are pack_size 1). The
-    torch.func rows are a comparison for pack_forward's design, not what the launcher runs: they are not chosen."""
+    COMPARISONS rows (torch.func, streams, CUDA graph) are not what the launcher runs: they are never chosen."""
     runs = (r for r in rows if r.ms_median == r.ms_median and not any(c in r.variant for c in COMPARISONS))
     best = max(runs, key=lambda r: r.run_iters_per_s, default=None)
     return None if best is None else (best.R if best.packed else 1, best)

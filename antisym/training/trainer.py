@@ -482,11 +482,12 @@ def _loop(members: list[Member], stop: StopRequest, started: float, bars: dict[i
         losses = [F.cross_entropy(out, y) for out, y in zip(logits, ys, strict=True)]
         for m in active:
             m.optimizer.zero_grad(set_to_none=True)
-        torch.stack(losses).sum().backward()  # members' parameters are disjoint: each gets its own gradient
+        stacked = torch.stack(losses)
+        stacked.sum().backward()  # members' parameters are disjoint: each gets its own gradient
         # clip_grad_norm_ with an infinite bound only measures; the norm is logged and checked either way. Every
         # member's loss and norm come to the host in one transfer: one sync per member would idle the GPU between.
         norms = [nn.utils.clip_grad_norm_(m.model.parameters(), m.trainer.grad_clip or math.inf) for m in active]
-        host = torch.stack([torch.stack(losses).detach(), torch.stack(norms).to(losses[0].dtype)]).tolist()
+        host = torch.stack([stacked.detach(), torch.stack(norms).to(stacked.dtype)]).tolist()
         for m, out, y, loss, grad_norm in zip(active, logits, ys, *host, strict=True):
             _step(m, out, y, loss, grad_norm, bars[id(m)])
 
