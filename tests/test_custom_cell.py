@@ -40,8 +40,8 @@ def on_path(monkeypatch, tmp_path) -> Path:
     return tmp_path
 
 
-def train_mycell(cwd: Path, *overrides: str):
-    return cli("model=mycell", "dataset=pmnist", SEARCHPATH, *TINY, *overrides, cwd=cwd)
+def train_mycell(cwd: Path, *overrides: str, multirun: bool = False):
+    return cli(*["-m"] * multirun, "model=mycell", "dataset=pmnist", SEARCHPATH, *TINY, *overrides, cwd=cwd)
 
 
 def test_example_cell_trains_from_its_config_folder(tiny_data, on_path, monkeypatch):
@@ -71,3 +71,21 @@ def test_cell_without_the_interface_is_one_paragraph(on_path, override, names):
     assert error.startswith("error: ") and "\n" not in error, error
     for name in names:
         assert name in error, (name, error)
+
+
+def test_example_cell_packs_and_each_member_equals_its_solo_run(tiny_data, on_path):
+    """The example opts into packing (vmap_forward, member_settings): a sweep over init_std is one pack
+    whose members train what their solo runs train (float64)."""
+    from tests.test_packed import EXACT, assert_same_run
+
+    root, _ = tiny_data
+    sweep = [f"data.root={root}", *EXACT, "model.init_std=0.5,1.5", "hydra.sweep.subdir=${model.init_std}"]
+    packed = train_mycell(
+        on_path, *sweep, "hydra.sweep.dir=packed", "hydra/launcher=packed", "hydra.launcher.pack_size=2", multirun=True
+    )
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    assert "2 runs in 1 packs (pack_size 2)" in packed.stdout + packed.stderr
+    solo = train_mycell(on_path, *sweep, "hydra.sweep.dir=solo", multirun=True)
+    assert solo.returncode == 0, solo.stderr[-2000:]
+    for name in ("0.5", "1.5"):
+        assert_same_run(on_path / "solo" / name, on_path / "packed" / name)

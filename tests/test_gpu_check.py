@@ -21,12 +21,12 @@ from antisym.gpu.benchmark import (  # noqa: E402
     TINY_SHAPES,
     PackedRow,
     Variant,
+    bmm_forward,
     make_model,
     packed_step_fn,
     random_batches,
     recommended_pack,
     run_packed,
-    vmap_step_fn,
 )
 from antisym.gpu.curves import REFERENCE  # noqa: E402
 from antisym.gpu.parity import Tolerances, check_parity, judge, parity_lines  # noqa: E402
@@ -204,8 +204,8 @@ def test_tiny_packed_benchmark_reports_run_iterations():
     assert eager == [
         (1, "eager packed"),
         (2, "eager packed"),
-        (1, "eager torch.func packed"),
-        (2, "eager torch.func packed"),
+        (1, "eager bmm packed"),
+        (2, "eager bmm packed"),
     ]
     fused = [(r.R, r.variant) for r in rows if r.variant.startswith("fused")]
     if FUSED_OK:  # fused packed and fused solo x R under the interpreter where triton is installed
@@ -216,24 +216,24 @@ def test_tiny_packed_benchmark_reports_run_iterations():
         assert (row.T, row.B, len(row.times_ms)) == (TINY_SHAPES["pmnist"][0], 4, 1)
 
 
-def test_torch_func_pack_trains_what_pack_forward_trains():
+def test_bmm_pack_trains_what_pack_forward_trains():
     """The two ways of batching members that the packed benchmark times compute the same thing: three SGD steps of a
-    pack of 3 AntisymmetricRNNs in float64, torch.func (vmap over the eager model) against pack_forward (bmm)."""
+    pack of 3 AntisymmetricRNNs in float64, pack_forward (torch.func vmap) against the stacked-matrix bmm loop."""
     shape, batch, R = TINY_SHAPES["pmnist"], 4, 3
     packs = {}
-    for build in (packed_step_fn, vmap_step_fn):
+    for forward in (None, bmm_forward):
         torch.set_default_dtype(torch.float64)
         try:
             models = [make_model("asym", shape, Variant("eager"), torch.device("cpu"), seed=r) for r in range(R)]
             xs, ys = random_batches(shape, batch, torch.device("cpu"), count=R)
         finally:
             torch.set_default_dtype(torch.float32)
-        step = build(models, [x.double() for x in xs], ys)
-        packs[build.__name__] = [step().item() for _ in range(3)]
-    bmm, func = packs["packed_step_fn"], packs["vmap_step_fn"]
-    assert bmm[0] != bmm[2]  # it trained
-    assert func == pytest.approx(bmm, rel=1e-12, abs=1e-12)
-    assert recommended_pack([PackedRow(**r) for r in packed_rows({4: 1.0}, "eager torch.func packed")]) is None
+        step = packed_step_fn(models, [x.double() for x in xs], ys, forward=forward)
+        packs[forward] = [step().item() for _ in range(3)]
+    func, bmm = packs[None], packs[bmm_forward]
+    assert func[0] != func[2]  # it trained
+    assert bmm == pytest.approx(func, rel=1e-12, abs=1e-12)
+    assert recommended_pack([PackedRow(**r) for r in packed_rows({4: 1.0}, "eager bmm packed")]) is None
 
 
 def test_report_is_rewritten_after_every_section(tmp_path):

@@ -9,11 +9,17 @@ import pytest
 import torch
 
 from antisym.config import as_container
+from antisym.models import AblationRNN, AntisymmetricRNN, GatedAntisymmetricRNN, pack_forward
+from antisym.models.cornn import CoRNNClassifier
+from antisym.models.lipschitz import LipschitzRNNClassifier
 from antisym.training.packing import group_packs
 from antisym.training.rundir import RunLock, read_metrics
 from antisym.training.trainer import Job, run, run_pack
 from tests.test_train import TINY, cli, compose_cfg
 
+# float64, and (below) settings under which these tiny models train smoothly: a packed member runs vmap's batched
+# matmuls, whose sums round in another order than the solo run's mm (~1e-16), and an unstable run (the 8-unit
+# AntisymmetricRNN at eps=0.1 and the default lr on 784 steps) grows that ~100x per step, as any rounding change.
 EXACT = ["trainer.dtype=float64", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=1"]
 
 
@@ -41,23 +47,31 @@ MEMBERS = {  # two members of one pack, differing in every key a member may vary
         ["model=gated", "model.eps=0.1", "model.gamma=0.01", "model.init_std=1.0", "trainer.seed=0"],
         [
             "model=gated",
-            "model.eps=0.3",
-            "model.gamma=0.2",
-            "model.init_std=2.0",
+            "model.eps=0.05",
+            "model.gamma=0.1",
+            "model.init_std=0.5",
             "trainer.seed=3",
             "optimizer.lr=0.3",
             "trainer.grad_clip=0.05",
         ],
     ),  # fmt: skip
     "asym": (
-        ["model=asym", "dataset=mnist", "optimizer=sgd", "optimizer.momentum=0.9"],
         [
             "model=asym",
+            "model.eps=0.01",
+            "dataset=mnist",
+            "optimizer=sgd",
+            "optimizer.momentum=0.9",
+            "optimizer.lr=0.02",
+        ],
+        [
+            "model=asym",
+            "model.eps=0.01",
             "dataset=pmnist",
             "dataset.permutation_seed=5",
             "optimizer=sgd",
             "optimizer.momentum=0.5",
-            "optimizer.lr=0.05",
+            "optimizer.lr=0.01",
         ],
     ),  # fmt: skip
     "ablation": (
@@ -65,6 +79,23 @@ MEMBERS = {  # two members of one pack, differing in every key a member may vary
         ["model=ablation", "dataset=noisy_cifar10", "dataset.seq_len=40", "dataset.noise_seed=7", "trainer.seed=1"],
     ),
     "lstm": (["model=lstm", "trainer.seed=0"], ["model=lstm", "trainer.seed=1", "optimizer.lr=0.2"]),
+    "cornn": (
+        ["model=cornn", "model.hidden_size=8"],
+        ["model=cornn", "model.hidden_size=8", "model.dt=0.05", "model.gamma=1.3", "model.eps=8.0", "trainer.seed=2"],
+    ),
+    "lipschitz": (
+        ["model=lipschitz", "model.scheme=rk2"],
+        [
+            "model=lipschitz",
+            "model.scheme=rk2",
+            "model.eps=0.05",
+            "model.beta=0.5",
+            "model.gamma_a=0.01",
+            "model.gamma_w=0.02",
+            "model.init_std=0.2",
+            "trainer.seed=1",
+        ],
+    ),
 }
 
 
@@ -82,7 +113,8 @@ def test_packed_members_equal_their_solo_runs(tiny_data, tmp_path, kind):
 
 def test_packed_launcher_through_the_cli_equals_solo_runs(tiny_data, tmp_path):
     root, _ = tiny_data
-    sweep = ["-m", *TINY, *EXACT, f"data.root={root}", "dataset=mnist,pmnist", "hydra.sweep.subdir=${dataset.name}"]
+    sweep = ["-m", *TINY, *EXACT, "model.eps=0.01", f"data.root={root}", "dataset=mnist,pmnist",
+             "hydra.sweep.subdir=${dataset.name}"]  # fmt: skip
     packed = cli(
         *sweep, f"hydra.sweep.dir={tmp_path / 'packed'}", "hydra/launcher=packed", "hydra.launcher.pack_size=4"
     )
@@ -123,7 +155,7 @@ def test_a_locked_member_is_refused_alone(tiny_data, tmp_path):
 
 def test_stopped_pack_resumes_every_member_and_skips_the_completed(tiny_data, tmp_path):
     root, _ = tiny_data
-    common = [*EXACT, "trainer.resume=true", "trainer.skip_completed=true"]
+    common = [*EXACT, "model.eps=0.01", "trainer.resume=true", "trainer.skip_completed=true"]
 
     def job(run_dir: Path, *o: str) -> Job:
         return Job(as_container(compose_cfg(root, *common, *o)), run_dir)
@@ -161,9 +193,47 @@ def test_grouping_separates_what_cannot_share_a_pack(tiny_data):
         cfg("model=lstm", "trainer.seed=1"),
         cfg("model=gated"),  # another class
         cfg("dataset=mnist", "trainer.seed=9"),  # third of the first kind: over pack_size 2
+        cfg("dataset=mnist", "model.impl=fused"),  # impl is not a member setting
+        cfg("model=cornn", "model.scheme=explicit"),
+        cfg("model=cornn", "model.scheme=explicit", "model.dt=0.05", "model.eps=3.0"),  # member settings: same pack
+        cfg("model=cornn"),  # another scheme
     ]
-    assert group_packs(cfgs, pack_size=2) == [[0, 1], [7], [2], [3], [4], [5], [6]]
-    assert group_packs(cfgs, pack_size=1) == [[i] for i in (0, 1, 7, 2, 3, 4, 5, 6)]
+    assert group_packs(cfgs, pack_size=2) == [[0, 1], [7], [2], [3], [4], [5], [6], [8], [9, 10], [11]]
+    assert group_packs(cfgs, pack_size=1) == [[i] for i in (0, 1, 7, 2, 3, 4, 5, 6, 8, 9, 10, 11)]
+
+
+PACKABLE = {  # two members per class, differing in every setting the class lists in member_settings
+    AntisymmetricRNN: ({"eps": 0.1, "gamma": 0.01, "init_std": 1.0}, {"eps": 0.03, "gamma": 0.2, "init_std": 2.0}),
+    GatedAntisymmetricRNN: ({"eps": 0.1, "gamma": 0.01, "init_std": 1.0}, {"eps": 0.3, "gamma": 0.1, "init_std": 0.5}),
+    AblationRNN: ({"eps": 0.1, "gamma": 0.01, "init_std": 1.0}, {"eps": 0.05, "gamma": 0.3, "init_std": 3.0}),
+    CoRNNClassifier: ({}, {"dt": 0.07, "gamma": 0.4, "eps": 8.0}),
+    LipschitzRNNClassifier: ({}, {"eps": 0.05, "beta": 0.5, "gamma_a": 0.01, "gamma_w": 0.1, "init_std": 0.3}),
+}
+
+
+@pytest.mark.parametrize("cls", list(PACKABLE), ids=lambda c: c.__name__)
+def test_a_packed_forward_and_backward_equal_the_solo_ones(cls):
+    """pack_forward (torch.func vmap, each member's settings its own) against each member's own forward and
+    backward, float64, 200 steps: logits and every parameter's gradient to rounding."""
+    settings = PACKABLE[cls]
+    assert set(settings[1]) == set(cls.member_settings)
+    torch.manual_seed(0)
+    models = [cls(input_size=3, hidden_size=7, num_classes=4, **s).double() for s in settings]
+    xs = [torch.randn(5, 200, 3, dtype=torch.float64) for _ in models]
+    ys = [torch.randint(0, 4, (5,)) for _ in models]
+    solo = []
+    for model, x, y in zip(models, xs, ys, strict=True):
+        out = model(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        solo.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+        model.zero_grad()
+    packed = pack_forward(models, xs)
+    sum(torch.nn.functional.cross_entropy(o, y) for o, y in zip(packed, ys, strict=True)).backward()
+    for model, out, (out_solo, grads) in zip(models, packed, solo, strict=True):
+        assert torch.allclose(out, out_solo, rtol=1e-12, atol=1e-14)
+        for p, g in zip(model.parameters(), grads, strict=True):
+            assert torch.allclose(p.grad, g, rtol=1e-11, atol=1e-13 * g.abs().max())
+    assert not torch.allclose(packed[0], packed[1])
 
 
 def test_reproduction_pipeline_with_the_packed_launcher(tiny_data, tmp_path):

@@ -22,7 +22,6 @@ scripts/gpu_check.py runs the sections below.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -241,18 +240,21 @@ def run_grid(shapes: dict, models, device, iters, warmup, precisions, batch=BATC
 # ---- several runs trained as one pack (hydra/launcher=packed) ------------------------------------------------------
 
 
-def packed_step_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor], graph: bool = False):
-    """One training iteration of a pack as the trainer runs it: each member's batch through
-    antisym.models.pack_forward, one backward of the summed losses, each member's own optimizer step; with
-    graph=True, one replay of that iteration captured as a CUDA graph."""
+def packed_step_fn(
+    models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor], graph: bool = False, forward=None
+):
+    """One training iteration of a pack as the trainer runs it: each member's batch through `forward`
+    (antisym.models.pack_forward unless given), one backward of the summed losses, each member's own optimizer step;
+    with graph=True, one replay of that iteration captured as a CUDA graph."""
     from antisym.models import pack_forward
 
+    forward = forward or pack_forward
     opts = [sgd(model) for model in models]
 
     def step():
         for opt in opts:
             opt.zero_grad(set_to_none=False)
-        logits = pack_forward(models, xs)
+        logits = forward(models, xs)
         loss = sum(F.cross_entropy(out, y) for out, y in zip(logits, ys, strict=True))
         loss.backward()
         for opt in opts:
@@ -262,30 +264,19 @@ def packed_step_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: li
     return graphed(step) if graph else step
 
 
-def vmap_step_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor]):
-    """One training iteration of the pack by PyTorch's model-ensembling recipe (torch.func.stack_module_state,
-    functional_call and vmap over the eager model): the alternative to pack_forward's hand-batched bmm, timed to
-    choose between them. vmap maps tensors only, so the members share eps and gamma (Python floats of the cell)."""
-    from torch.func import functional_call, stack_module_state, vmap
+def bmm_forward(models: list[torch.nn.Module], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Logits of a pack of Euler models batched by hand: the members' recurrent matrices stacked, one bmm per step.
+    The alternative to pack_forward's torch.func vmap, timed to choose between them."""
+    from antisym.models.cells import euler_step
 
-    params, buffers = stack_module_state(models)  # (R, ...) leaves of their own, one optimizer over all
-    base = copy.deepcopy(models[0]).to("meta")
-    x, y = torch.stack(xs), torch.stack(ys)
-    opt = torch.optim.SGD(params.values(), lr=0.01, momentum=0.9)  # elementwise: each member's own SGD
-
-    def member_loss(p, b, x_r, y_r):
-        return F.cross_entropy(functional_call(base, (p, b), (x_r,)), y_r)
-
-    losses = vmap(member_loss)
-
-    def step():
-        opt.zero_grad(set_to_none=False)
-        loss = losses(params, buffers, x, y).sum()
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
+    cells = [m.cell for m in models]
+    u = torch.stack([c.project(x) for c, x in zip(cells, xs, strict=True)])  # (R, B, T, k)
+    a = torch.stack([c.recurrent_matrix() for c in cells])  # (R, n, n)
+    eps = torch.stack([c.eps for c in cells]).to(u.dtype).view(-1, 1, 1)
+    h = u.new_zeros(len(cells), u.shape[1], cells[0].hidden_size)
+    for u_t in u.unbind(2):
+        h = euler_step(u_t, h, a, eps, cells[0].gated)
+    return [m.readout(h_r) for m, h_r in zip(models, h, strict=True)]
 
 
 def solo_steps_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: list[torch.Tensor]):
@@ -312,46 +303,46 @@ def streams_steps_fn(models: list[torch.nn.Module], xs: list[torch.Tensor], ys: 
     return step
 
 
-COMPARISONS = ("torch.func", "streams x R", "+ CUDA graph")  # timed beside the launcher's way, never recommended
+COMPARISONS = ("bmm", "streams x R", "+ CUDA graph")  # timed beside the launcher's way, never recommended
 
 
 def packed_label(variant: Variant, how: str) -> str:
-    return f"{variant.label} {'torch.func packed' if how == 'torch.func' else how}"
+    return f"{variant.label} {'bmm packed' if how == 'bmm' else how}"
 
 
 def bench_packed(
     shape_name, shape, model_name, variant: Variant, R: int, device, iters, warmup, batch=BATCH, how="packed"
 ) -> PackedRow:
     """R members, each built as make_model builds one with its own seed (r) and its own random batch, trained
-    together: `how` "packed" as the trainer does (pack_forward: eager bmm, or the fused kernels' member axis; with
-    variant.graph the iteration captured as a CUDA graph), "torch.func" (vmap_step_fn), "solo x R" (one after
-    another, the baseline) or "streams x R" (solo iterations issued together on R CUDA streams)."""
+    together: `how` "packed" as the trainer does (pack_forward: eager by torch.func vmap, or the fused kernels'
+    member axis; with variant.graph the iteration captured as a CUDA graph), "bmm" (bmm_forward), "solo x R" (one
+    after another, the baseline) or "streams x R" (solo iterations issued together on R CUDA streams)."""
     T, m, n = shape
     models = [make_model(model_name, shape, variant, device, seed=r) for r in range(R)]
     xs, ys = random_batches(shape, batch, device, count=R)
     build = {
         "packed": lambda *a: packed_step_fn(*a, graph=variant.graph),
-        "torch.func": vmap_step_fn,
+        "bmm": lambda *a: packed_step_fn(*a, forward=bmm_forward),
         "solo x R": solo_steps_fn,
         "streams x R": streams_steps_fn,
     }[how]
     timing = measure(lambda: build(models, xs, ys), device, iters, warmup)
     n_model, params = hidden_size(model_name, n), count_parameters(models[0])
     label = packed_label(variant, how)
-    packed = how in ("packed", "torch.func")
+    packed = how in ("packed", "bmm")
     return PackedRow(shape_name, model_name, label, batch, T, m, n_model, params, **timing, R=R, packed=packed)
 
 
 def packed_variants(device: torch.device, precision: str = DEFAULT_PRECISION) -> list[tuple[Variant, str]]:
     """(variant, how): eager packed; where the kernels run (CUDA, or the interpreter in smoke runs) fused packed
-    (one launch for the pack) and fused solo x R (the baseline); then the comparisons: eager by torch.func and, on a
-    GPU, fused solo runs on R streams and the eager pack captured as a CUDA graph."""
+    (one launch for the pack) and fused solo x R (the baseline); then the comparisons: eager batched by hand (bmm)
+    and, on a GPU, fused solo runs on R streams and the eager pack captured as a CUDA graph."""
     cuda = device.type == "cuda"
     fused = Variant("fused", precision)
     rows = [(Variant("eager"), "packed")]
     if cuda or os.environ.get("TRITON_INTERPRET") == "1":
         rows += [(fused, "packed"), (fused, "solo x R")]
-    rows.append((Variant("eager"), "torch.func"))
+    rows.append((Variant("eager"), "bmm"))
     if cuda:
         rows += [(fused, "streams x R"), (Variant("eager", graph=True), "packed")]
     return rows
@@ -514,9 +505,10 @@ PACKED_EXPLAINED = (
     "(antisym.models.pack_forward, as hydra/launcher=packed trains them), then one backward of the summed "
     "cross-entropy losses and each member's own SGD-momentum step. Fused members (GPU only) run as R "
     "solo iterations one after another (solo x R, the baseline) and as one pack (the kernels' member axis, one launch "
-    "per direction). Compared with them, never recommended: `eager torch.func packed` (PyTorch's model-ensembling "
-    "recipe: stack_module_state + functional_call + vmap over the eager model, against pack_forward's hand-batched "
-    "bmm), `fused streams x R` (the R solo iterations issued together on R CUDA streams) and `eager + CUDA graph "
+    "per direction). Eager packs run PyTorch's model-ensembling recipe (functional_call + vmap over each member's "
+    "solo forward, antisym.models.ensemble). Compared with them, never recommended: `eager bmm packed` (the Euler "
+    "recurrence batched by hand: stacked recurrent matrices, one bmm per step), `fused streams x R` (the R solo "
+    "iterations issued together on R CUDA streams) and `eager + CUDA graph "
     "packed` (the eager pack's whole iteration captured as one CUDA graph). "
     "Run-iterations/s = R / seconds per iteration; x R=1 = that over R = 1 of the same shape and impl (R = 1 is the "
     "solo path)."
@@ -525,7 +517,7 @@ PACKED_EXPLAINED = (
 
 def recommended_pack(rows: list[PackedRow]) -> tuple[int, PackedRow] | None:
     """The pack_size with the most run-iterations/s, and its row (R runs one after another are pack_size 1). The
-    COMPARISONS rows (torch.func, streams, CUDA graph) are not what the launcher runs: they are never chosen."""
+    COMPARISONS rows (bmm, streams, CUDA graph) are not what the launcher runs: they are never chosen."""
     runs = (r for r in rows if r.ms_median == r.ms_median and not any(c in r.variant for c in COMPARISONS))
     best = max(runs, key=lambda r: r.run_iters_per_s, default=None)
     return None if best is None else (best.R if best.packed else 1, best)

@@ -403,7 +403,7 @@ def fused_packed_recurrence(cells: list, u: Tensor, h0: Tensor, precision: str =
     n = cells[0].hidden_size
     cfg = resolve_tuning(n, tuning)
     a = torch.stack([c.recurrent_matrix() for c in cells])
-    eps = torch.tensor([c.eps for c in cells], device=u.device, dtype=torch.float32)
+    eps = torch.stack([c.eps for c in cells]).to(u.device, torch.float32)
     u = u.float()
     if u.stride(-1) != 1:
         u = u.contiguous()

@@ -9,6 +9,10 @@ The interface a model class must meet (checked when it is built, with an error n
 - `final_state(x, h0=None)`: the state after the last step, (B, state_size); h0 of the same shape, zeros if None;
 - `hidden_size` (units) and optionally `state_size` (default: hidden_size; e.g. 2n for coRNN's [y | z]);
 - parameters: every trainable parameter counts (`count_parameters`).
+- optionally, for packed sweeps (hydra/launcher=packed): `packed_forward(models, x)`, logits of R models of the class
+  on inputs x (R, B, T, m) (`staticmethod(antisym.models.ensemble.vmap_forward)` for any plain-PyTorch forward whose
+  per-member settings are buffers, `register_settings`), and `member_settings`, the config keys members of one pack may
+  differ in (every other key must be equal; absent: all). Without `packed_forward` a class trains in packs of one.
 
 The built-in models take the same path: `name` alone (an old config without `_target_`) is looked up in `BUILTIN`.
 """
@@ -81,7 +85,8 @@ def build_model(model_cfg: Mapping[str, Any] | ClassConfig, input_size: int, num
 
 def pack_forward(models: list[nn.Module], xs: list[Tensor]) -> list[Tensor]:
     """Logits of each member on its batch: one model as it is; several of a class with `packed_forward` as one
-    batched computation (antisym.models.EulerClassifier.packed_forward); otherwise one after another."""
+    batched computation (antisym.models.ensemble.vmap_forward, or the Euler models' fused member axis); otherwise one
+    after another."""
     packed = getattr(type(models[0]), "packed_forward", None)
     if len(models) > 1 and packed is not None and all(type(m) is type(models[0]) for m in models):
         return packed(models, torch.stack(xs))

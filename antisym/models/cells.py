@@ -12,10 +12,12 @@ import math
 import torch
 from torch import Tensor, nn
 
+from antisym.models.ensemble import register_settings
+
 
 def euler_step(u_t: Tensor, h: Tensor, a: Tensor, eps: float | Tensor, gated: bool) -> Tensor:
-    """h + eps f(A h, u_t) for a state h (B, n) and matrix a (n, n), or a pack of R members: h (R, B, n), a (R, n, n),
-    eps (R, 1, 1). One function for both, so a packed member computes exactly what its solo run does."""
+    """h + eps f(A h, u_t) for a state h (B, n) and matrix a (n, n), or R members batched by hand: h (R, B, n),
+    a (R, n, n), eps (R, 1, 1) (the comparison row of the packed benchmark; packs train by vmap of the solo step)."""
     ah = h @ a.transpose(-1, -2)
     if not gated:
         return h + eps * torch.tanh(ah + u_t)
@@ -30,13 +32,15 @@ class EulerCell(nn.Module):
     """
 
     gated: bool = False
+    eps: Tensor  # 0-d buffers
+    gamma: Tensor
 
     def __init__(self, input_size: int, hidden_size: int, eps: float, gamma: float) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
-        self.eps = float(eps)
-        self.gamma = float(gamma)
+        # Buffers, not floats: members of a pack may differ in them (antisym.models.ensemble).
+        register_settings(self, eps=eps, gamma=gamma)
         # Candidate (and, when gated, gate) input weights V_h, V_z and biases b_h, b_z in one Linear.
         self.input_proj = nn.Linear(input_size, hidden_size * (2 if self.gated else 1))
 

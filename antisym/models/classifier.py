@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from antisym.errors import ConfigError
-from antisym.models.cells import AblationCell, AntisymmetricCell, EulerCell, GatedAntisymmetricCell, euler_step
+from antisym.models.cells import AblationCell, AntisymmetricCell, EulerCell, GatedAntisymmetricCell
+from antisym.models.ensemble import vmap_forward
 
 log = logging.getLogger("antisym")
 
@@ -37,6 +38,8 @@ class EulerClassifier(nn.Module):
     one of `antisym.kernels.PRECISIONS`; the eager path ignores it.
     """
 
+    member_settings = ("eps", "gamma", "init_std")  # what members of one pack may differ in (antisym.training.packing)
+
     def __init__(self, cell: EulerCell, num_classes: int, impl: str = "eager", precision: str = "ieee") -> None:
         super().__init__()
         from antisym.kernels import IMPLS, PRECISIONS  # no triton import
@@ -57,12 +60,13 @@ class EulerClassifier(nn.Module):
     def hidden_size(self) -> int:
         return self.cell.hidden_size
 
-    def final_state(self, x: Tensor, h0: Tensor | None = None) -> Tensor:
-        """h_T for inputs x (B, T, m); h0 defaults to zeros (the paper does not say; zeros is the usual choice)."""
+    def final_state(self, x: Tensor, h0: Tensor | None = None, *, impl: str | None = None) -> Tensor:
+        """h_T for inputs x (B, T, m); h0 defaults to zeros (the paper does not say; zeros is the usual choice).
+        `impl="eager"` forces the PyTorch loop (a pack that cannot run fused runs it under vmap)."""
         if h0 is None:
             h0 = x.new_zeros(x.shape[0], self.hidden_size)
         u = self.cell.project(x)
-        if self.resolve_impl(u) == "fused":
+        if (impl or self.resolve_impl(u)) == "fused":
             from antisym.kernels import fused_euler_recurrence
 
             return fused_euler_recurrence(self.cell, u, h0, precision=self.precision)
@@ -87,34 +91,27 @@ class EulerClassifier(nn.Module):
             self._chosen[key] = chosen
         return self._chosen[key]
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.readout(self.final_state(x))
+    def forward(self, x: Tensor, *, impl: str | None = None) -> Tensor:
+        return self.readout(self.final_state(x, impl=impl))
 
     @staticmethod
     def packed_forward(models: list[EulerClassifier], x: Tensor) -> list[Tensor]:
         """Logits of R models of one class and size on their own inputs x (R, B, T, m), as one batched recurrence.
 
-        Each member keeps its own parameters, eps and gamma: its projection and recurrent matrix are computed from
-        them and stacked, so autograd returns each member's gradient to its own leaves. Where every member would run
-        fused (model.impl, device, dtype) at one precision, the fused kernels take the pack as a grid axis (one
-        launch per direction); otherwise the eager loop batches the members with bmm.
+        Where every member runs fused (model.impl, device, dtype), the fused kernels take the pack as a grid axis,
+        each member with its own A and eps (one launch per direction); otherwise the eager loop runs under vmap
+        (antisym.models.ensemble), each member's eps and gamma its own buffers. Either way autograd returns each
+        member's gradient to its own parameters.
         """
+        precisions = {m.precision for m in models}
+        if len(precisions) > 1 or not all(m.resolve_impl(x) == "fused" for m in models):
+            return vmap_forward(models, x, impl="eager")
+        from antisym.kernels import fused_packed_recurrence
+
         cells = [m.cell for m in models]
         u = torch.stack([c.project(x_r) for c, x_r in zip(cells, x, strict=True)])  # (R, B, T, k)
-        h = x.new_zeros(len(models), x.shape[1], cells[0].hidden_size)
-        precisions = {m.precision for m in models}
-        if len(precisions) == 1 and all(m.resolve_impl(u) == "fused" for m in models):
-            from antisym.kernels import fused_packed_recurrence
-
-            h = fused_packed_recurrence(cells, u, h, precision=precisions.pop())  # one launch for the pack
-        else:
-            a = torch.stack([c.recurrent_matrix() for c in cells])  # (R, n, n)
-            # Members sharing eps (a sweep over seeds or learning rates) scale by the float, as a solo run does: a
-            # broadcast (R, 1, 1) multiply costs a kernel of its own every step.
-            eps_set = {c.eps for c in cells}
-            eps = eps_set.pop() if len(eps_set) == 1 else x.new_tensor([c.eps for c in cells]).view(-1, 1, 1)
-            for u_t in u.unbind(2):
-                h = euler_step(u_t, h, a, eps, cells[0].gated)
+        h0 = x.new_zeros(len(models), x.shape[1], cells[0].hidden_size)
+        h = fused_packed_recurrence(cells, u, h0, precision=precisions.pop())
         return [m.readout(h_r) for m, h_r in zip(models, h, strict=True)]
 
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from antisym.errors import ConfigError
+from antisym.models.ensemble import register_settings, vmap_forward
 
 SCHEMES = ("imex", "explicit")
 
@@ -28,6 +29,9 @@ class CoRNNClassifier(nn.Module):
     (U(-k, k), k = 1/sqrt(m + 2n), bias included), and a default nn.Linear readout. Keeping that single Linear keeps
     both the init and the parameter count (134,154 at n=256, m=1) equal to the authors'.
     """
+
+    member_settings = ("dt", "gamma", "eps")  # what members of one pack may differ in (antisym.training.packing)
+    packed_forward = staticmethod(vmap_forward)  # packs by torch.func (antisym.models.ensemble)
 
     def __init__(
         self,
@@ -51,7 +55,8 @@ class CoRNNClassifier(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.state_size = 2 * hidden_size
-        self.dt, self.gamma, self.eps, self.scheme = float(dt), float(gamma), float(eps), scheme
+        register_settings(self, dt=dt, gamma=gamma, eps=eps)  # buffers: members of a pack may differ in them
+        self.scheme = scheme
         # Columns [V | Wz | W] in the public code's order cat((u, z, y)); bias b.
         self.i2h = nn.Linear(input_size + 2 * hidden_size, hidden_size)
         self.readout = nn.Linear(hidden_size, num_classes)

@@ -10,11 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from antisym.errors import ConfigError
+from antisym.models.ensemble import register_settings, vmap_forward
 
 SCHEMES = ("euler", "rk2", "heun")
 
 
-def skew_mix(m: Tensor, beta: float, gamma: float) -> Tensor:
+def skew_mix(m: Tensor, beta: Tensor | float, gamma: Tensor | float) -> Tensor:
     """(1 - beta)(M + M^T) + beta (M - M^T) - gamma I: beta sets how much of M's symmetric part survives."""
     eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
     return (1.0 - beta) * (m + m.T) + beta * (m - m.T) - gamma * eye
@@ -34,6 +35,9 @@ class LipschitzRNNClassifier(nn.Module):
     keep PyTorch's nn.Linear defaults. The official code multiplies `h @ A`, i.e. applies A^T; we apply A as the paper
     writes, which is the same model under M -> M^T (same init distribution).
     """
+
+    member_settings = ("eps", "beta", "gamma_a", "gamma_w", "init_std")  # may differ within a pack
+    packed_forward = staticmethod(vmap_forward)  # packs by torch.func (antisym.models.ensemble)
 
     def __init__(
         self,
@@ -61,7 +65,8 @@ class LipschitzRNNClassifier(nn.Module):
             raise ConfigError(f"model.scheme={scheme!r}; choose one of {', '.join(SCHEMES)}.")
         self.input_size = input_size
         self.hidden_size = self.state_size = hidden_size
-        self.eps, self.beta, self.gamma_a, self.gamma_w = float(eps), float(beta), float(gamma_a), float(gamma_w)
+        # Buffers, not floats: members of a pack may differ in them (antisym.models.ensemble).
+        register_settings(self, eps=eps, beta=beta, gamma_a=gamma_a, gamma_w=gamma_w)
         self.scheme = scheme
         n = hidden_size
         self.input_proj = nn.Linear(input_size, n)  # U x + b

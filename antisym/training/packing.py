@@ -1,15 +1,17 @@
 """Which runs of a sweep can train as one pack (antisym.training.trainer.run_pack), and how they are grouped.
 
-Members of a pack share everything that fixes the shape and the rhythm of the computation: the model class and
-hidden size, the data's shapes (task family, sequence length, input width), batch size, max_steps, eval_every,
-device, dtype, optimizer class and lr schedule. They may differ in seed, eps, gamma, sigma_w, learning rate and the
-optimizer's other settings, gradient clipping, permutation and noise seeds, and pixel vs permuted MNIST. A model class
-without `packed_forward` (the LSTM: cuDNN cannot batch different weights; user cells unless they add it) trains in
-packs of one.
+Members of a pack share everything that fixes the shape and the rhythm of the computation: the model class and every
+model setting but those its class lists in `member_settings` (hidden size, impl, precision, scheme, ...), the data's
+shapes (task family, sequence length, input width), batch size, max_steps, eval_every, device, dtype, optimizer class
+and lr schedule. They may differ in seed, the model's `member_settings` (eps, gamma, sigma_w, ...), learning rate and
+the optimizer's other settings, gradient clipping, permutation and noise seeds, and pixel vs permuted MNIST. A model
+class without `packed_forward` (the LSTM: cuDNN cannot batch different weights; user cells unless they add it)
+trains in packs of one.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,9 +31,11 @@ def pack_key(cfg: Mapping[str, Any]) -> tuple | None:
     if getattr(model.target, "packed_forward", None) is None:
         return None
     t, spec = settings.trainer, task_spec(settings.task)
+    varying = getattr(model.target, "member_settings", ())
+    fixed = json.dumps({k: v for k, v in model.kwargs.items() if k not in varying}, sort_keys=True, default=repr)
     return (
         f"{model.target.__module__}.{model.target.__qualname__}",
-        model.kwargs.get("hidden_size"),
+        fixed,
         FAMILIES.get(settings.task.name, settings.task.name),
         spec.seq_len,
         spec.input_size,

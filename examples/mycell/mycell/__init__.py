@@ -14,10 +14,17 @@ import torch
 from torch import Tensor, nn
 
 from antisym.errors import ConfigError  # the CLI prints a ConfigError as one paragraph and exits 2
+from antisym.models.ensemble import vmap_forward
 
 
 class ElmanRNN(nn.Module):
     """h_t = phi(W h_{t-1} + V x_t + b), h_0 = 0, logits = Linear(h_T): the plainest cell to adapt."""
+
+    # Optional, for packed sweeps (hydra/launcher=packed): runs that differ only in these settings (and seeds,
+    # optimizer settings, data seeds) train as one vmapped pack. A setting the forward uses must then be a buffer
+    # (antisym.models.ensemble.register_settings), not a Python float; init_std is only used by the constructor.
+    member_settings = ("init_std",)
+    packed_forward = staticmethod(vmap_forward)
 
     def __init__(
         self,

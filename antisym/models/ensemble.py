@@ -1,0 +1,44 @@
+"""Members of a pack as one computation, by PyTorch's model-ensembling recipe (torch.func.vmap over functional_call).
+
+Any model class packs this way when its forward is plain PyTorch and the settings its members may differ in live in
+floating buffers (`register_settings`), not in Python attributes. Each iteration stacks the members' parameters with
+a differentiable `torch.stack` (where `torch.func.stack_module_state` would make new leaves): every member's gradient
+reaches its own parameters, so each keeps its own optimizer, clipping and checkpoints, exactly as a solo run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+
+def register_settings(module: nn.Module, **values: float) -> None:
+    """Keep float hyperparameters as 0-d buffers so that vmap gives each member its own.
+
+    float64 so that a float64 run computes with the config's exact value (`.to(dtype)` rounds them with the
+    parameters); non-persistent, so checkpoints hold parameters only, as before.
+    """
+    for name, value in values.items():
+        module.register_buffer(name, torch.tensor(float(value), dtype=torch.float64), persistent=False)
+
+
+def vmap_forward(models: list[nn.Module], x: Tensor, **kwargs: Any) -> list[Tensor]:
+    """Logits of R models of one class on their own inputs x (R, B, T, m): `models[0]`'s forward, vmapped.
+
+    Parameters and floating buffers (the members' settings) are stacked along a member axis; other buffers (index
+    tables that only depend on the shape, which a pack shares) are taken from the first member. `kwargs` go to
+    forward.
+    """
+    base = models[0]
+    states = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in models]
+    params = {k: torch.stack([p[k] for p, _ in states]) for k in states[0][0]}
+    settings = {k: torch.stack([b[k] for _, b in states]) for k, v in states[0][1].items() if v.is_floating_point()}
+    shared = {k: v for k, v in states[0][1].items() if not v.is_floating_point()}
+
+    def member(p: dict[str, Tensor], s: dict[str, Tensor], x_r: Tensor) -> Tensor:
+        return functional_call(base, (p, s, shared), (x_r,), kwargs)
+
+    return list(vmap(member)(params, settings, x).unbind(0))
