@@ -23,20 +23,35 @@ def register_settings(module: nn.Module, **values: float) -> None:
     """
     for name, value in values.items():
         module.register_buffer(name, torch.tensor(float(value), dtype=torch.float64), persistent=False)
+    # The values as set, readable without a device sync: members sharing a setting share its tensor under vmap.
+    module._settings = {**getattr(module, "_settings", {}), **{k: float(v) for k, v in values.items()}}
+
+
+def settings_of(model: nn.Module) -> dict[str, float]:
+    """Every value `register_settings` stored in the model and its submodules, by buffer name."""
+    return {
+        f"{prefix}.{k}" if prefix else k: v
+        for prefix, module in model.named_modules()
+        for k, v in getattr(module, "_settings", {}).items()
+    }
 
 
 def vmap_forward(models: list[nn.Module], x: Tensor, **kwargs: Any) -> list[Tensor]:
     """Logits of R models of one class on their own inputs x (R, B, T, m): `models[0]`'s forward, vmapped.
 
-    Parameters and floating buffers (the members' settings) are stacked along a member axis; other buffers (index
-    tables that only depend on the shape, which a pack shares) are taken from the first member. `kwargs` go to
-    forward.
+    Parameters and floating buffers are stacked along a member axis, except settings every member shares (a seed or
+    learning-rate sweep: then eps scales each step by one number, as in a solo run, not by a broadcast (R, 1, 1)
+    tensor); other buffers (index tables that only depend on the shape, which a pack shares) are taken from the first
+    member. `kwargs` go to forward.
     """
     base = models[0]
     states = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in models]
     params = {k: torch.stack([p[k] for p, _ in states]) for k in states[0][0]}
-    settings = {k: torch.stack([b[k] for _, b in states]) for k, v in states[0][1].items() if v.is_floating_point()}
-    shared = {k: v for k, v in states[0][1].items() if not v.is_floating_point()}
+    values = [settings_of(m) for m in models]
+    same = {k for k, v in values[0].items() if all(other.get(k) == v for other in values[1:])}
+    batched = {k for k, v in states[0][1].items() if v.is_floating_point() and k not in same}
+    settings = {k: torch.stack([b[k] for _, b in states]) for k in batched}
+    shared = {k: v for k, v in states[0][1].items() if k not in batched}
 
     def member(p: dict[str, Tensor], s: dict[str, Tensor], x_r: Tensor) -> Tensor:
         return functional_call(base, (p, s, shared), (x_r,), kwargs)
