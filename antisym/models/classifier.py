@@ -10,22 +10,23 @@ import torch
 from torch import Tensor, nn
 
 from antisym.errors import ConfigError
-from antisym.models.cells import AblationCell, AntisymmetricCell, EulerCell, GatedAntisymmetricCell
+from antisym.models.cells import AblationCell, AntisymmetricCell, EulerCell, GatedAntisymmetricCell, euler_step
 from antisym.models.ensemble import vmap_forward
 
 log = logging.getLogger("antisym")
 
 
 def euler_recurrence(cell: EulerCell, u: Tensor, h0: Tensor) -> Tensor:
-    """Run `cell.step` over projected inputs u (B, T, k) from h0 (B, n); returns h_T.
+    """Euler steps of the cell over projected inputs u (B, T, k) from h0 (B, n); returns h_T.
 
     `unbind` gives every step its own view; indexing `u[:, t]` instead makes autograd materialise a full-size
-    zero gradient per step, so backward would cost O(T^2).
+    zero gradient per step, so backward would cost O(T^2). eps is cast to the inputs' dtype once (a no-op once the
+    model was moved to its dtype), not mixed into every step's multiply.
     """
-    a = cell.recurrent_matrix()
+    a, eps = cell.recurrent_matrix(), cell.eps.to(u.dtype)
     h = h0
     for u_t in u.unbind(1):
-        h = cell.step(u_t, h, a)
+        h = euler_step(u_t, h, a, eps, cell.gated)
     return h
 
 

@@ -74,7 +74,8 @@ class CoRNNClassifier(nn.Module):
         weight = self.i2h.weight
         v, w_z, w_y = weight[:, :m], weight[:, m : m + n], weight[:, m + n :]
         u = F.linear(x, v, self.i2h.bias)  # V u + b for all T steps in one matmul
-        dt, gamma, eps, imex = self.dt, self.gamma, self.eps, self.scheme == "imex"
+        dt, gamma, eps = (s.to(x.dtype) for s in (self.dt, self.gamma, self.eps))  # no-ops once moved to x's dtype
+        imex = self.scheme == "imex"
         # unbind, not u[:, t]: indexing makes backward O(T^2) (see antisym.models.classifier.euler_recurrence).
         for u_t in u.unbind(1):
             drive = torch.tanh(u_t + y @ w_y.T + z @ w_z.T) - gamma * y

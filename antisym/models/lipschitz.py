@@ -82,7 +82,7 @@ class LipschitzRNNClassifier(nn.Module):
         """h_T (B, n) for inputs x (B, T, m); h0 defaults to zeros."""
         h = x.new_zeros(x.shape[0], self.hidden_size) if h0 is None else h0
         a, w = self.matrices()
-        eps = self.eps
+        eps = self.eps.to(x.dtype)  # a no-op once the model was moved to x's dtype
 
         def f(h: Tensor, u_t: Tensor) -> Tensor:
             return h @ a.T + torch.tanh(h @ w.T + u_t)
