@@ -120,9 +120,13 @@ def main_packed(args, device: torch.device, shapes: dict, out: Path, started: fl
     counts = [int(k) for k in args.packed_r.split(",")]
     iters, warmup = args.packed_iters, args.warmup
     print(f"packed bench on {device}: shapes {list(shapes)}, R {counts}, {iters} iters after {warmup} warm-up")
-    rows = run_packed(shapes, counts, device, iters, warmup, args.batch)
-    meta = run_meta("scripts/bench.py", vars(args), started, device, args.commit)
-    write_packed_report(out, meta, rows, "Packed-runs benchmark" + TINY_TITLE * args.tiny)
+    title = "Packed-runs benchmark" + TINY_TITLE * args.tiny
+
+    def write(rows: list, final: bool = False) -> None:
+        meta = run_meta("scripts/bench.py", vars(args), started, device, args.commit)
+        write_packed_report(out, meta, rows, title + ("" if final else f" (incomplete: {len(rows)} rows so far)"))
+
+    write(run_packed(shapes, counts, device, iters, warmup, args.batch, on_row=write), final=True)
     print(f"wrote {out}")
     return out
 

@@ -349,9 +349,20 @@ def packed_variants(device: torch.device, precision: str = DEFAULT_PRECISION) ->
 
 
 def run_packed(
-    shapes: dict, counts, device, iters, warmup, batch=BATCH, model="asym", log=print, time_left=lambda: math.inf
+    shapes: dict,
+    counts,
+    device,
+    iters,
+    warmup,
+    batch=BATCH,
+    model="asym",
+    log=print,
+    time_left=lambda: math.inf,
+    on_row=lambda rows: None,
 ) -> list[PackedRow]:
-    """bench_packed for every shape, impl and pack size R; rows left out once time_left() (seconds) runs out."""
+    """bench_packed for every shape, impl and pack size R; rows left out once time_left() (seconds) runs out.
+    on_row(rows so far) after every row, so that a report can keep what a process killed later (the kernel's OOM
+    killer, a CPU pack of 32 at pixel CIFAR) had measured."""
     rows = []
     for shape_name, shape in shapes.items():
         for variant, how in packed_variants(device):
@@ -365,8 +376,10 @@ def run_packed(
                 except Exception as err:  # out of memory, say: the smaller packs are kept, the larger ones skipped
                     log(f"  {shape_name:14s} {label:22s} R={R:<3d} FAILED: {type(err).__name__}: {err}")
                     rows.append(failed_row(PackedRow, shape_name, shape, model, label, batch, err, R=R))
+                    on_row(rows)
                     break
                 rows.append(row)
+                on_row(rows)
                 log(
                     f"  {shape_name:14s} {row.variant:22s} R={R:<3d} {row.ms_median:10.1f} ms/iter "
                     f"{row.run_iters_per_s:9.2f} run-iterations/s"
