@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from antisym.config import as_container
+from antisym.errors import ConfigError
 from antisym.models import AblationRNN, AntisymmetricRNN, GatedAntisymmetricRNN, pack_forward
 from antisym.models.cornn import CoRNNClassifier
+from antisym.models.ensemble import vmap_forward
 from antisym.models.lipschitz import LipschitzRNNClassifier
 from antisym.training.packing import group_packs
 from antisym.training.rundir import RunLock, read_metrics
@@ -268,3 +270,25 @@ def test_one_submitit_job_per_pack(tiny_data, tmp_path):
     assert (
         slurm.returncode == 0 and "backend: submitit_slurm" in slurm.stdout and "slurm_partition: gpu" in slurm.stdout
     )
+
+
+class FloatSetting(torch.nn.Module):
+    """A cell that lists a setting as member-variable but keeps it as a Python float: vmap cannot vary it."""
+
+    member_settings = ("scale",)
+    packed_forward = staticmethod(vmap_forward)
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+        self.readout = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.readout(x[:, -1])
+
+
+def test_a_member_setting_vmap_cannot_vary_is_refused():
+    x = torch.randn(2, 4, 3)
+    assert len(pack_forward([FloatSetting(1.0), FloatSetting(1.0)], [x, x])) == 2  # equal: nothing to vary
+    with pytest.raises(ConfigError, match="'scale'.*register_settings"):
+        pack_forward([FloatSetting(1.0), FloatSetting(2.0)], [x, x])

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from antisym.errors import ConfigError
+
 
 def register_settings(module: nn.Module, **values: float) -> None:
     """Keep float hyperparameters as 0-d buffers so that vmap gives each member its own.
@@ -36,6 +38,20 @@ def settings_of(model: nn.Module) -> dict[str, float]:
     }
 
 
+def check_member_settings(models: list[nn.Module]) -> None:
+    """Refuse a pack whose members differ in a `member_settings` key the model keeps as a plain number: vmap would
+    give every member the first one's value, silently."""
+    for key in getattr(type(models[0]), "member_settings", ()):
+        values = {getattr(m, key, None) for m in models}
+        if len(values) > 1 and all(isinstance(v, (int, float)) for v in values):
+            raise ConfigError(
+                f"{type(models[0]).__qualname__}.member_settings lists {key!r}, and the pack's members differ in it "
+                f"({', '.join(map(str, sorted(values)))}), but the model keeps it as a Python number, which vmap "
+                f"cannot vary per member. Keep it as a buffer (antisym.models.ensemble.register_settings(self, "
+                f"{key}=...)) or take it out of member_settings, so that runs differing in it train in separate packs."
+            )
+
+
 def vmap_forward(models: list[nn.Module], x: Tensor, **kwargs: Any) -> list[Tensor]:
     """Logits of R models of one class on their own inputs x (R, B, T, m): `models[0]`'s forward, vmapped.
 
@@ -45,6 +61,7 @@ def vmap_forward(models: list[nn.Module], x: Tensor, **kwargs: Any) -> list[Tens
     member. `kwargs` go to forward.
     """
     base = models[0]
+    check_member_settings(models)
     states = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in models]
     params = {k: torch.stack([p[k] for p, _ in states]) for k in states[0][0]}
     values = [settings_of(m) for m in models]
