@@ -14,7 +14,7 @@
 5b. packs of R = 1..32 runs trained as one at the pMNIST shape (antisym.models.pack_forward: eager packed by
    torch.func vmap and fused packed, one launch for the pack; fused solo x R as the baseline): run-iterations/s per
    pack size; beside them the designs those compete with: the eager pack batched by hand (bmm), fused solo runs on
-   R CUDA streams, the eager pack captured as a CUDA graph;
+   R CUDA streams, the eager and the fused pack each captured as a CUDA graph;
 6. a sweep of the fused kernels' launch settings (block_b, num_warps, resident A, bk), to choose the defaults;
 7. the verdict (antisym/gpu/verdict.py): the speed targets (fused asym step <= cuDNN LSTM step and >= 20x faster
    than eager at the pMNIST shape, fused gated step <= 1.3x cuDNN LSTM there, fused asym step <= cuDNN LSTM at the
