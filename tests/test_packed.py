@@ -270,6 +270,9 @@ def test_one_submitit_job_per_pack(tiny_data, tmp_path):
     assert (
         slurm.returncode == 0 and "backend: submitit_slurm" in slurm.stdout and "slurm_partition: gpu" in slurm.stdout
     )
+    assert (
+        "pack_size: auto" in slurm.stdout and "gpus_per_node: 1" in slurm.stdout
+    )  # so: packs of AUTO_PACK_SIZE["gpu"]
 
 
 class FloatSetting(torch.nn.Module):
@@ -292,3 +295,24 @@ def test_a_member_setting_vmap_cannot_vary_is_refused():
     assert len(pack_forward([FloatSetting(1.0), FloatSetting(1.0)], [x, x])) == 2  # equal: nothing to vary
     with pytest.raises(ConfigError, match="'scale'.*register_settings"):
         pack_forward([FloatSetting(1.0), FloatSetting(2.0)], [x, x])
+
+
+def test_auto_pack_size_is_the_measured_best_for_the_device_the_runs_train_on():
+    """pack_size=auto: 1 for CPU runs (packing does not pay there), the GPU size where every run trains on a GPU."""
+    from hydra_plugins.antisym_packed_launcher.packed_launcher import AUTO_PACK_SIZE, resolve_pack_size
+
+    def cfgs(*devices: str) -> list[dict]:
+        return [{"trainer": {"device": d}} for d in devices]
+
+    gpu, cpu = AUTO_PACK_SIZE["gpu"], AUTO_PACK_SIZE["cpu"]
+    assert resolve_pack_size(4, cfgs("cpu"), "local", {}) == (4, "")  # given: as given, whatever the device
+    assert resolve_pack_size("auto", cfgs("cuda", "cuda:1"), "local", {})[0] == gpu
+    assert resolve_pack_size("auto", cfgs("cuda", "cpu"), "local", {})[0] == cpu  # one CPU run: packs of the CPU
+    here = gpu if torch.cuda.is_available() else cpu
+    assert resolve_pack_size("auto", cfgs("auto"), "local", {}) == (
+        here,
+        f": auto, runs on the {'GPU' if here == gpu else 'CPU'}",
+    )
+    # A cluster's login node has no GPU; the jobs' request decides.
+    assert resolve_pack_size("auto", cfgs("auto"), "submitit_slurm", {"gpus_per_node": 1})[0] == gpu
+    assert resolve_pack_size("auto", cfgs("auto"), "submitit_slurm", {})[0] == cpu

@@ -28,11 +28,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class PackedLauncherConf:
     _target_: str = "hydra_plugins.antisym_packed_launcher.packed_launcher.PackedLauncher"
-    # Runs per pack. 1 by default: on this project's 2-core CPU a pack of R trains at about the run-iterations/s of
-    # solo runs (pMNIST 0.74-1.09x, pixel CIFAR 0.79-1.05x; results/bench_packed_cpu.md). Packing is
-    # for GPUs, where one run fills a sliver of the device: set it there (scripts/gpu_check.py recommends a size; on
-    # an H100 fused packs of 16-32 train at 8-9x the run-iterations/s of one solo run, results/bench.md).
-    pack_size: int = 1
+    # Runs per pack, or auto: the measured best for the device the runs train on (AUTO_PACK_SIZE, resolve_pack_size).
+    pack_size: Any = "auto"
     backend: str = "local"  # local | submitit_local | submitit_slurm (one submitit job per pack)
     # submitit.AutoExecutor parameters for the submitit backends, e.g. timeout_min, gpus_per_node, cpus_per_task,
     # mem_gb, slurm_partition, slurm_account, slurm_constraint, slurm_setup (conf/hydra/launcher/packed_slurm.yaml).
@@ -41,13 +38,18 @@ class PackedLauncherConf:
 
 
 BACKENDS = {"local": None, "submitit_local": "local", "submitit_slurm": "slurm"}
+# pack_size=auto. CPU: 1, packing does not pay on this project's 2-core CPU (results/bench_packed_cpu.md: packs of 2-16
+# at 0.6-1.5x the run-iterations/s of a solo run, within the noise of identical rows). GPU: 16, from the H100 rows of
+# results/bench.md (section 5b): fused packs of 16 at 8.1x and of 32 at 8.9x one solo run's run-iterations/s; 16 takes
+# 10% less than 32 for half the memory (an eager coRNN pack of 32 at pMNIST keeps ~25 GB of activations).
+AUTO_PACK_SIZE = {"cpu": 1, "gpu": 16}
 ConfigStore.instance().store(group="hydra/launcher", name="packed", node=PackedLauncherConf, provider="antisym")
 
 
 class PackedLauncher(Launcher):
     def __init__(
         self,
-        pack_size: int = 1,
+        pack_size: int | str = "auto",
         backend: str = "local",
         submitit: dict[str, Any] | None = None,
         submitit_folder: str = ".submitit/%j",
@@ -55,7 +57,9 @@ class PackedLauncher(Launcher):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"hydra.launcher.backend={backend!r}; choose one of {', '.join(BACKENDS)}.")
-        self.pack_size = int(pack_size)
+        if pack_size != "auto" and not (isinstance(pack_size, int) and pack_size >= 1):
+            raise ValueError(f"hydra.launcher.pack_size={pack_size!r}; give a positive integer or auto.")
+        self.pack_size = pack_size
         self.backend = backend
         self.submitit = dict(submitit or {})
         self.submitit_folder = submitit_folder
@@ -88,8 +92,9 @@ class PackedLauncher(Launcher):
             task_cfg = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
             jobs.append(Job(OmegaConf.to_container(task_cfg, resolve=True), run_dir, list(overrides)))
             configs.append((sweep_config, task_cfg))
-        packs = group_packs([job.cfg for job in jobs], self.pack_size)
-        log.info(f"Packed launcher: {len(jobs)} runs in {len(packs)} packs (pack_size {self.pack_size})")
+        size, why = resolve_pack_size(self.pack_size, [job.cfg for job in jobs], self.backend, self.submitit)
+        packs = group_packs([job.cfg for job in jobs], size)
+        log.info(f"Packed launcher: {len(jobs)} runs in {len(packs)} packs (pack_size {size}{why})")
         for k, pack in enumerate(packs):
             log.info(f"\tpack {k}: " + "; ".join(" ".join(filter_overrides(jobs[i].overrides)) for i in pack))
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -133,3 +138,22 @@ class PackedLauncher(Launcher):
             submitted = [executor.submit(run_pack, members, pack_id) for members, pack_id in packed_jobs]
         log.info(f"Submitted {len(submitted)} packs: " + ", ".join(str(job.job_id) for job in submitted))
         return [job.result() for job in submitted]
+
+
+def resolve_pack_size(
+    pack_size: int | str, cfgs: list[dict[str, Any]], backend: str, submitit: dict[str, Any]
+) -> tuple[int, str]:
+    """(runs per pack, what decided it for the log). auto: the GPU size where every run trains on a GPU (trainer.device
+    cuda, or auto where one is there: this machine for backend=local, a job asking for GPUs for submitit), else 1."""
+    if pack_size != "auto":
+        return int(pack_size), ""
+    if backend == "submitit_slurm":
+        gpu_here = bool(submitit.get("gpus_per_node") or submitit.get("slurm_gpus_per_node") or submitit.get("gpus"))
+    else:
+        import torch
+
+        gpu_here = torch.cuda.is_available()
+    devices = {str(cfg.get("trainer", {}).get("device", "auto")) for cfg in cfgs}
+    gpu = bool(devices) and all(d.startswith("cuda") or (d == "auto" and gpu_here) for d in devices)
+    where = "gpu" if gpu else "cpu"
+    return AUTO_PACK_SIZE[where], f": auto, runs on the {where.upper()}"
