@@ -176,3 +176,20 @@ def test_cifar_repickled_with_bytes_keys_loads(tiny_data, tmp_path):
     path.write_bytes(pickle.dumps({k.encode(): v for k, v in entry.items()}))
     test = build_task(cfg("cifar10"), root, "test", download=False, allow_subset=True)
     assert len(test) == 10 and int(test.labels[4]) == (4 + 3) % 10
+
+
+def test_a_file_read_once_serves_every_member_until_it_changes(tiny_data, tmp_path):
+    """Every member of a pack, and a run's train and val splits, read the same files: the second read is the first
+    one's tensors; a file changed on disk (size or modification time) is read again."""
+    from antisym.data import load_cifar10, load_mnist
+    from tests.conftest import write_idx
+
+    root = _copy(tiny_data, tmp_path)
+    for load in (load_mnist, load_cifar10):
+        first, again = load(root, train=True, allow_subset=True), load(root, train=True, allow_subset=True)
+        assert first[0] is again[0] and first[1] is again[1]
+    fewer = np.zeros((20, 28, 28), dtype=np.uint8)
+    write_idx(root / "MNIST" / "raw" / "train-images-idx3-ubyte", fewer)
+    write_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.arange(20) % 10)
+    images, labels = load_mnist(root, train=True, allow_subset=True)
+    assert images.shape == (20, 28, 28) and not images.any() and labels.tolist() == [i % 10 for i in range(20)]

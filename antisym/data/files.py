@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -93,14 +95,42 @@ def _corrupt(path: Path, why: str) -> DataError:
     )
 
 
+_READ: dict[tuple, tuple[Tensor, Tensor]] = {}  # the last few files read (reused, below)
+_READ_LOCK = threading.Lock()  # packs side by side build their tasks in threads
+
+
+def reused(paths: list[Path], allow_subset: bool, read: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """read(), or what it returned for the same files (by path, size and modification time) in this process.
+
+    Every member of a pack, and a run's train and val splits, read the same files: once is enough (pixel CIFAR-10's
+    five pickles take about a second). Callers index the tensors, which copies; nothing writes them.
+    """
+    try:
+        key = (allow_subset, *((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+    except OSError:  # missing: read() downloads or says what to do
+        return read()
+    with _READ_LOCK:
+        if key not in _READ:
+            while len(_READ) >= 4:
+                _READ.pop(next(iter(_READ)))
+            _READ[key] = read()
+        return _READ[key]
+
+
 def load_mnist(
     root: str | Path, train: bool, download: bool = True, allow_subset: bool = False
 ) -> tuple[Tensor, Tensor]:
     """MNIST images (N, 28, 28) uint8 and labels (N,) int64 from `root/MNIST/raw`."""
     root = Path(root)
-    raw = root / "MNIST" / "raw"
-    expected = [raw / name for name in MNIST_FILES[train]]
-    every = [raw / name for split in (True, False) for name in MNIST_FILES[split]]
+    return reused(_mnist_files(root, train), allow_subset, lambda: _read_mnist(root, train, download, allow_subset))
+
+
+def _mnist_files(root: Path, train: bool) -> list[Path]:
+    return [root / "MNIST" / "raw" / name for name in MNIST_FILES[train]]
+
+
+def _read_mnist(root: Path, train: bool, download: bool, allow_subset: bool) -> tuple[Tensor, Tensor]:
+    expected, every = _mnist_files(root, train), _mnist_files(root, True) + _mnist_files(root, False)
     if _missing(expected):
         if not download:
             raise _not_found(root, _missing(every))
@@ -153,8 +183,15 @@ def load_cifar10(
 ) -> tuple[Tensor, Tensor]:
     """CIFAR-10 images (N, 32, 32, 3) uint8 and labels (N,) int64 from `root/cifar-10-batches-py`."""
     root = Path(root)
-    expected = [root / CIFAR_FOLDER / name for name in CIFAR_FILES[train]]
-    every = [root / CIFAR_FOLDER / name for split in (True, False) for name in CIFAR_FILES[split]]
+    return reused(_cifar_files(root, train), allow_subset, lambda: _read_cifar10(root, train, download, allow_subset))
+
+
+def _cifar_files(root: Path, train: bool) -> list[Path]:
+    return [root / CIFAR_FOLDER / name for name in CIFAR_FILES[train]]
+
+
+def _read_cifar10(root: Path, train: bool, download: bool, allow_subset: bool) -> tuple[Tensor, Tensor]:
+    expected, every = _cifar_files(root, train), _cifar_files(root, True) + _cifar_files(root, False)
     if _missing(expected):
         if not download:
             raise _not_found(root, _missing(every))
