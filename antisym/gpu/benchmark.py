@@ -268,11 +268,15 @@ def bmm_forward(models: list[torch.nn.Module], xs: list[torch.Tensor]) -> list[t
     """Logits of a pack of Euler models batched by hand: the members' recurrent matrices stacked, one bmm per step.
     The alternative to pack_forward's torch.func vmap, timed to choose between them."""
     from antisym.models.cells import euler_step
+    from antisym.models.ensemble import settings_of
 
     cells = [m.cell for m in models]
     u = torch.stack([c.project(x) for c, x in zip(cells, xs, strict=True)])  # (R, B, T, k)
     a = torch.stack([c.recurrent_matrix() for c in cells])  # (R, n, n)
-    eps = torch.stack([c.eps for c in cells]).to(u.dtype).view(-1, 1, 1)
+    # Shared eps by the float, as vmap_forward shares it: a (R, 1, 1) tensor would cost a kernel and, saved for the
+    # backward, one more (R, B, n) tensor a step (4 GiB more at pixel CIFAR, R = 32).
+    shared = {settings_of(c)["eps"] for c in cells}
+    eps = shared.pop() if len(shared) == 1 else torch.stack([c.eps for c in cells]).to(u.dtype).view(-1, 1, 1)
     h = u.new_zeros(len(cells), u.shape[1], cells[0].hidden_size)
     for u_t in u.unbind(2):
         h = euler_step(u_t, h, a, eps, cells[0].gated)
