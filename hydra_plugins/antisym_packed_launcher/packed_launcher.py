@@ -38,8 +38,8 @@ class PackedLauncherConf:
 
 
 BACKENDS = {"local": None, "submitit_local": "local", "submitit_slurm": "slurm"}
-# pack_size=auto. CPU: 1, packing does not pay on this project's 2-core CPU (results/bench_packed_cpu.md: packs of 2-16
-# at 0.6-1.5x the run-iterations/s of a solo run, within the noise of identical rows). GPU: 16, from the H100 rows of
+# pack_size=auto. CPU: 1, packing does not pay on this project's 2-core CPU (results/bench_packed_cpu.md: packs of 2-32
+# at 0.67-1.31x the run-iterations/s of a solo run, within the noise of identical rows). GPU: 16, from the H100 rows of
 # results/bench.md (section 5b): fused packs of 16 at 8.1x and of 32 at 8.9x one solo run's run-iterations/s; 16 takes
 # 10% less than 32 for half the memory (an eager coRNN pack of 32 at pMNIST keeps ~25 GB of activations).
 AUTO_PACK_SIZE = {"cpu": 1, "gpu": 16}
