@@ -106,9 +106,10 @@ def reused(paths: list[Path], allow_subset: bool, read: Callable[[], tuple[Tenso
     five pickles take about a second). Callers index the tensors, which copies; nothing writes them.
     """
     try:
-        key = (allow_subset, *((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+        stats = [p.stat() for p in paths]
     except OSError:  # missing: read() downloads or says what to do
         return read()
+    key = (allow_subset, *((str(p), st.st_size, st.st_mtime_ns) for p, st in zip(paths, stats, strict=True)))
     with _READ_LOCK:
         if key not in _READ:
             while len(_READ) >= 4:
