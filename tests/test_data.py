@@ -180,7 +180,7 @@ def test_cifar_repickled_with_bytes_keys_loads(tiny_data, tmp_path):
 
 def test_a_file_read_once_serves_every_member_until_it_changes(tiny_data, tmp_path):
     """Every member of a pack, and a run's train and val splits, read the same files: the second read is the first
-    one's tensors; a file changed on disk (size or modification time) is read again."""
+    one's tensors; a file changed on disk (size, times or inode) is read again."""
     from antisym.data import load_cifar10, load_mnist
     from tests.conftest import write_idx
 
@@ -193,3 +193,9 @@ def test_a_file_read_once_serves_every_member_until_it_changes(tiny_data, tmp_pa
     write_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.arange(20) % 10)
     images, labels = load_mnist(root, train=True, allow_subset=True)
     assert images.shape == (20, 28, 28) and not images.any() and labels.tolist() == [i % 10 for i in range(20)]
+    # The same size again, other pixels: rewritten in place, then replaced by a rename (a new inode).
+    write_idx(root / "MNIST" / "raw" / "train-images-idx3-ubyte", np.full((20, 28, 28), 7, dtype=np.uint8))
+    assert load_mnist(root, train=True, allow_subset=True)[0].unique().tolist() == [7]
+    write_idx(tmp_path / "replacement", np.full((20, 28, 28), 9, dtype=np.uint8))
+    (tmp_path / "replacement").replace(root / "MNIST" / "raw" / "train-images-idx3-ubyte")
+    assert load_mnist(root, train=True, allow_subset=True)[0].unique().tolist() == [9]

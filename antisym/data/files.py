@@ -100,16 +100,17 @@ _READ_LOCK = threading.Lock()  # packs side by side build their tasks in threads
 
 
 def reused(paths: list[Path], allow_subset: bool, read: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """read(), or what it returned for the same files (by path, size and modification time) in this process.
+    """read(), or what it returned for the same files in this process: same path, inode, size, and modification and
+    change times in ns (a file replaced or rewritten in place changes one of them).
 
     Every member of a pack, and a run's train and val splits, read the same files: once is enough (pixel CIFAR-10's
     five pickles take about a second). Callers index the tensors, which copies; nothing writes them.
     """
     try:
-        stats = [p.stat() for p in paths]
+        stats = [(str(p), p.stat()) for p in paths]
     except OSError:  # missing: read() downloads or says what to do
         return read()
-    key = (allow_subset, *((str(p), st.st_size, st.st_mtime_ns) for p, st in zip(paths, stats, strict=True)))
+    key = (allow_subset, *((p, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for p, s in stats))
     with _READ_LOCK:
         if key not in _READ:
             while len(_READ) >= 4:
