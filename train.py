@@ -9,6 +9,7 @@ group option such as model=foo, a malformed override) exit 1 with Hydra's messag
 
 import shlex
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,28 @@ from omegaconf import DictConfig
 
 from antisym.errors import UserError
 from antisym.training import run
+
+CONF = Path(__file__).resolve().parent / "conf"
+
+
+def diverged_settings(cfg: DictConfig) -> str:
+    """The settings that set the step size, as the run used them."""
+    optimizer = str(cfg.optimizer.get("_target_", "?")).rsplit(".", 1)[-1]
+    clip = cfg.trainer.get("grad_clip") or 0
+    return f"{optimizer} lr {cfg.optimizer.get('lr')}, " + (f"gradient clipping at {clip}" if clip else "no clipping")
+
+
+def what_to_try(cfg: DictConfig) -> str:
+    """What to change after a divergence: the usual remedies, and the presets tuned for this model, if any.
+
+    The global defaults (Adagrad 0.1, no clipping) suit the paper's cells; other models (coRNN, the Lipschitz RNN)
+    train with their own published optimizer settings, which only their presets carry."""
+    name = cfg.model.get("name", "")
+    presets = sorted(
+        f"+experiment={p.parent.name}/{p.stem}" for p in (CONF / "experiment").glob(f"*/{name}_*.yaml") if name
+    )
+    tip = "Lower optimizer.lr, clip gradients (trainer.grad_clip=1.0) or reduce the model's step size"
+    return f"{tip}, or start from a preset tuned for model={name}: {', '.join(presets)}." if presets else f"{tip}."
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -48,8 +71,9 @@ def main(cfg: DictConfig) -> float | None:
             raise KeyboardInterrupt  # a signal stops the whole sweep, as Ctrl-C asks
     if status == "diverged" and not multirun:
         print(
-            f"diverged: {summary.get('diverged_reason')} at step {summary.get('diverged_at_step')}; "
-            f"summary in {hydra_cfg.runtime.output_dir}/summary.json",
+            f"diverged: {summary.get('diverged_reason')} at step {summary.get('diverged_at_step')} "
+            f"({diverged_settings(cfg)}); summary in {hydra_cfg.runtime.output_dir}/summary.json. "
+            f"{what_to_try(cfg)}",
             file=sys.stderr,
         )
         sys.exit(3)
