@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Any train.py overrides for `make train`, e.g. ARGS="model=gated dataset=pmnist"
 ARGS ?=
-# pytest-xdist workers for `make test`: auto = one per CPU core (most tests wait on subprocesses and files, so two
-# workers on a 2-core machine take the suite from ~9 to ~6 minutes); TEST_WORKERS=0 runs everything in one process.
+# pytest-xdist workers for `make test`: auto = one per CPU core, at most 4 (each holds torch, ~1 GB, and starts
+# training subprocesses). Most tests wait on subprocesses and files, so two workers on a 2-core machine take the suite
+# from ~9 to 5-8 minutes. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= auto
 
 .PHONY: help venv train test lint bench kernel-report
@@ -27,7 +28,7 @@ train: venv  ## train one configuration: make train ARGS="model=gated dataset=pm
 	$(PY) train.py $(ARGS)
 
 test: venv  ## run the test suite (what CI runs), one worker per core
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4
 
 lint: venv  ## ruff check and format check
 	$(PY) -m ruff check antisym scripts tests train.py hydra_plugins examples
