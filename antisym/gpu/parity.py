@@ -138,11 +138,6 @@ class ParityResult:
             and (precision is None or r["precision"] == precision)
         ]
 
-    def precision_passed(self, precision: str) -> bool:
-        """The fused rows of this precision exist and all pass."""
-        mine = [r for r in self.rows if r["impl"] == "fused" and r["precision"] == precision]
-        return bool(mine) and all(r["passed"] for r in mine)
-
     def to_dict(self) -> dict:
         return {"passed": self.passed, "tolerances": asdict(self.tolerances), "rows": self.rows}
 
