@@ -37,3 +37,30 @@ gpu-campaign-collect: venv
 
 campaign-status: venv
 	$(PY) -m antisym.campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
+
+# The campaign's CPU lane (the plan's `lanes.cpu`: the noise-padded column first), trained here in the background
+# into results/runs/ under a wall-clock budget; it stops cleanly before the budget ends (checkpoint at a step
+# boundary), rebuilds results/campaign/ and ends its log with a commit message. Commit results/ afterwards.
+#   make cpu-campaign CPU_BUDGET_S=7200 CPU_THREADS=1 [ANTISYM_DATA=../shared/data]
+#   make cpu-campaign-stop                   # SIGTERM: the run in training checkpoints and the lane ends
+CPU_BUDGET_S ?= 3600
+# torch threads: 1 while the machine does other work too; 2 on a quiet 2-core machine (results/bench_threads_cpu.md)
+CPU_THREADS ?= 1
+CPU_LOG ?= logs/cpu-campaign.log
+CPU_PID ?= logs/cpu-campaign.pid
+# where the lane's progress.md / progress.json go
+CPU_REPORT ?= logs/cpu-campaign
+
+.PHONY: cpu-campaign cpu-campaign-stop
+
+cpu-campaign: venv  ## train the campaign's CPU lane in the background (CPU_BUDGET_S= CPU_THREADS=)
+	@mkdir -p $(dir $(CPU_LOG)) $(dir $(CPU_PID))
+	@if [ -f $(CPU_PID) ] && kill -0 $$(cat $(CPU_PID)) 2>/dev/null; then \
+		echo "the CPU lane is already training (pid $$(cat $(CPU_PID)), log $(CPU_LOG))"; exit 2; fi
+	OMP_NUM_THREADS=$(CPU_THREADS) nohup $(PY) -m antisym.campaign lane --plan $(CAMPAIGN_PLAN) --lane cpu \
+		--budget-s $(CPU_BUDGET_S) --threads $(CPU_THREADS) --data-root $(ANTISYM_DATA) --records $(CAMPAIGN_RECORDS) \
+		--tables $(CAMPAIGN_TABLES) --out $(CPU_REPORT) > $(CPU_LOG) 2>&1 & echo $$! > $(CPU_PID)
+	@echo "CPU lane started (pid $$(cat $(CPU_PID)), $(CPU_THREADS) threads, $(CPU_BUDGET_S) s): tail -f $(CPU_LOG)"
+
+cpu-campaign-stop:  ## stop the CPU lane cleanly (the run in training checkpoints first)
+	@test -f $(CPU_PID) && kill -TERM $$(cat $(CPU_PID)) && echo "SIGTERM sent to $$(cat $(CPU_PID))" || echo "no lane running"

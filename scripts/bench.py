@@ -7,6 +7,8 @@
     .venv/bin/python scripts/bench.py --tiny --out /tmp/b.md   # quick smoke run of every code path
     .venv/bin/python scripts/bench.py --packed --threads 2     # packs of R = 1..32 runs trained as one (asym,
                                                      #      pMNIST, pixel CIFAR) -> results/bench_packed_cpu.md
+    .venv/bin/python scripts/bench.py --threads-table 1,2      # torch threads, quiet and beside a busy process
+                                                     #      (noise-padded CIFAR, pMNIST) -> results/bench_threads_cpu.md
 
 Needs torch (and triton for the fused rows) only, no Hydra; --packed times antisym.models.pack_forward.
 What is timed, at which shapes, and how: see antisym/gpu/benchmark.py, which this script runs.
@@ -15,6 +17,7 @@ What is timed, at which shapes, and how: see antisym/gpu/benchmark.py, which thi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -36,7 +39,7 @@ from antisym.gpu.benchmark import (  # noqa: E402
     write_packed_report,
     write_report,
 )
-from antisym.gpu.report import run_meta  # noqa: E402
+from antisym.gpu.report import header, run_meta  # noqa: E402
 
 TINY_TITLE = " (tiny smoke shapes, not a measurement)"
 
@@ -64,6 +67,13 @@ def parse_args(argv=None):
     ap.add_argument("--packed-iters", type=int, default=None, help="timed iterations per packed row (default: --iters)")
     ap.add_argument("--tiny", action="store_true", help="tiny shapes: a smoke test of every code path")
     ap.add_argument(
+        "--threads-table",
+        default=None,
+        help="torch thread counts to time, quiet and beside --competitors busy processes (shapes default "
+        "noisy_cifar10,pmnist); what trainer.threads=0 chooses is read from it",
+    )
+    ap.add_argument("--competitors", default="0,1", help="busy processes beside each --threads-table row")
+    ap.add_argument(
         "--out",
         default=None,
         help="report path (default results/bench[_packed]_cpu.md on cpu, results/bench[_packed].md on cuda)",
@@ -80,7 +90,8 @@ def parse_args(argv=None):
     args.iters = args.iters if args.iters is not None else (10 if cuda else 2)
     args.warmup = args.warmup if args.warmup is not None else (3 if cuda else 1)
     args.packed_iters = args.packed_iters if args.packed_iters is not None else args.iters
-    args.shapes = args.shapes or ("pmnist,cifar10" if args.packed else ",".join(SHAPES))
+    default_shapes = "noisy_cifar10,pmnist" if args.threads_table else ",".join(SHAPES)
+    args.shapes = args.shapes or ("pmnist,cifar10" if args.packed else default_shapes)
     return args
 
 
@@ -94,9 +105,11 @@ def main(argv=None) -> Path:
         raise SystemExit("--device cuda but torch sees no GPU")
     table = TINY_SHAPES if args.tiny else SHAPES
     shapes = {s: table[s] for s in args.shapes.split(",")}
-    out = Path(args.out or default_out(device, args.packed))
+    out = Path(args.out or default_out(device, args.packed, bool(args.threads_table)))
     if args.packed:
         return main_packed(args, device, shapes, out, started)
+    if args.threads_table:
+        return main_threads(args, out, started)
     models = args.models.split(",")
     precisions = args.precisions.split(",")
     print(f"bench on {device}: shapes {list(shapes)}, models {models}, {args.iters} iters after {args.warmup} warm-up")
@@ -131,7 +144,36 @@ def main_packed(args, device: torch.device, shapes: dict, out: Path, started: fl
     return out
 
 
-def default_out(device: torch.device, packed: bool) -> str:
+THREADS_EXPLAINED = (
+    "One eager AntisymmetricRNN training iteration (forward, cross-entropy, backward, SGD-momentum step; batch "
+    "{batch}, random inputs of the task's shape) in a fresh process whose torch threads are set by OMP_NUM_THREADS, "
+    "with 0 or more `python -c 'while True: pass'` processes beside it, each keeping one core busy (as a test "
+    "suite or another run's main loop does). Mean of {iters} timed iterations after {warmup} warm-up. Nothing else "
+    "ran on the machine during the measurement (the campaign's CPU lane was paused)."
+)
+
+
+def main_threads(args, out: Path, started: float) -> Path:
+    from antisym.gpu.benchmark import run_threads, threads_table
+    from antisym.training.threads import available_cores
+
+    threads = [int(k) for k in args.threads_table.split(",")]
+    competitors = [int(k) for k in args.competitors.split(",")]
+    rows = run_threads(args.shapes.split(","), threads, competitors, args.iters, args.warmup, args.tiny, args.batch)
+    meta = run_meta("scripts/bench.py", vars(args), started, "cpu", args.commit)
+    explained = THREADS_EXPLAINED.format(batch=args.batch, iters=args.iters, warmup=args.warmup)
+    lines = header(meta, "CPU threads benchmark" + TINY_TITLE * args.tiny)
+    lines += [f"Cores this process may use (affinity, cgroup quota): {available_cores()}.", "", explained, ""]
+    lines += [*threads_table(rows), "", "Raw rows:", "", "```json", json.dumps(rows), "```", ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+    return out
+
+
+def default_out(device: torch.device, packed: bool, threads: bool = False) -> str:
+    if threads:
+        return "results/bench_threads_cpu.md"
     return f"results/bench{'_packed' * packed}{'_cpu' * (device.type != 'cuda')}.md"
 
 

@@ -60,12 +60,14 @@ def test_paper_plan_order_and_presets():
     plan = load_plan("paper")
     assert (plan.launcher, plan.pack_size, plan.concurrent) == ("packed", 32, 2)
     assert plan.blocks == (
-        "table1_screen", "table1", "table2_noisy", "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
+        "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_pixel", "table1_lstm", "fig2",
+        "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
         "table1_screen": 64,
         "table1": 12,
+        "table2_noisy_screen": 4,
         "table2_noisy": 12,
         "table2_pixel": 12,
         "table1_lstm": 6,
@@ -95,6 +97,34 @@ def test_paper_plan_order_and_presets():
         assert (REPO / "conf" / "experiment" / f"{run.preset}.yaml").is_file(), run.preset
         assert "model.impl=auto" in run.where_present
     assert plan_path("paper") == REPO / "conf" / "campaign" / "paper.yaml"
+
+
+def test_paper_plan_lanes_split_the_blocks_by_device():
+    """The CPU lane trains the noise-padded column first (its screen, then seed 0 of the four rows, then seeds 1
+    and 2), then the rest of Table 1's screen; the GPU lane takes the other blocks, none of the CPU's Table 2 ones."""
+    plan = load_plan("paper")
+    cpu = plan.lane_runs("cpu")
+    assert [r.rel_dir for r in cpu[:8]] == [
+        *(f"table2_noisy_screen/asym_noisy_cifar10_lr{lr}_seed0" for lr in (0.1, 0.2, 0.5, 1.0)),
+        *(f"table2_noisy/{row}_noisy_cifar10_seed0" for row in ("asym", "gated", "ablation", "lstm")),
+    ]
+    assert [r.overrides[-1] for r in cpu[4:16]] == [f"trainer.seed={k}" for k in (0, 1, 2) for _ in range(4)]
+    assert {r.block for r in cpu[16:]} == {"table1_screen"}
+    screen = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_screen")]
+    assert {(c["trainer"]["max_steps"], c["model"]["eps"], c["model"]["gamma"]) for c in screen} == {(2000, 0.01, 0.01)}
+    assert [c["optimizer"]["lr"] for c in screen] == [0.1, 0.2, 0.5, 1.0]
+    # The three Euler rows wait for the AntisymmetricRNN screen's lr; the LSTM trains at its own preset.
+    rows = plan.block_runs("table2_noisy")[:4]
+    assert [(r.select, r.select_preset) for r in rows[:3]] == [("table2_noisy_screen", None)] + [
+        ("table2_noisy_screen", "table2/asym_noisy_cifar10")
+    ] * 2
+    assert not rows[3].waiting
+    gpu = {r.block for r in plan.lane_runs("gpu")}
+    assert gpu.isdisjoint({"table2_noisy_screen", "table2_noisy"}) and "table2_pixel" in gpu
+    with pytest.raises(ConfigError, match="has no lane 'tpu'"):
+        plan.lane_runs("tpu")
+    with pytest.raises(ConfigError, match="lane cpu names blocks \\['nope'\\]"):
+        expand({**TINY_PLAN, "lanes": {"cpu": ["nope"]}}, "x")
 
 
 def test_plan_refuses_other_launchers_and_shared_dirs():
@@ -352,6 +382,57 @@ def test_collect_refuses_damaged_archives_and_records(tmp_path, capsys):
     assert json.loads((records / "b" / "good_seed0" / "summary.json").read_text())["git_commit"] == COMMIT
 
 
+def crafted_archive(path: Path, unit: str, source: Path) -> Path:
+    """An archive whose manifest and member names are `unit` (checksums correct), holding source's files."""
+    import hashlib
+    import tarfile
+
+    files = {f"{unit}/{p.relative_to(source)}": p for p in sorted(source.rglob("*")) if p.is_file()}
+    manifest = {"units": [unit], "files": {n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in files.items()}}
+    blob = path.with_suffix(".json")
+    blob.write_text(json.dumps(manifest))
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(blob, "MANIFEST.json")
+        for name, p in files.items():
+            tar.add(p, name)
+    return path
+
+
+@pytest.mark.parametrize("unit", ["../../victim", "/abs/run", "b/../../victim", "b", "b/run/extra", "b/./run"])
+def test_collect_keeps_every_unit_inside_the_records_folder(tmp_path, unit):
+    device, records = tmp_path / "device", tmp_path / "deep" / "er" / "records"
+    fake_record(device, "b/run", COMMIT)
+    victim = tmp_path / "deep" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "keep.txt").write_text("mine")
+    archive = crafted_archive(tmp_path / "crafted.tar.gz", unit, device / "b" / "run")
+    with pytest.raises(RecordError):
+        collect([archive], records)
+    assert (victim / "keep.txt").read_text() == "mine" and not list(records.rglob("summary.json"))
+
+
+def test_collect_never_takes_a_run_back_unless_asked(tmp_path, capsys):
+    """An older archive (fewer steps, or unfinished where the record here is finished) is refused, naming both."""
+    old, new, records = tmp_path / "old", tmp_path / "new", tmp_path / "records"
+    fake_record(old, "b/run_seed0", COMMIT)
+    (old / "b/run_seed0/summary.json").write_text(json.dumps({"status": "interrupted", "steps": 10,
+                                                              "git_commit": COMMIT}))  # fmt: skip
+    fake_record(new, "b/run_seed0", COMMIT)
+    (new / "b/run_seed0/summary.json").write_text(
+        json.dumps({"status": "completed", "steps": 40, "git_commit": COMMIT})
+    )
+    (older,) = pack(old, ["b/run_seed0"], tmp_path / "out_old", max_archives=1)
+    (newer,) = pack(new, ["b/run_seed0"], tmp_path / "out_new", max_archives=1)
+    collect([newer], records)
+    before = listing(records)
+    assert main(["collect", str(older), "--records", str(records), "--tables", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "b/run_seed0 (completed, 40 steps here; interrupted, 10 in the archive)" in err and "--allow-older" in err
+    assert listing(records) == before
+    moves = collect([older], records, allow_older=True)
+    assert [(m.before.steps, m.after.steps) for m in moves] == [(40, 10)]
+
+
 def test_parity_failure_stops_the_lease_and_a_pass_is_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(parity, "not_applicable", lambda device: None)  # as on a GPU
     failing = [{"cell": "asym", "T": 6, "m": 1, "n": 16, "impl": "fused", "precision": "ieee", "error": "boom"}]
@@ -378,6 +459,7 @@ def test_device_command_fits():
     assert len(command) <= MAX_COMMAND
     assert "receive --part .devdata/p0" in command and "assemble" in command
     assert f"--budget-s 480 --data-root /tmp/antisym-data/root --out $OUT --commit {COMMIT}" in command
+    assert "antisym.campaign run --plan paper --lane gpu " in command  # the CPU lane's blocks stay the CPU's
     assert lease_mod.MAX_FILES_BACK == 8
 
 
@@ -416,3 +498,84 @@ def test_lease_takes_its_launcher_from_the_gpu_checks_packed_rows(tmp_path):
     assert lease_mod.launcher_from_check(plan, eager_wins)[0].pack_size == 1
     chosen, why = lease_mod.launcher_from_check(plan, tmp_path / "absent.json")
     assert chosen == plan and "as planned" in why
+
+
+LANE_PLAN = {
+    "launcher": "packed",
+    "pack_size": 8,
+    "seeds": [0],
+    "overrides": [*TINY, "trainer.max_steps=2", "trainer.eval_every=2"],
+    "lanes": {"cpu": ["seeds", "screen"]},  # the lane's order, not the plan's; "other" is left to the GPU
+    "blocks": [
+        {"name": "other", "runs": ["table1/lstm_mnist"]},
+        {"name": "screen", "runs": [{"preset": "table1/asym_mnist", "grid": {"optimizer.lr": [0.1, 0.3]}}]},
+        {"name": "seeds", "runs": [
+            {"preset": "table1/asym_mnist", "select": "screen"},
+            {"preset": "table1/gated_mnist", "select": "screen", "select_preset": "table1/asym_mnist"},
+        ]},
+    ],
+}  # fmt: skip
+
+
+def test_cpu_lane_trains_its_blocks_in_place_and_prints_the_commit_message(tiny_data, tmp_path, capsys):
+    """make cpu-campaign's command: the lane's blocks only, in the lane's order (a selecting block waits for its
+    screen, then takes the screen preset's point, the gated row too), one run at a time, records written in place
+    with no archive, a finished run's last.pt dropped as a collected record's is, the tables rebuilt, and the runs
+    trained at the lane's thread count, as their summaries say."""
+    root, _ = tiny_data
+    records, tables, out = tmp_path / "runs", tmp_path / "tables", tmp_path / "out"
+    args = ["--plan", _write_plan(tmp_path, LANE_PLAN), "--records", str(records), "--data-root", str(root)]
+    threads = torch.get_num_threads()
+    try:
+        code = main(["lane", *args, "--budget-s", "600", "--margin-s", "0", "--threads", "1", "--tables",
+                     str(tables), "--out", str(out)])  # fmt: skip
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "progress.json").read_text())
+    assert [r["run"] for r in report["runs"]] == [
+        "screen/asym_mnist_lr0.1_seed0", "screen/asym_mnist_lr0.3_seed0", "seeds/asym_mnist_seed0",
+        "seeds/gated_mnist_seed0",
+    ]  # fmt: skip
+    assert {r["pack_size"] for r in report["runs"]} == {1} and report["archives"] == []
+    assert not list(out.glob("*.tar.gz")) and not (records / "other").exists()
+    vals = [json.loads((records / f"screen/asym_mnist_lr{lr}_seed0/summary.json").read_text())["best_val_acc"]
+            for lr in (0.1, 0.3)]  # fmt: skip
+    best_lr = (0.1, 0.3)[vals.index(max(vals))]
+    for run in ("seeds/asym_mnist_seed0", "seeds/gated_mnist_seed0"):
+        assert f"optimizer.lr={best_lr}" in (records / run / "overrides.yaml").read_text()
+        summary = json.loads((records / run / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["device"].endswith(", 1 torch threads")
+        assert not (records / run / "checkpoints" / "last.pt").exists()
+        assert (records / run / "checkpoints" / "best.pt").is_file()
+    assert "asym_mnist" in (tables / "runs.csv").read_text() and (tables / "table1.md").is_file()
+    assert "commit message: Campaign lane cpu: screen 0.0% -> 100.0% (+4 iterations, 0 -> 2 of 2 completed)" in printed
+    assert main(["lane", *args, "--budget-s", "60", "--lane", "gpu"]) == 2  # no such lane: one paragraph, exit 2
+
+
+def test_make_cpu_campaign_runs_the_lane_in_the_background(tiny_data, tmp_path):
+    """The Make target as a session starts it: detached, with its log and pid file; it ends by itself within its
+    budget with the records in place, the tables rebuilt and the commit message at the end of its log."""
+    import subprocess
+    import sys
+    import time
+
+    root, _ = tiny_data
+    spec = {**LANE_PLAN, "lanes": {"cpu": ["screen"]}}
+    log, pid = tmp_path / "lane.log", tmp_path / "lane.pid"
+    make = ["make", "-s", "-o", "venv", "cpu-campaign", f"PY={sys.executable}", f"ANTISYM_DATA={root}",
+            f"CAMPAIGN_PLAN={_write_plan(tmp_path, spec)}", f"CAMPAIGN_RECORDS={tmp_path / 'runs'}",
+            f"CAMPAIGN_TABLES={tmp_path / 'tables'}", f"CPU_LOG={log}", f"CPU_PID={pid}",
+            f"CPU_REPORT={tmp_path / 'report'}", "CPU_BUDGET_S=300"]  # fmt: skip
+    proc = subprocess.run(make, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "CPU lane started (pid" in proc.stdout and pid.is_file()
+    deadline = time.time() + 240
+    while time.time() < deadline and "commit message:" not in (log.read_text() if log.is_file() else ""):
+        time.sleep(1)
+    text = log.read_text()
+    assert "campaign lane cpu: 1 torch threads, budget 300 s" in text
+    assert "commit message: Campaign lane cpu: screen 0.0% -> 100.0%" in text, text[-3000:]
+    assert (tmp_path / "tables" / "runs.csv").is_file() and (tmp_path / "report" / "progress.md").is_file()

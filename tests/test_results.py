@@ -359,3 +359,49 @@ def test_quick_table2_runs_every_row(tiny_data, tmp_path):
     )
     assert cfg.dataset.seq_len == 64 and cfg.model.hidden_size == 8 and cfg.quick
     assert "# Table 2 (QUICK)" in (tmp_path / "results" / "quick" / "table2.md").read_text()
+
+
+def test_tables_count_right(tiny_data, tmp_path, capsys):
+    """Rows by the class a run trained, not its free label; one seed of one configuration counted once however many
+    directories hold it; unreadable directories listed with why; a paper-length run in training hides the screen's
+    short number ("k of N iterations"), which stays in the comparison."""
+    import shutil
+
+    root, _ = tiny_data
+    logs = tmp_path / "logs"
+    tiny_run(root, logs / "asym" / "seed0", "table1/asym_mnist", "trainer.seed=0")
+    tiny_run(root, logs / "asym" / "seed1", "table1/asym_mnist", "trainer.seed=1")
+    shutil.copytree(logs / "asym" / "seed1", logs / "copy" / "seed1")  # the same run, twice
+    tiny_run(root, logs / "labelled" / "seed0", "table1/asym_pmnist", "model.name=gated")  # an asym run named gated
+    for name, damage in (("emptied", "config.yaml"), ("torn", "summary.json"), ("middle", "metrics.jsonl")):
+        shutil.copytree(logs / "asym" / "seed0", logs / name)
+        path = logs / name / damage
+        if damage == "metrics.jsonl":
+            lines = path.read_text().splitlines()
+            path.write_text("\n".join([lines[0], lines[1][:10], *lines[2:]]) + "\n")
+        else:
+            path.write_text("" if damage == "config.yaml" else '{"status": "compl')
+    rows = write_tables([logs], tmp_path / "out", tables=(1,))
+    by_row = {(r.model, r.dataset): r for r in rows[1]}
+    asym = by_row[("asym", "mnist")]
+    assert len(asym.chosen.results) == 2 and len(asym.chosen.duplicates) == 1  # seeds 0 and 1, not 3 "seeds"
+    assert [r.path.parent.name for r in by_row[("asym", "pmnist")].runs] == ["labelled"]
+    assert by_row[("gated", "pmnist")].runs == []
+    md = (tmp_path / "out" / "table1.md").read_text()
+    assert "| 2 (1 duplicate directory counted once) |" in md
+    assert f"| `{logs / 'copy' / 'seed1'}` | seed 1 of the same configuration as `{logs / 'asym' / 'seed1'}`" in md
+    assert f"| `{logs / 'emptied'}` | config.yaml has no model, dataset, trainer section" in md
+    assert f"| `{logs / 'torn'}` |" in md and f"| `{logs / 'middle'}` |" in md
+    assert "not counted" in capsys.readouterr().err
+    # A paper-length run of the row starts: the screen's 6-step number gives way to the run's progress.
+    longer = logs / "paper_length" / "seed0"
+    shutil.copytree(logs / "asym" / "seed0", longer)
+    cfg = OmegaConf.load(longer / "config.yaml")
+    cfg.trainer.max_steps = 50_000
+    OmegaConf.save(cfg, longer / "config.yaml")
+    summary = json.loads((longer / "summary.json").read_text())
+    (longer / "summary.json").write_text(json.dumps({**summary, "status": "interrupted", "steps": 1234}))
+    rows = write_tables([logs], tmp_path / "out", tables=(1,))
+    asym = next(r for r in rows[1] if (r.model, r.dataset) == ("asym", "mnist"))
+    assert asym.chosen is None and len(asym.candidates) == 2
+    assert "| AntisymmetricRNN | 1,234 of 50,000 iterations | 98.0 |" in (tmp_path / "out" / "table1.md").read_text()

@@ -19,7 +19,7 @@ import torch
 from antisym.config import settings_differences
 from antisym.data import DataError, build_task
 from antisym.errors import CheckpointError, ConfigError, UserError
-from antisym.training import run
+from antisym.training import load_run_model, run
 from antisym.training.rundir import RunLock, effective_status, read_metrics
 from tests.conftest import REPO, make_tiny_data
 from tests.test_train import TINY, cli, compose_cfg, read_rows
@@ -190,6 +190,35 @@ def test_damaged_checkpoint_is_named(tiny_data, tmp_path, damage):
         run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true"), tmp_path / "run")
     proc = cli(*TINY, f"data.root={root}", "trainer.resume=true", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2 and "last.pt cannot be read" in proc.stderr and "Traceback" not in proc.stderr
+
+
+class _RunsCode:
+    """A pickle payload: unpickling it calls Path.touch on the marker (what a crafted checkpoint could do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unrun(tiny_data, tmp_path):
+    """Records travel (git, archives, leases): resume, load_run_model and collect read tensors and plain containers
+    only; a pickle that would call anything is refused with the usual paragraph, and nothing of it runs."""
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=3"), tmp_path / "run")
+    marker = tmp_path / "pwned"
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "extra": _RunsCode(marker)}, path)
+    with pytest.raises(CheckpointError, match=r"last.pt holds more than tensors and plain containers"):
+        run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true"), tmp_path / "run")
+    proc = cli(*TINY, f"data.root={root}", "trainer.resume=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and "holds more than tensors" in proc.stderr and "Traceback" not in proc.stderr
+    torch.save({"model": _RunsCode(marker), "step": 3}, tmp_path / "run" / "checkpoints" / "best.pt")
+    with pytest.raises(CheckpointError, match="best.pt holds more than tensors"):
+        load_run_model(tmp_path / "run")
+    assert not marker.exists()
 
 
 def test_torn_last_metrics_line_is_dropped_and_a_torn_middle_line_named(tiny_data, tmp_path):

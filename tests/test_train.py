@@ -167,10 +167,14 @@ def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_cli_run(tiny_data, tmp_path):
     root, _ = tiny_data
     proc = cli(
-        *TINY, f"data.root={root}", "model=gated", "dataset=pmnist", "optimizer=adagrad", f"hydra.run.dir={tmp_path}"
-    )
+        *TINY, f"data.root={root}", "model=gated", "dataset=pmnist", "optimizer=adagrad", f"hydra.run.dir={tmp_path}",
+        "trainer.threads=1",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    # trainer.threads is set before the first op, logged and written in the summary's device line.
+    assert summary["device"].endswith(", 1 torch threads") and "torch threads: 1 (trainer.threads=1)" in proc.stdout
     # The run records the settings that trained it, itself; Hydra keeps no .hydra/ copy that a rerun could overwrite.
     assert (tmp_path / "config.yaml").is_file() and not (tmp_path / ".hydra").exists()
     assert "dataset=pmnist" in (tmp_path / "overrides.yaml").read_text()

@@ -1,13 +1,16 @@
 """python -m antisym.campaign {status,next,run,collect,command}: the campaign's command line.
 
 status   [--plan paper] [--records results/runs]        per block: runs completed / total, iterations done / planned
-next     [-n 10] [--data-root DIR]                      the runs the next lease trains, in order
+next     [-n 10] [--lane cpu]                           the runs the next lease (or lane) trains, in order
 run      --budget-s 540 --data-root DIR --out DIR [--device auto] [--commit SHA] [--gpu-check JSON]
                                                         one lease (on the device)
 collect  FILES... [--tables results/campaign] [--leases results/leases]
                                                         unpack + check a lease's archives, rebuild the tables,
                                                         keep its report; prints the commit message
 command  [--budget-s 540] [--check-s 0]                 the device command and carry list (make gpu-campaign)
+lane     --budget-s S --data-root DIR [--lane cpu] [--threads 1]
+                                                        a lane trained here, records in place (make cpu-campaign):
+                                                        tables rebuilt, a commit message printed
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from antisym.campaign.plan import load_plan, planned_steps, resolve, run_state
+from antisym.campaign.plan import FINISHED, dir_state, load_plan, planned_steps, resolve, run_state
 from antisym.errors import UserError
 
 
@@ -34,7 +37,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_next(args: argparse.Namespace) -> int:
     plan = resolve(load_plan(args.plan), args.records)
-    todo = [(r, s) for r in plan.runs if (s := run_state(args.records, r)).todo(args.retry_failed)]
+    todo = [(r, s) for r in plan.lane_runs(args.lane) if (s := run_state(args.records, r)).todo(args.retry_failed)]
     print(f"campaign {plan.name}: {len(todo)} of {len(plan.runs)} runs to do; the next {min(args.n, len(todo))}:")
     for run, state in todo[: args.n]:
         chosen = f"  at the point of {run.chosen}" if run.chosen else ""
@@ -63,6 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         margin_s=args.margin_s,
         retry_failed=args.retry_failed,
         launcher_why=why,
+        lane=args.lane,
     )
     code, report = run_lease(lease)
     print((args.out / "progress.md").read_text())
@@ -81,7 +85,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     planned = planned_steps(plan)
     before = blocks(plan, args.records, planned)
-    moves = collect(args.files, args.records)
+    moves = collect(args.files, args.records, allow_older=args.allow_older)
     for m in moves:
         print(f"  {m.unit:60s} {m.before.status} -> {m.after.status}, steps {m.before.steps:,} -> {m.after.steps:,}")
     write_tables([args.records], args.tables)
@@ -124,6 +128,43 @@ def cmd_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lane(args: argparse.Namespace) -> int:
+    """One stretch of a lane on this machine: the lease machinery with the records trained in place (no archives),
+    one run at a time on a CPU (packs gain nothing there: results/bench_packed_cpu.md), then the tables rebuilt."""
+    from dataclasses import replace
+
+    import torch
+
+    from antisym.campaign.lease import Lease, run_lease
+    from antisym.campaign.progress import block_lines, blocks, moved_line
+    from antisym.results.aggregate import write_tables
+    from antisym.training.threads import apply_threads
+
+    plan = load_plan(args.plan)
+    plan.lane_runs(args.lane)  # an unknown lane stops here
+    if args.device == "cpu":
+        plan = replace(plan, launcher="solo", pack_size=1, concurrent=1)
+    threads = apply_threads(args.threads)
+    logging.getLogger("antisym").info("campaign lane %s: %d torch threads, budget %g s", args.lane, threads,
+                                      args.budget_s)  # fmt: skip
+    planned = planned_steps(plan)
+    before = blocks(plan, args.records, planned)
+    lease = Lease(plan=plan, records=args.records, data_root=args.data_root, out=args.out, budget_s=args.budget_s,
+                  device=args.device, commit=args.commit, margin_s=args.margin_s, lane=args.lane, threads=threads,
+                  archive=False)  # fmt: skip
+    code, _ = run_lease(lease)
+    for last in args.records.glob("*/*/checkpoints/last.pt"):  # a finished record keeps what a collected one keeps
+        if dir_state(last.parents[1]).status in FINISHED:
+            last.unlink()
+    write_tables([args.records], args.tables)
+    after = blocks(plan, args.records, planned)
+    print(f"campaign lane {args.lane} ({torch.get_num_threads()} threads): report in {args.out}/progress.md, "
+          f"tables rebuilt in {args.tables}")  # fmt: skip
+    print("\n".join(block_lines(after, before)))
+    print(f"commit message: Campaign lane {args.lane}: {moved_line(after, before)}")
+    return code
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m antisym.campaign", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -135,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
     nxt = sub.add_parser("next", parents=[common])
     nxt.add_argument("-n", type=int, default=10)
     nxt.add_argument("--retry-failed", action="store_true", help="count failed runs as to do")
+    nxt.add_argument("--lane", default=None, help="the runs of one lane of the plan, in its order (cpu, gpu)")
     nxt.set_defaults(func=cmd_next)
     run = sub.add_parser("run", parents=[common])
     run.add_argument("--budget-s", type=float, required=True, help="wall-clock seconds for the whole lease")
@@ -144,6 +186,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--commit", default=None, help="git commit the records name where the copy has no .git")
     run.add_argument("--margin-s", type=float, default=60.0, help="kept back for the last evaluation and packing")
     run.add_argument("--retry-failed", action="store_true", help="train failed runs again (resuming)")
+    run.add_argument("--lane", default=None, help="train one lane of the plan, in its order (the device command: gpu)")
     run.add_argument(
         "--gpu-check",
         type=Path,
@@ -157,12 +200,25 @@ def parser() -> argparse.ArgumentParser:
     col.add_argument("--leases", type=Path, default=None,
                      help="keep the lease's progress.md and campaign.log (beside the archives) here "
                           "(make gpu-campaign-collect: results/leases)")  # fmt: skip
+    older = "replace records even where the archive's are older (fewer steps, or unfinished)"
+    col.add_argument("--allow-older", action="store_true", help=older)
     col.set_defaults(func=cmd_collect)
     cmd = sub.add_parser("command", parents=[common])
     cmd.add_argument("--budget-s", type=float, default=540.0, help="the lease's seconds (with --check-s: the call's)")
     cmd.add_argument("--check-s", type=float, default=0.0, help="run scripts/gpu_check.py first for this long")
     cmd.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
     cmd.set_defaults(func=cmd_command)
+    lane = sub.add_parser("lane", parents=[common])
+    lane.add_argument("--lane", default="cpu", help="the plan's lane to train (default cpu)")
+    lane.add_argument("--budget-s", type=float, required=True, help="wall-clock seconds; stops cleanly before")
+    lane.add_argument("--data-root", type=Path, required=True, help="MNIST/raw/*, cifar-10-batches-py/*")
+    lane.add_argument("--threads", type=int, default=0, help="torch threads (0: auto, trainer.threads' rule)")
+    lane.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    lane.add_argument("--out", type=Path, default=Path("logs/campaign-lane"), help="the lane's progress report")
+    lane.add_argument("--tables", type=Path, default=Path("results/campaign"), help="where the tables go")
+    lane.add_argument("--margin-s", type=float, default=180.0, help="kept back for the last run's final evaluation")
+    lane.add_argument("--commit", default=None, help="git commit the records name where the copy has no .git")
+    lane.set_defaults(func=cmd_lane)
     return ap
 
 

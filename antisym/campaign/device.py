@@ -72,7 +72,7 @@ def device_command(plan: str, budget_s: float, commit: str, parts: list[str], ch
         f"{WHEELS}/*.whl && export PYTHONPATH=/tmp/site || exit",
         " && ".join([*receive, f"python3 scripts/devdata.py assemble --dest {DEST} --root {DEST}/root"]) + " || exit",
         *check,
-        f"PYTHONUNBUFFERED=1 python3 -m antisym.campaign run --plan {shlex.quote(plan)} {lease} "
+        f"PYTHONUNBUFFERED=1 python3 -m antisym.campaign run --plan {shlex.quote(plan)} --lane gpu {lease} "
         f"--data-root {DEST}/root --out $OUT --commit {shlex.quote(commit)} 2>&1 | tee $OUT/campaign.log",
     ]
     return "; ".join(steps)

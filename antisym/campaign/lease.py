@@ -50,6 +50,9 @@ class Lease:
     min_run_s: float = 30.0  # no run is started on less
     retry_failed: bool = False
     launcher_why: str | None = None  # how the launcher was chosen, where the GPU check chose it
+    lane: str | None = None  # the plan's lane (its blocks, in its order); None: every block in plan order
+    threads: int | None = None  # trainer.threads of every run (None: the trainer's default)
+    archive: bool = True  # pack the changed records for the trip back (a lane training in place needs none)
     clock: Callable[[], float] = time.monotonic
 
 
@@ -103,6 +106,7 @@ def stamp_commit(run_dir: Path, commit: str | None) -> None:
 def lease_overrides(lease: Lease, time_limit_s: int) -> list[str]:
     """What every run of the lease adds to its plan overrides (all free keys: a resume accepts them)."""
     device = [] if lease.device == "auto" else [f"trainer.device={lease.device}"]
+    threads = [] if lease.threads is None else [f"trainer.threads={lease.threads}"]
     return [
         f"data.root={lease.data_root.resolve()}",
         "data.download=false",
@@ -110,6 +114,7 @@ def lease_overrides(lease: Lease, time_limit_s: int) -> list[str]:
         "trainer.skip_completed=true",
         f"trainer.time_limit_s={time_limit_s}",
         *device,
+        *threads,
     ]
 
 
@@ -176,7 +181,7 @@ def next_group(
     pack_size) and the runs passed over on the way (no data, cannot compose), with their states before; or why
     there is none: "done" (nothing left to try) or "budget spent". The runs returned count as attempted."""
     plan = resolve(lease.plan, lease.records)  # a screen finished in this lease lets its seeds start in it
-    states = {r: run_state(lease.records, r) for r in plan.runs if r.rel_dir not in attempted}
+    states = {r: run_state(lease.records, r) for r in plan.lane_runs(lease.lane) if r.rel_dir not in attempted}
     todo = [r for r, state in states.items() if state.todo(lease.retry_failed)]
     if not todo:
         return "done"
@@ -292,11 +297,13 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
                         units.append(run.rel_dir)
                     if result.get("stop_reason") == "time_limit" and stop is None:
                         stop = "budget spent"
+                    if result.get("stop_reason") in ("SIGINT", "SIGTERM") and stop is None:
+                        stop = f"stopped by {result['stop_reason']}"  # the whole lease, as the signal asks
     if stop is not None:
         report["stopped"] = stop
     others = [p for p in lease.out.glob("*") if p.name not in REPORT_FILES] if lease.out.is_dir() else []
     room = MAX_FILES_BACK - len(REPORT_FILES) - len(others)  # what is already there (a GPU check's report) travels too
-    archives = pack(lease.records, units, lease.out, max(room, 1)) if units else []
+    archives = pack(lease.records, units, lease.out, max(room, 1)) if units and lease.archive else []
     report.update(
         archives=[a.name for a in archives],
         blocks_after=progress.blocks(lease.plan, lease.records, planned),

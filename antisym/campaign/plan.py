@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class PlannedRun:
     point: tuple[str, ...] = ()  # the grid point's overrides (part of `overrides`)
     select: str | None = None  # the block whose best point of this preset the run takes
     chosen: str | None = None  # the run of `select` whose point it took (None: not resolved yet)
+    select_preset: str | None = None  # the preset of `select` whose point it takes (default: its own)
 
     @property
     def waiting(self) -> bool:
@@ -66,9 +67,18 @@ class Plan:
     runs: tuple[PlannedRun, ...]
     pack_size: int = 1
     concurrent: int = 1  # packs trained side by side (threads, a CUDA stream each): small packs leave SMs idle
+    lanes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # device kind -> the blocks it trains
 
     def block_runs(self, block: str) -> list[PlannedRun]:
         return [r for r in self.runs if r.block == block]
+
+    def lane_runs(self, lane: str | None) -> list[PlannedRun]:
+        """The runs a lane trains, in its block order (every run in plan order where lane is None)."""
+        if lane is None:
+            return list(self.runs)
+        if lane not in self.lanes:
+            raise ConfigError(f"plan {self.name} has no lane {lane!r}; its lanes: {', '.join(self.lanes) or 'none'}.")
+        return [r for block in self.lanes[lane] for r in self.block_runs(block)]
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,7 @@ class _Entry:
     base: tuple[str, ...]  # plan + entry overrides
     point: tuple[str, ...]
     select: str | None
+    select_preset: str | None
 
 
 def _entry_runs(block: str, entry: Any, shared: Sequence[str], earlier: Sequence[str]) -> list[_Entry]:
@@ -109,9 +120,11 @@ def _entry_runs(block: str, entry: Any, shared: Sequence[str], earlier: Sequence
         entry = {"preset": entry}
     if not isinstance(entry, Mapping) or "preset" not in entry:
         raise ConfigError(f"block {block}: an entry must be a preset or a mapping with `preset`, not {entry!r}")
-    unknown = set(entry) - {"preset", "overrides", "grid", "select"}
+    unknown = set(entry) - {"preset", "overrides", "grid", "select", "select_preset"}
     if unknown:
-        raise ConfigError(f"block {block}: unknown entry keys {sorted(unknown)} (preset, overrides, grid, select)")
+        raise ConfigError(
+            f"block {block}: unknown entry keys {sorted(unknown)} (preset, overrides, grid, select, select_preset)"
+        )
     preset = str(entry["preset"])
     grid = dict(entry.get("grid") or {})
     select = entry.get("select")
@@ -120,12 +133,16 @@ def _entry_runs(block: str, entry: Any, shared: Sequence[str], earlier: Sequence
             f"block {block}: `select: {select}` names the earlier block whose best point of {preset} the entry "
             f"takes, so it needs no grid of its own and a block listed before {block} (earlier: {list(earlier)})."
         )
+    select_preset = entry.get("select_preset")
+    if select_preset is not None and select is None:
+        raise ConfigError(f"block {block}: `select_preset` names the preset of a `select` block; add `select`.")
     base = (*shared, *map(str, entry.get("overrides") or []))
     out = []
     for values in itertools.product(*grid.values()):
         point = dict(zip(grid, values, strict=True))
         name = "_".join([preset.rsplit("/", 1)[-1], *(_value_tag(k, v) for k, v in point.items())])
-        out.append(_Entry(name, preset, base, tuple(f"{k}={v}" for k, v in point.items()), select))
+        point_overrides = tuple(f"{k}={v}" for k, v in point.items())
+        out.append(_Entry(name, preset, base, point_overrides, select, select_preset and str(select_preset)))
     return out
 
 
@@ -155,12 +172,19 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
             for e in entries:
                 overrides = (*e.base, *e.point, f"trainer.seed={seed}")
                 runs.append(
-                    PlannedRun(bname, f"{e.name}_seed{seed}", e.preset, overrides, where_present, e.point, e.select)
-                )
+                    PlannedRun(bname, f"{e.name}_seed{seed}", e.preset, overrides, where_present, e.point, e.select,
+                               select_preset=e.select_preset)
+                )  # fmt: skip
     dirs = [r.rel_dir for r in runs]
     if len(set(dirs)) != len(dirs):
         raise ConfigError(f"plan {name}: two runs share a directory: {sorted({d for d in dirs if dirs.count(d) > 1})}")
-    return Plan(name, launcher, tuple(blocks), tuple(runs), pack_size if launcher == "packed" else 1, concurrent)
+    lanes = {str(k): tuple(map(str, v)) for k, v in (spec.get("lanes") or {}).items()}
+    for lane, names in lanes.items():
+        unknown = [b for b in names if b not in blocks]
+        if unknown:
+            raise ConfigError(f"plan {name}: lane {lane} names blocks {unknown} the plan lacks (blocks: {blocks}).")
+    packed = pack_size if launcher == "packed" else 1
+    return Plan(name, launcher, tuple(blocks), tuple(runs), packed, concurrent, lanes)
 
 
 def load_plan(plan: str | Path) -> Plan:
@@ -214,7 +238,7 @@ def resolve(plan: Plan, records: Path) -> Plan:
     runs = []
     for run in plan.runs:
         if run.waiting:
-            key = (run.select, run.preset)
+            key = (run.select, run.select_preset or run.preset)
             if key not in chosen:
                 chosen[key] = choose_point(plan, records, *key)
             pick = chosen[key]

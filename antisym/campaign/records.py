@@ -17,7 +17,8 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from antisym.campaign.plan import FINISHED, RunState, dir_state
 from antisym.errors import UserError
@@ -138,14 +139,33 @@ def check_record(path: Path) -> list[str]:
     return problems
 
 
-def collect(archives: Iterable[Path], records: Path) -> list[Move]:
-    """Unpack and check every archive, then replace the records they hold; returns what moved."""
+def check_unit_name(unit: Any, archive: Path) -> str:
+    """A unit name as a lease writes it (<block>/<run>, or parity/<key>.json), or RecordError: a name that would
+    reach outside the records folder (absolute, `..`, a link's target) is never used as a path."""
+    parts = PurePosixPath(unit).parts if isinstance(unit, str) else ()
+    if len(parts) != 2 or any(p in ("", ".", "..") or "\\" in p for p in parts) or str(PurePosixPath(*parts)) != unit:
+        raise RecordError(
+            f"{archive}: its manifest names a record {unit!r}, which is not <block>/<run> inside the records folder; "
+            "nothing was changed. Archives come from `campaign run` only: fetch this one again or run the lease again."
+        )
+    return unit
+
+
+def older_than(before: RunState, after: RunState) -> bool:
+    """Would the new record take the run back: fewer steps, or from finished to unfinished?"""
+    return after.steps < before.steps or (before.status in FINISHED and after.status not in FINISHED)
+
+
+def collect(archives: Iterable[Path], records: Path, allow_older: bool = False) -> list[Move]:
+    """Unpack and check every archive, then replace the records they hold; returns what moved. A record that would
+    take a run back (fewer steps, or finished -> unfinished: an older archive) is refused unless allow_older."""
     records.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=records))
     try:
         units: list[str] = []
         for archive in archives:
             for unit in _unpack(Path(archive), staging / "new"):
+                check_unit_name(unit, Path(archive))
                 if unit in units:
                     raise RecordError(f"{unit} is in two of the archives; nothing was changed.")
                 units.append(unit)
@@ -153,16 +173,34 @@ def collect(archives: Iterable[Path], records: Path) -> list[Move]:
         if problems:
             lines = "; ".join(f"{u}: {', '.join(p)}" for u, p in problems.items())
             raise RecordError(f"records failed their checks ({lines}); nothing was changed.")
+        states = {u: _unit_state(records / u, "missing") for u in units}
+        older = []
+        for unit in units:
+            before, after = states[unit], _unit_state(staging / "new" / unit, "record")
+            if older_than(before, after):
+                older.append(f"{unit} ({before.status}, {before.steps:,} steps here; {after.status}, "
+                             f"{after.steps:,} in the archive)")  # fmt: skip
+        if older and not allow_older:
+            raise RecordError(
+                f"the archives would take runs back: {'; '.join(older)}. They are older than the records here (an "
+                "earlier lease's, or a copy that did not start from these records); nothing was changed. Pass "
+                "--allow-older to replace them all the same."
+            )
         moves = []
         for unit in units:
             dest, new = records / unit, staging / "new" / unit
-            before = dir_state(dest) if dest.is_dir() else RunState("missing", 0)
+            before = states[unit]
             if dest.exists():
                 (staging / "old" / unit).parent.mkdir(parents=True, exist_ok=True)
                 dest.rename(staging / "old" / unit)
             dest.parent.mkdir(parents=True, exist_ok=True)
             new.rename(dest)
-            moves.append(Move(unit, before, dir_state(dest) if dest.is_dir() else RunState("record", 0)))
+            moves.append(Move(unit, before, _unit_state(dest, "record")))
         return moves
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unit_state(path: Path, absent: str) -> RunState:
+    """A run record's state; a file record (parity) or an absent one is `absent` with no steps."""
+    return dir_state(path) if path.is_dir() else RunState(absent, 0)

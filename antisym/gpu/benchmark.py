@@ -419,36 +419,47 @@ def worker(argv: list[str] | None = None) -> None:
     print("READY", flush=True)
     sys.stdin.readline()
     start = time.time()
-    time_steps(step, device, args.iters, 0)
-    print(json.dumps({"start": start, "end": time.time(), "iters": args.iters}), flush=True)
+    times = time_steps(step, device, args.iters, 0)
+    print(json.dumps({"start": start, "end": time.time(), "iters": args.iters, "times_ms": times}), flush=True)
+
+
+def worker_command(model, impl, precision, shape, device, iters, warmup, tiny, batch) -> list[str]:
+    cmd = [sys.executable, "-m", "antisym.gpu.benchmark", "--worker", "--device", str(device), "--shape", shape]
+    cmd += ["--model", model, "--impl", impl, "--precision", precision, "--iters", str(iters)]
+    return cmd + ["--warmup", str(warmup), "--batch", str(batch)] + (["--tiny"] if tiny else [])
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment of a worker: it imports antisym from this checkout, installed or not."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def run_workers(cmd: list[str], env: dict[str, str], nprocs: int) -> list[dict]:
+    """Start nprocs workers, let them warm up, time them together; each one's JSON line."""
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(nprocs)]  # fmt: skip
+    try:
+        for p in procs:  # all warmed up (compiled, allocated) before anyone is timed
+            line = p.stdout.readline()
+            if line.strip() != "READY":
+                raise RuntimeError(f"worker did not get ready (exit {p.poll()})")
+        for p in procs:
+            p.stdin.write("GO\n")
+            p.stdin.flush()
+        return [json.loads(p.stdout.readline()) for p in procs]
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait(timeout=600)
 
 
 def run_sharing(nprocs_list, model, impl, precision, shape, device, iters, warmup, tiny, batch) -> list[dict]:
     """Aggregate training throughput (sequences/s) of N processes stepping concurrently on one device."""
-    cmd = [sys.executable, "-m", "antisym.gpu.benchmark", "--worker", "--device", str(device), "--shape", shape]
-    cmd += ["--model", model, "--impl", impl, "--precision", precision, "--iters", str(iters)]
-    cmd += ["--warmup", str(warmup), "--batch", str(batch)] + (["--tiny"] if tiny else [])
-    # the workers import antisym from this checkout, installed or not
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    cmd = worker_command(model, impl, precision, shape, device, iters, warmup, tiny, batch)
     results = []
     for nprocs in nprocs_list:
-        procs = [
-            subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-            for _ in range(nprocs)
-        ]
-        try:
-            for p in procs:  # all warmed up (compiled, allocated) before anyone is timed
-                line = p.stdout.readline()
-                if line.strip() != "READY":
-                    raise RuntimeError(f"worker did not get ready (exit {p.poll()})")
-            for p in procs:
-                p.stdin.write("GO\n")
-                p.stdin.flush()
-            outs = [json.loads(p.stdout.readline()) for p in procs]
-        finally:
-            for p in procs:
-                p.stdin.close()
-                p.wait(timeout=600)
+        outs = run_workers(cmd, worker_env(), nprocs)
         span = max(o["end"] for o in outs) - min(o["start"] for o in outs)
         seqs = sum(o["iters"] for o in outs) * batch
         results.append(
@@ -463,6 +474,48 @@ def run_sharing(nprocs_list, model, impl, precision, shape, device, iters, warmu
             }
         )
     return results
+
+
+COMPETITOR = "while True: pass"  # one core kept busy by another process (a test suite, another run's main thread)
+
+
+def run_threads(shapes: list[str], threads: list[int], competitors: list[int], iters: int, warmup: int,
+                tiny: bool = False, batch: int = BATCH, log=print) -> list[dict]:  # fmt: skip
+    """One eager AntisymmetricRNN training iteration per shape x torch threads (OMP_NUM_THREADS of a fresh worker)
+    x competing busy processes started beside it; per row the mean and every iteration's seconds."""
+    rows = []
+    for shape in shapes:
+        for busy in competitors:
+            for n in threads:
+                cmd = worker_command("asym", "eager", DEFAULT_PRECISION, shape, "cpu", iters, warmup, tiny, batch)
+                hogs = [subprocess.Popen([sys.executable, "-c", COMPETITOR]) for _ in range(busy)]
+                try:
+                    (out,) = run_workers(cmd, worker_env(OMP_NUM_THREADS=str(n)), 1)
+                finally:
+                    for hog in hogs:
+                        hog.kill()
+                        hog.wait()
+                times = [t / 1e3 for t in out["times_ms"]]
+                rows.append({"shape": shape, "threads": n, "competitors": busy, "s_mean": statistics.mean(times),
+                             "s_min": min(times), "times_s": [round(t, 3) for t in times]})  # fmt: skip
+                log(f"threads: {shape} {n} thread(s) beside {busy} busy process(es): {rows[-1]['s_mean']:.3f} s/iter")
+    return rows
+
+
+def threads_table(rows: list[dict]) -> list[str]:
+    """The rows, each with its slowdown against the quiet 1-thread row of its shape."""
+    base = {r["shape"]: r["s_mean"] for r in rows if r["threads"] == 1 and r["competitors"] == 0}
+    lines = [
+        "| shape | torch threads | busy processes beside | s/iter (mean) | s/iter (min) | x quiet 1 thread | all s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = r["s_mean"] / base[r["shape"]] if r["shape"] in base else None
+        lines.append(
+            f"| {r['shape']} | {r['threads']} | {r['competitors']} | {r['s_mean']:.3f} | {r['s_min']:.3f} | "
+            f"{fmt(ratio)} | {', '.join(f'{t:.2f}' for t in r['times_s'])} |"
+        )
+    return lines
 
 
 # ---- tables --------------------------------------------------------------------------------------------------------

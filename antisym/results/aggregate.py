@@ -29,7 +29,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from antisym.config import experiment_settings
+from antisym.config import experiment_settings, import_class
+from antisym.errors import UserError
 from antisym.results.curves import plot_learning_curves
 from antisym.results.paper import (
     BASELINES,
@@ -46,7 +47,14 @@ from antisym.results.paper import (
     preset_name,
     table_rows,
 )
-from antisym.training.rundir import SUPERSEDED, effective_status, load_run_config, read_summary
+from antisym.training.rundir import (
+    METRICS_FILE,
+    SUPERSEDED,
+    effective_status,
+    load_run_config,
+    read_metrics,
+    read_summary,
+)
 
 PRESETS = Path(__file__).resolve().parents[2] / "conf" / "experiment"
 FINISHED = ("completed", "diverged")
@@ -122,8 +130,8 @@ def describe(knobs: Mapping[str, Any]) -> str:
     parts = [f"{name} lr={opt.get('lr')}"]
     if opt.get("momentum"):
         parts.append(f"momentum={opt['momentum']}")
-    if model.get("name") in PAPER[1].keys() | PAPER[2].keys():
-        if model.get("name") != "lstm":
+    if row_model(model) in PAPER[1].keys() | PAPER[2].keys():
+        if row_model(model) != "lstm":
             parts.append(f"eps={model.get('eps')} gamma={model.get('gamma')}")
         parts.append(f"sigma_w={model.get('init_std')}")
     else:  # a successor or your own cell: every knob it has
@@ -134,9 +142,34 @@ def describe(knobs: Mapping[str, Any]) -> str:
         parts.append(f"schedule={trainer['lr_schedule']}")
     if trainer.get("batch_size") != 128:
         parts.append(f"batch={trainer.get('batch_size')}")
-    if trainer.get("max_steps") != reference_iterations(str(model.get("name")), str(knobs["dataset"].get("name"))):
+    if trainer.get("max_steps") != reference_iterations(row_model(model), str(knobs["dataset"].get("name"))):
         parts.append(f"steps={trainer.get('max_steps')}")
     return " ".join(parts)
+
+
+@functools.cache
+def _row_of_class() -> dict[type, str]:
+    """The classes behind the tables' rows (the built-in models and the successor baselines) -> their row."""
+    from antisym.models import BUILTIN
+    from antisym.models.cornn import CoRNNClassifier
+    from antisym.models.lipschitz import LipschitzRNNClassifier
+
+    classes = {**BUILTIN, "cornn": CoRNNClassifier, "lipschitz": LipschitzRNNClassifier}
+    return {cls: name for name, cls in classes.items()}
+
+
+def row_model(model_cfg: Mapping[str, Any]) -> str:
+    """The row a run belongs to, by the class it trained (`_target_`), never by the free label `model.name` (an
+    AntisymmetricRNN run named "gated" is an AntisymmetricRNN run). A class that is no row of the tables keeps its
+    dotted path; a config from before `_target_` existed names a built-in model by `name`."""
+    target = model_cfg.get("_target_")
+    if target is None:
+        return str(model_cfg.get("name"))
+    try:
+        cls = import_class(str(target))
+    except Exception:  # a user's cell that is not importable here: not a row of the paper's tables either way
+        return str(target)
+    return _row_of_class().get(cls, str(target))
 
 
 @dataclass
@@ -151,7 +184,7 @@ class Run:
 
     @property
     def model(self) -> str:
-        return self.cfg["model"]["name"]
+        return row_model(self.cfg["model"])
 
     @property
     def dataset(self) -> str:
@@ -206,9 +239,31 @@ def is_run_dir(path: Path) -> bool:
     return (path / "summary.json").is_file() or (path / "config.yaml").is_file() or (path / ".hydra").is_dir()
 
 
-def collect_runs(roots: Iterable[str | Path]) -> list[Run]:
-    """Every run directory below the roots (a root may itself be a run directory), sorted by path."""
-    runs = []
+def read_run(path: Path) -> Run | str:
+    """The run in a run directory, or why it cannot be counted (its config or summary missing or damaged, a damaged
+    metrics line): such a directory is listed with the reason, never dropped silently."""
+    try:
+        cfg = load_config(path)
+    except Exception as err:  # YAML that does not parse: a torn or hand-edited file
+        return f"config.yaml cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
+    if cfg is None:
+        return "no config.yaml"
+    missing = [s for s in ("model", "dataset", "trainer") if not isinstance(cfg.get(s), Mapping)]
+    if missing:
+        return f"config.yaml has no {', '.join(missing)} section (emptied or truncated)"
+    try:
+        summary = read_summary(path)
+        if (path / METRICS_FILE).is_file():
+            read_metrics(path / METRICS_FILE)
+    except UserError as err:
+        return str(err).split(". ")[0]
+    return Run(path, cfg, summary)
+
+
+def scan_runs(roots: Iterable[str | Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """Every run directory below the roots (a root may itself be a run directory), sorted by path; and the run
+    directories that could not be read, each with why."""
+    runs, skipped = [], []
     for root in roots:
         root = Path(root)
         if not root.exists():
@@ -219,11 +274,17 @@ def collect_runs(roots: Iterable[str | Path]) -> list[Run]:
             if not is_run_dir(path):
                 continue
             dirnames[:] = []  # runs do not nest
-            cfg = load_config(path)
-            if cfg is None or "model" not in cfg or "dataset" not in cfg:
-                continue
-            runs.append(Run(path, cfg, read_summary(path)))
-    return sorted(runs, key=lambda r: str(r.path))
+            run = read_run(path)
+            if isinstance(run, Run):
+                runs.append(run)
+            else:
+                skipped.append((path, run))
+    return sorted(runs, key=lambda r: str(r.path)), sorted(skipped)
+
+
+def collect_runs(roots: Iterable[str | Path]) -> list[Run]:
+    """The readable runs of `scan_runs`."""
+    return scan_runs(roots)[0]
 
 
 def preset_file(model: str, dataset: str) -> Path | None:
@@ -241,6 +302,15 @@ def reference_iterations(model: str, dataset: str) -> int | None:
     return int(OmegaConf.load(path).dataset.max_steps) if path else None
 
 
+def _progress(run: Run) -> tuple[bool, int]:
+    return run.status == "completed", int(run.get("steps") or 0)
+
+
+def full_length(run: Run) -> bool:
+    """Configured for the row's reference iterations (the paper's; a successor's preset's) or more."""
+    return int(run.knobs["trainer"].get("max_steps", 0)) >= (reference_iterations(run.model, run.dataset) or 0)
+
+
 def pct(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}"
 
@@ -254,7 +324,23 @@ class Candidate:
 
     @property
     def results(self) -> list[Run]:
-        return [r for r in self.runs if r.has_result]
+        """One run with a result per seed: two directories of one seed and configuration (a copy, a rerun elsewhere)
+        count once, the one further along (completed first, then more steps, then the first by path)."""
+        best: dict[int, Run] = {}
+        for run in self.runs:
+            if run.has_result and (run.seed not in best or _progress(run) > _progress(best[run.seed])):
+                best[run.seed] = run
+        return sorted(best.values(), key=lambda r: r.seed)
+
+    @property
+    def duplicates(self) -> list[tuple[Run, Run]]:
+        """(run, the run of its seed that counts instead) for every result counted once."""
+        counted = {r.seed: r for r in self.results}
+        return [(r, counted[r.seed]) for r in self.runs if r.has_result and r is not counted[r.seed]]
+
+    @property
+    def seeds_without_result(self) -> int:
+        return len({r.seed for r in self.runs} - {r.seed for r in self.results})
 
     @property
     def label(self) -> str:
@@ -317,6 +403,11 @@ class RowResult:
         return ", ".join(presets) or "—"
 
     @property
+    def pending(self) -> list[Run]:
+        """The runs whose progress an unfinished row shows: its paper-length runs where it has any."""
+        return [r for r in self.runs if full_length(r)] or self.runs
+
+    @property
     def not_completed(self) -> list[Run]:
         return [r for r in self.runs if r.status != "completed"]
 
@@ -341,12 +432,15 @@ class RowResult:
 
 
 def select(runs: Sequence[Run]) -> tuple[list[Candidate], Candidate | None]:
-    """Group runs by configuration; choose the highest mean best-val accuracy (then more seeds, then the key)."""
+    """Group runs by configuration; choose the highest mean best-val accuracy (then more seeds, then the key).
+    Where the row has a paper-length run, only paper-length configurations are chosen: a short screen stays in the
+    comparison, and the row shows "k of N iterations" until its paper-length runs finish."""
     groups: dict[str, Candidate] = {}
     for run in runs:
         groups.setdefault(run.key, Candidate(run.key)).runs.append(run)
     candidates = sorted(groups.values(), key=lambda c: c.label)
-    scored = [c for c in candidates if c.results]
+    paper_length = any(full_length(r) for r in runs)
+    scored = [c for c in candidates if c.results and (not paper_length or all(full_length(r) for r in c.runs))]
     chosen = max(scored, key=lambda c: (c.mean("best_val_acc"), len(c.results), c.key), default=None)
     return candidates, chosen
 
@@ -366,7 +460,7 @@ def acc_cell(row: RowResult) -> str:
     if row.chosen is None:
         if not row.runs:
             return "not run"
-        done = max(int(r.get("steps") or 0) for r in row.runs)
+        done = max(int(r.get("steps") or 0) for r in row.pending)
         return f"{done:,} of {row.iterations:,} iterations"  # unfinished: never a partial accuracy
     mean, std = row.test_mean, row.chosen.std("test_acc")
     return f"{pct(mean)} ± {pct(std)}" if std is not None else f"{pct(mean)} (1 seed)"
@@ -377,8 +471,10 @@ def seeds_cell(row: RowResult) -> str:
         return "0"
     n = len(row.chosen.results)
     diverged = sum(r.status == "diverged" for r in row.chosen.results)
-    missing = len(row.chosen.runs) - n
+    missing = row.chosen.seeds_without_result
+    twins = len(row.chosen.duplicates)
     extra = [f"{diverged} diverged"] * bool(diverged) + [f"{missing} without result"] * bool(missing)
+    extra += [f"{twins} duplicate director{'y' if twins == 1 else 'ies'} counted once"] * bool(twins)
     return f"{n}" + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -435,7 +531,13 @@ def table_header(cols: Sequence[str], reference: str, whose: str) -> list[str]:
 
 
 def render_table(
-    table: int, rows: Sequence[RowResult], runs: Sequence[Run], roots: Sequence[Path], quick: bool, note: str = ""
+    table: int,
+    rows: Sequence[RowResult],
+    runs: Sequence[Run],
+    roots: Sequence[Path],
+    quick: bool,
+    note: str = "",
+    skipped: Sequence[tuple[Path, str]] = (),
 ) -> str:
     cols = DATASETS[table]
     out = [f"> **{note}**", ""] if note else []
@@ -492,9 +594,9 @@ def render_table(
             "## Beside the paper: successors",
             "",
             "Later cells trained with their authors' settings (conf/experiment/baselines/), chosen like the rows",
-            "above. *reported*: the test accuracy their authors report, UNCONFIRMED against their papers' tables",
-            "(sources below); units and params after the slash: the authors' code's, at the preset's column. Their",
-            "iterations are their presets' own, not the paper's.",
+            "above. *reported*: the test accuracy reported for them, each labelled by its source below (the",
+            "authors' README or log, or a later paper quoting them); units and params after the slash: the authors'",
+            "code's, at the preset's column. Their iterations are their presets' own, not the paper's.",
             "",
             *table_header(cols, "reported", "authors'"),
         ]
@@ -545,6 +647,13 @@ def render_table(
         out.append("None: every run behind this table completed.")
     else:
         out.append("No runs: nothing has been trained for this table yet.")
+
+    twins = [(r, kept) for row in rows for c in row.candidates for r, kept in c.duplicates]
+    if twins or skipped:
+        out += ["", "## Run directories not counted", "", "| run directory | why |", "|---|---|"]
+        out += [f"| `{r.path}` | seed {r.seed} of the same configuration as `{kept.path}`, counted once |"
+                for r, kept in twins]  # fmt: skip
+        out += [f"| `{path}` | {why.replace('|', '/')} |" for path, why in skipped]
 
     multi = [row for row in rows if len(row.candidates) > 1]
     if multi:
@@ -656,7 +765,9 @@ def write_tables(
 ) -> dict[int, list[RowResult]]:
     """Read the runs under roots and write table<N>.md, runs.csv and rows.csv into out_dir; returns the rows."""
     roots = [Path(r) for r in roots]
-    runs = collect_runs(roots)
+    runs, skipped = scan_runs(roots)
+    for path, why in skipped:
+        print(f"antisym.results: {path} not counted: {why}", file=sys.stderr)
     if not quick and any(r.quick for r in runs):
         raise QuickRunsError(
             "QUICK runs (config quick=true) found under "
@@ -669,7 +780,8 @@ def write_tables(
     # for the tables asked for.
     result = {table: build_rows([r for r in runs if r.table == table], table) for table in (1, 2)}
     for table in tables:
-        text = render_table(table, result[table], [r for r in runs if r.table == table], roots, quick, note)
+        mine = [r for r in runs if r.table == table]
+        text = render_table(table, result[table], mine, roots, quick, note, skipped)
         if plot_learning_curves(result[table], table, out_dir):
             text += (
                 f"\nLearning curves: `table{table}_curves.png` (validation accuracy against iteration per row, mean "
@@ -678,7 +790,7 @@ def write_tables(
         tmp = out_dir / f"table{table}.md.tmp"
         tmp.write_text(text)
         os.replace(tmp, out_dir / f"table{table}.md")
-    selected = {id(r) for rows in result.values() for row in rows if row.chosen for r in row.chosen.runs}
+    selected = {id(r) for rows in result.values() for row in rows if row.chosen for r in row.chosen.results}
     in_tables = [r for r in runs if r.table is not None]
     write_csv(out_dir / "runs.csv", RUNS_CSV_FIELDS, (run_record(r, id(r) in selected) for r in in_tables))
     write_csv(out_dir / "rows.csv", ROWS_CSV_FIELDS, (row_record(row) for rows in result.values() for row in rows))

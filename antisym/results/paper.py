@@ -76,14 +76,20 @@ OTHER_ROWS = {
 }
 
 
-# Successor cells trained beside the paper (conf/experiment/baselines/), by table. acc: the test accuracy (%) their
-# authors REPORT, UNCONFIRMED against the papers' own tables (which we could not read); the note names the source.
-# units and params: those of the authors' code that our presets copy (conf/experiment/baselines/*.yaml). A column
-# without a preset (e.g. coRNN on MNIST) fills from plain runs: python train.py model=cornn dataset=mnist ...
-CORNN_SOURCE = "the authors' repository README (tk-rusch/coRNN), UNCONFIRMED against the paper's table"
+# Successor cells trained beside the paper (conf/experiment/baselines/), by table. acc: the test accuracy (%) reported
+# for them, each labelled by its source as ../shared/paper.md section 9 names it (the papers' own tables could not be
+# read here). units and params: those of the authors' code that our presets copy (conf/experiment/baselines/*.yaml).
+# A column without a preset (e.g. coRNN on MNIST) fills from plain runs: python train.py model=cornn dataset=mnist ...
+CORNN_SOURCE = (
+    "the authors' README (tk-rusch/coRNN, since Dec 2020; its first version, Oct 2020, said psMNIST 97.34 and noise "
+    "padded 58.2; LSSL, Gu et al. 2021, Table 1, quotes 99.3 / 96.6)"
+)
 LIPSCHITZ_SOURCE = (
-    "third-party aggregators only (Papers with Code, HyperAI; the official README lists none), UNCONFIRMED against "
-    "the paper's table"
+    "LSSL (Gu et al. 2021, Table 1) and S4's appendix, quoting the paper (secondary; the official README lists none)"
+)
+LIPSCHITZ_CIFAR_SOURCE = (
+    "pixel-by-pixel: LSSL (Gu et al. 2021, Table 1) and S4's appendix (secondary); noise padded: aggregators only "
+    "(secondary; the official code has no CIFAR command); units and params of the noise padded preset are our guess"
 )
 BASELINES: dict[int, dict[str, PaperRow]] = {
     1: {
@@ -99,7 +105,7 @@ BASELINES: dict[int, dict[str, PaperRow]] = {
             {"cifar10": 64.2, "noisy_cifar10": 59.0},
             256,
             "158k",
-            LIPSCHITZ_SOURCE + "; units and params of the noise padded preset are UNCONFIRMED too",
+            LIPSCHITZ_CIFAR_SOURCE,
         ),
     },
 }

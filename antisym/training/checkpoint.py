@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +32,24 @@ def load_checkpoint(path: Path, what_to_do: str) -> dict[str, Any]:
     """torch.load of a checkpoint on the CPU, or one CheckpointError naming the file and `what_to_do`.
 
     CPU first: generator states must stay CPU tensors; load_state_dict moves the rest to the model's device.
+    Tensors and plain containers only (weights_only): a checkpoint is data, and records travel between machines, so
+    a pickle that would import or call anything is refused before any of it runs.
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist. {what_to_do}") from None
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if refused is None:  # not a forbidden object: damaged bytes, named below like any other damage
+            raise CheckpointError(
+                f"{path} cannot be read (UnpicklingError); it is truncated or damaged. {what_to_do}"
+            ) from None
+        raise CheckpointError(
+            f"{path} holds more than tensors and plain containers: loading it would call {refused.group(1)}. This "
+            "suite never writes such a file, so it was not loaded. If you did not make it, delete it; otherwise "
+            f"re-save its tensors with torch.save. {what_to_do}"
+        ) from None
     except Exception as err:  # torch.load raises many types on damaged bytes (zip, pickle, EOF, overflow, ...)
         raise CheckpointError(
             f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'empty'}); "

@@ -45,6 +45,7 @@ from antisym.training.rundir import (
     read_summary,
     write_json,
 )
+from antisym.training.threads import apply_threads
 
 log = logging.getLogger("antisym")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}  # trainer.dtype: float64 for exactness checks
@@ -180,6 +181,9 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
     summary or the exception that stopped it. `pack_id` adds a `pack` record to the summaries.
     """
     results: list[dict[str, Any] | BaseException | None] = [None] * len(jobs)
+    threads = (jobs[0].cfg.get("trainer") or {}).get("threads", 0) if jobs else 0
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0:  # else refused in _prepare
+        log.info("torch threads: %d (trainer.threads=%d)", apply_threads(threads), threads)
     with ExitStack() as locks:
         members: list[Member] = []
         for i, job in enumerate(jobs):
