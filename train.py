@@ -14,12 +14,15 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from antisym.config import check_name
 from antisym.errors import UserError
 from antisym.training import run
 
 CONF = Path(__file__).resolve().parent / "conf"
+# hydra.run.dir names the run by model.name: checked before Hydra makes the directory (conf/hydra/default.yaml).
+OmegaConf.register_new_resolver("run_name", lambda name: check_name("model.name", name), replace=True)
 
 
 def diverged_settings(cfg: DictConfig) -> str:

@@ -13,9 +13,11 @@ reproduction pipeline and the tables all compare runs through `settings_differen
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -39,7 +41,8 @@ FREE_KEYS = (
     "trainer.time_limit_s",
     "trainer.threads",
     "model.impl",
-    "data",
+    "data.root",  # where the files are; which files they are is the data fingerprint's to say
+    "data.download",
     "logger",
     "paths",
     "tags",
@@ -49,6 +52,12 @@ FREE_KEYS = (
     "pack",
 )
 LENGTH_KEYS = ("trainer.max_steps", "dataset.max_steps")
+# Keys added to the configs after runs were recorded, with the value those runs had: a saved config without such a
+# key matches that value only. Any other key the saved config lacks is a difference: a config missing a key is
+# damaged or from other code, and nothing can be said to match it.
+ADDED_KEYS: dict[str, Any] = {}
+TOP_LEVEL = ("model", "dataset", "optimizer", "trainer", "data", "logger", "paths", "tags", "seeds", "preset", "quick")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -76,12 +85,17 @@ def experiment_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def settings_differences(saved: Mapping[str, Any], new: Mapping[str, Any], *, allow_longer: bool = True) -> list[str]:
     """'key: saved -> new' for each experiment setting that differs between two resolved configs.
 
-    Keys only one side has are new (or retired) defaults of the code and are not compared. With `allow_longer`, a
-    larger max_steps is not a difference unless the schedule is cosine (whose shape depends on max_steps).
+    A key only the saved config has is retired and not compared; a key only the new one has is a difference, unless
+    it is in ADDED_KEYS with the value runs before it had. With `allow_longer`, a larger max_steps is not a
+    difference unless the schedule is cosine (whose shape depends on max_steps).
     """
     a, b = experiment_settings(saved), experiment_settings(new)
     cosine = "cosine" in (a.get("trainer.lr_schedule"), b.get("trainer.lr_schedule"))
-    diffs = []
+    diffs = [
+        f"{key}: missing from the saved config -> {b[key]!r}"
+        for key in sorted(b.keys() - a.keys())
+        if not (key in ADDED_KEYS and b[key] == ADDED_KEYS[key])
+    ]
     for key in sorted(a.keys() & b.keys()):
         if a[key] == b[key]:
             continue
@@ -175,6 +189,38 @@ def check_mapping(section: str, values: Mapping[str, Any], fields: Mapping[str, 
 
 
 REQUIRED = inspect.Parameter.empty
+MAX_SEED = 2**63 - 2  # torch generators take 64-bit seeds; the noise generator is seeded with seed + 1
+
+
+def check_name(key: str, value: Any) -> str:
+    """A label that becomes part of a path (model.name names the run directory): letters, digits and _ . + -, so
+    that no value can put a run outside its log folder."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{key}={value!r} cannot name a run directory: use letters, digits and _ . + - only (it is part of "
+            f"the path under paths.log_dir), e.g. {key}=mycell."
+        )
+    return value
+
+
+def check_top_level(cfg: Mapping[str, Any]) -> None:
+    """Refuse keys the suite does not read (`+seed=3` would train seed 0 and record seed 3), naming the nearest."""
+    unknown = sorted(set(cfg) - set(TOP_LEVEL))
+    sections = {"logger": ("wandb",), "paths": ("log_dir",)}
+    unknown += [f"{s}.{k}" for s, known in sections.items() for k in sorted(cfg.get(s) or {}) if k not in known]
+    if not unknown:
+        return
+    known = [k for k in (*TOP_LEVEL, *flatten(cfg)) if k.split(".")[0] in TOP_LEVEL and k not in unknown]
+    hints = []
+    for key in unknown:
+        tail = key.rsplit(".", 1)[-1]
+        near = [k for k in known if difflib.get_close_matches(tail, [k.rsplit(".", 1)[-1]], cutoff=0.75)]
+        hints.append(f"{key} (did you mean {' or '.join(near[:3])}?)" if near else key)
+    raise ConfigError(
+        f"The config has key(s) this suite does not read: {', '.join(hints)}. A `+key=value` adds a key that nothing "
+        "uses, so the run would not do what the command says; set an existing key instead (python train.py --cfg "
+        "job lists them all)."
+    )
 
 
 class Section:
@@ -255,6 +301,8 @@ class TrainerConfig(Section):
         for key in ("grad_clip", "jacobian_every", "time_limit_s", "seed", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"trainer.{key} must be >= 0 (0 turns it off), got {getattr(self, key)}.")
+        if self.seed > MAX_SEED:
+            raise ConfigError(f"trainer.seed={self.seed} is out of range: seeds go from 0 to {MAX_SEED} (2**63 - 2).")
         if self.lr_decay_factor <= 0:
             raise ConfigError(f"trainer.lr_decay_factor must be > 0, got {self.lr_decay_factor}.")
         base = self.device.split(":")[0]
@@ -367,6 +415,9 @@ class RunConfig:
         for section in ("model", "dataset", "optimizer", "trainer", "data"):
             if not isinstance(cfg.get(section), Mapping):
                 raise ConfigError(f"The config has no `{section}` section; run through train.py or add one.")
+        check_top_level(cfg)
+        if "name" in cfg["model"]:
+            check_name("model.name", cfg["model"]["name"])
         trainer = TrainerConfig.from_mapping("trainer", cfg["trainer"])
         optimizer = ClassConfig.from_mapping("optimizer", cfg["optimizer"], skip=("params",))
         lr = optimizer.kwargs.get("lr")

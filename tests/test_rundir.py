@@ -403,3 +403,67 @@ def test_noise_state_from_another_kind_of_device_starts_a_new_stream():
     restore_noise(gen, cuda_state, step=10)
     assert gen.initial_seed() == 15
     assert torch.equal(torch.rand(4, generator=gen), torch.rand(4, generator=torch.Generator().manual_seed(15)))
+
+
+# ------------------------------------------------------------------------------------------ settings checks that
+# compare everything, and values refused before data
+
+
+def test_a_damaged_config_is_neither_resumed_nor_skipped(tiny_data, tmp_path):
+    """An emptied config.yaml (what a full disk left before it was written atomically) or one missing a key compares
+    nothing: it is damaged, not matching, whether the run resumes under a new lr or is skipped under a new eps."""
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=3"), tmp_path / "a")
+    (tmp_path / "a" / "config.yaml").write_text("")
+    with pytest.raises(CheckpointError, match=r"config.yaml is damaged: it has no model, dataset, optimizer"):
+        run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true", "optimizer.lr=0.5"), tmp_path / "a")
+    run(compose_cfg(root, "trainer.max_steps=3"), tmp_path / "b")
+    lines = (tmp_path / "b" / "config.yaml").read_text().splitlines()
+    (tmp_path / "b" / "config.yaml").write_text("\n".join(x for x in lines if not x.strip().startswith("eps:")))
+    with pytest.raises(UserError, match=r"model.eps: missing from the saved config -> 0.5"):
+        run(compose_cfg(root, "trainer.max_steps=3", "trainer.skip_completed=true", "model.eps=0.5"), tmp_path / "b")
+    # data.allow_subset is what was trained on: it may not change on resume (data.root may: the files decide).
+    run(compose_cfg(root, "trainer.max_steps=3"), tmp_path / "c")
+    with pytest.raises(UserError, match=r"data.allow_subset: True -> False"):
+        run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true", "data.allow_subset=false"), tmp_path / "c")
+
+
+def test_settings_are_written_whole_or_not_at_all(tiny_data, tmp_path, monkeypatch):
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=3"), tmp_path)
+    before = (tmp_path / "config.yaml").read_text()
+    real_replace = os.replace
+
+    def disk_full(src, dst):
+        if str(dst).endswith("config.yaml"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true"), tmp_path)
+    assert (tmp_path / "config.yaml").read_text() == before and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+seed=3", r"key\(s\) this suite does not read: seed \(did you mean seeds or trainer.seed\?\)"),
+        ("+foo=1", r"does not read: foo\."),
+        ("+logger.foo=1", r"does not read: logger.foo\."),
+        ("model.name=../../outside", r"model.name='../../outside' cannot name a run directory"),
+        ("trainer.seed=9223372036854775807", r"trainer.seed=9223372036854775807 is out of range"),
+        ("trainer.batch_size=100000", r"trainer.batch_size=100000 is larger than the training set \(40 examples"),
+    ],
+)
+def test_unknown_and_absurd_values_are_refused(tiny_data, tmp_path, override, message):
+    root, _ = tiny_data
+    with pytest.raises(ConfigError, match=message):
+        run(compose_cfg(root, override), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_run_name_outside_the_log_folder_is_refused_before_hydra_makes_it(tmp_path):
+    proc = cli("model.name=../../outside", f"paths.log_dir={tmp_path / 'logs'}", "data.root=/nonexistent")
+    assert proc.returncode != 0 and "cannot name a run directory" in proc.stdout + proc.stderr
+    assert not (tmp_path / "logs").exists() and not (tmp_path.parent / "outside").exists()

@@ -36,10 +36,20 @@ class RunLockedError(UserError):
     """Another live process writes this run directory."""
 
 
-def write_json(obj: dict, path: Path) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a temporary file renamed into place; on any failure (a full disk, a
+    read-only folder) the temporary file is removed and the old file stays as it was."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(obj: dict, path: Path) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def read_summary(run_dir: str | Path) -> dict | None:

@@ -40,6 +40,7 @@ from antisym.training.rundir import (
     OVERRIDES_FILE,
     SUMMARY_FILE,
     RunLock,
+    atomic_write_text,
     holds_run,
     move_aside,
     read_summary,
@@ -71,7 +72,7 @@ class BatchSampler:
     start of the epoch and the position in it (a few kB, not the 55,000-index order): the order is drawn again."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size = n, min(batch_size, n)
+        self.n, self.batch_size = n, batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self._new_epoch()
 
@@ -239,8 +240,26 @@ class Member:
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:
+    """The settings a run directory was trained under; None where it holds none; CheckpointError where its
+    config.yaml is damaged (unparseable, emptied, a section missing): nothing could be said to match it."""
     path = run_dir / CONFIG_FILE
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as err:  # YAML errors of every kind
+        saved, why = None, f"it does not parse ({type(err).__name__})"
+    if saved is not None:
+        sections = ("model", "dataset", "optimizer", "trainer", "data")
+        missing = [s for s in sections if not isinstance(saved, dict) or not isinstance(saved.get(s), dict)]
+        why = f"it has no {', '.join(missing)} section" if missing else ""
+    if why:
+        raise CheckpointError(
+            f"{path} is damaged: {why}. The settings that trained this run are unknown, so it can be neither resumed "
+            "nor skipped as completed. Restore the file from a copy of the run, or start the run again with "
+            "trainer.resume=false (the old files are kept in superseded/)."
+        )
+    return saved
 
 
 def _refuse(run_dir: Path, diffs: list[str], what: str) -> SettingsChangedError:
@@ -252,9 +271,10 @@ def _refuse(run_dir: Path, diffs: list[str], what: str) -> SettingsChangedError:
 
 
 def _record_settings(run_dir: Path, cfg: dict[str, Any], overrides: list[str] | None) -> None:
-    OmegaConf.save(OmegaConf.create(cfg), run_dir / CONFIG_FILE)
+    """config.yaml and overrides.yaml, each written whole or not at all (a full disk leaves the old file)."""
+    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(cfg)))
     if overrides is not None:
-        OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / OVERRIDES_FILE)
+        atomic_write_text(run_dir / OVERRIDES_FILE, OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
 
 
 def _resume_source(resume: bool | str, run_dir: Path) -> Path | None:
@@ -303,8 +323,8 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
         raise
 
     t = settings.trainer
-    saved = _saved_config(run_dir)
-    if t.skip_completed and previous is not None and previous.get("status") == "completed" and saved is not None:
+    completed = previous is not None and previous.get("status") == "completed"
+    if t.skip_completed and completed and (saved := _saved_config(run_dir)) is not None:
         if not settings_differences(saved, cfg, allow_longer=False):
             log.info("%s already completed (trainer.skip_completed=true): skipped", run_dir)
             return previous
@@ -315,8 +335,14 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     source = _resume_source(t.resume, run_dir)
     state = None
     if source is not None:
-        source_cfg = saved if source.parent.parent == run_dir else _saved_config(source.parent.parent)
-        diffs = settings_differences(source_cfg, cfg) if source_cfg is not None else []
+        source_cfg = _saved_config(source.parent.parent)
+        if source_cfg is None:
+            raise CheckpointError(
+                f"{source.parent.parent} holds no {CONFIG_FILE} beside the checkpoint to resume ({source}): the "
+                "settings that trained it are unknown, so it cannot be continued under these. Resume a run "
+                "directory with its config.yaml, or start afresh with trainer.resume=false."
+            )
+        diffs = settings_differences(source_cfg, cfg)
         if diffs:
             raise _refuse(run_dir, diffs, f"checkpointed at {source}")
         state = load_checkpoint(
@@ -361,6 +387,11 @@ def _setup(member: Member) -> None:
         split: build_task(member.settings.task, root, split, data.download, data.allow_subset).to(device)
         for split in ("train", "val", "test")
     }
+    if t.batch_size > len(member.tasks["train"]):
+        raise ConfigError(
+            f"trainer.batch_size={t.batch_size} is larger than the training set ({len(member.tasks['train']):,} "
+            f"examples after the validation split); set trainer.batch_size <= {len(member.tasks['train'])}."
+        )
     if member.tasks["train"].permutation is not None:
         torch.save(member.tasks["train"].permutation.cpu(), member.run_dir / "permutation.pt")
     spec = member.tasks["train"].spec
