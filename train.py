@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from antisym.config import check_name
 from antisym.errors import UserError
 from antisym.training import run
+from antisym.training.rundir import read_summary
 
 CONF = Path(__file__).resolve().parent / "conf"
 # hydra.run.dir names the run by model.name: checked before Hydra makes the directory (conf/hydra/default.yaml).
@@ -52,6 +53,8 @@ def main(cfg: DictConfig) -> float | None:
     overrides = list(hydra_cfg.overrides.task)
     try:
         summary = run(cfg, hydra_cfg.runtime.output_dir, overrides=overrides)
+    except KeyboardInterrupt:  # a second Ctrl-C: recorded as interrupted at the last checkpoint's step
+        summary = read_summary(hydra_cfg.runtime.output_dir) or {"status": "interrupted", "steps": 0}
     except UserError as err:
         if multirun:
             raise  # Hydra records this job as failed and runs the others
@@ -65,7 +68,7 @@ def main(cfg: DictConfig) -> float | None:
         )
         print(
             f"interrupted ({summary.get('stop_reason')}) at step {summary['steps']} of {summary.get('max_steps')}; "
-            f"resume with: python train.py {again}",
+            f"resume with: {shlex.join([sys.executable, sys.argv[0]])} {again}",
             file=sys.stderr,
         )
         if not multirun:

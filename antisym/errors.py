@@ -15,3 +15,7 @@ class DataError(UserError, RuntimeError):
 
 class CheckpointError(UserError, FileNotFoundError):
     """trainer.resume names a checkpoint that is not there."""
+
+
+class RunDirError(UserError, OSError):
+    """A run directory's files cannot be written (read-only, a full disk); what is on disk stays consistent."""

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from antisym.data import build_task, load_cifar10
+from antisym.data.files import CIFAR_PATHS, MNIST_PATHS, fingerprint
 from antisym.training import run
 from tests.test_train import compose_cfg
 
@@ -21,6 +22,15 @@ def test_real_files_load_with_known_content(real_data_root):
     assert torch.bincount(labels).tolist() == [5000] * 10
     train = build_task({"name": "cifar10", "val_size": 5000}, real_data_root, "train", download=False)
     assert len(train) == 45000  # 5,000 held out for validation
+
+
+def test_the_shared_mnist_is_the_official_release_and_the_cifar_copy_is_not(real_data_root):
+    """The uncompressed MNIST files have the official MD5s; the shared CIFAR-10 is a re-pickled copy (its batches'
+    bytes differ from torchvision's MD5s while their content loads with the official counts), and says so."""
+    mnist = fingerprint(real_data_root, MNIST_PATHS)
+    assert all(f["official"] for f in mnist.values()) and len(mnist) == 4
+    if (real_data_root / "cifar-10-batches-py" / "test_batch").is_file():
+        assert not any(f["official"] for f in fingerprint(real_data_root, CIFAR_PATHS).values())
 
 
 @pytest.mark.slow

@@ -304,7 +304,9 @@ def test_ctrl_c_records_interrupted_and_resume_equals_an_uninterrupted_run(tiny_
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
-    assert "Traceback" not in err and "resume with: python train.py" in err
+    assert (
+        "Traceback" not in err and f"resume with: {sys.executable} {REPO / 'train.py'} " in err
+    )  # runnable as printed
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["stop_reason"] == "SIGINT" and 0 < summary["steps"] < 200
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["step"] == summary["steps"]
@@ -317,6 +319,86 @@ def test_ctrl_c_records_interrupted_and_resume_equals_an_uninterrupted_run(tiny_
     b = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert strip_time(read_rows(run_dir)) == strip_time(read_rows(tmp_path / "full"))
+
+
+def test_a_second_ctrl_c_records_the_last_checkpoints_step(tiny_data, tmp_path):
+    """Ctrl-C twice stops at once, mid-step: the record says interrupted at the step of last.pt (what a resume
+    continues from), exit 130 and the resume line, no traceback."""
+    root, _ = tiny_data
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "train.py"), *TINY, f"data.root={root}", "trainer.max_steps=100000",
+           "trainer.eval_every=25", "trainer.log_every=1", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_rows_safe(run_dir)) < 40:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.005)  # two signals sent at once may arrive as one
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert summary["status"] == "interrupted" and summary["steps"] == saved >= 25
+    assert f"at step {saved} of" in err and "trainer.resume=true" in err
+
+
+def test_a_second_ctrl_c_mid_step_records_the_last_checkpoint_not_the_step_reached(tiny_data, tmp_path, monkeypatch):
+    """The second Ctrl-C raised inside step 40 (in-process, so it lands mid-step every time): the steps since the
+    checkpoint at 25 are lost, and the record says 25, the step a resume continues from."""
+    import antisym.training.trainer as trainer
+
+    root, _ = tiny_data
+    calls = []
+
+    def ctrl_c_twice_at_step_40(t, step):
+        calls.append(step)
+        if step == 40:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return 1.0
+
+    monkeypatch.setattr(trainer, "lr_factor", ctrl_c_twice_at_step_40)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_cfg(root, "trainer.max_steps=100", "trainer.eval_every=25"), tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["steps"] == 25 and max(calls) == 40
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 25
+
+
+def test_an_unwritable_run_directory_is_one_paragraph_and_leaves_no_partial_files(tiny_data, tmp_path, monkeypatch):
+    """A read-only folder before training, a full disk at a checkpoint: RunDirError (exit 2 at the CLI) naming the
+    folder and what to do; the checkpoints on disk stay whole and no .tmp file is left."""
+    root, _ = tiny_data
+
+    def read_only(self):
+        raise PermissionError(13, "Permission denied", str(self.path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr("antisym.training.trainer.RunLock.__enter__", read_only)
+        with pytest.raises(UserError, match=r"cannot be written \(Permission denied .*before training started"):
+            run(compose_cfg(root), tmp_path / "ro")
+    import antisym.training.checkpoint as checkpoint
+
+    real_save = torch.save
+    calls = []
+
+    def disk_full_on_second_save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) > 2:  # best.pt and last.pt of the first validation are written, then the disk is full
+            Path(path).write_bytes(b"")
+            raise OSError(28, "No space left on device", str(path))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full_on_second_save)
+    with pytest.raises(UserError, match=r"cannot be written \(No space left on device .*at step 6"):
+        run(compose_cfg(root), tmp_path / "full")
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "No space left on device" in summary["error"]
+    assert not list((tmp_path / "full").rglob("*.tmp"))
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
 
 
 def read_rows_safe(run_dir: Path) -> list[dict]:
@@ -467,3 +549,29 @@ def test_run_name_outside_the_log_folder_is_refused_before_hydra_makes_it(tmp_pa
     proc = cli("model.name=../../outside", f"paths.log_dir={tmp_path / 'logs'}", "data.root=/nonexistent")
     assert proc.returncode != 0 and "cannot name a run directory" in proc.stdout + proc.stderr
     assert not (tmp_path / "logs").exists() and not (tmp_path.parent / "outside").exists()
+
+
+def test_a_run_records_its_data_files_and_never_continues_on_other_ones(tiny_data, tmp_path):
+    """summary.json names every file read with its MD5 and whether it is the official release's; a resume from a
+    byte-identical copy elsewhere goes on (data.root may change), one from altered files of the official sizes
+    (labels shuffled) is refused, naming the file."""
+    import shutil
+
+    import numpy as np
+
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=3"), tmp_path / "run")
+    files = json.loads((tmp_path / "run" / "summary.json").read_text())["data_files"]
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    assert sorted(files) == sorted(f"MNIST/raw/{n}" for n in names)
+    assert not any(f["official"] for f in files.values())  # tiny test data
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    summary = run(compose_cfg(copy, "trainer.max_steps=6", "trainer.resume=true"), tmp_path / "run")
+    assert summary["status"] == "completed" and summary["data_files"] == files
+    labels = copy / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    raw = bytearray(labels.read_bytes())
+    raw[8:] = np.random.default_rng(0).permutation(np.frombuffer(bytes(raw[8:]), np.uint8)).tobytes()
+    labels.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"trained on other data files .*train-labels-idx1-ubyte \(MD5 "):
+        run(compose_cfg(copy, "trainer.max_steps=9", "trainer.resume=true"), tmp_path / "run")

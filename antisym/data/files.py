@@ -9,11 +9,13 @@ examples than the official release (a consistent but partial copy would otherwis
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -30,6 +32,23 @@ CIFAR_FILES = {True: tuple(f"data_batch_{i}" for i in range(1, 6)), False: ("tes
 # Examples per file of the official releases.
 MNIST_SIZES = {True: 60_000, False: 10_000}
 CIFAR_BATCH_SIZE = 10_000
+# Every file a task reads (train and test), relative to data.root.
+MNIST_PATHS = tuple(f"MNIST/raw/{name}" for split in (True, False) for name in MNIST_FILES[split])
+CIFAR_PATHS = tuple(f"{CIFAR_FOLDER}/{name}" for split in (True, False) for name in CIFAR_FILES[split])
+# MD5 of the official files: CIFAR-10's python batches as torchvision lists them (datasets/cifar.py); MNIST's
+# uncompressed IDX files (torchvision lists the .gz files' MD5s; these are of the files they unpack to).
+OFFICIAL_MD5 = {
+    "MNIST/raw/train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "MNIST/raw/train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "MNIST/raw/t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "MNIST/raw/t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    f"{CIFAR_FOLDER}/data_batch_1": "c99cafc152244af753f735de768cd75f",
+    f"{CIFAR_FOLDER}/data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    f"{CIFAR_FOLDER}/data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    f"{CIFAR_FOLDER}/data_batch_4": "634d18415352ddfa80567beed471001a",
+    f"{CIFAR_FOLDER}/data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    f"{CIFAR_FOLDER}/test_batch": "40351d587109b95175f43aff81a1287e",
+}
 
 log = logging.getLogger("antisym")
 
@@ -97,6 +116,31 @@ def _corrupt(path: Path, why: str) -> DataError:
 
 _READ: dict[tuple, tuple[Tensor, Tensor]] = {}  # the last few files read (reused, below)
 _READ_LOCK = threading.Lock()  # packs side by side build their tasks in threads
+_MD5: dict[tuple, str] = {}  # file state -> MD5 (fingerprint, below)
+
+
+def _state(path: Path) -> tuple:
+    """What changes when a file is replaced or rewritten: path, inode, size, modification and change times."""
+    s = path.stat()
+    return str(path), s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns
+
+
+def fingerprint(root: str | Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per data file (relative to root): its size, MD5 and whether it is the official release's file. Recorded in
+    a run's summary, so that a run is never continued on other data; computed once per file state and process."""
+    out = {}
+    for name in names:
+        path = Path(root) / name
+        key = _state(path)
+        with _READ_LOCK:
+            if key not in _MD5:
+                h = hashlib.md5(usedforsecurity=False)
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 22):
+                        h.update(chunk)
+                _MD5[key] = h.hexdigest()
+        out[name] = {"size": key[2], "md5": _MD5[key], "official": _MD5[key] == OFFICIAL_MD5.get(name)}
+    return out
 
 
 def reused(paths: list[Path], allow_subset: bool, read: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
@@ -107,10 +151,9 @@ def reused(paths: list[Path], allow_subset: bool, read: Callable[[], tuple[Tenso
     five pickles take about a second). Callers index the tensors, which copies; nothing writes them.
     """
     try:
-        stats = [(str(p), p.stat()) for p in paths]
+        key = (allow_subset, *(_state(p) for p in paths))
     except OSError:  # missing: read() downloads or says what to do
         return read()
-    key = (allow_subset, *((p, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for p, s in stats))
     with _READ_LOCK:
         if key not in _READ:
             while len(_READ) >= 4:

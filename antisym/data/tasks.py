@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from antisym.config import Section
-from antisym.data.files import load_cifar10, load_mnist
+from antisym.data.files import CIFAR_PATHS, MNIST_PATHS, load_cifar10, load_mnist
 from antisym.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -87,6 +87,7 @@ class Task:
 
     Config: ClassVar[type[ImageTaskConfig]] = ImageTaskConfig
     load: ClassVar[Callable[..., tuple[Tensor, Tensor]]]
+    files: ClassVar[tuple[str, ...]]  # every file `load` reads, relative to data.root (the run's data fingerprint)
 
     def __init__(self, cfg: ImageTaskConfig) -> None:
         self.cfg = cfg
@@ -108,6 +109,7 @@ class PixelMNIST(Task):
     """784 steps of one pixel in scanline order, scaled to [0, 1]."""
 
     load = staticmethod(load_mnist)
+    files = MNIST_PATHS
 
     @property
     def spec(self) -> TaskSpec:
@@ -139,6 +141,7 @@ class PixelCIFAR10(Task):
     """1024 steps, each the R, G, B values of one pixel in raster order."""
 
     load = staticmethod(load_cifar10)
+    files = CIFAR_PATHS
 
     @property
     def spec(self) -> TaskSpec:

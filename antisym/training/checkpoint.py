@@ -22,10 +22,15 @@ log = logging.getLogger("antisym")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save whole or not at all: the old file stays, and no temporary file is left, if writing fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path, what_to_do: str) -> dict[str, Any]:

@@ -27,8 +27,9 @@ from tqdm import tqdm
 
 from antisym.analysis.jacobian import jacobian_eigen_stats
 from antisym.config import RunConfig, TrainerConfig, as_container, settings_differences
-from antisym.data import SequenceTask, build_task, task_spec
-from antisym.errors import CheckpointError, ConfigError, UserError
+from antisym.data import DataError, SequenceTask, build_task, task_spec
+from antisym.data.files import fingerprint
+from antisym.errors import CheckpointError, ConfigError, RunDirError, UserError
 from antisym.models import build_model, count_parameters, pack_forward
 from antisym.provenance import device_description, git_state
 from antisym.training.checkpoint import atomic_save, load_checkpoint, restore_train_state, save_train_state
@@ -191,6 +192,12 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
             try:
                 locks.enter_context(RunLock(job.run_dir))
                 prepared = _prepare(job)
+            except UserError as err:  # refused, invalid or unreadable (some of these are OSErrors too)
+                results[i] = err
+                continue
+            except OSError as err:  # a read-only folder, a full disk: this member only, nothing half-written
+                results[i] = unwritable(job.run_dir, err, "before training started; nothing was trained")
+                continue
             except Exception as err:  # this member only: refused, invalid or unreadable
                 results[i] = err
                 continue
@@ -220,6 +227,7 @@ class Member:
     index: int = 0
     status: str | None = None  # None while training
     step: int = 0
+    saved_step: int = 0  # the step of the last checkpoint on disk (last.pt)
     best: dict[str, Any] = field(default_factory=lambda: {"val_acc": -1.0, "step": -1})
     tasks: dict[str, SequenceTask] = field(default_factory=dict)
     model: nn.Module | None = None
@@ -358,6 +366,8 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     if source is None or source.parent.parent != run_dir:
         move_aside(run_dir, "a fresh start (no checkpoint resumed) in a directory that held a run")
     if state is not None:
+        if previous is not None and previous.get("data_files"):  # what it trained on: checked once data is found
+            summary["data_files"] = previous["data_files"]
         summary["started_at"] = state.get("started_at", summary["started_at"])
         summary["resumed"] = [*state.get("resumed", []), {"at_step": state.get("step", 0), "at": now()}]
 
@@ -368,13 +378,31 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     return Member(job, settings, device, summary, state, source, time.time() - elapsed_before)
 
 
-def _fail(member: Member, err: BaseException) -> BaseException:
-    member.status = "failed"
-    on_disk = max(member.step, (member.state or {}).get("step", 0))  # a checkpoint that failed to load still holds it
-    member.summary.update(
-        status="failed", steps=on_disk, error=f"{type(err).__name__}: {err}", wall_time_s=time.time() - member.t0
+def unwritable(run_dir: Path, err: OSError, when: str) -> RunDirError:
+    """The one paragraph for a run directory that cannot be written (read-only, full disk)."""
+    return RunDirError(
+        f"{run_dir} cannot be written ({err.strerror or err} : {err.filename or run_dir}) {when}. Files are "
+        "written whole or not at all, so what is there is consistent. Make the folder writable or free space, then "
+        "run the same command with trainer.resume=true."
     )
-    write_json(member.summary, member.run_dir / SUMMARY_FILE)
+
+
+def _fail(member: Member, err: BaseException) -> BaseException:
+    """Record a member that stopped on an error (or a second Ctrl-C, as interrupted at its last checkpoint)."""
+    interrupted = isinstance(err, KeyboardInterrupt)
+    member.status = "interrupted" if interrupted else "failed"
+    if isinstance(err, OSError) and not isinstance(err, UserError):
+        err = unwritable(member.run_dir, err, f"at step {member.step}")
+    if interrupted:  # stopped at once: the steps since the last checkpoint are lost, the record says so
+        member.summary.update(status="interrupted", steps=member.saved_step, stop_reason="SIGINT (second)")
+    else:  # a checkpoint that failed to load still holds its step
+        on_disk = max(member.step, (member.state or {}).get("step", 0))
+        member.summary.update(status="failed", steps=on_disk, error=f"{type(err).__name__}: {err}")
+    member.summary["wall_time_s"] = time.time() - member.t0
+    try:
+        write_json(member.summary, member.run_dir / SUMMARY_FILE)
+    except OSError as write_err:  # the disk that failed the run fails its summary too: the log says so
+        log.error("%s: the summary could not be written either (%s)", member.run_dir, write_err)
     return err
 
 
@@ -387,6 +415,7 @@ def _setup(member: Member) -> None:
         split: build_task(member.settings.task, root, split, data.download, data.allow_subset).to(device)
         for split in ("train", "val", "test")
     }
+    check_data(member, fingerprint(root, member.tasks["train"].task.files))
     if t.batch_size > len(member.tasks["train"]):
         raise ConfigError(
             f"trainer.batch_size={t.batch_size} is larger than the training set ({len(member.tasks['train']):,} "
@@ -415,6 +444,7 @@ def _setup(member: Member) -> None:
             member.state, member.state_path, member.model, member.optimizer, member.sampler, member.noise_gen
         )
         member.step, member.best = rest["step"], rest["best"]
+        member.saved_step = member.step
         log.info("resumed from %s at step %d", member.state_path, member.step)
     if t.jacobian_every > 0:  # a fixed validation batch for the Jacobian metric
         n = min(t.jacobian_batch, len(member.tasks["val"]))
@@ -434,6 +464,28 @@ def _setup(member: Member) -> None:
     )
 
 
+def check_data(member: Member, files: dict[str, dict[str, Any]]) -> None:
+    """Record the data files a run reads (size, MD5, official or not); refuse to continue a run on other files than
+    it trained on (a resume under another data.root is fine where the files are the same)."""
+    before = member.summary.get("data_files")
+    if before:
+        changed = [f"{name} (MD5 {before.get(name, {}).get('md5')} -> {now['md5']})"
+                   for name, now in files.items() if before.get(name, {}).get("md5") != now["md5"]]  # fmt: skip
+        if changed:
+            raise DataError(
+                f"{member.run_dir} trained on other data files than those under {member.settings.data.root}: "
+                f"{'; '.join(changed)}. Continuing it would report a run of neither. Point data.root at the files "
+                "it trained on, or start the run afresh in another directory."
+            )
+    other = [name for name, f in files.items() if not f["official"]]
+    if other:
+        meant = "a subset is meant (data.allow_subset=true)" if member.settings.data.allow_subset else (
+            "a re-pickled copy, or altered data: its content was checked, not its origin")  # fmt: skip
+        log.warning("%s: not the official release's file(s) (MD5 differs): %s; %s.", member.run_dir,
+                    ", ".join(other), meant)  # fmt: skip
+    member.summary["data_files"] = files
+
+
 def _checkpoint(m: Member) -> None:
     save_train_state(
         m.run_dir / "checkpoints" / "last.pt",
@@ -447,6 +499,7 @@ def _checkpoint(m: Member) -> None:
         started_at=m.summary["started_at"],
         resumed=m.summary.get("resumed", []),
     )
+    m.saved_step = m.step
 
 
 def _train_members(members: list[Member]) -> list[dict[str, Any] | BaseException]:
@@ -484,7 +537,8 @@ def _train_members(members: list[Member]) -> list[dict[str, Any] | BaseException
             except Exception as err:
                 results[id(m)] = _fail(m, err)
     if crash is not None and len(members) == 1:
-        raise crash
+        stopped = results[id(members[0])]
+        raise stopped if isinstance(stopped, UserError | KeyboardInterrupt) else crash
     return [results[id(m)] for m in members]
 
 
