@@ -26,6 +26,14 @@ CONF = Path(__file__).resolve().parent / "conf"
 OmegaConf.register_new_resolver("run_name", lambda name: check_name("model.name", name), replace=True)
 
 
+def again(extra: list[str]) -> str:
+    """This command as it was typed (the interpreter that ran it, -cd, searchpath, presets, sweeps), with `extra`
+    replacing any value it gave for the same keys: a printed command runs as printed."""
+    keys = {e.split("=", 1)[0] for e in extra}
+    kept = [a for a in sys.argv[1:] if a.split("=", 1)[0].lstrip("+~") not in keys]
+    return shlex.join([sys.executable, sys.argv[0], *kept, *extra])
+
+
 def diverged_settings(cfg: DictConfig) -> str:
     """The settings that set the step size, as the run used them."""
     optimizer = str(cfg.optimizer.get("_target_", "?")).rsplit(".", 1)[-1]
@@ -62,15 +70,20 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     status = summary.get("status")
     if status == "interrupted":
+        where = f"hydra.run.dir={hydra_cfg.runtime.output_dir}"
         searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath")]  # a user's conf/
-        again = shlex.join(
-            [*overrides, *searchpath, "trainer.resume=true", f"hydra.run.dir={hydra_cfg.runtime.output_dir}"]
-        )
+        job = [sys.executable, sys.argv[0], *overrides, *searchpath, "trainer.resume=true", where]  # this job alone
+        command = shlex.join(job) if multirun else again(["trainer.resume=true", where])
         print(
             f"interrupted ({summary.get('stop_reason')}) at step {summary['steps']} of {summary.get('max_steps')}; "
-            f"resume with: {shlex.join([sys.executable, sys.argv[0]])} {again}",
+            f"resume with: {command}",
             file=sys.stderr,
         )
+        if multirun:
+            sweep = again(
+                ["trainer.resume=true", "trainer.skip_completed=true", f"hydra.sweep.dir={hydra_cfg.sweep.dir}"]
+            )
+            print(f"resume the whole sweep (completed jobs are skipped) with: {sweep}", file=sys.stderr)
         if not multirun:
             sys.exit(130)
         if summary.get("stop_reason") != "time_limit":

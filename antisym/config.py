@@ -293,12 +293,13 @@ class TrainerConfig(Section):
     time_limit_s: float = 0.0
     dtype: Literal["float32", "float64"] = "float32"
     threads: int = 0
+    eval_limit: int = 0
 
     def __post_init__(self) -> None:
         for key in ("max_steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "jacobian_batch"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"trainer.{key} must be a positive integer, got {getattr(self, key)}.")
-        for key in ("grad_clip", "jacobian_every", "time_limit_s", "seed", "threads"):
+        for key in ("grad_clip", "jacobian_every", "time_limit_s", "seed", "threads", "eval_limit"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"trainer.{key} must be >= 0 (0 turns it off), got {getattr(self, key)}.")
         if self.seed > MAX_SEED:

@@ -19,23 +19,23 @@ FILES ?=
 
 .PHONY: gpu-campaign gpu-campaign-collect campaign-status campaign-wheels
 
-campaign-wheels: venv
+campaign-wheels: venv  ## build the Hydra wheels a GPU lease carries (.whl/campaign)
 	rm -rf .whl/campaign && mkdir -p .whl/campaign
 	$(PY) -m pip wheel -q --no-deps -w .whl/campaign \
 		$(foreach w,$(CAMPAIGN_WHEELS),$(w)==$$($(PY) -m pip show $(w) | sed -n 's/^Version: //p'))
 
-gpu-campaign: campaign-wheels
+gpu-campaign: campaign-wheels  ## prepare a GPU lease: wheels, MNIST part, and print the one device call
 	$(MAKE) --no-print-directory devdata DEVDATA_SETS=mnist >/dev/null
 	$(PY) -m antisym.campaign command --plan $(CAMPAIGN_PLAN) --budget-s $(CAMPAIGN_BUDGET_S) --check-s $(CAMPAIGN_CHECK_S) \
 		--records $(CAMPAIGN_RECORDS)
 
-gpu-campaign-collect: venv
+gpu-campaign-collect: venv  ## check and unpack a lease's archives into results/runs (FILES=...)
 	@test -n "$(FILES)" || { echo 'FILES="..." names the records-*.tar.gz a lease returned'; exit 2; }
 	$(PY) -m antisym.campaign collect $(FILES) --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS) \
 		--tables $(CAMPAIGN_TABLES) --leases results/leases
 	$(PY) -m antisym.campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
 
-campaign-status: venv
+campaign-status: venv  ## per block: runs completed, iterations done / planned
 	$(PY) -m antisym.campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
 
 # The campaign's CPU lane (the plan's `lanes.cpu`: the noise-padded column first), trained here in the background

@@ -15,13 +15,13 @@ FIG2_SWEEP_ARGS ?=
 
 figures: fig1 fig3 fig2  ## Figures 1-3 into results/figures/ (FIG2_SWEEP=<dir> for trained fig2)
 
-fig1: venv
+fig1: venv  ## Figure 1 (2-D RNN trajectories) into results/figures/
 	$(PY) scripts/fig1.py --out $(FIGURES_DIR)
 
-fig3: venv
+fig3: venv  ## Figure 3 (random 2-D RNNs, Appendix D) into results/figures/
 	$(PY) scripts/fig3.py --out $(FIGURES_DIR)
 
-fig2: venv
+fig2: venv  ## Figure 2 (Jacobian eigenvalues; FIG2_SWEEP=<dir> from trained models)
 	$(PY) scripts/fig2.py --out $(FIGURES_DIR) --data-root $(ANTISYM_DATA) $(if $(FIG2_SWEEP),--sweep $(FIG2_SWEEP)) $(FIG2_ARGS)
 
 # The 28 training runs behind a trained Figure 2 (conf/sweep/fig2*.yaml); rerunning skips completed runs.

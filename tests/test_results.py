@@ -405,3 +405,10 @@ def test_tables_count_right(tiny_data, tmp_path, capsys):
     asym = next(r for r in rows[1] if (r.model, r.dataset) == ("asym", "mnist"))
     assert asym.chosen is None and len(asym.candidates) == 2
     assert "| AntisymmetricRNN | 1,234 of 50,000 iterations | 98.0 |" in (tmp_path / "out" / "table1.md").read_text()
+
+
+def test_tables_from_a_missing_runs_folder_are_an_error_that_writes_nothing(tmp_path, capsys):
+    from antisym.results.__main__ import main
+
+    assert main(["--runs", str(tmp_path / "typo"), "--out", str(tmp_path / "out")]) == 2
+    assert "no folder" in capsys.readouterr().err and not (tmp_path / "out").exists()

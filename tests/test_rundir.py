@@ -575,3 +575,47 @@ def test_a_run_records_its_data_files_and_never_continues_on_other_ones(tiny_dat
     labels.write_bytes(bytes(raw))
     with pytest.raises(DataError, match=r"trained on other data files .*train-labels-idx1-ubyte \(MD5 "):
         run(compose_cfg(copy, "trainer.max_steps=9", "trainer.resume=true"), tmp_path / "run")
+
+
+@pytest.mark.parametrize("phase", ["data loading", "final evaluation", "final evaluation, twice"])
+def test_a_signal_in_any_phase_keeps_the_contract(tiny_data, tmp_path, monkeypatch, phase):
+    """SIGINT while the data loads stops at the first step boundary (interrupted, a checkpoint at step 0); one in
+    the final evaluation lets the finished run complete; a second one there records interrupted at the last
+    checkpoint, which a resume completes. Never a `running` summary, never steps 0 for a run that trained."""
+    import antisym.training.trainer as trainer
+
+    root, _ = tiny_data
+    real_fingerprint, real_evaluate = trainer.fingerprint, trainer.evaluate
+    times = 2 if phase.endswith("twice") else 1
+
+    def fingerprint_then_signal(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_fingerprint(*args)
+
+    sent = []
+
+    def evaluate_then_signal(model, task, *args):
+        if task.split == "test" and not sent:  # the first of the two test evaluations
+            for _ in range(times):
+                sent.append(signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+        return real_evaluate(model, task, *args)
+
+    if phase == "data loading":
+        monkeypatch.setattr(trainer, "fingerprint", fingerprint_then_signal)
+    else:
+        monkeypatch.setattr(trainer, "evaluate", evaluate_then_signal)
+    cfg = compose_cfg(root, "trainer.max_steps=6", "trainer.eval_every=3")
+    if times == 2:
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, tmp_path)
+    else:
+        run(cfg, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    expected = {"data loading": ("interrupted", 0), "final evaluation": ("completed", 6)}.get(phase, ("interrupted", 6))
+    assert (summary["status"], summary["steps"]) == expected
+    if summary["status"] == "interrupted":
+        monkeypatch.undo()
+        assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == summary["steps"]
+        resumed = run(compose_cfg(root, "trainer.max_steps=6", "trainer.eval_every=3", "trainer.resume=true"), tmp_path)
+        assert resumed["status"] == "completed" and resumed["test_acc"] is not None

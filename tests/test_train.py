@@ -205,3 +205,44 @@ def test_multirun_failed_job_keeps_the_others(tiny_data, tmp_path):
         status[job.name] = (json.loads((job / "summary.json").read_text())["status"], "model.eps=-1" in cfg)
     assert sorted(status.values()) == [("completed", False), ("completed", False), ("failed", True), ("failed", True)]
     assert proc.returncode != 0
+
+
+def test_the_readmes_python_api_snippet_runs_as_written(tiny_data, tmp_path):
+    """The README's Python API block, executed as printed (val_size and allow_subset made to fit the tiny data)."""
+    import re
+
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=2"), tmp_path / "run")
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace('"val_size": 5000', '"val_size": 8').replace(
+        'root, "train")', 'root, "train", allow_subset=True)'
+    )
+    scope = {"root": str(root), "run_dir": tmp_path / "run"}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert tuple(scope["logits"].shape) == (1, 10) and tuple(scope["h"].shape) == (1, 128)
+    assert isinstance(scope["trained"], torch.nn.Module) and scope["cfg"].model.name == "asym"
+
+
+def test_make_help_lists_every_target():
+    """Every target of the Makefile and mk/*.mk has a `## ` description, so `make help` shows it."""
+    import re
+
+    files = [REPO / "Makefile", *sorted((REPO / "mk").glob("*.mk"))]
+    targets = {m.group(1) for f in files for m in re.finditer(r"^([a-z0-9][a-z0-9_-]*):(?!=)", f.read_text(), re.M)}
+    shown = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert targets and all(f"make {t} " in shown for t in targets), sorted(
+        t for t in targets if f"make {t} " not in shown
+    )
+
+
+def test_an_interrupted_sweep_prints_how_to_resume_it_whole(tiny_data, tmp_path):
+    root, _ = tiny_data
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", *TINY, f"data.root={root}", "trainer.max_steps=100000", "trainer.time_limit_s=0.5",
+               "trainer.seed=0,1", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("resume the whole sweep"))
+    assert f"{sys.executable} {REPO / 'train.py'} -m " in line and "trainer.seed=0,1" in line
+    assert line.endswith(f"trainer.resume=true trainer.skip_completed=true hydra.sweep.dir={sweep}")

@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="a banner at the top of the tables, e.g. what the runs are")
     args = parser.parse_args(argv)
     roots = [Path(r) for r in args.runs] if args.runs else default_roots(args.logs, args.quick)
+    missing = [str(r) for r in roots if not r.exists()]
+    if missing:
+        print(f"error: no folder {', '.join(missing)}: nothing to build tables from. Give --runs the folders that "
+              "hold the run directories (e.g. --runs results/runs, or logs/reproduce after make reproduce-table).",
+              file=sys.stderr)  # fmt: skip
+        return 2
     out = Path(args.out) if args.out else Path("results") / ("quick" if args.quick else "")
     try:
         result = write_tables(roots, out, args.table, quick=args.quick, note=args.note)

@@ -24,6 +24,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from antisym.analysis.jacobian import jacobian_eigen_stats
 from antisym.config import RunConfig, TrainerConfig, as_container, settings_differences
@@ -106,20 +107,43 @@ class BatchSampler:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, task: SequenceTask, batch_size: int, device: torch.device, dtype: torch.dtype = torch.float32
+    model: nn.Module,
+    task: SequenceTask,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    limit: int = 0,
 ) -> dict[str, float]:
-    """Mean loss and accuracy over a whole split (summed on the device: one transfer at the end, no sync a batch)."""
+    """Mean loss and accuracy over a split, or its first `limit` examples (summed on the device: one transfer at
+    the end, no sync a batch)."""
+    n = min(limit, len(task)) if limit else len(task)
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    for start in range(0, len(task), batch_size):
-        x, y = task.batch(torch.arange(start, min(start + batch_size, len(task))))
+    for start in range(0, n, batch_size):
+        x, y = task.batch(torch.arange(start, min(start + batch_size, n)))
         logits = model(x.to(device, dtype))
         y = y.to(device)
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(-1) == y).sum()
     model.train()
-    return {"loss": loss_sum.item() / max(1, len(task)), "acc": correct.item() / max(1, len(task))}
+    return {"loss": loss_sum.item() / max(1, n), "acc": correct.item() / max(1, n)}
+
+
+def _evaluate(m: Member, split: str, what: str) -> dict[str, float]:
+    """evaluate() of a member on a split under trainer.eval_limit, with a log line first: a long evaluation (the
+    final test set twice, on a CPU) shows what it is doing instead of looking hung."""
+    t = m.trainer
+    n = min(t.eval_limit, len(m.tasks[split])) if t.eval_limit else len(m.tasks[split])
+    log.info(
+        "%s: %s on %d %s examples%s",
+        m.run_dir,
+        what,
+        n,
+        split,
+        " (trainer.eval_limit)" if n < len(m.tasks[split]) else "",
+    )
+    return evaluate(m.model, m.tasks[split], t.eval_batch_size, m.device, DTYPES[t.dtype], t.eval_limit)
 
 
 def now() -> str:
@@ -455,11 +479,13 @@ def _setup(member: Member) -> None:
         member.run_dir / METRICS_FILE, member.settings.wandb, cfg, member.run_dir, resume_step
     )
     log.info(
-        "%s on %s: %d parameters, %s, run dir %s",
+        "%s on %s: %d parameters, %s, %d of %d iterations to train, run dir %s",
         member.summary["model"],
         member.summary["dataset"],
         member.summary["params"],
         device,
+        t.max_steps - member.step,
+        t.max_steps,
         member.run_dir,
     )
 
@@ -506,36 +532,41 @@ def _train_members(members: list[Member]) -> list[dict[str, Any] | BaseException
     """The loop: every member takes its own batch, the forward passes run as one pack, one backward, and each
     member's optimizer steps on its own gradient; logging, validation and checkpoints follow each member's step."""
     results: dict[int, dict[str, Any] | BaseException] = {}
-    for m in members:
-        try:
-            _setup(m)
-        except Exception as err:
-            results[id(m)] = _fail(m, err)
     stop = StopRequest()
-    started = time.time()
-    live = [m for m in members if m.status is None]
     crash: BaseException | None = None
-    try:
-        with stop.installed(), ExitStack() as bars_open:
-            bars = {
-                id(m): bars_open.enter_context(
-                    tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress)
-                )
-                for m in live
-            }
-            _loop(live, stop, started, bars)
-    except BaseException as err:  # a crash of the shared computation, or a second Ctrl-C: the members still training
-        crash = err  # fail; those that had finished are finished below as usual
-        for m in live:
-            if m.status is None:
-                results[id(m)] = _fail(m, err)
-                m.metrics.close()
-    for m in live:
-        if id(m) not in results:
+    with stop.installed(), logging_redirect_tqdm():  # a signal in any phase stops cleanly; log lines keep the bar
+        for m in members:
             try:
-                results[id(m)] = _finish(m)
+                _setup(m)  # a signal while the data load sets the flag: the loop then stops at its first check
             except Exception as err:
                 results[id(m)] = _fail(m, err)
+            except KeyboardInterrupt as err:  # a second Ctrl-C while loading: nothing trained since the checkpoint
+                results[id(m)] = crash = _fail(m, err)
+        started = time.time()
+        live = [m for m in members if m.status is None]
+        try:
+            with ExitStack() as bars_open:
+                bars = {
+                    id(m): bars_open.enter_context(
+                        tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress)
+                    )
+                    for m in live
+                }
+                _loop(live, stop, started, bars)
+        except BaseException as err:  # a crash of the shared computation, or a second Ctrl-C: the members still
+            crash = err  # training fail; those that had finished are finished below as usual
+            for m in live:
+                if m.status is None:
+                    results[id(m)] = _fail(m, err)
+                    m.metrics.close()
+        for m in live:
+            if id(m) not in results:
+                try:  # a first signal here lets the final evaluation finish: the run was done
+                    results[id(m)] = _finish(m)
+                except (Exception, KeyboardInterrupt) as err:  # a second Ctrl-C in the final evaluation
+                    m.status = None
+                    results[id(m)] = _fail(m, err)
+                    crash = crash or (err if isinstance(err, KeyboardInterrupt) else None)
     if crash is not None and len(members) == 1:
         stopped = results[id(members[0])]
         raise stopped if isinstance(stopped, UserError | KeyboardInterrupt) else crash
@@ -597,43 +628,42 @@ def _step(m: Member, logits: Tensor, y: Tensor, loss: float, grad_norm: float, b
     m.optimizer.step()
     m.step += 1
     step = m.step
+    best_val = f"{m.best['val_acc']:.3f}" if m.best["step"] >= 0 else "-"
+    bar.set_postfix(loss=f"{loss:.3f}", best_val=best_val, refresh=False)  # every step, not only every log_every
     if step % t.log_every == 0 or step == 1:
         acc = (logits.argmax(-1) == y).float().mean().item()
         row = {"loss": loss, "acc": acc, "grad_norm": grad_norm, "lr": m.optimizer.param_groups[0]["lr"]}
         m.metrics.log({"step": step, "split": "train", **row, "time_s": time.time() - m.t0})
-        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
     if t.jacobian_every > 0 and step % t.jacobian_every == 0:
         m.metrics.log({"step": step, "split": "jacobian", **jacobian_eigen_stats(m.model, m.jacobian_x)})
     if step % t.eval_every == 0 or step == t.max_steps:
-        val = evaluate(m.model, m.tasks["val"], t.eval_batch_size, m.device, DTYPES[t.dtype])
+        val = _evaluate(m, "val", f"step {step}, validation")
         m.metrics.log({"step": step, "split": "val", **val})
         if val["acc"] > m.best["val_acc"]:
             m.best = {"val_acc": val["acc"], "step": step}
             atomic_save({"model": m.model.state_dict(), "step": step}, m.run_dir / "checkpoints" / "best.pt")
         _checkpoint(m)
-        bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{val['acc']:.3f}")
     bar.update(1)
 
 
 def _finish(m: Member) -> dict[str, Any]:
     """Test accuracy at the best-validation checkpoint and of the final model; the summary written and returned."""
-    t, summary, best = m.trainer, m.summary, m.best
+    summary, best = m.summary, m.best
     summary.update(
         status=m.status,
         steps=m.step,
         best_val_acc=best["val_acc"] if best["step"] >= 0 else None,
         best_step=best["step"] if best["step"] >= 0 else None,
     )
-    dtype = DTYPES[t.dtype]
     if m.status != "interrupted":
-        summary["final_test_acc"] = evaluate(m.model, m.tasks["test"], t.eval_batch_size, m.device, dtype)["acc"]
+        summary["final_test_acc"] = _evaluate(m, "test", "final model, test")["acc"]
         summary["test_acc"] = None
         if best["step"] >= 0:
             best_state = load_checkpoint(
                 m.run_dir / "checkpoints" / "best.pt", "Retrain the run: its best checkpoint is lost."
             )
             m.model.load_state_dict(best_state["model"])
-            summary["test_acc"] = evaluate(m.model, m.tasks["test"], t.eval_batch_size, m.device, dtype)["acc"]
+            summary["test_acc"] = _evaluate(m, "test", f"best checkpoint (step {best['step']}), test")["acc"]
         summary["finished_at"] = now()
         m.metrics.log(
             {"step": m.step, "split": "test", "acc": summary["test_acc"], "final_acc": summary["final_test_acc"]}
