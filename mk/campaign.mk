@@ -41,6 +41,8 @@ campaign-status: venv  ## per block: runs completed, iterations done / planned
 # The campaign's CPU lane (the plan's `lanes.cpu`: the noise-padded column first), trained here in the background
 # into results/runs/ under a wall-clock budget; it stops cleanly before the budget ends (checkpoint at a step
 # boundary), rebuilds results/campaign/ and ends its log with a commit message. Commit results/ afterwards.
+# It trains the committed HEAD from a git worktree in $(CPU_TREE) (git-ignored): edits to code or conf/ made while it
+# trains never reach it, and its records name that commit, clean. Commit before starting it.
 #   make cpu-campaign CPU_BUDGET_S=7200 CPU_THREADS=1 [ANTISYM_DATA=../shared/data]
 #   make cpu-campaign-stop                   # SIGTERM: the run in training checkpoints and the lane ends
 CPU_BUDGET_S ?= 3600
@@ -50,6 +52,8 @@ CPU_LOG ?= logs/cpu-campaign.log
 CPU_PID ?= logs/cpu-campaign.pid
 # where the lane's progress.md / progress.json go
 CPU_REPORT ?= logs/cpu-campaign
+# the frozen checkout of HEAD the lane runs from
+CPU_TREE ?= .lane
 
 .PHONY: cpu-campaign cpu-campaign-stop
 
@@ -57,10 +61,13 @@ cpu-campaign: venv  ## train the campaign's CPU lane in the background (CPU_BUDG
 	@mkdir -p $(dir $(CPU_LOG)) $(dir $(CPU_PID))
 	@if [ -f $(CPU_PID) ] && kill -0 $$(cat $(CPU_PID)) 2>/dev/null; then \
 		echo "the CPU lane is already training (pid $$(cat $(CPU_PID)), log $(CPU_LOG))"; exit 2; fi
-	OMP_NUM_THREADS=$(CPU_THREADS) nohup $(PY) -m antisym.campaign lane --plan $(CAMPAIGN_PLAN) --lane cpu \
-		--budget-s $(CPU_BUDGET_S) --threads $(CPU_THREADS) --data-root $(ANTISYM_DATA) --records $(CAMPAIGN_RECORDS) \
-		--tables $(CAMPAIGN_TABLES) --out $(CPU_REPORT) > $(CPU_LOG) 2>&1 & echo $$! > $(CPU_PID)
-	@echo "CPU lane started (pid $$(cat $(CPU_PID)), $(CPU_THREADS) threads, $(CPU_BUDGET_S) s): tail -f $(CPU_LOG)"
+	@git diff --quiet HEAD -- antisym conf || echo "NOTE: uncommitted changes to antisym/ or conf/ are not in the lane: it trains $$(git rev-parse --short HEAD)"
+	@git worktree remove --force $(CPU_TREE) 2>/dev/null; git worktree prune; git worktree add -q --detach $(CPU_TREE) HEAD
+	cd $(CPU_TREE) && OMP_NUM_THREADS=$(CPU_THREADS) nohup $(abspath $(PY)) -m antisym.campaign lane --plan $(CAMPAIGN_PLAN) \
+		--lane cpu --budget-s $(CPU_BUDGET_S) --threads $(CPU_THREADS) --data-root $(abspath $(ANTISYM_DATA)) \
+		--records $(abspath $(CAMPAIGN_RECORDS)) --tables $(abspath $(CAMPAIGN_TABLES)) --out $(abspath $(CPU_REPORT)) \
+		> $(abspath $(CPU_LOG)) 2>&1 & echo $$! > $(CPU_PID)
+	@echo "CPU lane started (pid $$(cat $(CPU_PID)), commit $$(git rev-parse --short HEAD), $(CPU_THREADS) threads, $(CPU_BUDGET_S) s): tail -f $(CPU_LOG)"
 
 cpu-campaign-stop:  ## stop the CPU lane cleanly (the run in training checkpoints first)
 	@test -f $(CPU_PID) && kill -TERM $$(cat $(CPU_PID)) && echo "SIGTERM sent to $$(cat $(CPU_PID))" || echo "no lane running"
