@@ -8,6 +8,8 @@ ARGS ?=
 # training subprocesses). Most tests wait on subprocesses and files, so two workers on a 2-core machine take the suite
 # from ~9 to 5-8 minutes. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= auto
+# UPDATE=1: tables and figures go to the committed results/campaign/ and results/figures/, not results/local/
+UPDATE ?=
 
 .PHONY: help venv train test lint bench kernel-report
 

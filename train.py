@@ -3,12 +3,16 @@
 Multirun: python train.py -m model.eps=0.01,0.1,1 model.gamma=0.001,0.01,0.1,1
 
 Exit codes: 0 completed, 2 a setting, data file or run directory to fix (one paragraph on stderr), 3 diverged,
-130 interrupted (Ctrl-C or SIGTERM; the line printed says how to resume). Hydra's own errors (an unknown config
-group option such as model=foo, a malformed override) exit 1 with Hydra's message.
+130 interrupted (Ctrl-C or SIGTERM; the line printed says how to resume). Every job of the command is composed and
+checked before any starts (antisym/preflight.py): a mistyped key, an unknown group option or a bad value in any job
+of a sweep is exit 2 with nothing written. A sweep exits 0 when every job ran (diverged jobs are results: their
+summary.json says so and the last line counts them), 2 when a job was refused as it started (the others ran),
+130 when interrupted.
 """
 
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 
 import hydra
@@ -18,12 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from antisym.config import check_name
 from antisym.errors import UserError
+from antisym.preflight import check_command
 from antisym.training import run
-from antisym.training.rundir import read_summary
+from antisym.training.rundir import read_summary, remove_if_empty
 
 CONF = Path(__file__).resolve().parent / "conf"
 # hydra.run.dir names the run by model.name: checked before Hydra makes the directory (conf/hydra/default.yaml).
 OmegaConf.register_new_resolver("run_name", lambda name: check_name("model.name", name), replace=True)
+OUTCOMES: Counter[str] = Counter()  # the jobs of a sweep trained in this process, by how they ended
 
 
 def again(extra: list[str]) -> str:
@@ -63,12 +69,16 @@ def main(cfg: DictConfig) -> float | None:
         summary = run(cfg, hydra_cfg.runtime.output_dir, overrides=overrides)
     except KeyboardInterrupt:  # a second Ctrl-C: recorded as interrupted at the last checkpoint's step
         summary = read_summary(hydra_cfg.runtime.output_dir) or {"status": "interrupted", "steps": 0}
-    except UserError as err:
-        if multirun:
-            raise  # Hydra records this job as failed and runs the others
-        print(f"error: {err}", file=sys.stderr)  # one paragraph, no traceback: the message says what to change
+    except UserError as err:  # one paragraph, no traceback: the message says what to change
+        remove_if_empty(Path(hydra_cfg.runtime.output_dir), but=(f"{hydra_cfg.job.name}.log",))  # Hydra made it
+        if multirun:  # the other jobs still run; the sweep exits 2 at the end
+            print(f"error in job {hydra_cfg.job.num} ({hydra_cfg.runtime.output_dir}): {err}", file=sys.stderr)
+            OUTCOMES["refused"] += 1
+            return None
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     status = summary.get("status")
+    OUTCOMES[status or "unknown"] += 1
     if status == "interrupted":
         where = f"hydra.run.dir={hydra_cfg.runtime.output_dir}"
         searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath")]  # a user's conf/
@@ -99,5 +109,23 @@ def main(cfg: DictConfig) -> float | None:
     return summary.get("best_val_acc")  # the objective for Hydra sweepers
 
 
+def sweep_end(jobs: int) -> int:
+    """The sweep's last line and exit code: 2 where a job was refused, else 0 (diverged runs are results)."""
+    if OUTCOMES:  # jobs trained in this process (a cluster launcher's jobs report in their own logs)
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(OUTCOMES.items()))
+        print(f"sweep: {jobs} jobs: {counts}", file=sys.stderr)
+    return 2 if OUTCOMES["refused"] else 0
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        command = check_command(sys.argv[1:], __file__, config_path="conf", config_name="config")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        main()
+    except KeyboardInterrupt:  # the interrupted job has printed how to resume it and the sweep
+        sys.exit(130)
+    if command is not None and command.multirun:
+        sys.exit(sweep_end(command.jobs))

@@ -6,11 +6,13 @@
 #   make reproduce-table LAUNCHER=submitit_local         # local processes through submitit
 #   make reproduce-table LAUNCHER=packed OVERRIDES="hydra.launcher.pack_size=16"   # runs of one shape as one (GPU)
 #   make reproduce-table LAUNCHER=submitit_slurm OVERRIDES="hydra.launcher.partition=gpu"   # a SLURM cluster
-#   make reproduce-table QUICK=1 TABLE=1      # smoke run: tiny sizes, logs/quick + results/quick, marked QUICK
-#   make reproduce-tables-only                # rebuild results/ from the run directories, train nothing
+#   make reproduce-table QUICK=1 TABLE=1      # smoke run: tiny sizes, logs/quick + results/local/quick, marked QUICK
+#   make reproduce-tables-only                # rebuild results/local/ from the run directories, train nothing
+#   make reproduce-tables-only UPDATE=1       # rebuild the committed tables, results/campaign/, from results/runs/
 #
 # SEEDS=5 (seeds 0-4; SEEDS=1 is seed 0 alone) or SEEDS=0,3 replaces the presets' `seeds`; DATA=dir sets
-# data.root; LOGS=dir the log_dir; RESULTS=dir where the tables go; ROWS=asym_mnist,gated_pmnist limits the rows;
+# data.root; LOGS=dir the log_dir; RESULTS=dir where the tables go (default results/local, git-ignored);
+# ROWS=asym_mnist,gated_pmnist limits the rows;
 # OVERRIDES="key=value ..." is passed to every run of the rows chosen (an override a row has no key for, such as
 # model.eps on an LSTM row, stops before anything runs: limit the rows with ROWS=);
 # REPRO_FLAGS="--dry-run" prints the plan only, "--rerun-diverged" trains diverged runs again.
@@ -24,7 +26,7 @@ ROWS ?=
 JOBS ?=
 DATA ?=
 LOGS ?=
-RESULTS ?= results
+RESULTS ?= results/local
 OVERRIDES ?=
 REPRO_FLAGS ?=
 
@@ -37,6 +39,10 @@ REPRO_ARGS = --table $(TABLE) --launcher $(LAUNCHER) --results $(RESULTS) \
 reproduce-table: venv  ## train what Tables 1-2 miss, then rebuild them (TABLE= QUICK=1 SEEDS= ROWS=)
 	$(PY) -m antisym.results.reproduce $(REPRO_ARGS) -- $(OVERRIDES)
 
-reproduce-tables-only: venv  ## rebuild the tables from the run directories, train nothing
+reproduce-tables-only: venv  ## rebuild the tables from the run directories, train nothing (UPDATE=1: the committed ones)
+ifneq ($(filter 1 true yes,$(UPDATE)),)
+	$(PY) -m antisym.results --table $(TABLE) --runs results/runs --out results/campaign
+else
 	$(PY) -m antisym.results --table $(TABLE) $(if $(LOGS),--logs $(LOGS)) \
 		$(if $(filter 1 true yes,$(QUICK)),--quick --out $(RESULTS)/quick,--out $(RESULTS))
+endif

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Figure 1: trajectories of 2-D vanilla RNNs (a-d) and feedback/Euler RNNs with the ODE's vector field (e-h).
 
-.venv/bin/python scripts/fig1.py [--out results/figures] [--steps 50] [--eps 0.1]
+.venv/bin/python scripts/fig1.py [--out results/local/figures] [--steps 50] [--eps 0.1]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from antisym.provenance import provenance  # noqa: E402
 
 def main(argv: list[str] | None = None) -> list[Path]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/figures", help="output folder (PNG, PDF and a provenance JSON)")
+    ap.add_argument("--out", default="results/local/figures", help="output folder (PNG, PDF, provenance JSON)")
     ap.add_argument("--name", default="fig1", help="file stem")
     ap.add_argument("--steps", type=int, default=50, help="time steps T (paper: 50)")
     ap.add_argument("--eps", type=float, default=0.1, help="Euler step size of the feedback row (paper: 0.1)")

@@ -63,7 +63,7 @@ def training_note(records: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/figures", help="output folder (PNG, PDF and a provenance JSON)")
+    ap.add_argument("--out", default="results/local/figures", help="output folder (PNG, PDF, provenance JSON)")
     ap.add_argument("--name", default="fig2", help="file stem")
     ap.add_argument("--sweep", default=None, help="folder of trained runs; omit to use models at initialisation")
     ap.add_argument(

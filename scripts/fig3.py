@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Figure 3 (Appendix D): vanilla 2-D RNNs with standard Gaussian random weights, seeds 1-16, in a 4 x 4 grid.
 
-.venv/bin/python scripts/fig3.py [--out results/figures] [--steps 50] [--seeds 1 2 ... 16]
+.venv/bin/python scripts/fig3.py [--out results/local/figures] [--steps 50] [--seeds 1 2 ... 16]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from antisym.provenance import provenance  # noqa: E402
 
 def main(argv: list[str] | None = None) -> list[Path]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/figures", help="output folder (PNG, PDF and a provenance JSON)")
+    ap.add_argument("--out", default="results/local/figures", help="output folder (PNG, PDF, provenance JSON)")
     ap.add_argument("--name", default="fig3", help="file stem")
     ap.add_argument("--steps", type=int, default=50, help="time steps T (the paper does not say; Figure 1 uses 50)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 17)), help="one panel per seed")

@@ -26,7 +26,7 @@ that runs this check first takes its launcher from them, python -m antisym.campa
 rewritten after each one, so a cut-off run still leaves what it measured. Output: <out>/bench.md (the text for
 results/bench.md) and <out>/gpu_check.json.
 
-GPU session (from the repo root; MNIST travels as a checked part, see the README's "Data on the GPU machine"):
+GPU session (from the repo root; MNIST travels as a checked part, see "Data on the GPU machine" in docs/kernels.md):
     python3 scripts/devdata.py receive --part .devdata/p0 --dest /tmp/antisym-data && \
     python3 scripts/devdata.py assemble --dest /tmp/antisym-data --root /tmp/antisym-data/root && \
     python3 scripts/gpu_check.py --data-root /tmp/antisym-data/root --out $OUT --commit <sha>

@@ -161,7 +161,8 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
                 f"trainer.seed={seed}",
             )
     tiny_run(root, logs / "gated_pmnist" / "seed0", "table1/gated_pmnist")
-    # A run that diverges at its first step (h overflows) and one that fails (its data is missing).
+    # A run that diverges at its first step (h overflows) and one that failed (a machine lost midway: the record a
+    # crash leaves; a run refused before training writes none).
     diverged = tiny_run(
         root,
         logs / "asym_mnist_nan" / "seed0",
@@ -171,8 +172,12 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
         "trainer.seed=3",
     )
     assert diverged["status"] == "diverged"
-    with pytest.raises(Exception, match="not found"):
-        tiny_run(tmp_path / "no-data", logs / "gated_mnist" / "seed0", "table1/gated_mnist")
+    failed = tiny_run(root, logs / "gated_mnist" / "seed0", "table1/gated_mnist")
+    lost = {**failed, "status": "failed", "error": "OSError: node lost"}
+    (logs / "gated_mnist" / "seed0" / "summary.json").write_text(json.dumps(lost))
+    with pytest.raises(Exception, match="not found"):  # refused: it leaves no run directory to count
+        tiny_run(tmp_path / "no-data", logs / "gated_mnist" / "seed9", "table1/gated_mnist")
+    assert not (logs / "gated_mnist" / "seed9").exists()
     # An interrupted run: Hydra's .hydra/ and the config are there, the summary is not.
     interrupted = logs / "lstm_pmnist" / "seed0"
     (interrupted / ".hydra").mkdir(parents=True)
@@ -205,7 +210,7 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
     assert f"| {mean:.1f} ± {std:.1f} | 98.0 | {mean - 98.0:+.1f} |" in md
     for status in ("diverged", "failed", "incomplete"):
         assert f"| {status} |" in md
-    assert "Data files not found" in md and "non-finite loss at step 1" in md
+    assert "OSError: node lost" in md and "non-finite loss at step 1" in md
     assert "## Configurations compared" in md and re.search(r"- devices: `cpu: [^`]+` \(\d+ runs?\)", md)
     assert "| LSTM | pMNIST | table1/lstm_pmnist | 0 of 50,000 iterations |" in md  # unfinished: no accuracy
     assert "not run" in md and "| KRU (Jose et al., 2017) |" in md
@@ -412,3 +417,20 @@ def test_tables_from_a_missing_runs_folder_are_an_error_that_writes_nothing(tmp_
 
     assert main(["--runs", str(tmp_path / "typo"), "--out", str(tmp_path / "out")]) == 2
     assert "no folder" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_tables_and_figures_go_to_an_ignored_folder_unless_asked(tmp_path, monkeypatch):
+    from antisym.results.__main__ import main
+
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["--runs", "runs"]) == 0
+    assert (tmp_path / "results" / "local" / "table1.md").is_file()
+    default_outs = ["results/local/table1.md", "results/local/figures/fig1.png", "results/quick/table1.md"]
+    ignored = subprocess.run(["git", "check-ignore", *default_outs], cwd=REPO, capture_output=True, text=True)
+    assert ignored.stdout.split() == default_outs  # every default output is git-ignored
+    make = subprocess.run(["make", "-n", "fig1", "reproduce-tables-only"], cwd=REPO, capture_output=True, text=True)
+    assert "--out results/local/figures" in make.stdout and "--out results/local" in make.stdout
+    make = subprocess.run(["make", "-n", "fig1", "reproduce-tables-only", "UPDATE=1"], cwd=REPO, capture_output=True,
+                          text=True)  # fmt: skip
+    assert "--out results/figures" in make.stdout and "--runs results/runs --out results/campaign" in make.stdout

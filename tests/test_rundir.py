@@ -265,7 +265,7 @@ def test_bad_values_stop_before_any_data_is_read(tmp_path, override, message):
     # No data at this root: an error about the value proves it came before any file was opened.
     with pytest.raises(ConfigError, match=message):
         run(compose_cfg(tmp_path / "no-data", *override.split()), tmp_path / "run")
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "run").exists()  # a command that only refuses writes nothing
 
 
 def test_wandb_modes_are_checked_before_data(tmp_path, monkeypatch):
@@ -319,6 +319,23 @@ def test_ctrl_c_records_interrupted_and_resume_equals_an_uninterrupted_run(tiny_
     b = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert strip_time(read_rows(run_dir)) == strip_time(read_rows(tmp_path / "full"))
+
+
+def test_ctrl_c_in_a_sweep_ends_without_a_traceback(tiny_data, tmp_path):
+    root, _ = tiny_data
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", *TINY, f"data.root={root}", "trainer.max_steps=100000",
+           "trainer.log_every=1", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_rows_safe(sweep / "0")) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert "resume the whole sweep" in err and not (sweep / "1").exists()  # the sweep stopped at job 0
+    assert json.loads((sweep / "0" / "summary.json").read_text())["status"] == "interrupted"
 
 
 def test_a_second_ctrl_c_records_the_last_checkpoints_step(tiny_data, tmp_path):

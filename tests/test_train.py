@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,9 +108,7 @@ def test_bad_values_stop_before_training(tiny_data, tmp_path, override, message)
     root, _ = tiny_data
     with pytest.raises(ValueError, match=message):
         run(compose_cfg(root, override), tmp_path)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["status"] == "failed" and message.split(".")[-1] in summary["error"]
-    assert not (tmp_path / "metrics.jsonl").exists()
+    assert not any(tmp_path.iterdir())  # a command that only refuses writes nothing
 
 
 def test_corrupt_data_stops_before_training(tiny_data, tmp_path):
@@ -189,22 +188,34 @@ def test_cli_error_is_one_clear_paragraph(tmp_path, override, message):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "run").exists()  # a command that only refuses writes nothing
 
 
-def test_multirun_failed_job_keeps_the_others(tiny_data, tmp_path):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["trainer.max_step=20"], "`trainer.max_step` is not a setting of this config. Did you mean trainer.max_steps"),
+        (["-m", "trainer.seed=0,1", "traner.max_steps=20"], "Did you mean trainer?"),
+        (["model=foo"], "Could not find 'model/foo' Available options in 'model': ablation asym"),
+        (["-m", "model.eps=0.5,-1", "model.gamma=0.01,0.1"], "A job of this sweep of 4 (model.eps=-1 model.gamma=0.01"),
+    ],
+)
+def test_hydra_level_and_sweep_errors_are_one_paragraph_before_anything_starts(tiny_data, tmp_path, args, message):
     root, _ = tiny_data
-    proc = cli(
-        "-m", *TINY, f"data.root={root}", "model.eps=-1,0.5", "model.gamma=0.01,0.1", f"hydra.sweep.dir={tmp_path}"
-    )
-    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
-    assert len(jobs) == 4
-    status = {}
-    for job in jobs:
-        cfg = (job / "overrides.yaml").read_text()
-        status[job.name] = (json.loads((job / "summary.json").read_text())["status"], "model.eps=-1" in cfg)
-    assert sorted(status.values()) == [("completed", False), ("completed", False), ("failed", True), ("failed", True)]
-    assert proc.returncode != 0
+    proc = cli(*args, *TINY, f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # no job started, nothing written
+
+
+def test_a_sweep_job_refused_as_it_starts_leaves_the_others_and_exits_2(tiny_data, tmp_path):
+    root, _ = tiny_data  # 40 training examples: a batch of 64 is refused once the data is read
+    proc = cli("-m", *TINY, f"data.root={root}", "trainer.batch_size=8,64", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"error in job 1 ({tmp_path / '1'}): trainer.batch_size=64 is larger than the training set" in proc.stderr
+    assert "sweep: 2 jobs: 1 completed, 1 refused" in proc.stderr
+    assert json.loads((tmp_path / "0" / "summary.json").read_text())["status"] == "completed"
+    assert not (tmp_path / "1").exists()
 
 
 def test_the_readmes_python_api_snippet_runs_as_written(tiny_data, tmp_path):
@@ -246,3 +257,13 @@ def test_an_interrupted_sweep_prints_how_to_resume_it_whole(tiny_data, tmp_path)
     line = next(x for x in proc.stderr.splitlines() if x.startswith("resume the whole sweep"))
     assert f"{sys.executable} {REPO / 'train.py'} -m " in line and "trainer.seed=0,1" in line
     assert line.endswith(f"trainer.resume=true trainer.skip_completed=true hydra.sweep.dir={sweep}")
+
+
+def test_the_readmes_links_resolve_and_the_data_hint_works_from_any_folder(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert "docs/run-directory.md" in links and all((REPO / link).is_file() for link in links), links
+    for page in (REPO / "docs").glob("*.md"):
+        assert all((page.parent / link).is_file() for link in re.findall(r"\]\(([^)#:]+)\)", page.read_text())), page
+    proc = cli(*TINY, "data.root=elsewhere", cwd=tmp_path)  # a relative root, from another folder than the repo's
+    assert proc.returncode == 2 and f"Data files not found under {tmp_path / 'elsewhere'}:" in proc.stderr

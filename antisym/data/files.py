@@ -88,6 +88,14 @@ def _not_found(root: Path, missing: list[Path]) -> DataError:
     )
 
 
+def check_present(root: str | Path, names: Sequence[str]) -> None:
+    """Refuse at once, before a run writes anything, where files it would read are not there."""
+    root = Path(root).resolve()  # the message names the folder searched, whatever folder the command ran from
+    missing = _missing([root / name for name in names])
+    if missing:
+        raise _not_found(root, missing)
+
+
 def _check_count(path: Path, found: int, expected: int, allow_subset: bool) -> None:
     if found == expected:
         return

@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", help="comma list of presets to limit to, e.g. asym_mnist,table1/gated_pmnist")
     parser.add_argument("--data", help="data.root (default: the config's, i.e. $ANTISYM_DATA or ./data)")
     parser.add_argument("--logs", default=os.environ.get("ANTISYM_LOGS", "logs"), help="log_dir (default logs)")
-    parser.add_argument("--results", default="results", help="where the tables go (QUICK: <results>/quick)")
+    parser.add_argument("--results", default="results/local", help="tables (git-ignored; QUICK: <results>/quick)")
     parser.add_argument("--rerun-diverged", action="store_true", help="train diverged runs again too")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands, run nothing")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Run directories: what one holds, who may write it, and reading its files back.
 
-The contract (README, "Run directory contract"): a run directory holds the settings that trained it
+The contract (docs/run-directory.md): a run directory holds the settings that trained it
 (`config.yaml`, `overrides.yaml`), its metrics, checkpoints and `summary.json`, and nothing that describes another
 run. One process writes it at a time, holding `run.lock`; a fresh start in a directory that already holds files moves
 them to `superseded/<time>/` rather than mixing or deleting them.
@@ -8,6 +8,7 @@ them to `superseded/<time>/` rather than mixing or deleting them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -16,6 +17,7 @@ import os
 import shutil
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,10 @@ CONFIG_FILE = "config.yaml"  # the resolved settings that trained this run
 OVERRIDES_FILE = "overrides.yaml"  # the command-line overrides that composed them
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
+PERMUTATION_FILE = "permutation.pt"  # pMNIST: the pixel order this run trained on
 LOCK_FILE = "run.lock"
 SUPERSEDED = "superseded"
-RUN_FILES = (CONFIG_FILE, OVERRIDES_FILE, SUMMARY_FILE, METRICS_FILE, "checkpoints", "permutation.pt", "wandb")
+RUN_FILES = (CONFIG_FILE, OVERRIDES_FILE, SUMMARY_FILE, METRICS_FILE, "checkpoints", PERMUTATION_FILE, "wandb")
 
 log = logging.getLogger("antisym")
 
@@ -36,16 +39,20 @@ class RunLockedError(UserError):
     """Another live process writes this run directory."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file whole or not at all: a temporary file renamed into place; on any failure (a full disk, a
     read-only folder) the temporary file is removed and the old file stays as it was."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def write_json(obj: dict, path: Path) -> None:
@@ -134,6 +141,48 @@ def move_aside(run_dir: Path, reason: str) -> Path | None:
     (dest / "REASON").write_text(reason + "\n")
     log.warning("%s: earlier files moved to %s (%s)", run_dir, dest, reason)
     return dest
+
+
+@dataclass
+class Snapshot:
+    """A run directory's own files as they were before this call wrote any, so that a run refused before its first
+    step (bad data, a changed data file, a batch larger than the data) leaves the directory as it found it."""
+
+    run_dir: Path
+    files: dict[str, bytes | None]
+    existed: bool  # whether the directory was there before this call (its lock makes it)
+    moved_to: Path | None = None  # where move_aside put an earlier run's files
+
+    WRITTEN = (CONFIG_FILE, OVERRIDES_FILE, SUMMARY_FILE, METRICS_FILE, PERMUTATION_FILE)  # before the first step
+
+    @classmethod
+    def take(cls, run_dir: Path) -> Snapshot:
+        files = {n: (run_dir / n).read_bytes() if (run_dir / n).is_file() else None for n in cls.WRITTEN}
+        return cls(run_dir, files, existed=any(p.name != LOCK_FILE for p in run_dir.iterdir()))
+
+    def restore(self) -> None:
+        for name, data in self.files.items():
+            path = self.run_dir / name
+            if data is None or self.moved_to is not None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(path, data)
+        if self.moved_to is not None:
+            (self.moved_to / "REASON").unlink(missing_ok=True)
+            for item in self.moved_to.iterdir():
+                shutil.move(str(item), self.run_dir / item.name)
+            self.moved_to.rmdir()
+            remove_if_empty(self.moved_to.parent)
+
+
+def remove_if_empty(folder: Path, but: tuple[str, ...] = ()) -> None:
+    """Remove a folder that holds nothing but the files named in `but` (a run directory a refused run was given,
+    with the log Hydra opened in it); keep any other."""
+    with contextlib.suppress(OSError):
+        if {p.name for p in folder.iterdir()} <= set(but):
+            for name in but:
+                (folder / name).unlink(missing_ok=True)
+            folder.rmdir()
 
 
 def lock_holder(run_dir: Path) -> dict | None:

@@ -29,7 +29,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from antisym.analysis.jacobian import jacobian_eigen_stats
 from antisym.config import RunConfig, TrainerConfig, as_container, settings_differences
 from antisym.data import DataError, SequenceTask, build_task, task_spec
-from antisym.data.files import fingerprint
+from antisym.data.files import check_present, fingerprint
+from antisym.data.tasks import make_task
 from antisym.errors import CheckpointError, ConfigError, RunDirError, UserError
 from antisym.models import build_model, count_parameters, pack_forward
 from antisym.provenance import device_description, git_state
@@ -42,10 +43,11 @@ from antisym.training.rundir import (
     OVERRIDES_FILE,
     SUMMARY_FILE,
     RunLock,
+    Snapshot,
     atomic_write_text,
-    holds_run,
     move_aside,
     read_summary,
+    remove_if_empty,
     write_json,
 )
 from antisym.training.threads import apply_threads
@@ -207,17 +209,20 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
     summary or the exception that stopped it. `pack_id` adds a `pack` record to the summaries.
     """
     results: list[dict[str, Any] | BaseException | None] = [None] * len(jobs)
+    refused: list[tuple[Path, bool]] = []  # (run dir, whether it was there before)
     threads = (jobs[0].cfg.get("trainer") or {}).get("threads", 0) if jobs else 0
     if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0:  # else refused in _prepare
         log.info("torch threads: %d (trainer.threads=%d)", apply_threads(threads), threads)
     with ExitStack() as locks:
         members: list[Member] = []
         for i, job in enumerate(jobs):
+            existed = job.run_dir.exists()
             try:
                 locks.enter_context(RunLock(job.run_dir))
                 prepared = _prepare(job)
             except UserError as err:  # refused, invalid or unreadable (some of these are OSErrors too)
                 results[i] = err
+                refused.append((job.run_dir, existed))
                 continue
             except OSError as err:  # a read-only folder, a full disk: this member only, nothing half-written
                 results[i] = unwritable(job.run_dir, err, "before training started; nothing was trained")
@@ -234,6 +239,11 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
                 results[i] = prepared
         for member, result in zip(members, _train_members(members), strict=True):
             results[member.index] = result
+            if isinstance(result, UserError) and member.metrics is None:
+                refused.append((member.run_dir, member.before.existed))
+    for run_dir, existed in refused:  # the locks are released: a refused run leaves no directory it made
+        if not existed:
+            remove_if_empty(run_dir)
     return results  # type: ignore[return-value]
 
 
@@ -248,6 +258,7 @@ class Member:
     state: dict[str, Any] | None
     state_path: Path | None
     t0: float  # the run's wall-clock origin: now minus the time spent before a resume
+    before: Snapshot  # the directory's files before this call: put back if it is refused before its first step
     index: int = 0
     status: str | None = None  # None while training
     step: int = 0
@@ -328,6 +339,9 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     """Check the settings and decide what this directory does: skip (returns the completed summary), refuse (raises),
     resume or start afresh (returns the member, its settings recorded and a running summary written)."""
     cfg, run_dir, overrides = job.cfg, job.run_dir, job.overrides
+    settings, device = check_settings(cfg)  # a refusal here writes nothing
+    if not settings.data.download:
+        check_present(to_absolute_path(settings.data.root), make_task(settings.task).files)
     previous = read_summary(run_dir)
     commit, dirty = git_state()
     summary: dict[str, Any] = {
@@ -340,20 +354,6 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
         "dataset": cfg.get("dataset", {}).get("name"),
         "tags": list(cfg.get("tags") or []),
     }
-    try:
-        settings = RunConfig.from_cfg(cfg)
-        # Built once on the CPU before any data is read: the model's constructor checks its own ranges.
-        spec = task_spec(settings.task)
-        with GLOBAL_RNG:
-            build_model(settings.model, spec.input_size, spec.num_classes)
-        device = resolve_device(settings.trainer.device)
-    except UserError as err:
-        if not holds_run(run_dir):  # never overwrite the files of a run already there
-            _record_settings(run_dir, cfg, overrides)
-            summary.update(status="failed", error=f"{type(err).__name__}: {err}", wall_time_s=0.0)
-            write_json(summary, run_dir / SUMMARY_FILE)
-        raise
-
     t = settings.trainer
     completed = previous is not None and previous.get("status") == "completed"
     if t.skip_completed and completed and (saved := _saved_config(run_dir)) is not None:
@@ -387,8 +387,9 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
                 f"trainer.max_steps={t.max_steps} is below the step of the checkpoint to resume ({state['step']}, "
                 f"{source}); set trainer.max_steps >= {state['step']} or start a new run."
             )
+    before = Snapshot.take(run_dir)
     if source is None or source.parent.parent != run_dir:
-        move_aside(run_dir, "a fresh start (no checkpoint resumed) in a directory that held a run")
+        before.moved_to = move_aside(run_dir, "a fresh start (no checkpoint resumed) in a directory that held a run")
     if state is not None:
         if previous is not None and previous.get("data_files"):  # what it trained on: checked once data is found
             summary["data_files"] = previous["data_files"]
@@ -399,7 +400,18 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     summary["device"] = device_description(str(device))
     write_json(summary, run_dir / SUMMARY_FILE)
     elapsed_before = float(state.get("wall_time_s", 0.0)) if state is not None else 0.0
-    return Member(job, settings, device, summary, state, source, time.time() - elapsed_before)
+    return Member(job, settings, device, summary, state, source, time.time() - elapsed_before, before)
+
+
+def check_settings(cfg: Any, *, device: bool = True) -> tuple[RunConfig, torch.device | None]:
+    """Every check that needs neither data nor a run directory: the config's values and types, the model built once
+    on the CPU (its constructor checks its own ranges) and, with `device`, the device there. train.py runs it on
+    every job of a command before Hydra starts any."""
+    settings = RunConfig.from_cfg(cfg)
+    spec = task_spec(settings.task)
+    with GLOBAL_RNG:
+        build_model(settings.model, spec.input_size, spec.num_classes)
+    return settings, resolve_device(settings.trainer.device) if device else None
 
 
 def unwritable(run_dir: Path, err: OSError, when: str) -> RunDirError:
@@ -415,6 +427,9 @@ def _fail(member: Member, err: BaseException) -> BaseException:
     """Record a member that stopped on an error (or a second Ctrl-C, as interrupted at its last checkpoint)."""
     interrupted = isinstance(err, KeyboardInterrupt)
     member.status = "interrupted" if interrupted else "failed"
+    if isinstance(err, UserError) and member.metrics is None:
+        member.before.restore()  # refused while setting up (data, batch size): the directory as it was
+        return err
     if isinstance(err, OSError) and not isinstance(err, UserError):
         err = unwritable(member.run_dir, err, f"at step {member.step}")
     if interrupted:  # stopped at once: the steps since the last checkpoint are lost, the record says so

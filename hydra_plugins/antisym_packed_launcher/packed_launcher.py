@@ -10,6 +10,7 @@ solo run writes, plus a `pack` record (id, member index, size) in its summary.
 """
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ class PackedLauncher(Launcher):
         self.hydra_context = hydra_context
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+        from antisym.errors import UserError
         from antisym.training.packing import group_packs
         from antisym.training.trainer import Job, run_pack
 
@@ -121,6 +123,9 @@ class PackedLauncher(Launcher):
                     task_name=str(configs[i][0].hydra.job.name),
                     status=JobStatus.FAILED if failed else JobStatus.COMPLETED,
                 )
+                if isinstance(result, UserError):  # refused: its paragraph here, the sweep then exits 2
+                    print(f"error in job {i} ({jobs[i].run_dir}): {result}", file=sys.stderr)
+                    result = SystemExit(2)
                 ret.return_value = result if failed else result.get("best_val_acc")
                 returns[i] = ret
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)

@@ -1,0 +1,181 @@
+"""Check a train.py command before Hydra starts it: every job composed and its settings checked.
+
+Hydra composes a run's config inside `hydra.main` and reports its own errors with a traceback (exit 1); a bad value
+in a sweep would only be found when its job's turn came, after the jobs before it had trained. Here the command is
+composed as Hydra will compose it (the same search path, the basic sweeper's grid, `hydra.sweeper.params`) and each
+job goes through `check_settings`: a mistyped key, an unknown group option or a bad value is one paragraph and exit 2
+before anything is written or trained.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.hydra import Hydra
+from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
+from hydra.core.config_search_path import SearchPathQuery
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from antisym.data.files import check_present
+from antisym.data.tasks import make_task
+from antisym.errors import ConfigError, UserError
+
+LOCAL_LAUNCHERS = ("BasicLauncher", "PackedLauncher")  # jobs run on this machine: its data and devices count
+
+
+@dataclass
+class Command:
+    """What train.py was asked to do, as Hydra parses its command line."""
+
+    multirun: bool
+    jobs: int  # how many jobs it starts (1 for a single run)
+
+
+def _one_paragraph(err: BaseException) -> str:
+    text = str(err).split("Config search path:")[0]  # Hydra's list of providers says nothing a user can act on
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def nearest_keys(cfg: DictConfig, key: str) -> str:
+    """`key` is not in cfg: the closest keys at its level (or the closest sections, where its parent is missing)."""
+    parent, _, leaf = key.rpartition(".")
+    node: Any = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(node, DictConfig):
+        return nearest_keys(cfg, parent) if parent else ""
+    names = [str(k) for k in node if parent or k != "hydra"]
+    close = difflib.get_close_matches(leaf, names, n=3, cutoff=0.5)
+    full = [f"{parent}.{n}" if parent else n for n in close]
+    where = f"the keys of {parent}" if parent else "the sections"
+    return (f"Did you mean {' or '.join(full)}? " if full else "") + f"({where}: {', '.join(names)})."
+
+
+def _composition_error(hydra: Hydra, config_name: str, overrides: list[str], err: BaseException) -> UserError:
+    """Hydra's composition errors as one paragraph; a key that is not there gets the nearest keys, not Hydra's
+    advice to add it with `+` (a run refuses keys that its classes do not take)."""
+    text = str(err)
+    missing = re.search(r"Could not override '([^']+)'", text)
+    if missing and "To append to your config use +" in text:
+        key = missing.group(1)
+        rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+        try:
+            cfg = hydra.compose_config(config_name, rest, run_mode=RunMode.RUN, validate_sweep_overrides=False)
+            hint = nearest_keys(cfg, key)
+        except (HydraException, OmegaConfBaseException):
+            hint = ""
+        return ConfigError(f"`{key}` is not a setting of this config. {hint} Fix the spelling of the override.")
+    return ConfigError(f"{_one_paragraph(err)} (checked before any job started; nothing was written)")
+
+
+@dataclass
+class Jobs:
+    """A command's jobs: each composition (its config-group choices and fixed values) x every combination of the
+    swept values, applied to the composed config (composing once per job would take minutes for the paper grid)."""
+
+    compositions: list[list[str]]
+    swept: dict[str, list[Any]]  # plain value keys swept over (model.eps=0.01,0.1): key -> values
+
+    def __len__(self) -> int:
+        return len(self.compositions) * math.prod(len(v) for v in self.swept.values())
+
+    def each(self, hydra: Hydra, cfg: DictConfig) -> Iterator[tuple[list[str], dict[str, Any]]]:
+        """(what sets the job apart: its swept overrides; its resolved config without the hydra section), by job."""
+        for composition in self.compositions:
+            apart = [o for o in composition if not all(o in c for c in self.compositions)]
+            first = [f"{k}={v[0]}" for k, v in self.swept.items()]
+            job_cfg = hydra.config_loader.load_sweep_config(cfg, [*composition, *first])
+            with open_dict(job_cfg):
+                job_cfg.hydra.job.num = job_cfg.hydra.job.id = 0
+            HydraConfig.instance().set_config(job_cfg)  # interpolations that read the Hydra config resolve as in a job
+            task = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
+            for values in itertools.product(*self.swept.values()):
+                job = copy.deepcopy(task)
+                for key, value in zip(self.swept, values, strict=True):
+                    OmegaConf.update(job, key, value, merge=False)
+                overrides = [*apart, *(f"{k}={v}" for k, v in zip(self.swept, values, strict=True))]
+                yield overrides, OmegaConf.to_container(job, resolve=True)
+
+
+def _jobs(hydra: Hydra, cfg: DictConfig, multirun: bool) -> Jobs:
+    """The jobs the command starts, as the basic sweeper expands them (one job for a run)."""
+    task = [str(o) for o in cfg.hydra.overrides.task]
+    if not multirun:
+        return Jobs([task], {})
+    if not str(cfg.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return Jobs([], {})  # another sweeper picks its jobs as it goes: each job is checked when it starts
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(params + task)
+    repository = hydra.config_loader.repository
+    swept = {
+        o.key_or_group: list(o.sweep_iterator())
+        for o in parsed
+        if o.is_sweep_override() and o.is_discrete_sweep() and o.type == OverrideType.CHANGE and o.package is None
+        and not repository.group_exists(o.key_or_group)
+    }  # fmt: skip
+    rest = [o for o in parsed if o.key_or_group not in swept]
+    return Jobs([list(job) for job in BasicSweeper.split_arguments(rest, None)[0]], swept)
+
+
+def _check_job(task_cfg: dict[str, Any], local: bool) -> None:
+    from antisym.training.trainer import check_settings  # torch and the models load once the command composes
+
+    settings, _ = check_settings(task_cfg, device=local)
+    if local and not settings.data.download:
+        check_present(settings.data.root, make_task(settings.task).files)
+
+
+def check_command(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> Command | None:
+    """Compose every job of `train.py argv` and check it; raises UserError (one paragraph) for the first bad job.
+    None where Hydra only shows something (--help, --cfg, --info, shell completion): there is nothing to check."""
+    args = get_args_parser().parse_args(list(argv))
+    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.experimental_rerun:
+        return None
+    config_name = args.config_name or config_name
+    search_path = create_automatic_config_search_path(calling_file, None, args.config_path or config_path)
+    if args.config_dir is not None:
+        if not os.path.isdir(args.config_dir):
+            raise ConfigError(f"--config-dir {args.config_dir}: no such folder; give the folder of your configs.")
+        search_path.prepend("command-line", f"file://{os.path.abspath(args.config_dir)}", SearchPathQuery("schema"))
+    mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN
+    GlobalHydra.instance().clear()
+    hydra = Hydra.create_main_hydra2(task_name=Path(calling_file).stem, config_search_path=search_path)
+    try:
+        try:
+            cfg = hydra.compose_config(config_name, args.overrides, run_mode=mode)
+            jobs = _jobs(hydra, cfg, args.multirun)
+        except (HydraException, OmegaConfBaseException) as err:
+            raise _composition_error(hydra, config_name, args.overrides, err) from None
+        launcher = str(cfg.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]
+        local = launcher in LOCAL_LAUNCHERS
+        current: list[str] = args.overrides
+        try:
+            for overrides, task_cfg in jobs.each(hydra, cfg):
+                current = overrides
+                _check_job(task_cfg, local)
+        except (HydraException, OmegaConfBaseException) as err:
+            raise _composition_error(hydra, config_name, current, err) from None
+        except UserError as err:
+            if not args.multirun:
+                raise
+            where = f"A job of this sweep of {len(jobs)} ({' '.join(current)})"
+            raise type(err)(f"{where}: {err} Nothing was started.") from None
+        return Command(multirun=bool(args.multirun), jobs=max(len(jobs), 1))
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]
