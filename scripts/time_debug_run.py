@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> Path:
     meta = run_meta("scripts/time_debug_run.py", vars(args), started, "cpu", args.commit)
     lines = header(meta, "The debug run, end to end")
     lines += [
-        f"`train.py trainer=debug {' '.join(args.args)}` (20 iterations, evaluations on trainer.eval_limit examples), "
-        f"{args.repeats} fresh processes on {os.cpu_count()} cores, threads as the trainer chooses (auto).",
+        f"`train.py {' '.join(['trainer=debug', *args.args])}` (20 iterations, evaluations on trainer.eval_limit "
+        f"examples), {args.repeats} fresh processes on {os.cpu_count()} cores, each with the torch threads its trainer "
+        "chose (auto; the device line above is this script's own process).",
         "",
         "| repeat | wall time (s) | load average (1 min) before |",
         "|---|---|---|",
