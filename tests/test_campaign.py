@@ -90,7 +90,7 @@ def test_paper_plan_order_and_presets():
     composed = [compose_run(r, [])[0] for r in plan.block_runs("table1")]
     assert sorted(Counter(pack_key(c) for c in composed).values()) == [6, 6]
     assert {c["model"]["precision"] for c in composed} == {"ieee"}
-    preset = [compose_run(r, [])[0] for r in plan.block_runs("table1_preset")]  # the first lease's pack of 6
+    preset = [compose_run(r, [])[0] for r in plan.block_runs("table1_preset")]  # the presets' pack of 6
     assert len({pack_key(c) for c in preset}) == 1 and {c["optimizer"]["lr"] for c in preset} == {0.1}
     assert "dataset.seq_len=800" in fig2[-1].overrides and fig2[-1].preset == "table2/lstm_noisy_cifar10"
     for run in plan.runs:

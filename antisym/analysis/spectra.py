@@ -28,7 +28,7 @@ from antisym.analysis.style import figure_style
 from antisym.data import build_task
 from antisym.models import build_model
 from antisym.provenance import REPO_ROOT
-from antisym.training.rundir import SUPERSEDED, load_run_model
+from antisym.training.rundir import BEST_CHECKPOINT, SUPERSEDED, load_run_model
 
 PAPER_GAMMAS = (0.001, 0.01, 0.1, 1.0, 5.0, 10.0)
 PAPER_LENGTHS = (100, 200, 400, 800)
@@ -156,7 +156,7 @@ def find_runs(sweep_dir: str | Path) -> list[Path]:
     """Run folders under `sweep_dir` (itself included) that hold their config (`config.yaml`, or an older run's
     `.hydra/config.yaml`) and `checkpoints/best.pt`; superseded runs are not among them."""
     root = Path(sweep_dir)
-    best = sorted(p.parent.parent for p in root.glob("**/checkpoints/best.pt") if SUPERSEDED not in p.parts)
+    best = sorted(p.parent.parent for p in root.glob(f"**/{BEST_CHECKPOINT}") if SUPERSEDED not in p.parts)
     return [r for r in best if (r / "config.yaml").is_file() or (r / ".hydra" / "config.yaml").is_file()]
 
 

@@ -21,8 +21,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from antisym.campaign.plan import FINISHED, dir_state, load_plan, planned_steps, resolve, run_state
+from antisym.campaign.plan import dir_state, load_plan, planned_steps, resolve, run_state
 from antisym.errors import UserError
+from antisym.training.rundir import FINISHED, LAST_CHECKPOINT
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -153,7 +154,7 @@ def cmd_lane(args: argparse.Namespace) -> int:
                   device=args.device, commit=args.commit, margin_s=args.margin_s, lane=args.lane, threads=threads,
                   archive=False)  # fmt: skip
     code, _ = run_lease(lease)
-    for last in args.records.glob("*/*/checkpoints/last.pt"):  # a finished record keeps what a collected one keeps
+    for last in args.records.glob(f"*/*/{LAST_CHECKPOINT}"):  # a finished record keeps what a collected one keeps
         if dir_state(last.parents[1]).status in FINISHED:
             last.unlink()
     write_tables([args.records], args.tables)

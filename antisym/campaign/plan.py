@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from antisym.errors import ConfigError
-from antisym.training.rundir import effective_status, read_summary
+from antisym.training.rundir import FINISHED, effective_status, read_summary
 
 PLAN_DIR = Path(__file__).resolve().parents[2] / "conf" / "campaign"
 # solo: one run at a time; packed: consecutive runs of a block that can share a pack (antisym.training.packing) are
 # trained as one, at most the plan's pack_size together.
 LAUNCHERS = ("solo", "packed")
-FINISHED = ("completed", "diverged")  # a result either way; `failed` is retried only when asked
 WAITING = "waiting"  # a selecting run whose screen has not finished: nothing to train yet
 
 

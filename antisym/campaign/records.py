@@ -20,13 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from antisym.campaign.plan import FINISHED, RunState, dir_state
+from antisym.campaign.plan import RunState, dir_state
 from antisym.errors import UserError
 from antisym.training.checkpoint import load_checkpoint
-from antisym.training.rundir import CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, SUMMARY_FILE, read_metrics, read_summary
+from antisym.training.rundir import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    FINISHED,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    OVERRIDES_FILE,
+    PERMUTATION_FILE,
+    SUMMARY_FILE,
+    read_metrics,
+    read_summary,
+)
 
-RUN_RECORD_FILES = (CONFIG_FILE, OVERRIDES_FILE, METRICS_FILE, SUMMARY_FILE, "permutation.pt", "checkpoints/best.pt")
-LAST = "checkpoints/last.pt"
+RUN_RECORD_FILES = (CONFIG_FILE, OVERRIDES_FILE, METRICS_FILE, SUMMARY_FILE, PERMUTATION_FILE, BEST_CHECKPOINT)
 MANIFEST = "MANIFEST.json"
 ARCHIVE_LIMIT = 16 << 20  # what the device returns per file
 UNKNOWN_COMMITS = (None, "", "unknown")
@@ -50,7 +61,7 @@ def unit_files(records: Path, unit: str) -> list[str]:
         return [unit]
     names = list(RUN_RECORD_FILES)
     if dir_state(path).status not in FINISHED:
-        names.append(LAST)
+        names.append(LAST_CHECKPOINT)
     return [f"{unit}/{name}" for name in names if (path / name).is_file()]
 
 
@@ -132,7 +143,7 @@ def check_record(path: Path) -> list[str]:
         elif summary.get("git_commit") in UNKNOWN_COMMITS:
             problems.append(f"{SUMMARY_FILE} names no git commit")
         read_metrics(path / METRICS_FILE)
-        for ckpt in sorted((path / "checkpoints").glob("*.pt")):
+        for ckpt in sorted((path / CHECKPOINT_DIR).glob("*.pt")):
             load_checkpoint(ckpt, "The record is damaged.")
     except UserError as err:
         problems.append(str(err))

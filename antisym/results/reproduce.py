@@ -39,7 +39,7 @@ from antisym.config import settings_differences
 from antisym.results.__main__ import parse_tables
 from antisym.results.aggregate import QuickRunsError, load_config, write_tables
 from antisym.results.paper import preset_name, table_rows
-from antisym.training.rundir import effective_status, read_summary
+from antisym.training.rundir import LAST_CHECKPOINT, effective_status, read_summary
 
 REPO = Path(__file__).resolve().parents[2]
 # QUICK: the same pipeline at a size a laptop CPU runs in minutes. The data, splits and evaluation sets are the
@@ -122,7 +122,7 @@ def classify(run_dir: Path, wanted: dict[str, Any], rerun_diverged: bool) -> tup
         return status, ""
     if status == "failed":
         return "failed", str((summary or {}).get("error", status))[:160]
-    has_ckpt = (run_dir / "checkpoints" / "last.pt").is_file()
+    has_ckpt = (run_dir / LAST_CHECKPOINT).is_file()
     return "interrupted", "resumes from checkpoints/last.pt" if has_ckpt else "no checkpoint: starts again"
 
 

@@ -28,9 +28,13 @@ OVERRIDES_FILE = "overrides.yaml"  # the command-line overrides that composed th
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
 PERMUTATION_FILE = "permutation.pt"  # pMNIST: the pixel order this run trained on
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"  # everything to continue exactly (removed once a record is finished)
+BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.pt"  # the weights at the best validation accuracy
+FINISHED = ("completed", "diverged")  # a result either way: never trained again unless asked
 LOCK_FILE = "run.lock"
 SUPERSEDED = "superseded"
-RUN_FILES = (CONFIG_FILE, OVERRIDES_FILE, SUMMARY_FILE, METRICS_FILE, "checkpoints", PERMUTATION_FILE, "wandb")
+RUN_FILES = (CONFIG_FILE, OVERRIDES_FILE, SUMMARY_FILE, METRICS_FILE, CHECKPOINT_DIR, PERMUTATION_FILE, "wandb")
 
 log = logging.getLogger("antisym")
 
@@ -117,7 +121,7 @@ def load_run_model(run_dir: str | Path, which: str = "best", map_location: str =
     cfg = load_run_config(run_dir)
     spec = task_spec(OmegaConf.to_container(cfg.dataset, resolve=True))
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True), spec.input_size, spec.num_classes)
-    path = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    path = Path(run_dir) / CHECKPOINT_DIR / f"{which}.pt"
     state = load_checkpoint(path, "Retrain the run, or use the other checkpoint (best/last).")
     model.load_state_dict(state["model"])
     return model.to(map_location), cfg

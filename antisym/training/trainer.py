@@ -38,7 +38,9 @@ from antisym.training.checkpoint import atomic_save, load_checkpoint, restore_tr
 from antisym.training.metrics import MetricsLogger
 from antisym.training.optim import build_optimizer, lr_factor
 from antisym.training.rundir import (
+    BEST_CHECKPOINT,
     CONFIG_FILE,
+    LAST_CHECKPOINT,
     METRICS_FILE,
     OVERRIDES_FILE,
     SUMMARY_FILE,
@@ -98,7 +100,7 @@ class BatchSampler:
         return {"epoch_generator": self.epoch_state, "pos": self.pos}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "order" in state:  # checkpoints written before 2026-11-27 hold the order itself
+        if "order" in state:  # older checkpoints hold the epoch's order itself
             self.generator.set_state(state["generator"])
             self.order, self.pos, self.epoch_state = state["order"], state["pos"], None
             return
@@ -326,7 +328,7 @@ def _resume_source(resume: bool | str, run_dir: Path) -> Path | None:
         return None
     path = run_dir if resume is True else Path(to_absolute_path(str(resume)))
     if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
+        path = path / LAST_CHECKPOINT
     if path.is_file():
         return path
     if resume is True:
@@ -529,7 +531,7 @@ def check_data(member: Member, files: dict[str, dict[str, Any]]) -> None:
 
 def _checkpoint(m: Member) -> None:
     save_train_state(
-        m.run_dir / "checkpoints" / "last.pt",
+        m.run_dir / LAST_CHECKPOINT,
         model=m.model.state_dict(),
         optimizer=m.optimizer.state_dict(),
         sampler=m.sampler.state_dict(),
@@ -656,7 +658,7 @@ def _step(m: Member, logits: Tensor, y: Tensor, loss: float, grad_norm: float, b
         m.metrics.log({"step": step, "split": "val", **val})
         if val["acc"] > m.best["val_acc"]:
             m.best = {"val_acc": val["acc"], "step": step}
-            atomic_save({"model": m.model.state_dict(), "step": step}, m.run_dir / "checkpoints" / "best.pt")
+            atomic_save({"model": m.model.state_dict(), "step": step}, m.run_dir / BEST_CHECKPOINT)
         _checkpoint(m)
     bar.update(1)
 
@@ -674,9 +676,7 @@ def _finish(m: Member) -> dict[str, Any]:
         summary["final_test_acc"] = _evaluate(m, "test", "final model, test")["acc"]
         summary["test_acc"] = None
         if best["step"] >= 0:
-            best_state = load_checkpoint(
-                m.run_dir / "checkpoints" / "best.pt", "Retrain the run: its best checkpoint is lost."
-            )
+            best_state = load_checkpoint(m.run_dir / BEST_CHECKPOINT, "Retrain the run: its best checkpoint is lost.")
             m.model.load_state_dict(best_state["model"])
             summary["test_acc"] = _evaluate(m, "test", f"best checkpoint (step {best['step']}), test")["acc"]
         summary["finished_at"] = now()
