@@ -41,8 +41,8 @@ campaign-status: venv  ## per block: runs completed, iterations done / planned
 # The campaign's CPU lane (the plan's `lanes.cpu`: the noise-padded column first), trained here in the background
 # into results/runs/ under a wall-clock budget; it stops cleanly before the budget ends (checkpoint at a step
 # boundary), rebuilds results/campaign/ and ends its log with a commit message. Commit results/ afterwards.
-# It trains the committed HEAD from a git worktree in $(CPU_TREE) (git-ignored): edits to code or conf/ made while it
-# trains never reach it, and its records name that commit, clean. Commit before starting it.
+# It trains the committed HEAD from a git worktree beside its pid file (logs/cpu-campaign.tree): edits to code or
+# conf/ made while it trains never reach it, and its records name that commit, clean. Commit before starting it.
 #   make cpu-campaign CPU_BUDGET_S=7200 CPU_THREADS=1 [ANTISYM_DATA=../shared/data]
 #   make cpu-campaign-stop                   # SIGTERM: the run in training checkpoints and the lane ends
 CPU_BUDGET_S ?= 3600
@@ -52,8 +52,8 @@ CPU_LOG ?= logs/cpu-campaign.log
 CPU_PID ?= logs/cpu-campaign.pid
 # where the lane's progress.md / progress.json go
 CPU_REPORT ?= logs/cpu-campaign
-# the frozen checkout of HEAD the lane runs from
-CPU_TREE ?= .lane
+# the frozen checkout of HEAD the lane runs from: one per pid file, so a second lane never replaces a running one's
+CPU_TREE ?= $(basename $(CPU_PID)).tree
 
 .PHONY: cpu-campaign cpu-campaign-stop
 

@@ -579,3 +579,7 @@ def test_make_cpu_campaign_runs_the_lane_in_the_background(tiny_data, tmp_path):
     assert "campaign lane cpu: 1 torch threads, budget 300 s" in text
     assert "commit message: Campaign lane cpu: screen 0.0% -> 100.0%" in text, text[-3000:]
     assert (tmp_path / "tables" / "runs.csv").is_file() and (tmp_path / "report" / "progress.md").is_file()
+    # It trained from a checkout of HEAD beside its pid file: a lane started elsewhere (a session's) is untouched.
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    assert (tmp_path / "lane.tree" / "train.py").is_file() and f"commit {head.strip()}" in proc.stdout
+    subprocess.run(["git", "worktree", "remove", "--force", str(tmp_path / "lane.tree")], cwd=REPO, check=True)
