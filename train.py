@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from antisym.config import check_name
+from antisym.checks import check_name
 from antisym.errors import UserError
 from antisym.preflight import check_command
 from antisym.training import run

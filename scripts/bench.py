@@ -39,7 +39,7 @@ from antisym.gpu.benchmark import (  # noqa: E402
     write_packed_report,
     write_report,
 )
-from antisym.gpu.report import header, run_meta  # noqa: E402
+from antisym.gpu.report import header, run_meta, write_lines  # noqa: E402
 
 TINY_TITLE = " (tiny smoke shapes, not a measurement)"
 
@@ -165,10 +165,7 @@ def main_threads(args, out: Path, started: float) -> Path:
     lines = header(meta, "CPU threads benchmark" + TINY_TITLE * args.tiny)
     lines += [f"Cores this process may use (affinity, cgroup quota): {available_cores()}.", "", explained, ""]
     lines += [*threads_table(rows), "", "Raw rows:", "", "```json", json.dumps(rows), "```", ""]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
-    return out
+    return write_lines(lines, out)
 
 
 def default_out(device: torch.device, packed: bool, threads: bool = False) -> str:

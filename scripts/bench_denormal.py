@@ -26,7 +26,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from antisym.config import RunConfig  # noqa: E402
 from antisym.data import build_task  # noqa: E402
-from antisym.gpu.report import header, run_meta  # noqa: E402
+from antisym.gpu.report import header, run_meta, write_lines  # noqa: E402
 from antisym.models import build_model  # noqa: E402
 from antisym.results.reproduce import compose_preset  # noqa: E402
 from antisym.training.optim import build_optimizer  # noqa: E402
@@ -102,11 +102,7 @@ def main(argv=None) -> Path:
         "```",
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
-    return out
+    return write_lines(lines, args.out)
 
 
 if __name__ == "__main__":

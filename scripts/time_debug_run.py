@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from antisym.gpu.report import header, run_meta  # noqa: E402
+from antisym.gpu.report import header, run_meta, write_lines  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,11 +64,7 @@ def main(argv: list[str] | None = None) -> Path:
         f"Median {statistics.median(walls):.1f} s, min {min(walls):.1f} s, max {max(walls):.1f} s.",
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
-    return out
+    return write_lines(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import torch
 from omegaconf import OmegaConf
 
 from antisym.analysis.dynamics import INITIAL_STATES, W_DIFF, W_MINUS, W_PLUS, W_ZERO, simulate, vector_field
-from antisym.analysis.jacobian import end_to_end_jacobian, jacobian_eigen_stats
 from antisym.models import build_model
+from antisym.models.jacobian import end_to_end_jacobian, jacobian_eigen_stats
 
 REPO = Path(__file__).resolve().parents[1]
 EULER_MODELS = ("asym", "gated", "ablation")

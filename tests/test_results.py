@@ -84,7 +84,8 @@ def test_preset_has_the_papers_row(preset):
         model_ = build_model(OmegaConf.to_container(cfg.model, resolve=True), m, 10)
         assert k_rounded(count_parameters(model_)) == paper.params
     text = (REPO / "conf" / "experiment" / f"{preset}.yaml").read_text()
-    assert "# Why" in text  # the reasoning for the chosen values is written in the preset
+    reasons = (REPO / "conf" / "experiment" / "README.md").read_text()  # the reasoning, one section per preset
+    assert f"conf/experiment/README.md, section {preset}." in text and f"\n### {preset}\n" in reasons
 
 
 def test_preset_values_are_overridable():

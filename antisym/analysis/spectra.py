@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from antisym.analysis.jacobian import eigen_moduli, end_to_end_jacobian
 from antisym.analysis.style import figure_style
 from antisym.data import build_task
 from antisym.models import build_model
+from antisym.models.jacobian import eigen_moduli, end_to_end_jacobian
 from antisym.provenance import REPO_ROOT
 from antisym.training.rundir import BEST_CHECKPOINT, SUPERSEDED, load_run_model
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from antisym.config import Section
+from antisym.checks import Section
 from antisym.data.files import CIFAR_PATHS, MNIST_PATHS, load_cifar10, load_mnist
 from antisym.errors import ConfigError
 

@@ -41,6 +41,15 @@ def header(meta: Mapping[str, Any], title: str) -> list[str]:
     ]
 
 
+def write_lines(lines: list[str], out: str | Path) -> Path:
+    """A report's lines written to `out` (its folder made), announced on stdout."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+    return out
+
+
 def run_meta(script: str, settings: Mapping[str, Any], started: float, device: Any, commit: str | None) -> dict:
     """provenance() of a run, with the commit given on the command line where the checkout has no .git."""
     meta = provenance(script, dict(settings), started, device=str(device))

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from antisym.config import ClassConfig
+from antisym.checks import ClassConfig
 from antisym.errors import ConfigError
 from antisym.models.classifier import (
     AblationRNN,

@@ -29,7 +29,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from antisym.config import experiment_settings, import_class
+from antisym.checks import import_class
+from antisym.config import experiment_settings
 from antisym.errors import UserError
 from antisym.results.curves import plot_learning_curves
 from antisym.results.paper import (
@@ -37,14 +38,15 @@ from antisym.results.paper import (
     CAPTIONS,
     COLUMNS,
     DATASETS,
-    ITERATIONS,
     METHODS,
     OTHER_ROWS,
     PAPER,
     TABLE_OF_DATASET,
     PaperRow,
     baseline_rows,
+    preset_file,
     preset_name,
+    reference_iterations,
     table_rows,
 )
 from antisym.training.rundir import (
@@ -58,7 +60,6 @@ from antisym.training.rundir import (
     read_summary,
 )
 
-PRESETS = Path(__file__).resolve().parents[2] / "conf" / "experiment"
 SKIP_DIRS = {".hydra", ".submitit", CHECKPOINT_DIR, "wandb", SUPERSEDED}
 RUNS_CSV_FIELDS = (
     "table",
@@ -286,21 +287,6 @@ def scan_runs(roots: Iterable[str | Path]) -> tuple[list[Run], list[tuple[Path, 
 def collect_runs(roots: Iterable[str | Path]) -> list[Run]:
     """The readable runs of `scan_runs`."""
     return scan_runs(roots)[0]
-
-
-def preset_file(model: str, dataset: str) -> Path | None:
-    path = PRESETS / f"{preset_name(model, dataset)}.yaml"
-    return path if path.is_file() else None
-
-
-@functools.cache
-def reference_iterations(model: str, dataset: str) -> int | None:
-    """The iterations a run is measured against: the paper's, or for a successor cell its own preset's max_steps
-    (None without a preset); a successor is never "short" against the paper's schedule, which it does not follow."""
-    if model not in BASELINES.get(TABLE_OF_DATASET.get(dataset, 0), {}):
-        return ITERATIONS.get(dataset)
-    path = preset_file(model, dataset)
-    return int(OmegaConf.load(path).dataset.max_steps) if path else None
 
 
 def _progress(run: Run) -> tuple[bool, int]:

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from antisym.provenance import provenance
-from antisym.results.paper import COLUMNS, DATASETS, METHODS
+from antisym.results.paper import COLUMNS, DATASETS, METHODS, reference_iterations
 from antisym.training.rundir import METRICS_FILE, read_metrics
 
 
 def row_curve(row: Any) -> dict[str, Any] | None:
     """The curve of one aggregate.RowResult, or None when none of its runs has a validation row yet."""
-    from antisym.results.aggregate import reference_iterations
 
     def val_rows(cand: Any) -> list[list[dict]]:
         return [[r for r in read_metrics(run.path / METRICS_FILE) if r["split"] == "val"] for run in cand.runs]

@@ -7,7 +7,11 @@ Values are the paper's, to the digit (Tables 1 and 2 of Chang et al., ICLR 2019,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
 
 METHODS = {
     "asym": "AntisymmetricRNN",
@@ -126,3 +130,21 @@ def table_rows(table: int) -> list[tuple[str, str]]:
 def baseline_rows(table: int) -> list[tuple[str, str]]:
     """(model, dataset) of every successor-cell row of a table, shown after the paper's rows."""
     return [(m, d) for m in BASELINES[table] for d in DATASETS[table]]
+
+
+PRESETS = Path(__file__).resolve().parents[2] / "conf" / "experiment"
+
+
+def preset_file(model: str, dataset: str) -> Path | None:
+    path = PRESETS / f"{preset_name(model, dataset)}.yaml"
+    return path if path.is_file() else None
+
+
+@functools.cache
+def reference_iterations(model: str, dataset: str) -> int | None:
+    """The iterations a run is measured against: the paper's, or for a successor cell its own preset's max_steps
+    (None without a preset); a successor is never "short" against the paper's schedule, which it does not follow."""
+    if model not in BASELINES.get(TABLE_OF_DATASET.get(dataset, 0), {}):
+        return ITERATIONS.get(dataset)
+    path = preset_file(model, dataset)
+    return int(OmegaConf.load(path).dataset.max_steps) if path else None

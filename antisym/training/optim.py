@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from antisym.config import ClassConfig, TrainerConfig
+from antisym.checks import ClassConfig
+from antisym.config import TrainerConfig
 
 
 def build_optimizer(cfg: ClassConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -26,13 +26,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from antisym.analysis.jacobian import jacobian_eigen_stats
 from antisym.config import RunConfig, TrainerConfig, as_container, settings_differences
 from antisym.data import DataError, SequenceTask, build_task, task_spec
 from antisym.data.files import check_present, fingerprint
 from antisym.data.tasks import make_task
 from antisym.errors import CheckpointError, ConfigError, RunDirError, UserError
 from antisym.models import build_model, count_parameters, pack_forward
+from antisym.models.jacobian import jacobian_eigen_stats
 from antisym.provenance import device_description, git_state
 from antisym.training.checkpoint import atomic_save, load_checkpoint, restore_train_state, save_train_state
 from antisym.training.metrics import MetricsLogger
