@@ -70,7 +70,13 @@ def main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:  # a second Ctrl-C: recorded as interrupted at the last checkpoint's step
         summary = read_summary(hydra_cfg.runtime.output_dir) or {"status": "interrupted", "steps": 0}
     except UserError as err:  # one paragraph, no traceback: the message says what to change
-        remove_if_empty(Path(hydra_cfg.runtime.output_dir), but=(f"{hydra_cfg.job.name}.log",))  # Hydra made it
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        remove_if_empty(run_dir, but=(f"{hydra_cfg.job.name}.log",))  # Hydra made it, and the folders above it
+        log_dir = Path(str(cfg.paths.log_dir)).resolve()
+        for folder in run_dir.resolve().parents:
+            if folder == log_dir or log_dir not in folder.parents:
+                break
+            remove_if_empty(folder)
         if multirun:  # the other jobs still run; the sweep exits 2 at the end
             print(f"error in job {hydra_cfg.job.num} ({hydra_cfg.runtime.output_dir}): {err}", file=sys.stderr)
             OUTCOMES["refused"] += 1

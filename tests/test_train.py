@@ -267,3 +267,10 @@ def test_the_readmes_links_resolve_and_the_data_hint_works_from_any_folder(tmp_p
         assert all((page.parent / link).is_file() for link in re.findall(r"\]\(([^)#:]+)\)", page.read_text())), page
     proc = cli(*TINY, "data.root=elsewhere", cwd=tmp_path)  # a relative root, from another folder than the repo's
     assert proc.returncode == 2 and f"Data files not found under {tmp_path / 'elsewhere'}:" in proc.stderr
+
+
+def test_a_run_refused_once_its_data_is_read_leaves_no_folder(tiny_data, tmp_path):
+    root, _ = tiny_data  # 40 training examples: a batch of 64 is refused once the data is read
+    proc = cli(*TINY, f"data.root={root}", "trainer.batch_size=64", f"paths.log_dir={tmp_path / 'logs'}")
+    assert proc.returncode == 2 and "is larger than the training set" in proc.stderr and "Traceback" not in proc.stderr
+    assert list((tmp_path / "logs").iterdir()) == []  # neither its run directory nor the folders above it
