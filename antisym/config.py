@@ -53,7 +53,7 @@ LENGTH_KEYS = ("trainer.max_steps", "dataset.max_steps")
 # Keys added to the configs after runs were recorded, with the value those runs had: a saved config without such a
 # key matches that value only. Any other key the saved config lacks is a difference: a config missing a key is
 # damaged or from other code, and nothing can be said to match it.
-ADDED_KEYS: dict[str, Any] = {}
+ADDED_KEYS: dict[str, Any] = {"trainer.eval_limit": 0}  # 0: whole splits, as every evaluation before the key
 TOP_LEVEL = ("model", "dataset", "optimizer", "trainer", "data", "logger", "paths", "tags", "seeds", "preset", "quick")
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from antisym.campaign import lease as lease_mod
 from antisym.campaign import parity
@@ -19,6 +20,7 @@ from antisym.campaign.device import MAX_COMMAND, device_command
 from antisym.campaign.lease import Lease, run_lease
 from antisym.campaign.plan import compose_run, expand, load_plan, plan_path, resolve, run_state
 from antisym.campaign.records import RecordError, collect, pack
+from antisym.config import settings_differences
 from antisym.errors import ConfigError
 from antisym.gpu.parity import ParityResult
 from antisym.training.packing import pack_key
@@ -583,3 +585,18 @@ def test_make_cpu_campaign_runs_the_lane_in_the_background(tiny_data, tmp_path):
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     assert (tmp_path / "lane.tree" / "train.py").is_file() and f"commit {head.strip()}" in proc.stdout
     subprocess.run(["git", "worktree", "remove", "--force", str(tmp_path / "lane.tree")], cwd=REPO, check=True)
+
+
+def test_every_committed_record_still_matches_its_plan():
+    """A record in results/runs/ resumes (or is skipped) only under the settings that trained it: a key added to the
+    configs since, or a preset value changed, would have every lease refuse it. Composed as a lease composes it."""
+    records = REPO / "results" / "runs"
+    plan = resolve(load_plan("paper"), records)
+    checked = []
+    for run in plan.runs:
+        saved = records / run.rel_dir / "config.yaml"
+        if saved.is_file():
+            diffs = settings_differences(OmegaConf.to_container(OmegaConf.load(saved)), compose_run(run, [])[0])
+            assert not diffs, f"{run.rel_dir}: {diffs}"
+            checked.append(run.rel_dir)
+    assert checked or not records.is_dir()
