@@ -65,12 +65,6 @@ def load_checkpoint(path: Path, what_to_do: str) -> dict[str, Any]:
     return state
 
 
-def save_train_state(path: Path, **state: Any) -> None:
-    """Everything needed to continue exactly: model, optimizer, sampler and noise generator states, step, best
-    validation result, and the run's elapsed wall time and start date (which survive a resume)."""
-    atomic_save(state, path)
-
-
 def restore_noise(noise_gen: torch.Generator, saved: torch.Tensor, step: int) -> None:
     """The noise generator's state, where it was saved on this kind of device. A CUDA generator's state cannot seed
     a CPU one (nor the reverse): a run resumed on the other kind draws its noise (the padding of noise-padded
@@ -91,8 +85,8 @@ def restore_noise(noise_gen: torch.Generator, saved: torch.Tensor, step: int) ->
 def restore_train_state(
     state: dict[str, Any], path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sampler, noise_gen
 ) -> dict[str, Any]:
-    """Restore the objects from a `save_train_state` checkpoint (read from `path` by `load_checkpoint`); returns the
-    rest (step, best, wall time, dates)."""
+    """Restore the objects from a last.pt checkpoint (written by trainer._checkpoint, read from `path` by
+    `load_checkpoint`); returns the rest (step, best, wall time, dates)."""
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -34,7 +34,7 @@ from antisym.errors import CheckpointError, ConfigError, RunDirError, UserError
 from antisym.models import build_model, count_parameters, pack_forward
 from antisym.models.jacobian import jacobian_eigen_stats
 from antisym.provenance import device_description, git_state
-from antisym.training.checkpoint import atomic_save, load_checkpoint, restore_train_state, save_train_state
+from antisym.training.checkpoint import atomic_save, load_checkpoint, restore_train_state
 from antisym.training.metrics import MetricsLogger
 from antisym.training.optim import build_optimizer, lr_factor
 from antisym.training.rundir import (
@@ -530,18 +530,20 @@ def check_data(member: Member, files: dict[str, dict[str, Any]]) -> None:
 
 
 def _checkpoint(m: Member) -> None:
-    save_train_state(
-        m.run_dir / LAST_CHECKPOINT,
-        model=m.model.state_dict(),
-        optimizer=m.optimizer.state_dict(),
-        sampler=m.sampler.state_dict(),
-        noise_gen=m.noise_gen.get_state(),
-        step=m.step,
-        best=m.best,
-        wall_time_s=time.time() - m.t0,
-        started_at=m.summary["started_at"],
-        resumed=m.summary.get("resumed", []),
-    )
+    """last.pt: everything needed to continue exactly (model, optimizer, sampler and noise generator states, step,
+    best validation result, and the elapsed wall time and start date, which survive a resume)."""
+    state = {
+        "model": m.model.state_dict(),
+        "optimizer": m.optimizer.state_dict(),
+        "sampler": m.sampler.state_dict(),
+        "noise_gen": m.noise_gen.get_state(),
+        "step": m.step,
+        "best": m.best,
+        "wall_time_s": time.time() - m.t0,
+        "started_at": m.summary["started_at"],
+        "resumed": m.summary.get("resumed", []),
+    }
+    atomic_save(state, m.run_dir / LAST_CHECKPOINT)
     m.saved_step = m.step
 
 
