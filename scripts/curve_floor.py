@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How far fp32 rounding alone moves a short training curve: fp32 eager against fp64 eager, same initial weights,
 same batches, at each Euler step size eps. This is the floor under the GPU check's eager-vs-fused curves
-(antisym/gpu/curves.py): a fused curve cannot be held closer to fp32 eager than fp32 eager is to fp64.
+(antisym/gpu/training_curves.py): a fused curve cannot be held closer to fp32 eager than fp32 eager is to fp64.
 
     .venv/bin/python scripts/curve_floor.py --data-root ../shared/data --eps 0.1,0.01 --out results/curve_floor_cpu
 Writes <out>.md and <out>.json (real permuted MNIST; ~4 min per eps on 2 CPU cores at 150 steps).
@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from antisym.gpu import curves  # noqa: E402
+from antisym.gpu import training_curves as curves  # noqa: E402
 from antisym.provenance import provenance  # noqa: E402
 
 

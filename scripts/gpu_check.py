@@ -8,7 +8,7 @@
    LSTM; antisym/gpu/benchmark.py);
 2b. a torch.profiler breakdown of one training iteration at the pMNIST shape (fused asym / gated, cuDNN LSTM);
 3. short real-MNIST (permuted) training curves: eager vs fused in each precision, same init, same batches
-   (antisym/gpu/curves.py);
+   (antisym/gpu/training_curves.py);
 4. the benchmark at the two CIFAR-10 shapes;
 5. throughput of 1, 2, 4, 8 training processes sharing the GPU;
 5b. packs of R = 1..32 runs trained as one at the pMNIST shape (antisym.models.pack_forward: eager packed by

@@ -13,8 +13,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from antisym.campaign import kernel_gate
 from antisym.campaign import lease as lease_mod
-from antisym.campaign import parity
 from antisym.campaign.__main__ import main
 from antisym.campaign.device import MAX_COMMAND, device_command
 from antisym.campaign.lease import Lease, run_lease
@@ -436,9 +436,9 @@ def test_collect_never_takes_a_run_back_unless_asked(tmp_path, capsys):
 
 
 def test_parity_failure_stops_the_lease_and_a_pass_is_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(parity, "not_applicable", lambda device: None)  # as on a GPU
+    monkeypatch.setattr(kernel_gate, "not_applicable", lambda device: None)  # as on a GPU
     failing = [{"cell": "asym", "T": 6, "m": 1, "n": 16, "impl": "fused", "precision": "ieee", "error": "boom"}]
-    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: ParityResult([{**failing[0], "passed": False}]))
+    monkeypatch.setattr(kernel_gate, "check_parity", lambda *a, **k: ParityResult([{**failing[0], "passed": False}]))
     plan = expand(TINY_PLAN, "tiny")
     records, out = tmp_path / "records", tmp_path / "out"
     fake_record(records, "tiny/asym_mnist_seed0", COMMIT)
@@ -449,11 +449,12 @@ def test_parity_failure_stops_the_lease_and_a_pass_is_kept(tmp_path, monkeypatch
     assert "boom" in (out / "progress.md").read_text()
 
     passing = {**failing[0], "grad_rel_err": {"w": 0.0}, "loss_err": 0.0, "h_err": 0.0, "plan": {}}
-    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: ParityResult([{**passing, "passed": True}]))
-    assert parity.ensure_parity(records, torch.device("cpu"))["status"] == "passed"
-    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: pytest.fail("checked twice for one kernel version"))
-    assert parity.ensure_parity(records, torch.device("cpu"))["status"] == "cached"
-    assert (records / "parity" / f"{parity.kernel_key()}.json").is_file()
+    monkeypatch.setattr(kernel_gate, "check_parity", lambda *a, **k: ParityResult([{**passing, "passed": True}]))
+    assert kernel_gate.ensure_parity(records, torch.device("cpu"))["status"] == "passed"
+    twice = "checked twice for one kernel version"
+    monkeypatch.setattr(kernel_gate, "check_parity", lambda *a, **k: pytest.fail(twice))
+    assert kernel_gate.ensure_parity(records, torch.device("cpu"))["status"] == "cached"
+    assert (records / "parity" / f"{kernel_gate.kernel_key()}.json").is_file()
 
 
 def test_device_command_fits():

@@ -28,9 +28,9 @@ from antisym.gpu.benchmark import (  # noqa: E402
     recommended_pack,
     run_packed,
 )
-from antisym.gpu.curves import REFERENCE  # noqa: E402
 from antisym.gpu.parity import Tolerances, check_parity, judge, parity_lines  # noqa: E402
 from antisym.gpu.report import Report  # noqa: E402
+from antisym.gpu.training_curves import REFERENCE  # noqa: E402
 from antisym.gpu.verdict import LOSS_GAP, PACK_OF_16, SPEED_TARGETS, verdict, verdict_lines  # noqa: E402
 from antisym.kernels import PRECISIONS, interpreting  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
@@ -252,14 +252,15 @@ def test_gpu_modules_import_without_hydra():
     """The GPU machine has torch and triton only: the check and the benchmark must not need Hydra or OmegaConf."""
     code = (
         "import sys; sys.modules['hydra'] = None; sys.modules['omegaconf'] = None\n"
-        "import antisym.gpu.benchmark, antisym.gpu.curves, antisym.gpu.parity, antisym.gpu.report, antisym.gpu.verdict"
+        "import antisym.gpu.benchmark, antisym.gpu.training_curves, antisym.gpu.parity, antisym.gpu.report\n"
+        "import antisym.gpu.verdict"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
 
 
 def test_training_curves_load_real_pmnist(real_data_root):
     """The GPU check's curves read the real files through the training loader, with the training runs' split."""
-    from antisym.gpu.curves import load_pmnist
+    from antisym.gpu.training_curves import load_pmnist
 
     train, test = load_pmnist(real_data_root, torch.device("cpu"), tiny=False)
     assert (len(train), len(test)) == (55_000, 10_000) and train.permutation is not None

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from antisym.campaign import parity, progress
+from antisym.campaign import kernel_gate, progress
 from antisym.campaign.plan import Plan, PlannedRun, RunState, compose_run, planned_steps, resolve, run_state
 from antisym.campaign.records import UNKNOWN_COMMITS, pack
 from antisym.data.files import CIFAR_FILES, CIFAR_FOLDER, MNIST_FILES
@@ -249,13 +249,13 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
         "runs": [],
         "archives": [],
     }
-    report["parity"] = parity.ensure_parity(lease.records, device)
+    report["parity"] = kernel_gate.ensure_parity(lease.records, device)
     code, units = 0, []
     if report["parity"]["status"] == "failed":
         report["stopped"] = "the fused kernels failed parity: no run was trained, the records are as they were"
         code = 3
     elif report["parity"]["status"] == "passed":
-        units.append(f"{parity.PARITY_DIR}/{report['parity']['key']}.json")
+        units.append(f"{kernel_gate.PARITY_DIR}/{report['parity']['key']}.json")
     attempted: set[str] = set()  # tried in this lease (an error or missing data is not retried within it)
     running: dict[Future, dict[PlannedRun, RunState]] = {}
     stop: str | None = None

@@ -7,8 +7,9 @@ Criteria and targets are written here before any GPU run, so that the data canno
   within LOSS_GAP of eager's and the test accuracy within ACC_GAP_PTS points, and every parity row of it passes
   (antisym.gpu.parity.Tolerances: worst gradient error within 1e-2 of float64, or within 10x fp32 eager's own);
   where fp32 rounding alone moves the curve further (fp32 eager against fp64 eager, the curves' floor), a gap
-  within CURVE_FLOOR_FACTOR x that floor passes too: where the dynamics amplify rounding (antisym/gpu/curves.py)
-  every precision, ieee included, would fail although its parity rows match fp32 eager's rounding;
+  within CURVE_FLOOR_FACTOR x that floor passes too: where the dynamics amplify rounding
+  (antisym/gpu/training_curves.py) every precision, ieee included, would fail although its parity rows match fp32
+  eager's rounding;
 - of the precisions that do, the fastest at the pMNIST shape becomes the default;
 - SPEED_TARGETS: a training iteration of the fused model against the cuDNN LSTM and against eager, and the
   run-iterations/s of a pack of 16 fused runs (the kernels' member axis) against one solo fused run;
@@ -23,8 +24,8 @@ from typing import Any
 
 from antisym.gpu import DEFAULT_PRECISION
 from antisym.gpu.benchmark import PackedRow, recommended_pack
-from antisym.gpu.curves import REFERENCE, loss_gap
 from antisym.gpu.parity import TOLERANCES, Tolerances, judge, why_failed
+from antisym.gpu.training_curves import REFERENCE, loss_gap
 from antisym.kernels import PRECISIONS
 
 LOSS_GAP, ACC_GAP_PTS = 0.05, 2.0
