@@ -11,7 +11,7 @@
 # builds it, pure Python). The records in results/runs/ are tracked, so each lease's copy of the tree resumes them.
 CAMPAIGN_PLAN ?= paper
 CAMPAIGN_BUDGET_S ?= 540
-CAMPAIGN_CHECK_S ?= 0     # >0: scripts/gpu_check.py first (a new kernel or device); the lease picks its launcher from it
+CAMPAIGN_CHECK_S ?= 0     # >0: campaign/gpu_check first (a new kernel or device); the lease picks its launcher from it
 CAMPAIGN_RECORDS ?= results/runs
 CAMPAIGN_TABLES ?= results/campaign
 CAMPAIGN_WHEELS := hydra-core omegaconf antlr4-python3-runtime
@@ -26,17 +26,17 @@ campaign-wheels: venv  ## build the Hydra wheels a GPU lease carries (.whl/campa
 
 gpu-campaign: campaign-wheels  ## prepare a GPU lease: wheels, MNIST part, and print the one device call
 	$(MAKE) --no-print-directory devdata DEVDATA_SETS=mnist >/dev/null
-	$(PY) -m antisym.campaign command --plan $(CAMPAIGN_PLAN) --budget-s $(CAMPAIGN_BUDGET_S) --check-s $(CAMPAIGN_CHECK_S) \
+	$(PY) -m campaign command --plan $(CAMPAIGN_PLAN) --budget-s $(CAMPAIGN_BUDGET_S) --check-s $(CAMPAIGN_CHECK_S) \
 		--records $(CAMPAIGN_RECORDS)
 
 gpu-campaign-collect: venv  ## check and unpack a lease's archives into results/runs (FILES=...)
 	@test -n "$(FILES)" || { echo 'FILES="..." names the records-*.tar.gz a lease returned'; exit 2; }
-	$(PY) -m antisym.campaign collect $(FILES) --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS) \
+	$(PY) -m campaign collect $(FILES) --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS) \
 		--tables $(CAMPAIGN_TABLES) --leases results/leases
-	$(PY) -m antisym.campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
+	$(PY) -m campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
 
 campaign-status: venv  ## per block: runs completed, iterations done / planned
-	$(PY) -m antisym.campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
+	$(PY) -m campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
 
 # The campaign's CPU lane (the plan's `lanes.cpu`: the noise-padded column first), trained here in the background
 # into results/runs/ under a wall-clock budget; it stops cleanly before the budget ends (checkpoint at a step
@@ -63,7 +63,7 @@ cpu-campaign: venv  ## train the campaign's CPU lane in the background (CPU_BUDG
 		echo "the CPU lane is already training (pid $$(cat $(CPU_PID)), log $(CPU_LOG))"; exit 2; fi
 	@git diff --quiet HEAD -- antisym conf || echo "NOTE: uncommitted changes to antisym/ or conf/ are not in the lane: it trains $$(git rev-parse --short HEAD)"
 	@git worktree remove --force $(CPU_TREE) 2>/dev/null; git worktree prune; git worktree add -q --detach $(CPU_TREE) HEAD
-	cd $(CPU_TREE) && OMP_NUM_THREADS=$(CPU_THREADS) nohup $(abspath $(PY)) -m antisym.campaign lane --plan $(CAMPAIGN_PLAN) \
+	cd $(CPU_TREE) && OMP_NUM_THREADS=$(CPU_THREADS) nohup $(abspath $(PY)) -m campaign lane --plan $(CAMPAIGN_PLAN) \
 		--lane cpu --budget-s $(CPU_BUDGET_S) --threads $(CPU_THREADS) --data-root $(abspath $(ANTISYM_DATA)) \
 		--records $(abspath $(CAMPAIGN_RECORDS)) --tables $(abspath $(CAMPAIGN_TABLES)) --out $(abspath $(CPU_REPORT)) \
 		> $(abspath $(CPU_LOG)) 2>&1 & echo $$! > $(CPU_PID)

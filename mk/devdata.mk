@@ -1,5 +1,5 @@
 # Data sets for the GPU machine (included by the main Makefile). The device tool carries at most 64 MiB per call
-# and a machine stays warm only ~30 s between calls, so scripts/devdata.py (standard library only) packs the data
+# and a machine stays warm only ~30 s between calls, so campaign/devdata.py (standard library only) packs the data
 # into one gzipped tar cut into part folders .devdata/p0, p1, ... (each <= DEVDATA_PART_MIB, with a copy of the
 # manifest), one device call per part, each carrying only its own folder; it prints the exact calls:
 #
@@ -10,8 +10,8 @@
 #                                                    # and writes results/devdata_transfer.md
 #   make devdata-clean                            # remove .devdata/
 #
-# On the device, call k: python3 scripts/devdata.py receive --part .devdata/pK --dest /tmp/antisym-data
-# (carry=[".devdata/pK"]); the last call adds && python3 scripts/devdata.py assemble --dest /tmp/antisym-data
+# On the device, call k: python3 -m campaign.devdata receive --part .devdata/pK --dest /tmp/antisym-data
+# (carry=[".devdata/pK"]); the last call adds && python3 -m campaign.devdata assemble --dest /tmp/antisym-data
 # --root /tmp/antisym-data/root && <command> data.root=/tmp/antisym-data/root.
 DEVDATA_SRC ?= $(or $(ANTISYM_DATA),./data)
 DEVDATA_SETS ?= mnist
@@ -22,10 +22,10 @@ DEVDATA_ARGS = pack --src $(DEVDATA_SRC) --out .devdata --sets $(DEVDATA_SETS) -
 .PHONY: devdata devdata-report devdata-clean
 
 devdata:  ## pack data sets into .devdata/pK/ parts for the GPU machine (DEVDATA_SETS=mnist,cifar10)
-	$(PYTHON) scripts/devdata.py $(DEVDATA_ARGS)
+	$(PYTHON) campaign/devdata.py $(DEVDATA_ARGS)
 
 devdata-report:  ## pack and measure the transfer into results/devdata_transfer.md
-	$(PYTHON) scripts/devdata.py $(DEVDATA_ARGS) --report $(DEVDATA_REPORT) --compare
+	$(PYTHON) campaign/devdata.py $(DEVDATA_ARGS) --report $(DEVDATA_REPORT) --compare
 
 devdata-clean:  ## remove .devdata/
 	rm -rf .devdata

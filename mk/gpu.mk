@@ -1,10 +1,10 @@
 # GPU session helpers. The GPU machine has no datasets and no Hydra: `make devdata` (mk/devdata.mk) packs the data
 # into part folders under the git-ignored .devdata/ and prints the device calls that carry them over and unpack them
-# into /tmp/antisym-data/root; scripts/gpu_check.py then runs there with torch and triton only, in the same call:
-#   python3 scripts/gpu_check.py --data-root /tmp/antisym-data/root --out $OUT --commit <sha of HEAD, written out here>
+# into /tmp/antisym-data/root; campaign/gpu_check then runs there with torch and triton only, in the same call:
+#   python3 -m campaign.gpu_check --data-root /tmp/antisym-data/root --out $OUT --commit <sha of HEAD, written out here>
 
 .PHONY: gpu-check-dry-run
 
 # Every code path of the GPU check on this CPU (tiny shapes, Triton interpreter), before spending device time.
-gpu-check-dry-run: venv  ## every path of scripts/gpu_check.py on this CPU (Triton interpreter)
-	$(PY) scripts/gpu_check.py --dry-run --out /tmp/gpu_check_dry_run
+gpu-check-dry-run: venv  ## every path of campaign/gpu_check on this CPU (Triton interpreter)
+	$(PY) -m campaign.gpu_check --dry-run --out /tmp/gpu_check_dry_run

@@ -11,7 +11,7 @@
                                                      #      (noise-padded CIFAR, pMNIST) -> results/bench_threads_cpu.md
 
 Needs torch (and triton for the fused rows) only, no Hydra; --packed times antisym.models.pack_forward.
-What is timed, at which shapes, and how: see antisym/gpu/benchmark.py, which this script runs.
+What is timed, at which shapes, and how: see antisym/benchmark/timing.py, which this script runs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
-from antisym.gpu.benchmark import (  # noqa: E402
+from antisym.benchmark.report import header, run_meta, write_lines  # noqa: E402
+from antisym.benchmark.timing import (  # noqa: E402
     BATCH,
     GPU_PRECISIONS,
     MODELS,
@@ -39,7 +40,6 @@ from antisym.gpu.benchmark import (  # noqa: E402
     write_packed_report,
     write_report,
 )
-from antisym.gpu.report import header, run_meta, write_lines  # noqa: E402
 
 TINY_TITLE = " (tiny smoke shapes, not a measurement)"
 
@@ -154,7 +154,7 @@ THREADS_EXPLAINED = (
 
 
 def main_threads(args, out: Path, started: float) -> Path:
-    from antisym.gpu.benchmark import run_threads, threads_table
+    from antisym.benchmark.timing import run_threads, threads_table
     from antisym.training.threads import available_cores
 
     threads = [int(k) for k in args.threads_table.split(",")]

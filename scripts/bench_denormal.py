@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from antisym.benchmark.report import header, run_meta, write_lines  # noqa: E402
 from antisym.config import RunConfig  # noqa: E402
 from antisym.data import build_task  # noqa: E402
-from antisym.gpu.report import header, run_meta, write_lines  # noqa: E402
 from antisym.models import build_model  # noqa: E402
 from antisym.results.reproduce import compose_preset  # noqa: E402
 from antisym.training.optim import build_optimizer  # noqa: E402

@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.pop("TRITON_INTERPRET", None)  # the interpreter compiles nothing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from antisym.gpu.report import header  # noqa: E402
+from antisym.benchmark.report import header  # noqa: E402
 from antisym.kernels import PRECISIONS  # noqa: E402
 from antisym.kernels.euler import launch_plan  # noqa: E402
 from antisym.kernels.resources import SHARED_PER_BLOCK, compile_resources  # noqa: E402

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from antisym.gpu.report import header, run_meta, write_lines  # noqa: E402
+from antisym.benchmark.report import header, run_meta, write_lines  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,17 +13,18 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from antisym.campaign import kernel_gate
-from antisym.campaign import lease as lease_mod
-from antisym.campaign.__main__ import main
-from antisym.campaign.device import MAX_COMMAND, device_command
-from antisym.campaign.lease import Lease, run_lease
-from antisym.campaign.plan import compose_run, expand, load_plan, plan_path, resolve, run_state
-from antisym.campaign.records import RecordError, collect, pack
 from antisym.config import settings_differences
 from antisym.errors import ConfigError
-from antisym.gpu.parity import ParityResult
 from antisym.training.packing import pack_key
+from campaign import kernel_gate
+from campaign import lease as lease_mod
+from campaign.__main__ import main
+from campaign.device import device_command
+from campaign.gpu_check.parity import ParityResult
+from campaign.lease import Lease, run_lease
+from campaign.limits import FILES_BACK, MAX_COMMAND
+from campaign.plan import compose_run, expand, load_plan, plan_path, resolve, run_state
+from campaign.records import RecordError, collect, pack
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -462,14 +463,14 @@ def test_device_command_fits():
     assert len(command) <= MAX_COMMAND
     assert "receive --part .devdata/p0" in command and "assemble" in command
     assert f"--budget-s 480 --data-root /tmp/antisym-data/root --out $OUT --commit {COMMIT}" in command
-    assert "antisym.campaign run --plan paper --lane gpu " in command  # the CPU lane's blocks stay the CPU's
-    assert lease_mod.MAX_FILES_BACK == 8
+    assert "campaign run --plan paper --lane gpu " in command  # the CPU lane's blocks stay the CPU's
+    assert FILES_BACK == 8 and lease_mod.FILES_BACK is FILES_BACK
 
 
 def test_device_command_with_the_gpu_check_first():
     command = device_command("paper", 570, COMMIT, [".devdata/p0"], check_s=250)
     assert len(command) <= MAX_COMMAND
-    check, lease = command.index("scripts/gpu_check.py"), command.index("antisym.campaign run")
+    check, lease = command.index("campaign.gpu_check"), command.index("campaign run")
     assert check < lease and "--budget-s 250" in command[check:lease] and "timeout 340" in command[:check]
     assert "--budget-s $((570 - SECONDS)) --gpu-check /tmp/gpu_check/gpu_check.json" in command[lease:]
     assert "tar czf $OUT/gpu_check.tar.gz" in command[check:lease]  # one file back for the check's report
@@ -479,7 +480,7 @@ def packed_check(tmp_path: Path, rows: dict[tuple[str, int], float]) -> Path:
     """A gpu_check.json whose section 5b holds pMNIST rows {(variant, R): ms per pack iteration}."""
     from dataclasses import asdict
 
-    from antisym.gpu.benchmark import PackedRow
+    from antisym.benchmark.timing import PackedRow
 
     packed = [
         asdict(PackedRow("pmnist", "asym", v, 128, 784, 1, 128, 9674, ms, ms, None, [ms], R=R, packed=" packed" in v))

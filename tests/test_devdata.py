@@ -1,8 +1,7 @@
-"""scripts/devdata.py: pack tiny data into >= 3 parts, receive them as the device would, assemble, load, compare."""
+"""campaign/devdata.py: pack tiny data into >= 3 parts, receive them as the device would, assemble, load, compare."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import pickle
@@ -15,21 +14,11 @@ import numpy as np
 import pytest
 
 from antisym.data import files
+from campaign import devdata
 
 from .conftest import REPO, TINY_SIZES, make_tiny_data
 
-SCRIPT = REPO / "scripts" / "devdata.py"
 PART_BYTES = 100_000  # tiny data is ~270 kB and random (gzip cannot shrink it): 3 parts
-
-
-def _load_module():
-    spec = importlib.util.spec_from_file_location("devdata", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-devdata = _load_module()
 
 
 def _loader(fn):
@@ -179,15 +168,16 @@ def test_part_mib_bounds_each_carried_folder(tiny_data, tmp_path):
 
 
 def test_cli_runs_on_the_standard_library_alone(tiny_data, tmp_path):
-    """-S -I: no site-packages (no numpy, no torch), as on a bare device; exit code 3 before every part is there."""
+    """-S -E -s: no site-packages (no numpy, no torch), as on a bare device, run from the tree root as the device
+    call runs it; exit code 3 before every part is there."""
     src, arrays = tiny_data
     tree = tmp_path / "tree"
     out = tree / ".devdata"
     dest, root = tmp_path / "dest", tmp_path / "dest" / "root"
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-S", "-I", str(SCRIPT), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        cmd = [sys.executable, "-S", "-E", "-s", "-m", "campaign.devdata", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
 
     done = run("pack", "--src", str(src), "--out", str(out), "--sets", "mnist", "--part-bytes", "20000")
     assert done.returncode == 0, done.stderr

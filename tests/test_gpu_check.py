@@ -16,8 +16,8 @@ import torch
 if "antisym.kernels.euler" not in sys.modules:  # as tests/test_kernels.py: before the kernels are first defined
     os.environ["TRITON_INTERPRET"] = "1"
 
-from antisym.gpu import DEFAULT_PRECISION  # noqa: E402
-from antisym.gpu.benchmark import (  # noqa: E402
+from antisym.benchmark.report import Report  # noqa: E402
+from antisym.benchmark.timing import (  # noqa: E402
     TINY_SHAPES,
     PackedRow,
     Variant,
@@ -28,11 +28,14 @@ from antisym.gpu.benchmark import (  # noqa: E402
     recommended_pack,
     run_packed,
 )
-from antisym.gpu.parity import Tolerances, check_parity, judge, parity_lines  # noqa: E402
-from antisym.gpu.report import Report  # noqa: E402
-from antisym.gpu.training_curves import REFERENCE  # noqa: E402
-from antisym.gpu.verdict import LOSS_GAP, PACK_OF_16, SPEED_TARGETS, verdict, verdict_lines  # noqa: E402
-from antisym.kernels import PRECISIONS, interpreting  # noqa: E402
+from antisym.kernels import (  # noqa: E402
+    DEFAULT_PRECISION,  # noqa: E402
+    PRECISIONS,
+    interpreting,
+)
+from campaign.gpu_check.parity import Tolerances, check_parity, judge, parity_lines  # noqa: E402
+from campaign.gpu_check.training_curves import REFERENCE  # noqa: E402
+from campaign.gpu_check.verdict import LOSS_GAP, PACK_OF_16, SPEED_TARGETS, verdict, verdict_lines  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
 CASES = [("asym", 5, 1, 8), ("gated", 4, 2, 8)]
@@ -239,7 +242,9 @@ def test_bmm_pack_trains_what_pack_forward_trains():
 
 
 def test_report_is_rewritten_after_every_section(tmp_path):
-    report = Report(tmp_path, title="T", script="scripts/gpu_check.py", settings={"x": 1}, started=0.0, device="cpu")
+    report = Report(
+        tmp_path, title="T", script="python -m campaign.gpu_check", settings={"x": 1}, started=0.0, device="cpu"
+    )
     report.add("1. First", ["line one"], "first", {"a": 1})
     report.add("2. Second", ["line two"], "second", [1, 2])
     md = (tmp_path / "bench.md").read_text()
@@ -252,15 +257,15 @@ def test_gpu_modules_import_without_hydra():
     """The GPU machine has torch and triton only: the check and the benchmark must not need Hydra or OmegaConf."""
     code = (
         "import sys; sys.modules['hydra'] = None; sys.modules['omegaconf'] = None\n"
-        "import antisym.gpu.benchmark, antisym.gpu.training_curves, antisym.gpu.parity, antisym.gpu.report\n"
-        "import antisym.gpu.verdict"
+        "import antisym.benchmark.timing, antisym.benchmark.report\n"
+        "import campaign.gpu_check.training_curves, campaign.gpu_check.parity, campaign.gpu_check.verdict"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
 
 
 def test_training_curves_load_real_pmnist(real_data_root):
     """The GPU check's curves read the real files through the training loader, with the training runs' split."""
-    from antisym.gpu.training_curves import load_pmnist
+    from campaign.gpu_check.training_curves import load_pmnist
 
     train, test = load_pmnist(real_data_root, torch.device("cpu"), tiny=False)
     assert (len(train), len(test)) == (55_000, 10_000) and train.permutation is not None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from antisym.models.cells import EulerCell
 
 # Matmul precision of the fused recurrence (the input projection and the dA GEMM stay in PyTorch, fp32):
-#   ieee   - fp32 FMA dots; the default until a GPU run's training curves (scripts/gpu_check.py) show tf32x3 trains
+#   ieee   - fp32 FMA dots; the default until a GPU run's training curves (campaign/gpu_check) show tf32x3 trains
 #            as well as fp32 eager. A CPU probe, h_T after 784 pMNIST steps vs fp32: 0.002 (ieee), 0.004
 #            (tf32x3), 6.0 (tf32).
 #   tf32x3 - three tf32 tensor-core passes (split-precision); close to fp32, about 10x faster than ieee there.
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 #   bf16   - A and h rounded to bf16 for the dot, fp32 accumulation and state; halves A's on-chip footprint.
 PRECISIONS = ("ieee", "tf32x3", "tf32", "bf16")
 IMPLS = ("auto", "eager", "fused")
+# The precision the fused path uses unless told otherwise: keep equal to the model.precision default (conf/model/).
+DEFAULT_PRECISION = "ieee"
 # Largest hidden size the kernels take: the hidden state tile (block_b x next_pow2(n)) lives in registers.
 MAX_HIDDEN = 512
 

@@ -7,5 +7,5 @@
     progress     per block, runs completed and iterations done; the lease's progress report
     device       the one device command and its carry list, checked against the device's limits
 
-`python -m antisym.campaign {status,next,run,collect,command}`; see __main__.py.
+`python -m campaign {status,next,run,collect,command}`; see __main__.py.
 """

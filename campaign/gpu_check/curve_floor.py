@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """How far fp32 rounding alone moves a short training curve: fp32 eager against fp64 eager, same initial weights,
 same batches, at each Euler step size eps. This is the floor under the GPU check's eager-vs-fused curves
-(antisym/gpu/training_curves.py): a fused curve cannot be held closer to fp32 eager than fp32 eager is to fp64.
+(campaign/gpu_check/training_curves.py): a fused curve cannot be held closer to fp32 eager than fp32 eager is to fp64.
 
-    .venv/bin/python scripts/curve_floor.py --data-root ../shared/data --eps 0.1,0.01 --out results/curve_floor_cpu
+    .venv/bin/python -m campaign.gpu_check.curve_floor --data-root ../shared/data --eps 0.1,0.01 \
+        --out results/curve_floor_cpu
 Writes <out>.md and <out>.json (real permuted MNIST; ~4 min per eps on 2 CPU cores at 150 steps).
 """
 
@@ -17,10 +18,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[2])
+)  # the repository root: `python -m campaign...` from anywhere
 
-from antisym.gpu import training_curves as curves  # noqa: E402
 from antisym.provenance import provenance  # noqa: E402
+from campaign.gpu_check import training_curves as curves  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -50,7 +53,7 @@ def main(argv=None) -> None:
         print(
             f"eps {eps}: loss gap {gap:.4f}, test acc {pair['fp32']['test_acc']:.4f} vs {pair['fp64']['test_acc']:.4f}"
         )
-    meta = provenance("scripts/curve_floor.py", vars(args), started)
+    meta = provenance("campaign/gpu_check/curve_floor.py", vars(args), started)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

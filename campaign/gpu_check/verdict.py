@@ -5,10 +5,10 @@ Criteria and targets are written here before any GPU run, so that the data canno
 
 - a fused precision trains as well as fp32 eager when, for both cells' training curves, the logged losses stay
   within LOSS_GAP of eager's and the test accuracy within ACC_GAP_PTS points, and every parity row of it passes
-  (antisym.gpu.parity.Tolerances: worst gradient error within 1e-2 of float64, or within 10x fp32 eager's own);
+  (campaign.gpu_check.parity.Tolerances: worst gradient error within 1e-2 of float64, or within 10x fp32 eager's own);
   where fp32 rounding alone moves the curve further (fp32 eager against fp64 eager, the curves' floor), a gap
   within CURVE_FLOOR_FACTOR x that floor passes too: where the dynamics amplify rounding
-  (antisym/gpu/training_curves.py) every precision, ieee included, would fail although its parity rows match fp32
+  (campaign/gpu_check/training_curves.py) every precision, ieee included, would fail although its parity rows match fp32
   eager's rounding;
 - of the precisions that do, the fastest at the pMNIST shape becomes the default;
 - SPEED_TARGETS: a training iteration of the fused model against the cuDNN LSTM and against eager, and the
@@ -22,11 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from antisym.gpu import DEFAULT_PRECISION
-from antisym.gpu.benchmark import PackedRow, recommended_pack
-from antisym.gpu.parity import TOLERANCES, Tolerances, judge, why_failed
-from antisym.gpu.training_curves import REFERENCE, loss_gap
-from antisym.kernels import PRECISIONS
+from antisym.benchmark.timing import PackedRow, recommended_pack
+from antisym.kernels import DEFAULT_PRECISION, PRECISIONS
+from campaign.gpu_check.parity import TOLERANCES, Tolerances, judge, why_failed
+from campaign.gpu_check.training_curves import REFERENCE, loss_gap
 
 LOSS_GAP, ACC_GAP_PTS = 0.05, 2.0
 CURVE_FLOOR_FACTOR = 2.0  # a fused curve may be this many times as far from fp32 eager as fp64 eager is
@@ -187,7 +186,7 @@ def verdict(raw: Mapping[str, Any], tolerances: Tolerances = TOLERANCES) -> dict
 def verdict_lines(v: Mapping[str, Any]) -> list[str]:
     tol = TOLERANCES
     lines = [
-        f"Criteria (antisym/gpu/verdict.py): logged training losses within {LOSS_GAP} of fp32 eager's, test "
+        f"Criteria (campaign/gpu_check/verdict.py): logged training losses within {LOSS_GAP} of fp32 eager's, test "
         f"accuracy within {ACC_GAP_PTS} points (or within {CURVE_FLOOR_FACTOR:g}x fp64 eager's distance from fp32 "
         f"eager, the rounding floor), worst parity gradient error within {tol.grad_rel_err:g} (or "
         f"{tol.floor_factor:g}x fp32 eager's own); of the precisions that pass, the fastest at the pMNIST shape "

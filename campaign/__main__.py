@@ -1,4 +1,4 @@
-"""python -m antisym.campaign {status,next,run,collect,command}: the campaign's command line.
+"""python -m campaign {status,next,run,collect,command}: the campaign's command line.
 
 status   [--plan paper] [--records results/runs]        per block: runs completed / total, iterations done / planned
 next     [-n 10] [--lane cpu]                           the runs the next lease (or lane) trains, in order
@@ -21,13 +21,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from antisym.campaign.plan import dir_state, load_plan, planned_steps, resolve, run_state
 from antisym.errors import UserError
 from antisym.training.rundir import FINISHED, LAST_CHECKPOINT
+from campaign.limits import CALL_S, CARRY_BYTES, MIB
+from campaign.plan import dir_state, load_plan, planned_steps, resolve, run_state
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from antisym.campaign.progress import block_lines, blocks
+    from campaign.progress import block_lines, blocks
 
     plan = load_plan(args.plan)
     rows = blocks(plan, args.records, planned_steps(plan))
@@ -50,7 +51,7 @@ def cmd_next(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from antisym.campaign.lease import Lease, launcher_from_check, run_lease
+    from campaign.lease import Lease, launcher_from_check, run_lease
 
     plan, why = load_plan(args.plan), None
     if args.gpu_check is not None:
@@ -79,9 +80,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from antisym.campaign.progress import block_lines, blocks, moved_line
-    from antisym.campaign.records import collect
     from antisym.results.aggregate import write_tables
+    from campaign.progress import block_lines, blocks, moved_line
+    from campaign.records import collect
 
     plan = load_plan(args.plan)
     planned = planned_steps(plan)
@@ -115,14 +116,14 @@ def keep_lease_report(folder: Path, leases: Path) -> list[Path]:
 
 
 def cmd_command(args: argparse.Namespace) -> int:
-    from antisym.campaign.device import prepare
     from antisym.provenance import git_commit
+    from campaign.device import prepare
 
     commit = args.commit or git_commit()
     command, carry, total = prepare(args.plan, args.budget_s, commit, check_s=args.check_s)
     if commit.endswith("-dirty"):
         print(f"NOTE: the working tree differs from {commit[:-6]}; the device runs it as it is, recorded as {commit}.")
-    print(f"Device call (carries {total / 2**20:.1f} MiB of the 64 MiB allowed; timeout_s 600):")
+    print(f"Device call (carries {total / MIB:.1f} MiB of the {CARRY_BYTES // MIB} MiB allowed; timeout_s {CALL_S}):")
     print(f"  carry: {carry}")
     print(f"  command: {command}")
     print(f'Then: make gpu-campaign-collect FILES="<files_at>/records-*.tar.gz" (records into {args.records})')
@@ -136,10 +137,10 @@ def cmd_lane(args: argparse.Namespace) -> int:
 
     import torch
 
-    from antisym.campaign.lease import Lease, run_lease
-    from antisym.campaign.progress import block_lines, blocks, moved_line
     from antisym.results.aggregate import write_tables
     from antisym.training.threads import apply_threads
+    from campaign.lease import Lease, run_lease
+    from campaign.progress import block_lines, blocks, moved_line
 
     plan = load_plan(args.plan)
     plan.lane_runs(args.lane)  # an unknown lane stops here
@@ -167,7 +168,7 @@ def cmd_lane(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m antisym.campaign", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m campaign", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = ap.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -206,7 +207,7 @@ def parser() -> argparse.ArgumentParser:
     col.set_defaults(func=cmd_collect)
     cmd = sub.add_parser("command", parents=[common])
     cmd.add_argument("--budget-s", type=float, default=540.0, help="the lease's seconds (with --check-s: the call's)")
-    cmd.add_argument("--check-s", type=float, default=0.0, help="run scripts/gpu_check.py first for this long")
+    cmd.add_argument("--check-s", type=float, default=0.0, help="run campaign/gpu_check first for this long")
     cmd.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
     cmd.set_defaults(func=cmd_command)
     lane = sub.add_parser("lane", parents=[common])

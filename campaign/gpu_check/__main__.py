@@ -3,12 +3,12 @@
 
 1. parity at the task shapes: the fused recurrence in each precision against fp32 eager, both measured against a
    float64 eager reference (loss, h_T and every parameter gradient of one cross-entropy step), each row passing or
-   failing under fixed tolerances (antisym/gpu/parity.py);
+   failing under fixed tolerances (campaign/gpu_check/parity.py);
 2. the training-iteration benchmark at the pMNIST shape (eager, CUDA-graph eager, fused in each precision, cuDNN
-   LSTM; antisym/gpu/benchmark.py);
+   LSTM; antisym/benchmark/timing.py);
 2b. a torch.profiler breakdown of one training iteration at the pMNIST shape (fused asym / gated, cuDNN LSTM);
 3. short real-MNIST (permuted) training curves: eager vs fused in each precision, same init, same batches
-   (antisym/gpu/training_curves.py);
+   (campaign/gpu_check/training_curves.py);
 4. the benchmark at the two CIFAR-10 shapes;
 5. throughput of 1, 2, 4, 8 training processes sharing the GPU;
 5b. packs of R = 1..32 runs trained as one at the pMNIST shape (antisym.models.pack_forward: eager packed by
@@ -16,22 +16,22 @@
    pack size; beside them the designs those compete with: the eager pack batched by hand (bmm), fused solo runs on
    R CUDA streams, the eager and the fused pack each captured as a CUDA graph;
 6. a sweep of the fused kernels' launch settings (block_b, num_warps, resident A, bk), to choose the defaults;
-7. the verdict (antisym/gpu/verdict.py): the speed targets (fused asym step <= cuDNN LSTM step and >= 20x faster
+7. the verdict (campaign/gpu_check/verdict.py): the speed targets (fused asym step <= cuDNN LSTM step and >= 20x faster
    than eager at the pMNIST shape, fused gated step <= 1.3x cuDNN LSTM there, fused asym step <= cuDNN LSTM at the
    CIFAR-10 shape, a fused pack of 16 at >= 10x the run-iterations/s of one solo fused run) against the numbers above,
    the default precision picked by criteria fixed before any GPU run, and the pack_size with the most
    run-iterations/s.
 Sections run while --budget-s lasts, in the order 1, 2, 5b, 2b, 3, 4, 5, 6, 7 (the packed rows early: a campaign lease
-that runs this check first takes its launcher from them, python -m antisym.campaign run --gpu-check); the report is
+that runs this check first takes its launcher from them, python -m campaign run --gpu-check); the report is
 rewritten after each one, so a cut-off run still leaves what it measured. Output: <out>/bench.md (the text for
 results/bench.md) and <out>/gpu_check.json.
 
 GPU session (from the repo root; MNIST travels as a checked part, see "Data on the GPU machine" in docs/kernels.md):
-    python3 scripts/devdata.py receive --part .devdata/p0 --dest /tmp/antisym-data && \
-    python3 scripts/devdata.py assemble --dest /tmp/antisym-data --root /tmp/antisym-data/root && \
-    python3 scripts/gpu_check.py --data-root /tmp/antisym-data/root --out $OUT --commit <sha>
+    python3 -m campaign.devdata receive --part .devdata/p0 --dest /tmp/antisym-data && \
+    python3 -m campaign.devdata assemble --dest /tmp/antisym-data --root /tmp/antisym-data/root && \
+    python3 -m campaign.gpu_check --data-root /tmp/antisym-data/root --out $OUT --commit <sha>
 CPU dry run of every code path (tiny shapes, Triton interpreter, synthetic data when --data-root is not given):
-    .venv/bin/python scripts/gpu_check.py --dry-run --out /tmp/gpu_check
+    .venv/bin/python -m campaign.gpu_check --dry-run --out /tmp/gpu_check
 Needs torch and triton only (no Hydra).
 """
 
@@ -43,7 +43,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[2])
+)  # the repository root: `python -m campaign...` from anywhere
 
 
 def parse_args(argv=None):
@@ -74,9 +76,11 @@ def main(argv=None) -> Path:
 
     import torch
 
-    from antisym.gpu import benchmark, curves, parity, verdict
-    from antisym.gpu.report import Report, log
+    from antisym.benchmark import timing as benchmark
+    from antisym.benchmark.report import Report, log
     from antisym.kernels import PRECISIONS
+    from campaign.gpu_check import parity, verdict
+    from campaign.gpu_check import training_curves as curves
 
     started = time.time()
     tiny = args.dry_run
@@ -87,7 +91,7 @@ def main(argv=None) -> Path:
     report = Report(
         Path(args.out),
         title=title,
-        script="scripts/gpu_check.py",
+        script="python -m campaign.gpu_check",
         settings=vars(args),
         started=started,
         device=device,

@@ -25,16 +25,16 @@ from typing import Any
 
 import torch
 
-from antisym.campaign import kernel_gate, progress
-from antisym.campaign.plan import Plan, PlannedRun, RunState, compose_run, planned_steps, resolve, run_state
-from antisym.campaign.records import UNKNOWN_COMMITS, pack
 from antisym.data.files import CIFAR_FILES, CIFAR_FOLDER, MNIST_FILES
 from antisym.training.packing import pack_key
 from antisym.training.rundir import SUMMARY_FILE, read_summary, write_json
+from campaign import kernel_gate, progress
+from campaign.limits import FILES_BACK
+from campaign.plan import Plan, PlannedRun, RunState, compose_run, planned_steps, resolve, run_state
+from campaign.records import UNKNOWN_COMMITS, pack
 
 log = logging.getLogger("antisym")
 REPORT_FILES = ("progress.json", "progress.md", "campaign.log")  # what the lease returns beside the archives
-MAX_FILES_BACK = 8  # the device returns at most 8 files
 
 
 @dataclass
@@ -60,7 +60,7 @@ def launcher_from_check(plan: Plan, gpu_check: Path) -> tuple[Plan, str]:
     """The plan with the launcher the GPU check measured best at the pMNIST shape, and why: packed with the
     recommended pack_size where a fused pack beat everything else; solo where a solo run (or an eager pack, which the
     campaign does not run: model.impl=auto packs run fused) did; the plan as it is where nothing was measured."""
-    from antisym.gpu.verdict import pack_size
+    from campaign.gpu_check.verdict import pack_size
 
     try:
         pick = pack_size(json.loads(gpu_check.read_text()))
@@ -302,7 +302,7 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
     if stop is not None:
         report["stopped"] = stop
     others = [p for p in lease.out.glob("*") if p.name not in REPORT_FILES] if lease.out.is_dir() else []
-    room = MAX_FILES_BACK - len(REPORT_FILES) - len(others)  # what is already there (a GPU check's report) travels too
+    room = FILES_BACK - len(REPORT_FILES) - len(others)  # what is already there (a GPU check's report) travels too
     archives = pack(lease.records, units, lease.out, max(room, 1)) if units and lease.archive else []
     report.update(
         archives=[a.name for a in archives],

@@ -2,7 +2,7 @@
 
 The device gets a bare copy of the working tree (no .git, no Hydra) plus the git-ignored paths named in `carry`, 64 MiB
 in all: the wheels of Hydra and its two dependencies (.whl/campaign, `make gpu-campaign` builds them) and the MNIST
-part that scripts/devdata.py packed into .devdata/. The command installs the wheels, assembles the data, runs the
+part that campaign/devdata.py packed into .devdata/. The command installs the wheels, assembles the data, runs the
 lease with the commit written out, and tees its log into $OUT beside the archives and the progress report.
 """
 
@@ -14,14 +14,12 @@ import subprocess
 from pathlib import Path
 
 from antisym.errors import UserError
+from campaign.limits import CARRY_BYTES, MAX_CARRY, MAX_COMMAND
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 WHEELS = ".whl/campaign"
 DEVDATA = ".devdata"
 DEST = "/tmp/antisym-data"
-CARRY_LIMIT = 64 << 20
-MAX_CARRY = 8
-MAX_COMMAND = 2000
 CHECK_OUT = "/tmp/gpu_check"
 CHECK_ARGS = "--train-steps 150 --sharing 1,4"  # a shorter check, so that the lease keeps most of the call
 
@@ -51,16 +49,16 @@ def data_parts(devdata: Path) -> list[str]:
 
 
 def device_command(plan: str, budget_s: float, commit: str, parts: list[str], check_s: float = 0) -> str:
-    """The lease's shell command. With check_s, scripts/gpu_check.py runs first for about check_s seconds (its
+    """The lease's shell command. With check_s, campaign/gpu_check runs first for about check_s seconds (its
     report comes back as gpu_check.tar.gz), the lease takes its launcher from the packed rows, and budget_s is the
     whole call's: the lease gets what the check left."""
-    receive = [f"python3 scripts/devdata.py receive --part {p} --dest {DEST}" for p in parts]
+    receive = [f"python3 -m campaign.devdata receive --part {p} --dest {DEST}" for p in parts]
     lease = f"--budget-s {budget_s:g}"
     check = []
     if check_s > 0:
         check = [
             f"mkdir -p {CHECK_OUT}",
-            f"PYTHONUNBUFFERED=1 timeout {check_s + 90:g} python3 scripts/gpu_check.py --data-root {DEST}/root "
+            f"PYTHONUNBUFFERED=1 timeout {check_s + 90:g} python3 -m campaign.gpu_check --data-root {DEST}/root "
             f"--out {CHECK_OUT} --commit {shlex.quote(commit)} --budget-s {check_s:g} {CHECK_ARGS} 2>&1 "
             f"| tee {CHECK_OUT}/gpu_check.log",
             f"tar czf $OUT/gpu_check.tar.gz -C {Path(CHECK_OUT).parent} {Path(CHECK_OUT).name}",
@@ -70,9 +68,9 @@ def device_command(plan: str, budget_s: float, commit: str, parts: list[str], ch
         "set -o pipefail",
         f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "
         f"{WHEELS}/*.whl && export PYTHONPATH=/tmp/site || exit",
-        " && ".join([*receive, f"python3 scripts/devdata.py assemble --dest {DEST} --root {DEST}/root"]) + " || exit",
+        " && ".join([*receive, f"python3 -m campaign.devdata assemble --dest {DEST} --root {DEST}/root"]) + " || exit",
         *check,
-        f"PYTHONUNBUFFERED=1 python3 -m antisym.campaign run --plan {shlex.quote(plan)} --lane gpu {lease} "
+        f"PYTHONUNBUFFERED=1 python3 -m campaign run --plan {shlex.quote(plan)} --lane gpu {lease} "
         f"--data-root {DEST}/root --out $OUT --commit {shlex.quote(commit)} 2>&1 | tee $OUT/campaign.log",
     ]
     return "; ".join(steps)
@@ -88,7 +86,7 @@ def prepare(
     carry = [WHEELS, *data_parts(repo / DEVDATA)]
     total = tree_bytes(repo) + sum(path_bytes(repo / c) for c in carry)
     command = device_command(plan, budget_s, commit, carry[1:], check_s)
-    if total >= CARRY_LIMIT:
+    if total >= CARRY_BYTES:
         raise UserError(f"the call would carry {total / 2**20:.1f} MiB, over the device's 64 MiB: pack MNIST only")
     if len(carry) > MAX_CARRY or len(command) > MAX_COMMAND:
         raise UserError(f"{len(carry)} carried paths / a {len(command)}-character command: over the device's limits")

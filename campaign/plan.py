@@ -25,7 +25,7 @@ from typing import Any
 from antisym.errors import ConfigError
 from antisym.training.rundir import FINISHED, effective_status, read_summary
 
-PLAN_DIR = Path(__file__).resolve().parents[2] / "conf" / "campaign"
+PLAN_DIR = Path(__file__).resolve().parents[1] / "conf" / "campaign"
 # solo: one run at a time; packed: consecutive runs of a block that can share a pack (antisym.training.packing) are
 # trained as one, at most the plan's pack_size together.
 LAUNCHERS = ("solo", "packed")

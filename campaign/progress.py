@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from antisym.campaign.plan import Plan, resolve, run_state
+from campaign.plan import Plan, resolve, run_state
 
 
 def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[str, Any]]:

@@ -15,8 +15,8 @@ question here is the recurrence at equal width). Each row is the median over the
 warm-up ones; on a GPU every iteration ends with a synchronize, and peak memory is torch.cuda.max_memory_allocated.
 
 scripts/bench.py is the command line of the grid, the sharing test and the packed benchmark (--packed);
-scripts/gpu_check.py runs the sections below.
-`python -m antisym.gpu.benchmark --worker ...` is one process of the sharing test (started by `run_sharing`).
+campaign/gpu_check runs the sections below.
+`python -m antisym.benchmark.timing --worker ...` is one process of the sharing test (started by `run_sharing`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from antisym.gpu import DEFAULT_PRECISION
-from antisym.gpu.report import Report, header, log
+from antisym.benchmark.report import Report, header, log
+from antisym.kernels import DEFAULT_PRECISION
 from antisym.models import build_model, count_parameters
 
 BATCH = 128
@@ -424,7 +424,7 @@ def worker(argv: list[str] | None = None) -> None:
 
 
 def worker_command(model, impl, precision, shape, device, iters, warmup, tiny, batch) -> list[str]:
-    cmd = [sys.executable, "-m", "antisym.gpu.benchmark", "--worker", "--device", str(device), "--shape", shape]
+    cmd = [sys.executable, "-m", "antisym.benchmark.timing", "--worker", "--device", str(device), "--shape", shape]
     cmd += ["--model", model, "--impl", impl, "--precision", precision, "--iters", str(iters)]
     return cmd + ["--warmup", str(warmup), "--batch", str(batch)] + (["--tiny"] if tiny else [])
 
@@ -571,7 +571,7 @@ def packed_table(rows: list[PackedRow]) -> list[str]:
 
 
 PACKED_EXPLAINED = (
-    "One iteration of a pack of R runs (antisym/gpu/benchmark.py, bench_packed): R members of one shape, each "
+    "One iteration of a pack of R runs (antisym/benchmark/timing.py, bench_packed): R members of one shape, each "
     "built with its own seed and given its own random batch; eager members run forward as one batched recurrence "
     "(antisym.models.pack_forward, as hydra/launcher=packed trains them), then one backward of the summed "
     "cross-entropy losses and each member's own SGD-momentum step. Fused members (GPU only) run as R "
@@ -640,7 +640,7 @@ def write_report(path: Path, meta: dict, rows: list[Row], sharing: list[dict], t
     path.write_text("\n".join(lines))
 
 
-# ---- the GPU check's speed sections (scripts/gpu_check.py) --------------------------------------------------------
+# ---- the GPU check's speed sections (campaign/gpu_check) --------------------------------------------------------
 
 
 def speed_section(
@@ -650,7 +650,7 @@ def speed_section(
     rows = run_grid(shapes, MODELS, device, iters, warmup, precisions, log=log, batch=batch)
     lines = [
         "One training iteration = forward + cross-entropy + backward + SGD-momentum step on random inputs of "
-        f"the task's shape; median of {iters} timed iterations after {warmup} warm-up (antisym/gpu/benchmark.py).",
+        f"the task's shape; median of {iters} timed iterations after {warmup} warm-up (antisym/benchmark/timing.py).",
         "",
         *rows_table(rows),
     ]

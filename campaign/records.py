@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from antisym.campaign.plan import RunState, dir_state
 from antisym.errors import UserError
 from antisym.training.checkpoint import load_checkpoint
 from antisym.training.rundir import (
@@ -36,10 +35,12 @@ from antisym.training.rundir import (
     read_metrics,
     read_summary,
 )
+from campaign.limits import FILE_BACK_BYTES
+from campaign.plan import RunState, dir_state
 
 RUN_RECORD_FILES = (CONFIG_FILE, OVERRIDES_FILE, METRICS_FILE, SUMMARY_FILE, PERMUTATION_FILE, BEST_CHECKPOINT)
 MANIFEST = "MANIFEST.json"
-ARCHIVE_LIMIT = 16 << 20  # what the device returns per file
+ARCHIVE_LIMIT = FILE_BACK_BYTES
 UNKNOWN_COMMITS = (None, "", "unknown")
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 
-from antisym.gpu import DEFAULT_PRECISION
-from antisym.gpu.parity import TASK_CASES, check_parity
-from antisym.kernels import fused_unsupported_reason
+from antisym import kernels
+from antisym.kernels import DEFAULT_PRECISION, fused_unsupported_reason
 from antisym.provenance import device_description
 from antisym.training.rundir import write_json
+from campaign.gpu_check.parity import TASK_CASES, check_parity
 
-EULER = Path(__file__).resolve().parents[1] / "kernels" / "euler.py"
+EULER = Path(kernels.__file__).resolve().parent / "euler.py"
 PARITY_DIR = "parity"
 
 

@@ -5,11 +5,11 @@ The device tool sends the working tree plus the git-ignored paths named in `carr
 machine stays warm only ~30 s between calls. So the data travel as one compressed tar archive cut into parts, each in
 its own folder with a copy of the manifest, and each call carries only its own folder:
 
-    here:    python3 scripts/devdata.py pack --src DATA --out .devdata --sets mnist,cifar10   (prints the calls)
-    call k:  python3 scripts/devdata.py receive --part .devdata/pK --dest /tmp/antisym-data    carry=[".devdata/pK"]
-    last:    ... receive (last part) && python3 scripts/devdata.py assemble --dest /tmp/antisym-data \\
+    here:    python3 -m campaign.devdata pack --src DATA --out .devdata --sets mnist,cifar10   (prints the calls)
+    call k:  python3 -m campaign.devdata receive --part .devdata/pK --dest /tmp/antisym-data    carry=[".devdata/pK"]
+    last:    ... receive (last part) && python3 -m campaign.devdata assemble --dest /tmp/antisym-data \\
                  --root /tmp/antisym-data/root && <command> data.root=/tmp/antisym-data/root
-    any:     python3 scripts/devdata.py status --dest /tmp/antisym-data
+    any:     python3 -m campaign.devdata status --dest /tmp/antisym-data
 
 `receive` moves the part out of the tree into --dest, checks its sha256 against the manifest and says what is still
 missing; receiving a part twice is harmless, and parts of another pack in --dest are wiped first. `assemble` checks
@@ -43,9 +43,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from campaign.limits import CARRY_BYTES as TREE_LIMIT
+from campaign.limits import MIB
+
 FORMAT = "antisym-devdata/1"
-MIB = 1 << 20
-TREE_LIMIT = 64 * MIB  # what one device call may carry: working tree + carried paths
 MANIFEST_RESERVE = 64 * 1024  # room left in each part folder for its copy of the manifest (--part-mib)
 CHUNK = 4 * MIB
 DEFAULT_DEST = "/tmp/antisym-data"
@@ -346,10 +347,10 @@ def call_sequence(manifest: dict, out_rel: str, dest: str, root: str) -> list[tu
     n = len(manifest["parts"])
     for part in manifest["parts"]:
         folder = f"{out_rel}/{part['folder']}"
-        cmd = f"python3 scripts/devdata.py receive --part {folder} --dest {dest}"
+        cmd = f"python3 -m campaign.devdata receive --part {folder} --dest {dest}"
         if part["index"] == n - 1:
             cmd += (
-                f" && python3 scripts/devdata.py assemble --dest {dest} --root {root}"
+                f" && python3 -m campaign.devdata assemble --dest {dest} --root {root}"
                 f" && <YOUR COMMAND> data.root={root}"
             )
         calls.append((json.dumps([folder]), cmd))
@@ -837,7 +838,7 @@ def write_report(path: Path, manifest, args, sets, timings, tree, calls, sim, co
     lines = [
         "# Carrying the data sets to the device: measured cost",
         "",
-        f"Written by `python3 scripts/devdata.py pack --src {args.src} --sets {','.join(sets)} --report {path}`"
+        f"Written by `python3 -m campaign.devdata pack --src {args.src} --sets {','.join(sets)} --report {path}`"
         " (numbers measured by that run; do not edit by hand).",
         "",
         f"- date: {manifest['created']}",

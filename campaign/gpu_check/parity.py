@@ -15,8 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from antisym.gpu import DEFAULT_PRECISION
-from antisym.kernels import PRECISIONS
+from antisym.kernels import DEFAULT_PRECISION, PRECISIONS
 from antisym.models import build_model
 
 EPS, GAMMA = 0.1, 0.01  # conf/model/asym.yaml
@@ -212,7 +211,7 @@ def parity_lines(result: ParityResult, batch: int) -> list[str]:
         "max |g - ref| / max |ref| (the worst over all parameters, and that of the recurrent weight). "
         "The `eager fp32` row is the floor: the rounding of fp32 itself, amplified by the dynamics. "
         f"Pass: worst gradient error <= {tol.grad_rel_err:g}, or for a fused row <= {tol.floor_factor:g} x fp32 "
-        "eager's at the same cell and n (antisym/gpu/parity.py, Tolerances).",
+        "eager's at the same cell and n (campaign/gpu_check/parity.py, Tolerances).",
         "",
         "| cell | T | m | n | impl | A in fwd / bwd | loss err | h_T max err | worst grad rel err | "
         "recurrent-weight grad rel err | pass |",
@@ -238,7 +237,7 @@ def row_line(r: Mapping[str, Any]) -> str:
 
 def parity_section(report, device, cases, batch: int, tolerances: Tolerances = TOLERANCES) -> ParityResult:
     """Section 1 of the GPU check: `check_parity` at the task shapes, every variant, into the report."""
-    from antisym.gpu.report import log
+    from antisym.benchmark.report import log
 
     result = check_parity(cases, device, batch=batch, tolerances=tolerances, log=lambda r: log(row_line(r)))
     report.add(

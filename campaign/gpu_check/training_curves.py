@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from antisym.gpu import DEFAULT_PRECISION
-from antisym.gpu.parity import model_cfg
-from antisym.gpu.report import Report, log
-from antisym.kernels import PRECISIONS
+from antisym.benchmark.report import Report, log
+from antisym.kernels import DEFAULT_PRECISION, PRECISIONS
 from antisym.models import build_model
+from campaign.gpu_check.parity import model_cfg
 
 CURVE_EPS, CURVE_GAMMA = 0.01, 0.01  # conf/experiment/table1/asym_pmnist.yaml (and the gated preset)
 REFERENCE = "eager fp64"  # the floor's reference curve
