@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from antisym.checks import ClassConfig, Section, check_name, check_value
-from antisym.data.tasks import task_config
+from antisym.data.tasks import TaskConfig, task_config
 from antisym.errors import ConfigError
 from antisym.models import model_config
 
@@ -215,7 +215,7 @@ class RunConfig:
 
     model: ClassConfig
     model_name: str
-    task: Any  # the task's own Config dataclass (antisym.data.tasks)
+    task: TaskConfig  # the task's own Config, a TaskConfig subclass (antisym.data.tasks)
     optimizer: ClassConfig
     trainer: TrainerConfig
     data: DataConfig

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from antisym.data.files import check_present
-from antisym.data.tasks import make_task
+from antisym.data.tasks import task_files
 from antisym.errors import ConfigError, UserError
 
 LOCAL_LAUNCHERS = ("BasicLauncher", "PackedLauncher")  # jobs run on this machine: its data and devices count
@@ -137,7 +137,7 @@ def _check_job(task_cfg: dict[str, Any], local: bool) -> None:
 
     settings, _ = check_settings(task_cfg, device=local)
     if local and not settings.data.download:
-        check_present(settings.data.root, make_task(settings.task).files)
+        check_present(settings.data.root, task_files(settings.task))
 
 
 def check_command(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> Command | None:

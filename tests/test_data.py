@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from antisym.data import DataError, build_task, permutation
+from antisym.data import TASKS, DataError, TaskSpec, build_task, permutation
 
 VAL = 8
 
@@ -199,3 +199,21 @@ def test_a_file_read_once_serves_every_member_until_it_changes(tiny_data, tmp_pa
     write_idx(tmp_path / "replacement", np.full((20, 28, 28), 9, dtype=np.uint8))
     (tmp_path / "replacement").replace(root / "MNIST" / "raw" / "train-images-idx3-ubyte")
     assert load_mnist(root, train=True, allow_subset=True)[0].unique().tolist() == [9]
+
+
+def test_each_task_declares_its_family_files_and_spec():
+    """What packing, the presence check and the models read from a task, for the paper's four; permuted MNIST packs
+    with pixel MNIST (the identity permutation is a permutation), the CIFAR-10 tasks each alone."""
+    from antisym.data import task_family, task_files, task_spec
+    from antisym.data.files import CIFAR_PATHS, MNIST_PATHS
+
+    declared = {name: (task_family(cfg(name)), task_files(cfg(name)), task_spec(cfg(name))) for name in TASKS}
+    assert declared == {
+        "mnist": ("mnist", MNIST_PATHS, TaskSpec(784, 1)),
+        "pmnist": ("mnist", MNIST_PATHS, TaskSpec(784, 1)),
+        "cifar10": ("cifar10", CIFAR_PATHS, TaskSpec(1024, 3)),
+        "noisy_cifar10": ("noisy_cifar10", CIFAR_PATHS, TaskSpec(40, 96)),
+    }
+    # A paper's task named by its class is the same task.
+    by_class = {**cfg("pmnist"), "_target_": "antisym.data.tasks.PermutedMNIST"}
+    assert task_family(by_class) == "mnist" and task_spec(by_class) == TaskSpec(784, 1)

@@ -82,14 +82,15 @@ def _download(dataset: type, root: Path, expected: list[Path], offline_hint: str
 
 def _not_found(root: Path, missing: list[Path]) -> DataError:
     return DataError(
-        f"Data files not found under {root}: {', '.join(str(p) for p in missing)}. Set `data.download=true` to "
-        "fetch them, or point `data.root=...` (or ANTISYM_DATA) at a folder in torchvision's layout "
-        "(MNIST/raw/*-ubyte, cifar-10-batches-py/*)."
+        f"Data files not found under {root}: {', '.join(str(p) for p in missing)}. Point `data.root=...` (or "
+        "ANTISYM_DATA) at the folder that holds them (the paper's data in torchvision's layout: MNIST/raw/*-ubyte, "
+        "cifar-10-batches-py/*), or set `data.download=true` where the task can fetch them (the paper's can)."
     )
 
 
 def check_present(root: str | Path, names: Sequence[str]) -> None:
-    """Refuse at once, before a run writes anything, where files it would read are not there."""
+    """Refuse at once, before a run writes anything, where files it would read (`antisym.data.task_files`) are not
+    there."""
     root = Path(root).resolve()  # the message names the folder searched, whatever folder the command ran from
     missing = _missing([root / name for name in names])
     if missing:

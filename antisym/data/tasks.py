@@ -1,8 +1,11 @@
-"""The four sequence tasks of the paper, as datasets of ((T, m) float sequence, label).
+"""The paper's four sequence tasks, and any other a config names by class, as datasets of ((T, m) float sequence,
+label).
 
-A task is one class in `TASKS`: its typed `Config` (the dataset config group's keys, checked before any data is
-read), its `spec` (what a model needs to know), which files it reads, and how an image becomes a sequence. Adding a
-task is one class here and one YAML file in conf/dataset/.
+A task is one `Task` subclass that declares everything the rest of the suite needs: its typed `Config` (the dataset
+config group's keys, checked before any data is read), its `spec` (what a model needs to know), the `files` it reads
+(the presence check and the run's data fingerprint), its pack `family`, and how its examples become sequences. The
+paper's tasks are named in `TASKS` (`dataset.name` alone picks one); any other is given by `dataset._target_`, a
+dotted path to its class, so a new task is its class, its YAML file and its test (conf/dataset/README.md).
 
 Images stay uint8 in memory; sequences are built per batch by `SequenceTask.batch`, which the trainer calls with its
 own generator so that sampling and the fresh noise of noise-padded CIFAR-10 are reproducible and resumable.
@@ -10,7 +13,7 @@ own generator so that sampling and the fresh noise of noise-padded CIFAR-10 are 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -18,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from antisym.checks import Section
+from antisym.checks import Section, check_name, import_class
 from antisym.data.files import CIFAR_PATHS, MNIST_PATHS, load_cifar10, load_mnist
 from antisym.errors import ConfigError
 
@@ -39,10 +42,11 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
-class ImageTaskConfig(Section):
-    """Keys every task has (conf/dataset/*.yaml)."""
+class TaskConfig(Section):
+    """Keys every task has (conf/dataset/*.yaml); a task's own `Config` subclasses it with its keys."""
 
     name: str
+    _target_: str | None = None  # the task's class, where it is not one of TASKS
     max_steps: int = 50_000
     # Held out of the training file for checkpoint selection. 0 is refused: the best-validation checkpoint, the
     # reported test accuracy and the tables' choice of configuration all need a validation split.
@@ -62,12 +66,12 @@ class ImageTaskConfig(Section):
 
 
 @dataclass(frozen=True)
-class PermutedConfig(ImageTaskConfig):
+class PermutedConfig(TaskConfig):
     permutation_seed: int = 0
 
 
 @dataclass(frozen=True)
-class NoisyConfig(ImageTaskConfig):
+class NoisyConfig(TaskConfig):
     max_steps: int = 10_000
     seq_len: int = 1000
     noise: Literal["independent", "shared"] = "independent"
@@ -83,25 +87,40 @@ class NoisyConfig(ImageTaskConfig):
 
 
 class Task:
-    """How one data set becomes sequences; subclasses set `Config`, `load` and `sequences`."""
+    """How one data set becomes sequences. A subclass sets `Config` (when it has keys of its own), `files`, `load`,
+    `spec` and `sequences`; `family` and `to` where the defaults do not fit."""
 
-    Config: ClassVar[type[ImageTaskConfig]] = ImageTaskConfig
-    load: ClassVar[Callable[..., tuple[Tensor, Tensor]]]
-    files: ClassVar[tuple[str, ...]]  # every file `load` reads, relative to data.root (the run's data fingerprint)
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    # Every file `load` reads, relative to data.root: checked before a run starts where nothing can be downloaded,
+    # and recorded as the run's data fingerprint. () for a task that generates its examples.
+    files: ClassVar[tuple[str, ...]]
 
-    def __init__(self, cfg: ImageTaskConfig) -> None:
+    def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
+
+    def load(self, root: str, train: bool, download: bool = True, allow_subset: bool = False) -> tuple[Tensor, Tensor]:
+        """(examples, labels) of the training file (train=True; the validation split is held out of it) or the test
+        file: examples are whatever `sequences` turns into floats (images, positions, seeds), labels int64 in
+        [0, spec.num_classes)."""
+        raise NotImplementedError
 
     @property
     def spec(self) -> TaskSpec:
         raise NotImplementedError
 
+    @property
+    def family(self) -> str:
+        """Runs whose tasks share a family and a spec may train as one pack: their examples come from the same data,
+        so their splits have the same sizes and their batches the same shapes; only the values differ."""
+        return self.cfg.name
+
     def to(self, device: torch.device | str) -> Task:
         """Move fixed tensors (a permutation, shared noise) to where batches are built."""
         return self
 
-    def sequences(self, images: Tensor, index: Tensor, split: str, generator: torch.Generator | None) -> Tensor:
-        """(B, T, m) float sequences of uint8 images; `index` is each image's position in its file."""
+    def sequences(self, examples: Tensor, index: Tensor, split: str, generator: torch.Generator | None) -> Tensor:
+        """(B, T, m) float sequences of `load`'s examples; `index` is each example's position in its file;
+        `generator` is the trainer's (the source of any fresh randomness of the training split)."""
         raise NotImplementedError
 
 
@@ -128,6 +147,10 @@ class PermutedMNIST(PixelMNIST):
     def __init__(self, cfg: PermutedConfig) -> None:
         super().__init__(cfg)
         self.permutation = permutation(cfg.permutation_seed)
+
+    @property
+    def family(self) -> str:
+        return "mnist"  # packs with pixel MNIST: the identity permutation is a permutation
 
     def to(self, device: torch.device | str) -> Task:
         self.permutation = self.permutation.to(device)
@@ -209,23 +232,80 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-def task_config(cfg: Mapping[str, Any] | ImageTaskConfig) -> ImageTaskConfig:
+def task_class(cfg: Mapping[str, Any] | TaskConfig) -> type[Task]:
+    """The class of the task a dataset section names: its `_target_`, or one of TASKS by `name`."""
+    if isinstance(cfg, TaskConfig):
+        target, name = cfg._target_, cfg.name
+    else:
+        target, name = cfg.get("_target_"), cfg.get("name")
+    if target is None:
+        if name not in TASKS:
+            raise ConfigError(
+                f"dataset.name={name!r} is not a task of this suite ({', '.join(TASKS)}) and the dataset config "
+                "names no `_target_` class; set dataset=<one of them>, or give your task's class as "
+                "dataset._target_=package.module.Class (conf/dataset/README.md)."
+            )
+        return TASKS[name]
+    try:
+        cls = import_class(str(target))
+    except Exception as err:  # ImportError, AttributeError, or TypeError where the path names no class
+        raise ConfigError(
+            f"dataset._target_={target!r} cannot be imported ({type(err).__name__}: {err}). Give the full dotted "
+            "path of a Task subclass (package.module.Class) and make sure its package is installed or on PYTHONPATH "
+            "(a module of this repository imports when train.py runs from its root); the paper's tasks need no "
+            "_target_: dataset=<" + "|".join(TASKS) + ">."
+        ) from None
+    if not issubclass(cls, Task):
+        why = "it is not a subclass of antisym.data.tasks.Task"
+    elif not (isinstance(cls.Config, type) and issubclass(cls.Config, TaskConfig)):
+        why = "its Config is not a subclass of antisym.data.tasks.TaskConfig"
+    else:
+        lacking = ["files"] * (not hasattr(cls, "files"))
+        lacking += [a for a in ("load", "spec", "sequences") if getattr(cls, a) is getattr(Task, a)]
+        why = f"it does not define {', '.join(lacking)}" if lacking else ""
+    if why:
+        raise ConfigError(
+            f"dataset._target_={target} is not a task this suite can train: {why}. A task subclasses "
+            "antisym.data.tasks.Task and defines files, load, spec and sequences (and Config, a TaskConfig subclass, "
+            "for keys of its own); see conf/dataset/README.md."
+        )
+    return cls
+
+
+def task_config(cfg: Mapping[str, Any] | TaskConfig) -> TaskConfig:
     """The dataset section checked against its task's Config (types, ranges, unknown keys)."""
-    if isinstance(cfg, ImageTaskConfig):
+    if isinstance(cfg, TaskConfig):
         return cfg
-    name = cfg.get("name")
-    if name not in TASKS:
-        raise ConfigError(f"dataset.name={name!r} is not a task of this suite; choose one of {', '.join(TASKS)}.")
-    return TASKS[name].Config.from_mapping("dataset", cfg)
+    cls = task_class(cfg)
+    parsed = cls.Config.from_mapping("dataset", cfg)
+    if parsed._target_ is not None:
+        check_name("dataset.name", parsed.name)  # it names the run directory (conf/hydra/default.yaml)
+        if TASKS.get(parsed.name, cls) is not cls:
+            raise ConfigError(
+                f"dataset.name={parsed.name} is the name of one of the paper's tasks, but dataset._target_ names "
+                f"another class ({parsed._target_}). Give the task a name of its own (dataset.name=<name>): run "
+                "directories and the tables tell tasks apart by it."
+            )
+    return parsed
 
 
-def make_task(cfg: Mapping[str, Any] | ImageTaskConfig) -> Task:
+def make_task(cfg: Mapping[str, Any] | TaskConfig) -> Task:
     parsed = task_config(cfg)
-    return TASKS[parsed.name](parsed)
+    return task_class(parsed)(parsed)
 
 
-def task_spec(cfg: Mapping[str, Any] | ImageTaskConfig) -> TaskSpec:
+def task_spec(cfg: Mapping[str, Any] | TaskConfig) -> TaskSpec:
     return make_task(cfg).spec
+
+
+def task_family(cfg: Mapping[str, Any] | TaskConfig) -> str:
+    """The pack family of a dataset section's task (`Task.family`)."""
+    return make_task(cfg).family
+
+
+def task_files(cfg: Mapping[str, Any] | TaskConfig) -> tuple[str, ...]:
+    """Every file a dataset section's task reads, relative to data.root (`Task.files`)."""
+    return tuple(make_task(cfg).files)
 
 
 def permutation(seed: int, length: int = 784) -> Tensor:
@@ -242,7 +322,8 @@ def split_indices(n_train: int, val_size: int, seed: int) -> dict[str, Tensor]:
 
 
 class SequenceTask(Dataset):
-    """One split of a task: uint8 images, labels, and the task that turns them into sequences."""
+    """One split of a task: its examples (uint8 images for the paper's), labels, and the task that turns them into
+    sequences."""
 
     def __init__(self, task: Task, split: str, images: Tensor, labels: Tensor, index: Tensor) -> None:
         self.task = task
@@ -289,13 +370,13 @@ def to_device_async(t: Tensor, device: torch.device) -> Tensor:
 
 
 def build_task(
-    dataset_cfg: Mapping[str, Any] | ImageTaskConfig,
+    dataset_cfg: Mapping[str, Any] | TaskConfig,
     root: str,
     split: str,
     download: bool = True,
     allow_subset: bool = False,
 ) -> SequenceTask:
-    """The `split` ('train', 'val' or 'test') of the task named by `dataset_cfg.name`, read from `root`."""
+    """The `split` ('train', 'val' or 'test') of the task `dataset_cfg` names, read from `root`."""
     task = make_task(dataset_cfg)
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}.")

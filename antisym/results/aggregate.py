@@ -7,7 +7,8 @@ configuration with the highest mean best-validation accuracy is the one reported
 best-validation checkpoint) never enters the choice. Runs that diverged, failed or never finished are listed, not
 dropped: a diverged run that reached a validation checkpoint still counts with that checkpoint's test accuracy.
 Runs of the successor cells (paper.BASELINES) on a table's datasets are rows after the paper's, chosen the same way,
-beside their authors' reported numbers and measured against their own preset's iterations.
+beside their authors' reported numbers and measured against their own preset's iterations. A run of a task with no
+column in the tables (one given by `dataset._target_`) is listed in runs.csv only.
 
 Writes <out>/table1.md, <out>/table2.md, <out>/runs.csv (one line per run) and <out>/rows.csv (one line per row).
 """
@@ -31,7 +32,8 @@ from omegaconf import OmegaConf
 
 from antisym.checks import import_class
 from antisym.config import experiment_settings
-from antisym.errors import UserError
+from antisym.data.tasks import TASKS, task_class
+from antisym.errors import ConfigError, UserError
 from antisym.results.curves import plot_learning_curves
 from antisym.results.paper import (
     BASELINES,
@@ -144,7 +146,7 @@ def describe(knobs: Mapping[str, Any]) -> str:
         parts.append(f"schedule={trainer['lr_schedule']}")
     if trainer.get("batch_size") != 128:
         parts.append(f"batch={trainer.get('batch_size')}")
-    if trainer.get("max_steps") != reference_iterations(row_model(model), str(knobs["dataset"].get("name"))):
+    if trainer.get("max_steps") != reference_iterations(row_model(model), row_dataset(knobs["dataset"])):
         parts.append(f"steps={trainer.get('max_steps')}")
     return " ".join(parts)
 
@@ -174,6 +176,19 @@ def row_model(model_cfg: Mapping[str, Any]) -> str:
     return _row_of_class().get(cls, str(target))
 
 
+def row_dataset(dataset_cfg: Mapping[str, Any]) -> str:
+    """The column a run belongs to, by the class of its task: a paper's task by its name, any other task by its
+    `_target_` (a task with no column of the tables: its runs are listed in runs.csv, in no table)."""
+    target = dataset_cfg.get("_target_")
+    if target is None:
+        return str(dataset_cfg.get("name"))
+    try:
+        cls = task_class(dataset_cfg)
+    except ConfigError:  # a user's task that is not importable here: no column of the paper's tables either way
+        return str(target)
+    return next((name for name, task in TASKS.items() if task is cls), str(target))
+
+
 @dataclass
 class Run:
     path: Path
@@ -190,7 +205,7 @@ class Run:
 
     @property
     def dataset(self) -> str:
-        return self.cfg["dataset"]["name"]
+        return row_dataset(self.cfg["dataset"])
 
     @property
     def table(self) -> int | None:
@@ -778,7 +793,6 @@ def write_tables(
         tmp.write_text(text)
         os.replace(tmp, out_dir / f"table{table}.md")
     selected = {id(r) for rows in result.values() for row in rows if row.chosen for r in row.chosen.results}
-    in_tables = [r for r in runs if r.table is not None]
-    write_csv(out_dir / "runs.csv", RUNS_CSV_FIELDS, (run_record(r, id(r) in selected) for r in in_tables))
+    write_csv(out_dir / "runs.csv", RUNS_CSV_FIELDS, (run_record(r, id(r) in selected) for r in runs))
     write_csv(out_dir / "rows.csv", ROWS_CSV_FIELDS, (row_record(row) for rows in result.values() for row in rows))
     return result
