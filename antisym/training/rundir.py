@@ -3,7 +3,9 @@
 The contract (docs/run-directory.md): a run directory holds the settings that trained it
 (`config.yaml`, `overrides.yaml`), its metrics, checkpoints and `summary.json`, and nothing that describes another
 run. One process writes it at a time, holding `run.lock`; a fresh start in a directory that already holds files moves
-them to `superseded/<time>/` rather than mixing or deleting them.
+them to `superseded/<time>/` rather than mixing or deleting them. Before a run writes, the functions here decide what
+its directory does (skip a completed run, refuse changed settings, resume a checkpoint or start afresh), so the
+trainer only trains.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from antisym.errors import CheckpointError, UserError
+from antisym.errors import CheckpointError, RunDirError, UserError
 
 CONFIG_FILE = "config.yaml"  # the resolved settings that trained this run
 OVERRIDES_FILE = "overrides.yaml"  # the command-line overrides that composed them
@@ -41,6 +43,10 @@ log = logging.getLogger("antisym")
 
 class RunLockedError(UserError):
     """Another live process writes this run directory."""
+
+
+class SettingsChangedError(UserError):
+    """The run directory holds a run trained under other settings than the ones given."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -177,6 +183,120 @@ class Snapshot:
                 shutil.move(str(item), self.run_dir / item.name)
             self.moved_to.rmdir()
             remove_if_empty(self.moved_to.parent)
+
+
+def saved_settings(run_dir: Path) -> dict[str, Any] | None:
+    """The settings a run directory was trained under; None where it holds none; CheckpointError where its
+    config.yaml is damaged (unparseable, emptied, a section missing): nothing could be said to match it."""
+    from omegaconf import OmegaConf
+
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as err:  # YAML errors of every kind
+        saved, why = None, f"it does not parse ({type(err).__name__})"
+    if saved is not None:
+        sections = ("model", "dataset", "optimizer", "trainer", "data")
+        missing = [s for s in sections if not isinstance(saved, dict) or not isinstance(saved.get(s), dict)]
+        why = f"it has no {', '.join(missing)} section" if missing else ""
+    if why:
+        raise CheckpointError(
+            f"{path} is damaged: {why}. The settings that trained this run are unknown, so it can be neither resumed "
+            "nor skipped as completed. Restore the file from a copy of the run, or start the run again with "
+            "trainer.resume=false (the old files are kept in superseded/)."
+        )
+    return saved
+
+
+def settings_changed(run_dir: Path, diffs: list[str], what: str) -> SettingsChangedError:
+    """The refusal of a run `what` (completed, checkpointed at ...) under other settings: its results would be
+    reported under settings that did not produce them."""
+    return SettingsChangedError(
+        f"{run_dir} holds a run {what} under other settings ({'; '.join(diffs)}). Its results would be reported "
+        "under settings that did not produce them, so it is left as it is. Give the same settings to continue it, "
+        "or write the new run to another directory (hydra.run.dir=..., or another hydra.sweep.dir for a sweep)."
+    )
+
+
+def skips_completed(
+    run_dir: Path, cfg: dict[str, Any], previous: dict | None, skip_completed: bool, resume: bool | str
+) -> bool:
+    """Whether trainer.skip_completed skips this directory: it holds a completed run of the same settings. A
+    completed run of other settings is refused rather than trained over; one whose max_steps is raised goes on only
+    with trainer.resume (training it longer)."""
+    from antisym.config import settings_differences
+
+    completed = previous is not None and previous.get("status") == "completed"
+    if not (skip_completed and completed) or (saved := saved_settings(run_dir)) is None:
+        return False
+    if not settings_differences(saved, cfg, allow_longer=False):
+        log.info("%s already completed (trainer.skip_completed=true): skipped", run_dir)
+        return True
+    diffs = settings_differences(saved, cfg)
+    if diffs or resume is False:
+        raise settings_changed(run_dir, diffs or ["trainer.max_steps raised; add trainer.resume=true"], "completed")
+    return False
+
+
+def resume_source(run_dir: Path, cfg: dict[str, Any], resume: bool | str) -> Path | None:
+    """The checkpoint trainer.resume continues (false: none; true: this run dir's, if it has one yet; a path: an
+    earlier run dir or checkpoint file), refused unless the run that wrote it was trained under these settings."""
+    from hydra.utils import to_absolute_path
+
+    from antisym.config import settings_differences
+
+    if resume is False:
+        return None
+    path = run_dir if resume is True else Path(to_absolute_path(str(resume)))
+    if path.is_dir():
+        path = path / LAST_CHECKPOINT
+    if not path.is_file():
+        if resume is True:
+            log.info("trainer.resume=true but %s does not exist yet: starting from step 0.", path)
+            return None
+        raise CheckpointError(f"trainer.resume={resume} but there is no checkpoint at {path}.")
+    source_cfg = saved_settings(path.parent.parent)
+    if source_cfg is None:
+        raise CheckpointError(
+            f"{path.parent.parent} holds no {CONFIG_FILE} beside the checkpoint to resume ({path}): the settings "
+            "that trained it are unknown, so it cannot be continued under these. Resume a run directory with its "
+            "config.yaml, or start afresh with trainer.resume=false."
+        )
+    diffs = settings_differences(source_cfg, cfg)
+    if diffs:
+        raise settings_changed(run_dir, diffs, f"checkpointed at {path}")
+    return path
+
+
+def take_over(run_dir: Path, source: Path | None) -> Snapshot:
+    """Make the directory this run's before it writes: its files as they were (put back if the run is refused
+    before its first step), and an earlier run's files moved aside unless this run continues that run's checkpoint."""
+    before = Snapshot.take(run_dir)
+    if source is None or source.parent.parent != run_dir:
+        before.moved_to = move_aside(run_dir, "a fresh start (no checkpoint resumed) in a directory that held a run")
+    return before
+
+
+def record_settings(run_dir: Path, cfg: dict[str, Any], overrides: list[str] | None) -> None:
+    """config.yaml and overrides.yaml, each written whole or not at all (a full disk leaves the old file): the
+    settings a resume or a skip is later checked against."""
+    from omegaconf import OmegaConf
+
+    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    if overrides is not None:
+        atomic_write_text(run_dir / OVERRIDES_FILE, OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+
+
+def unwritable(run_dir: Path, err: OSError, when: str) -> RunDirError:
+    """The one paragraph for a run directory that cannot be written (read-only, full disk): files are written whole,
+    so the fix is the folder, then a resume."""
+    return RunDirError(
+        f"{run_dir} cannot be written ({err.strerror or err} : {err.filename or run_dir}) {when}. Files are "
+        "written whole or not at all, so what is there is consistent. Make the folder writable or free space, then "
+        "run the same command with trainer.resume=true."
+    )
 
 
 def remove_if_empty(folder: Path, but: tuple[str, ...] = ()) -> None:

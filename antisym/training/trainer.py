@@ -21,16 +21,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from hydra.utils import to_absolute_path
-from omegaconf import OmegaConf
 from torch import Tensor, nn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from antisym.config import RunConfig, TrainerConfig, as_container, settings_differences
+from antisym.config import RunConfig, TrainerConfig, as_container
 from antisym.data import DataError, SequenceTask, build_task, task_spec
 from antisym.data.files import check_present, fingerprint
 from antisym.data.tasks import make_task
-from antisym.errors import CheckpointError, ConfigError, RunDirError, UserError
+from antisym.errors import ConfigError, UserError
 from antisym.models import build_model, count_parameters, pack_forward
 from antisym.models.jacobian import jacobian_eigen_stats
 from antisym.provenance import device_description, git_state
@@ -39,30 +38,41 @@ from antisym.training.metrics import MetricsLogger
 from antisym.training.optim import build_optimizer, lr_factor
 from antisym.training.rundir import (
     BEST_CHECKPOINT,
-    CONFIG_FILE,
     LAST_CHECKPOINT,
     METRICS_FILE,
-    OVERRIDES_FILE,
     SUMMARY_FILE,
     RunLock,
+    SettingsChangedError,
     Snapshot,
-    atomic_write_text,
-    move_aside,
     read_summary,
+    record_settings,
     remove_if_empty,
+    resume_source,
+    skips_completed,
+    take_over,
+    unwritable,
     write_json,
 )
 from antisym.training.threads import apply_threads
+
+__all__ = [
+    "DTYPES",
+    "GLOBAL_RNG",
+    "BatchSampler",
+    "Job",
+    "SettingsChangedError",
+    "check_settings",
+    "evaluate",
+    "resolve_device",
+    "run",
+    "run_pack",
+]
 
 log = logging.getLogger("antisym")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}  # trainer.dtype: float64 for exactness checks
 # Held around every use of torch's global generator (seed, then initialise a model): packs trained side by side in
 # threads (the campaign's concurrent packs) would otherwise draw each other's initial weights.
 GLOBAL_RNG = threading.Lock()
-
-
-class SettingsChangedError(UserError):
-    """The run directory holds a run trained under other settings than the ones given."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -239,9 +249,10 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
                 members.append(prepared)
             else:
                 results[i] = prepared
-        for member, result in zip(members, _train_members(members), strict=True):
-            results[member.index] = result
-            if isinstance(result, UserError) and member.metrics is None:
+        _train(members)
+        for member in members:
+            results[member.index] = member.result
+            if isinstance(member.result, UserError) and member.metrics is None:
                 refused.append((member.run_dir, member.before.existed))
     for run_dir, existed in refused:  # the locks are released: a refused run leaves no directory it made
         if not existed:
@@ -251,7 +262,8 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
 
 @dataclass
 class Member:
-    """A run being trained: its settings and summary, and (once set up) its data, model and training state."""
+    """A run being trained: its settings and summary, (once set up) its data, model and training state, and (once
+    it stops) its result."""
 
     job: Job
     settings: RunConfig
@@ -274,6 +286,8 @@ class Member:
     noise_gen: torch.Generator | None = None
     metrics: MetricsLogger | None = None
     jacobian_x: Tensor | None = None
+    bar: tqdm | None = None
+    result: dict[str, Any] | BaseException | None = None  # the summary, or the exception that stopped it
 
     @property
     def run_dir(self) -> Path:
@@ -284,67 +298,30 @@ class Member:
         return self.settings.trainer
 
 
-def _saved_config(run_dir: Path) -> dict[str, Any] | None:
-    """The settings a run directory was trained under; None where it holds none; CheckpointError where its
-    config.yaml is damaged (unparseable, emptied, a section missing): nothing could be said to match it."""
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as err:  # YAML errors of every kind
-        saved, why = None, f"it does not parse ({type(err).__name__})"
-    if saved is not None:
-        sections = ("model", "dataset", "optimizer", "trainer", "data")
-        missing = [s for s in sections if not isinstance(saved, dict) or not isinstance(saved.get(s), dict)]
-        why = f"it has no {', '.join(missing)} section" if missing else ""
-    if why:
-        raise CheckpointError(
-            f"{path} is damaged: {why}. The settings that trained this run are unknown, so it can be neither resumed "
-            "nor skipped as completed. Restore the file from a copy of the run, or start the run again with "
-            "trainer.resume=false (the old files are kept in superseded/)."
-        )
-    return saved
-
-
-def _refuse(run_dir: Path, diffs: list[str], what: str) -> SettingsChangedError:
-    return SettingsChangedError(
-        f"{run_dir} holds a run {what} under other settings ({'; '.join(diffs)}). Its results would be reported "
-        "under settings that did not produce them, so it is left as it is. Give the same settings to continue it, "
-        "or write the new run to another directory (hydra.run.dir=..., or another hydra.sweep.dir for a sweep)."
-    )
-
-
-def _record_settings(run_dir: Path, cfg: dict[str, Any], overrides: list[str] | None) -> None:
-    """config.yaml and overrides.yaml, each written whole or not at all (a full disk leaves the old file)."""
-    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(cfg)))
-    if overrides is not None:
-        atomic_write_text(run_dir / OVERRIDES_FILE, OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-
-
-def _resume_source(resume: bool | str, run_dir: Path) -> Path | None:
-    """trainer.resume: false, true (this run dir) or a path to an earlier run dir or checkpoint file."""
-    if resume is False:
-        return None
-    path = run_dir if resume is True else Path(to_absolute_path(str(resume)))
-    if path.is_dir():
-        path = path / LAST_CHECKPOINT
-    if path.is_file():
-        return path
-    if resume is True:
-        log.info("trainer.resume=true but %s does not exist yet: starting from step 0.", path)
-        return None
-    raise CheckpointError(f"trainer.resume={resume} but there is no checkpoint at {path}.")
-
-
 def _prepare(job: Job) -> Member | dict[str, Any]:
     """Check the settings and decide what this directory does: skip (returns the completed summary), refuse (raises),
     resume or start afresh (returns the member, its settings recorded and a running summary written)."""
-    cfg, run_dir, overrides = job.cfg, job.run_dir, job.overrides
+    cfg, run_dir = job.cfg, job.run_dir
     settings, device = check_settings(cfg)  # a refusal here writes nothing
     if not settings.data.download:
         check_present(to_absolute_path(settings.data.root), make_task(settings.task).files)
     previous = read_summary(run_dir)
+    t = settings.trainer
+    if skips_completed(run_dir, cfg, previous, t.skip_completed, t.resume):
+        return previous
+    source = resume_source(run_dir, cfg, t.resume)
+    state = None
+    if source is not None:
+        state = load_checkpoint(
+            source,
+            "Resume from a good copy, or start again with trainer.resume=false (the old files are kept in "
+            "superseded/).",
+        )
+        if state.get("step", 0) > t.max_steps:
+            raise ConfigError(
+                f"trainer.max_steps={t.max_steps} is below the step of the checkpoint to resume ({state['step']}, "
+                f"{source}); set trainer.max_steps >= {state['step']} or start a new run."
+            )
     commit, dirty = git_state()
     summary: dict[str, Any] = {
         "status": "running",
@@ -356,49 +333,13 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
         "dataset": cfg.get("dataset", {}).get("name"),
         "tags": list(cfg.get("tags") or []),
     }
-    t = settings.trainer
-    completed = previous is not None and previous.get("status") == "completed"
-    if t.skip_completed and completed and (saved := _saved_config(run_dir)) is not None:
-        if not settings_differences(saved, cfg, allow_longer=False):
-            log.info("%s already completed (trainer.skip_completed=true): skipped", run_dir)
-            return previous
-        diffs = settings_differences(saved, cfg)
-        if diffs or t.resume is False:
-            raise _refuse(run_dir, diffs or ["trainer.max_steps raised; add trainer.resume=true"], "completed")
-
-    source = _resume_source(t.resume, run_dir)
-    state = None
-    if source is not None:
-        source_cfg = _saved_config(source.parent.parent)
-        if source_cfg is None:
-            raise CheckpointError(
-                f"{source.parent.parent} holds no {CONFIG_FILE} beside the checkpoint to resume ({source}): the "
-                "settings that trained it are unknown, so it cannot be continued under these. Resume a run "
-                "directory with its config.yaml, or start afresh with trainer.resume=false."
-            )
-        diffs = settings_differences(source_cfg, cfg)
-        if diffs:
-            raise _refuse(run_dir, diffs, f"checkpointed at {source}")
-        state = load_checkpoint(
-            source,
-            "Resume from a good copy, or start again with trainer.resume=false (the old files are kept in "
-            "superseded/).",
-        )
-        if state.get("step", 0) > t.max_steps:
-            raise ConfigError(
-                f"trainer.max_steps={t.max_steps} is below the step of the checkpoint to resume ({state['step']}, "
-                f"{source}); set trainer.max_steps >= {state['step']} or start a new run."
-            )
-    before = Snapshot.take(run_dir)
-    if source is None or source.parent.parent != run_dir:
-        before.moved_to = move_aside(run_dir, "a fresh start (no checkpoint resumed) in a directory that held a run")
+    before = take_over(run_dir, source)
     if state is not None:
         if previous is not None and previous.get("data_files"):  # what it trained on: checked once data is found
             summary["data_files"] = previous["data_files"]
         summary["started_at"] = state.get("started_at", summary["started_at"])
         summary["resumed"] = [*state.get("resumed", []), {"at_step": state.get("step", 0), "at": now()}]
-
-    _record_settings(run_dir, cfg, overrides)
+    record_settings(run_dir, cfg, job.overrides)
     summary["device"] = device_description(str(device))
     write_json(summary, run_dir / SUMMARY_FILE)
     elapsed_before = float(state.get("wall_time_s", 0.0)) if state is not None else 0.0
@@ -416,35 +357,124 @@ def check_settings(cfg: Any, *, device: bool = True) -> tuple[RunConfig, torch.d
     return settings, resolve_device(settings.trainer.device) if device else None
 
 
-def unwritable(run_dir: Path, err: OSError, when: str) -> RunDirError:
-    """The one paragraph for a run directory that cannot be written (read-only, full disk)."""
-    return RunDirError(
-        f"{run_dir} cannot be written ({err.strerror or err} : {err.filename or run_dir}) {when}. Files are "
-        "written whole or not at all, so what is there is consistent. Make the folder writable or free space, then "
-        "run the same command with trainer.resume=true."
-    )
+def _train(members: list[Member]) -> None:
+    """The loop, read top to bottom: set every member up, then step them together until each has stopped, then
+    finish each. Every member takes its own batch, the forward passes run as one pack, one backward, and each
+    member's optimizer steps on its own gradient; logging, validation and checkpoints follow each member's step.
+    Each member's summary, or the exception that stopped it, is left in `member.result`."""
+    stop = StopRequest()
+    crash: BaseException | None = None
+    with stop.installed(), logging_redirect_tqdm():  # a signal in any phase stops cleanly; log lines keep the bar
+        for m in members:
+            try:
+                _setup(m)  # a signal while the data load sets the flag: the loop then stops at its first check
+            except Exception as err:
+                m.result = _fail(m, err)
+            except KeyboardInterrupt as err:  # a second Ctrl-C while loading: nothing trained since the checkpoint
+                m.result = crash = _fail(m, err)
+        started = time.time()
+        live = [m for m in members if m.status is None]
+        for m in live:
+            m.bar = tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress)
+        try:
+            while True:
+                # At each step boundary (the first included): completed runs, trainer.time_limit_s and signals.
+                active = [m for m in live if m.status is None]
+                for m in active:
+                    if m.step >= m.trainer.max_steps:
+                        m.status = "completed"
+                limit = min((m.trainer.time_limit_s for m in active if m.trainer.time_limit_s), default=0.0)
+                if stop.reason is None and limit and time.time() - started > limit:
+                    stop.reason = "time_limit"
+                active = [m for m in active if m.status is None]
+                if stop.reason is not None:
+                    for m in active:
+                        m.status = "interrupted"
+                        m.summary["stop_reason"] = stop.reason
+                        _checkpoint(m)
+                    break
+                if not active:
+                    break
 
+                # A batch per member, at its own learning rate.
+                xs, ys = [], []
+                for m in active:
+                    for group, base in zip(m.optimizer.param_groups, m.base_lrs, strict=True):
+                        group["lr"] = base * lr_factor(m.trainer, m.step)
+                    x, y = m.tasks["train"].batch(m.sampler.next(), m.noise_gen)
+                    xs.append(x.to(m.device, DTYPES[m.trainer.dtype]))
+                    ys.append(y.to(m.device))
 
-def _fail(member: Member, err: BaseException) -> BaseException:
-    """Record a member that stopped on an error (or a second Ctrl-C, as interrupted at its last checkpoint)."""
-    interrupted = isinstance(err, KeyboardInterrupt)
-    member.status = "interrupted" if interrupted else "failed"
-    if isinstance(err, UserError) and member.metrics is None:
-        member.before.restore()  # refused while setting up (data, batch size): the directory as it was
-        return err
-    if isinstance(err, OSError) and not isinstance(err, UserError):
-        err = unwritable(member.run_dir, err, f"at step {member.step}")
-    if interrupted:  # stopped at once: the steps since the last checkpoint are lost, the record says so
-        member.summary.update(status="interrupted", steps=member.saved_step, stop_reason="SIGINT (second)")
-    else:  # a checkpoint that failed to load still holds its step
-        on_disk = max(member.step, (member.state or {}).get("step", 0))
-        member.summary.update(status="failed", steps=on_disk, error=f"{type(err).__name__}: {err}")
-    member.summary["wall_time_s"] = time.time() - member.t0
-    try:
-        write_json(member.summary, member.run_dir / SUMMARY_FILE)
-    except OSError as write_err:  # the disk that failed the run fails its summary too: the log says so
-        log.error("%s: the summary could not be written either (%s)", member.run_dir, write_err)
-    return err
+                # Forward as one pack, loss, backward, clip.
+                logits = pack_forward([m.model for m in active], xs)
+                losses = torch.stack([F.cross_entropy(out, y) for out, y in zip(logits, ys, strict=True)])
+                for m in active:
+                    m.optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()  # members' parameters are disjoint: each gets its own gradient
+                # clip_grad_norm_ with an infinite bound only measures; the norm is logged and checked either way.
+                # Every member's loss and norm come to the host in one transfer: one sync per member would idle the
+                # GPU between.
+                norms = [
+                    nn.utils.clip_grad_norm_(m.model.parameters(), m.trainer.grad_clip or math.inf) for m in active
+                ]
+                host = torch.stack([losses.detach(), torch.stack(norms).to(losses.dtype)]).tolist()
+
+                # Each member's optimizer step (none where its loss or gradient norm is not finite), logging,
+                # validation and checkpoint.
+                for m, out, y, loss, grad_norm in zip(active, logits, ys, *host, strict=True):
+                    t = m.trainer
+                    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                        # Stop before the step: the parameters and the checkpoints written so far stay finite.
+                        m.status = "diverged"
+                        what = "loss" if not math.isfinite(loss) else "gradient norm"
+                        m.summary.update(diverged_at_step=m.step + 1, diverged_reason=f"non-finite {what}")
+                        kept = "no checkpoint yet"
+                        if m.best["step"] >= 0:
+                            kept = f"checkpoints up to step {m.best['step']} are kept"
+                        log.warning("%s: non-finite %s (loss %s, gradient norm %s) at step %d: stopping; %s.",
+                                    m.run_dir, what, loss, grad_norm, m.step + 1, kept)  # fmt: skip
+                        continue
+                    m.optimizer.step()
+                    m.step += 1
+                    step = m.step
+                    best_val = f"{m.best['val_acc']:.3f}" if m.best["step"] >= 0 else "-"
+                    m.bar.set_postfix(loss=f"{loss:.3f}", best_val=best_val, refresh=False)  # every step
+                    if step % t.log_every == 0 or step == 1:
+                        acc = (out.argmax(-1) == y).float().mean().item()
+                        lr = m.optimizer.param_groups[0]["lr"]
+                        row = {"loss": loss, "acc": acc, "grad_norm": grad_norm, "lr": lr}
+                        m.metrics.log({"step": step, "split": "train", **row, "time_s": time.time() - m.t0})
+                    if t.jacobian_every > 0 and step % t.jacobian_every == 0:
+                        stats = jacobian_eigen_stats(m.model, m.jacobian_x)
+                        m.metrics.log({"step": step, "split": "jacobian", **stats})
+                    if step % t.eval_every == 0 or step == t.max_steps:
+                        val = _evaluate(m, "val", f"step {step}, validation")
+                        m.metrics.log({"step": step, "split": "val", **val})
+                        if val["acc"] > m.best["val_acc"]:
+                            m.best = {"val_acc": val["acc"], "step": step}
+                            atomic_save({"model": m.model.state_dict(), "step": step}, m.run_dir / BEST_CHECKPOINT)
+                        _checkpoint(m)
+                    m.bar.update(1)
+        except BaseException as err:  # a crash of the shared computation, or a second Ctrl-C: the members still
+            crash = err  # training fail; those that had finished are finished below as usual
+            for m in live:
+                if m.status is None:
+                    m.result = _fail(m, err)
+                    m.metrics.close()
+        finally:
+            for m in live:
+                m.bar.close()
+
+        for m in live:
+            if m.result is None:
+                try:  # a first signal here lets the final evaluation finish: the run was done
+                    m.result = _finish(m)
+                except (Exception, KeyboardInterrupt) as err:  # a second Ctrl-C in the final evaluation
+                    m.result = _fail(m, err)
+                    crash = crash or (err if isinstance(err, KeyboardInterrupt) else None)
+    if crash is not None and len(members) == 1:
+        stopped = members[0].result
+        raise stopped if isinstance(stopped, UserError | KeyboardInterrupt) else crash
 
 
 def _setup(member: Member) -> None:
@@ -547,124 +577,6 @@ def _checkpoint(m: Member) -> None:
     m.saved_step = m.step
 
 
-def _train_members(members: list[Member]) -> list[dict[str, Any] | BaseException]:
-    """The loop: every member takes its own batch, the forward passes run as one pack, one backward, and each
-    member's optimizer steps on its own gradient; logging, validation and checkpoints follow each member's step."""
-    results: dict[int, dict[str, Any] | BaseException] = {}
-    stop = StopRequest()
-    crash: BaseException | None = None
-    with stop.installed(), logging_redirect_tqdm():  # a signal in any phase stops cleanly; log lines keep the bar
-        for m in members:
-            try:
-                _setup(m)  # a signal while the data load sets the flag: the loop then stops at its first check
-            except Exception as err:
-                results[id(m)] = _fail(m, err)
-            except KeyboardInterrupt as err:  # a second Ctrl-C while loading: nothing trained since the checkpoint
-                results[id(m)] = crash = _fail(m, err)
-        started = time.time()
-        live = [m for m in members if m.status is None]
-        try:
-            with ExitStack() as bars_open:
-                bars = {
-                    id(m): bars_open.enter_context(
-                        tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress)
-                    )
-                    for m in live
-                }
-                _loop(live, stop, started, bars)
-        except BaseException as err:  # a crash of the shared computation, or a second Ctrl-C: the members still
-            crash = err  # training fail; those that had finished are finished below as usual
-            for m in live:
-                if m.status is None:
-                    results[id(m)] = _fail(m, err)
-                    m.metrics.close()
-        for m in live:
-            if id(m) not in results:
-                try:  # a first signal here lets the final evaluation finish: the run was done
-                    results[id(m)] = _finish(m)
-                except (Exception, KeyboardInterrupt) as err:  # a second Ctrl-C in the final evaluation
-                    m.status = None
-                    results[id(m)] = _fail(m, err)
-                    crash = crash or (err if isinstance(err, KeyboardInterrupt) else None)
-    if crash is not None and len(members) == 1:
-        stopped = results[id(members[0])]
-        raise stopped if isinstance(stopped, UserError | KeyboardInterrupt) else crash
-    return [results[id(m)] for m in members]
-
-
-def _loop(members: list[Member], stop: StopRequest, started: float, bars: dict[int, tqdm]) -> None:
-    while True:
-        active = [m for m in members if m.status is None]
-        for m in active:
-            if m.step >= m.trainer.max_steps:
-                m.status = "completed"
-        limit = min((m.trainer.time_limit_s for m in active if m.trainer.time_limit_s), default=0.0)
-        if stop.reason is None and limit and time.time() - started > limit:
-            stop.reason = "time_limit"
-        active = [m for m in active if m.status is None]
-        if stop.reason is not None:
-            for m in active:
-                m.status = "interrupted"
-                m.summary["stop_reason"] = stop.reason
-                _checkpoint(m)
-            return
-        if not active:
-            return
-        xs, ys = [], []
-        for m in active:
-            for group, base in zip(m.optimizer.param_groups, m.base_lrs, strict=True):
-                group["lr"] = base * lr_factor(m.trainer, m.step)
-            x, y = m.tasks["train"].batch(m.sampler.next(), m.noise_gen)
-            xs.append(x.to(m.device, DTYPES[m.trainer.dtype]))
-            ys.append(y.to(m.device))
-        logits = pack_forward([m.model for m in active], xs)
-        losses = [F.cross_entropy(out, y) for out, y in zip(logits, ys, strict=True)]
-        for m in active:
-            m.optimizer.zero_grad(set_to_none=True)
-        stacked = torch.stack(losses)
-        stacked.sum().backward()  # members' parameters are disjoint: each gets its own gradient
-        # clip_grad_norm_ with an infinite bound only measures; the norm is logged and checked either way. Every
-        # member's loss and norm come to the host in one transfer: one sync per member would idle the GPU between.
-        norms = [nn.utils.clip_grad_norm_(m.model.parameters(), m.trainer.grad_clip or math.inf) for m in active]
-        host = torch.stack([stacked.detach(), torch.stack(norms).to(stacked.dtype)]).tolist()
-        for m, out, y, loss, grad_norm in zip(active, logits, ys, *host, strict=True):
-            _step(m, out, y, loss, grad_norm, bars[id(m)])
-
-
-def _step(m: Member, logits: Tensor, y: Tensor, loss: float, grad_norm: float, bar: tqdm) -> None:
-    """Apply one member's update unless its loss or gradient (norm after any clipping's measure) is not finite,
-    then its logging and validation."""
-    t = m.trainer
-    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-        # Stop before the step: the parameters and the checkpoints written so far stay finite.
-        m.status = "diverged"
-        what = "loss" if not math.isfinite(loss) else "gradient norm"
-        m.summary.update(diverged_at_step=m.step + 1, diverged_reason=f"non-finite {what}")
-        kept = f"checkpoints up to step {m.best['step']} are kept" if m.best["step"] >= 0 else "no checkpoint yet"
-        log.warning("%s: non-finite %s (loss %s, gradient norm %s) at step %d: stopping; %s.", m.run_dir, what,
-                    loss, grad_norm, m.step + 1, kept)  # fmt: skip
-        return
-    m.optimizer.step()
-    m.step += 1
-    step = m.step
-    best_val = f"{m.best['val_acc']:.3f}" if m.best["step"] >= 0 else "-"
-    bar.set_postfix(loss=f"{loss:.3f}", best_val=best_val, refresh=False)  # every step, not only every log_every
-    if step % t.log_every == 0 or step == 1:
-        acc = (logits.argmax(-1) == y).float().mean().item()
-        row = {"loss": loss, "acc": acc, "grad_norm": grad_norm, "lr": m.optimizer.param_groups[0]["lr"]}
-        m.metrics.log({"step": step, "split": "train", **row, "time_s": time.time() - m.t0})
-    if t.jacobian_every > 0 and step % t.jacobian_every == 0:
-        m.metrics.log({"step": step, "split": "jacobian", **jacobian_eigen_stats(m.model, m.jacobian_x)})
-    if step % t.eval_every == 0 or step == t.max_steps:
-        val = _evaluate(m, "val", f"step {step}, validation")
-        m.metrics.log({"step": step, "split": "val", **val})
-        if val["acc"] > m.best["val_acc"]:
-            m.best = {"val_acc": val["acc"], "step": step}
-            atomic_save({"model": m.model.state_dict(), "step": step}, m.run_dir / BEST_CHECKPOINT)
-        _checkpoint(m)
-    bar.update(1)
-
-
 def _finish(m: Member) -> dict[str, Any]:
     """Test accuracy at the best-validation checkpoint and of the final model; the summary written and returned."""
     summary, best = m.summary, m.best
@@ -691,3 +603,25 @@ def _finish(m: Member) -> dict[str, Any]:
     log.info("%s: %s after %d steps: best val acc %s, test acc %s", m.run_dir, m.status, m.step,
              summary["best_val_acc"], summary.get("test_acc"))  # fmt: skip
     return summary
+
+
+def _fail(member: Member, err: BaseException) -> BaseException:
+    """Record a member that stopped on an error (or a second Ctrl-C, as interrupted at its last checkpoint)."""
+    interrupted = isinstance(err, KeyboardInterrupt)
+    member.status = "interrupted" if interrupted else "failed"
+    if isinstance(err, UserError) and member.metrics is None:
+        member.before.restore()  # refused while setting up (data, batch size): the directory as it was
+        return err
+    if isinstance(err, OSError) and not isinstance(err, UserError):
+        err = unwritable(member.run_dir, err, f"at step {member.step}")
+    if interrupted:  # stopped at once: the steps since the last checkpoint are lost, the record says so
+        member.summary.update(status="interrupted", steps=member.saved_step, stop_reason="SIGINT (second)")
+    else:  # a checkpoint that failed to load still holds its step
+        on_disk = max(member.step, (member.state or {}).get("step", 0))
+        member.summary.update(status="failed", steps=on_disk, error=f"{type(err).__name__}: {err}")
+    member.summary["wall_time_s"] = time.time() - member.t0
+    try:
+        write_json(member.summary, member.run_dir / SUMMARY_FILE)
+    except OSError as write_err:  # the disk that failed the run fails its summary too: the log says so
+        log.error("%s: the summary could not be written either (%s)", member.run_dir, write_err)
+    return err
