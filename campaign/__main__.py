@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from antisym.errors import UserError
-from antisym.training.rundir import FINISHED, LAST_CHECKPOINT
+from antisym.training.rundir import LAST_CHECKPOINT
+from antisym.training.runs import run_state
 from campaign.limits import CALL_S, CARRY_BYTES, MIB
-from campaign.plan import dir_state, load_plan, planned_steps, resolve, run_state
+from campaign.plan import load_plan, planned_state, planned_steps, resolve
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -39,7 +40,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_next(args: argparse.Namespace) -> int:
     plan = resolve(load_plan(args.plan), args.records)
-    todo = [(r, s) for r in plan.lane_runs(args.lane) if (s := run_state(args.records, r)).todo(args.retry_failed)]
+    todo = [(r, s) for r in plan.lane_runs(args.lane) if (s := planned_state(args.records, r)).todo(args.retry_failed)]
     print(f"campaign {plan.name}: {len(todo)} of {len(plan.runs)} runs to do; the next {min(args.n, len(todo))}:")
     for run, state in todo[: args.n]:
         chosen = f"  at the point of {run.chosen}" if run.chosen else ""
@@ -156,7 +157,7 @@ def cmd_lane(args: argparse.Namespace) -> int:
                   archive=False)  # fmt: skip
     code, _ = run_lease(lease)
     for last in args.records.glob(f"*/*/{LAST_CHECKPOINT}"):  # a finished record keeps what a collected one keeps
-        if dir_state(last.parents[1]).status in FINISHED:
+        if run_state(last.parents[1]).finished:
             last.unlink()
     write_tables([args.records], args.tables)
     after = blocks(plan, args.records, planned)

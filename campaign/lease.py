@@ -11,6 +11,7 @@ stops answering stops it too, and the run it broke is put back as it was, so no 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -25,12 +26,12 @@ from typing import Any
 
 import torch
 
-from antisym.data.files import CIFAR_FILES, CIFAR_FOLDER, MNIST_FILES
-from antisym.training.packing import pack_key
+from antisym.data import task_files
 from antisym.training.rundir import SUMMARY_FILE, read_summary, write_json
+from antisym.training.runs import RunState, first_pack, pack_key
 from campaign import kernel_gate, progress
 from campaign.limits import FILES_BACK
-from campaign.plan import Plan, PlannedRun, RunState, compose_run, planned_steps, resolve, run_state
+from campaign.plan import Plan, PlannedRun, compose_run, planned_state, planned_steps, resolve
 from campaign.records import UNKNOWN_COMMITS, pack
 
 log = logging.getLogger("antisym")
@@ -77,11 +78,7 @@ def launcher_from_check(plan: Plan, gpu_check: Path) -> tuple[Plan, str]:
 
 def missing_data(cfg: dict[str, Any], root: Path) -> list[str]:
     """The data files a run needs that are not under root (the device is offline: nothing can be downloaded)."""
-    if cfg["dataset"]["name"].endswith("mnist"):
-        files = [f"MNIST/raw/{name}" for split in (True, False) for name in MNIST_FILES[split]]
-    else:
-        files = [f"{CIFAR_FOLDER}/{name}" for split in (True, False) for name in CIFAR_FILES[split]]
-    return [f for f in files if not (root / f).is_file()]
+    return [f for f in task_files(cfg["dataset"]) if not (root / f).is_file()]
 
 
 def device_healthy(device: torch.device) -> bool:
@@ -181,27 +178,22 @@ def next_group(
     pack_size) and the runs passed over on the way (no data, cannot compose), with their states before; or why
     there is none: "done" (nothing left to try) or "budget spent". The runs returned count as attempted."""
     plan = resolve(lease.plan, lease.records)  # a screen finished in this lease lets its seeds start in it
-    states = {r: run_state(lease.records, r) for r in plan.lane_runs(lease.lane) if r.rel_dir not in attempted}
+    states = {r: planned_state(lease.records, r) for r in plan.lane_runs(lease.lane) if r.rel_dir not in attempted}
     todo = [r for r, state in states.items() if state.todo(lease.retry_failed)]
     if not todo:
         return "done"
     time_limit = int(lease.budget_s - (lease.clock() - started) - lease.margin_s)
     if time_limit < lease.min_run_s:
         return "budget spent"
-    group, passed = [], []
-    for run in todo:
-        if group and (len(group) >= lease.plan.pack_size or run.block != group[0][0].block):
-            break
-        composed = compose_for_lease(lease, run, time_limit)
-        if isinstance(composed, dict):
-            if not group:
-                passed.append((run, composed))
-                break
-            continue
-        cfg, overrides = composed
-        if group and (pack_key(cfg) is None or pack_key(cfg) != pack_key(group[0][1])):
-            continue
-        group.append((run, cfg, overrides))
+    block = itertools.takewhile(lambda r: r.block == todo[0].block, todo)
+    composed = ((run, compose_for_lease(lease, run, time_limit)) for run in block)
+    pack = first_pack(
+        composed, lambda item: None if isinstance(item[1], dict) else pack_key(item[1][0]), lease.plan.pack_size
+    )
+    if isinstance(pack[0][1], dict):  # the next run cannot train here (no data, cannot compose): passed over
+        group, passed = [], [pack[0]]
+    else:
+        group, passed = [(run, cfg, overrides) for run, (cfg, overrides) in pack], []
     befores = {run: states[run] for run in [*(p[0] for p in passed), *(g[0] for g in group)]}
     attempted.update(run.rel_dir for run in befores)
     for run, before in befores.items():
@@ -284,7 +276,7 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
                 befores = running.pop(future)
                 results = future.result()
                 for run, result in zip(befores, results, strict=True):
-                    after = run_state(lease.records, run)
+                    after = planned_state(lease.records, run)
                     report["runs"].append(
                         {"run": run.rel_dir, "before": vars(befores[run]), "after": vars(after),
                          "max_steps": planned[run.rel_dir]} | result

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from antisym.errors import ConfigError
-from antisym.training.rundir import FINISHED, effective_status, read_summary
+from antisym.training.rundir import FINISHED, read_summary
+from antisym.training.runs import WAITING, RunState, compose, compose_where_present, run_state
 
 PLAN_DIR = Path(__file__).resolve().parents[1] / "conf" / "campaign"
-# solo: one run at a time; packed: consecutive runs of a block that can share a pack (antisym.training.packing) are
+# solo: one run at a time; packed: consecutive runs of a block that can share a pack (antisym.training.runs) are
 # trained as one, at most the plan's pack_size together.
 LAUNCHERS = ("solo", "packed")
-WAITING = "waiting"  # a selecting run whose screen has not finished: nothing to train yet
 
 
 @dataclass(frozen=True)
@@ -78,15 +78,6 @@ class Plan:
         if lane not in self.lanes:
             raise ConfigError(f"plan {self.name} has no lane {lane!r}; its lanes: {', '.join(self.lanes) or 'none'}.")
         return [r for block in self.lanes[lane] for r in self.block_runs(block)]
-
-
-@dataclass(frozen=True)
-class RunState:
-    status: str  # missing | the summary's effective status (completed, diverged, failed, interrupted, ...)
-    steps: int
-
-    def todo(self, retry_failed: bool = False) -> bool:
-        return self.status not in (*FINISHED, WAITING) and (retry_failed or self.status != "failed")
 
 
 def plan_path(plan: str | Path) -> Path:
@@ -196,17 +187,11 @@ def load_plan(plan: str | Path) -> Plan:
     return expand(OmegaConf.to_container(OmegaConf.load(path), resolve=True), path.stem)
 
 
-def dir_state(run_dir: Path) -> RunState:
-    summary = read_summary(run_dir)
-    if summary is None:
-        return RunState("missing", 0)
-    return RunState(effective_status(run_dir, summary), int(summary.get("steps") or 0))
-
-
-def run_state(records: Path, run: PlannedRun) -> RunState:
+def planned_state(records: Path, run: PlannedRun) -> RunState:
+    """The state of a planned run's record; `waiting` while its point is still to be chosen and nothing is there."""
     if run.waiting and not (records / run.rel_dir).exists():
-        return RunState(WAITING, 0)
-    return dir_state(records / run.rel_dir)
+        return RunState(WAITING)
+    return run_state(records / run.rel_dir)
 
 
 def choose_point(plan: Plan, records: Path, block: str, preset: str) -> PlannedRun | None:
@@ -249,36 +234,17 @@ def resolve(plan: Plan, records: Path) -> Plan:
     return replace(plan, runs=tuple(runs))
 
 
-def _has_key(cfg: Mapping[str, Any], dotted: str) -> bool:
-    node: Any = cfg
-    for part in dotted.lstrip("+~").split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
 def compose_run(run: PlannedRun, extra: Sequence[str] = ()) -> tuple[dict[str, Any], list[str]]:
     """The run's resolved config and the overrides that composed it (its `where_present` ones where they apply)."""
-    from antisym.results.reproduce import compose_preset
-
-    overrides = [*run.overrides, *extra]
-    cfg = compose_preset(run.preset, overrides)
-    present = [o for o in run.where_present if _has_key(cfg, o.split("=", 1)[0])]
-    if present:
-        overrides = [*run.overrides, *present, *extra]
-        cfg = compose_preset(run.preset, overrides)
-    return cfg, overrides
+    return compose_where_present(run.preset, run.overrides, run.where_present, extra)
 
 
 def planned_steps(plan: Plan) -> dict[str, int]:
     """trainer.max_steps of every run (rel_dir -> steps), composing each seedless entry once."""
-    from antisym.results.reproduce import compose_preset
-
     by_entry: dict[tuple, int] = {}
     out = {}
     for run in plan.runs:
         if run.entry_key not in by_entry:
-            by_entry[run.entry_key] = int(compose_preset(run.preset, list(run.entry_key[1]))["trainer"]["max_steps"])
+            by_entry[run.entry_key] = int(compose(run.preset, list(run.entry_key[1]))["trainer"]["max_steps"])
         out[run.rel_dir] = by_entry[run.entry_key]
     return out

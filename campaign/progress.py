@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from campaign.plan import Plan, resolve, run_state
+from campaign.plan import Plan, planned_state, resolve
 
 
 def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -17,7 +17,7 @@ def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[s
     rows = []
     for block in plan.blocks:
         runs = plan.block_runs(block)
-        states = {r.rel_dir: run_state(records, r) for r in runs}
+        states = {r.rel_dir: planned_state(records, r) for r in runs}
         rows.append(
             {
                 "block": block,

@@ -35,8 +35,8 @@ from antisym.training.rundir import (
     read_metrics,
     read_summary,
 )
+from antisym.training.runs import RunState, run_state
 from campaign.limits import FILE_BACK_BYTES
-from campaign.plan import RunState, dir_state
 
 RUN_RECORD_FILES = (CONFIG_FILE, OVERRIDES_FILE, METRICS_FILE, SUMMARY_FILE, PERMUTATION_FILE, BEST_CHECKPOINT)
 MANIFEST = "MANIFEST.json"
@@ -61,7 +61,7 @@ def unit_files(records: Path, unit: str) -> list[str]:
     if path.is_file():
         return [unit]
     names = list(RUN_RECORD_FILES)
-    if dir_state(path).status not in FINISHED:
+    if not run_state(path).finished:
         names.append(LAST_CHECKPOINT)
     return [f"{unit}/{name}" for name in names if (path / name).is_file()]
 
@@ -215,4 +215,4 @@ def collect(archives: Iterable[Path], records: Path, allow_older: bool = False) 
 
 def _unit_state(path: Path, absent: str) -> RunState:
     """A run record's state; a file record (parity) or an absent one is `absent` with no steps."""
-    return dir_state(path) if path.is_dir() else RunState(absent, 0)
+    return run_state(path) if path.is_dir() else RunState(absent)

@@ -28,8 +28,8 @@ from antisym.benchmark.report import header, run_meta, write_lines  # noqa: E402
 from antisym.config import RunConfig  # noqa: E402
 from antisym.data import build_task  # noqa: E402
 from antisym.models import build_model  # noqa: E402
-from antisym.results.reproduce import compose_preset  # noqa: E402
 from antisym.training.optim import build_optimizer  # noqa: E402
+from antisym.training.runs import compose  # noqa: E402
 
 
 def subnormal_share(model: torch.nn.Module) -> float:
@@ -53,7 +53,7 @@ def main(argv=None) -> Path:
     ap.add_argument("--commit", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = compose_preset(args.preset, [f"data.root={args.data_root}", "data.download=false", *args.overrides])
+    cfg = compose(args.preset, [f"data.root={args.data_root}", "data.download=false", *args.overrides])
     settings = RunConfig.from_cfg(cfg)
     task = build_task(settings.task, args.data_root, "train", False, settings.data.allow_subset)
     torch.manual_seed(settings.trainer.seed)

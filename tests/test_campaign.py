@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from antisym.config import settings_differences
 from antisym.errors import ConfigError
-from antisym.training.packing import pack_key
+from antisym.training.runs import pack_key
 from campaign import kernel_gate
 from campaign import lease as lease_mod
 from campaign.__main__ import main
@@ -23,7 +23,7 @@ from campaign.device import device_command
 from campaign.gpu_check.parity import ParityResult
 from campaign.lease import Lease, run_lease
 from campaign.limits import FILES_BACK, MAX_COMMAND
-from campaign.plan import compose_run, expand, load_plan, plan_path, resolve, run_state
+from campaign.plan import compose_run, expand, load_plan, plan_path, planned_state, resolve
 from campaign.records import RecordError, collect, pack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,15 +171,15 @@ def test_select_takes_the_screens_best_point_once_it_is_finished(tmp_path, capsy
         screen_record(records, run.rel_dir, "completed" if val != 0.9 else "interrupted", val)
     # One point unfinished: every seed of that row waits, and a lease has nothing of it to train.
     waiting = [r for r in resolve(plan, records).block_runs("seeds") if r.preset == "table1/asym_mnist"]
-    assert [run_state(records, r).status for r in waiting] == ["waiting", "waiting"]
-    assert not any(run_state(records, r).todo(retry_failed=True) for r in waiting)
+    assert [planned_state(records, r).status for r in waiting] == ["waiting", "waiting"]
+    assert not any(planned_state(records, r).todo(retry_failed=True) for r in waiting)
     # Finished (a diverged point counts as finished and is never chosen): the best validation accuracy wins.
     shutil.rmtree(records / mnist[2].rel_dir)
     screen_record(records, mnist[2].rel_dir, "diverged", 0.95)
     seeds = [r for r in resolve(plan, records).block_runs("seeds") if r.preset == "table1/asym_mnist"]
     assert {r.chosen for r in seeds} == {mnist[1].rel_dir}
     assert seeds[1].overrides[-3:] == ("optimizer.lr=0.1", "model.gamma=0.1", "trainer.seed=1")
-    assert compose_run(seeds[0])[0]["model"]["gamma"] == 0.1 and run_state(records, seeds[0]).status == "missing"
+    assert compose_run(seeds[0])[0]["model"]["gamma"] == 0.1 and planned_state(records, seeds[0]).status == "missing"
     # The pMNIST row still waits for its own points (none recorded).
     assert main(["next", "--plan", _write_plan(tmp_path, SCREEN_PLAN), "--records", str(records)]) == 0
     assert "waiting for a screen to finish: screen (table1/asym_pmnist)" in capsys.readouterr().out

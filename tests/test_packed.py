@@ -14,8 +14,8 @@ from antisym.models import AblationRNN, AntisymmetricRNN, GatedAntisymmetricRNN,
 from antisym.models.cornn import CoRNNClassifier
 from antisym.models.ensemble import vmap_forward
 from antisym.models.lipschitz import LipschitzRNNClassifier
-from antisym.training.packing import group_packs
 from antisym.training.rundir import RunLock, read_metrics
+from antisym.training.runs import group_packs
 from antisym.training.trainer import Job, run, run_pack
 from tests.test_train import TINY, cli, compose_cfg
 

@@ -303,9 +303,9 @@ def test_stale_run_is_moved_aside_and_rerun(tiny_data, tmp_path):
     overrides = [*reproduce.QUICK_OVERRIDES, f"data.root={root}", *TINY_DATA]
     tiny_run(root, quick / "table1" / "asym_mnist" / "seed0", "table1/asym_mnist", *reproduce.QUICK_OVERRIDES)
     (job,) = reproduce.plan([1], quick, overrides, [0], True, False, ["asym_mnist"])
-    assert job.state == "completed"
+    assert job.state.status == "completed"
     (job,) = reproduce.plan([1], quick, [*overrides, "optimizer.lr=0.2"], [0], True, False, ["asym_mnist"])
-    assert job.state == "stale" and "optimizer.lr: 0.1 -> 0.2" in job.detail
+    assert job.state.status == "stale" and "optimizer.lr: 0.1 -> 0.2" in job.state.detail
     args = quick_driver_args(root, tmp_path, "--seeds", "1", overrides=["optimizer.lr=0.2"])
     assert reproduce.main(args) == 0
     moved = list((logs / "quick" / "reproduce.stale").glob("*/table1/asym_mnist/seed0/summary.json"))
@@ -324,9 +324,9 @@ def test_interrupted_run_under_changed_settings_is_stale_not_resumed(tiny_data, 
     stopped = tiny_run(root, run_dir, "table1/asym_mnist", *reproduce.QUICK_OVERRIDES, "trainer.time_limit_s=1e-9")
     assert stopped["status"] == "interrupted"
     (job,) = reproduce.plan([1], quick, overrides, [0], True, False, ["asym_mnist"])
-    assert job.state == "interrupted" and job.todo
+    assert job.state.status == "interrupted" and job.state.todo()
     (job,) = reproduce.plan([1], quick, [*overrides, "optimizer.lr=0.2"], [0], True, False, ["asym_mnist"])
-    assert job.state == "stale" and "optimizer.lr: 0.1 -> 0.2" in job.detail
+    assert job.state.status == "stale" and "optimizer.lr: 0.1 -> 0.2" in job.state.detail
 
 
 def test_driver_input_errors_are_one_paragraph(tmp_path, capsys):

@@ -39,7 +39,7 @@ class EulerClassifier(nn.Module):
     one of `antisym.kernels.PRECISIONS`; the eager path ignores it.
     """
 
-    member_settings = ("eps", "gamma", "init_std")  # what members of one pack may differ in (antisym.training.packing)
+    member_settings = ("eps", "gamma", "init_std")  # what members of one pack may differ in (antisym.training.runs)
 
     def __init__(self, cell: EulerCell, num_classes: int, impl: str = "eager", precision: str = "ieee") -> None:
         super().__init__()

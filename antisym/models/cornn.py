@@ -30,7 +30,7 @@ class CoRNNClassifier(nn.Module):
     both the init and the parameter count (134,154 at n=256, m=1) equal to the authors'.
     """
 
-    member_settings = ("dt", "gamma", "eps")  # what members of one pack may differ in (antisym.training.packing)
+    member_settings = ("dt", "gamma", "eps")  # what members of one pack may differ in (antisym.training.runs)
     packed_forward = staticmethod(vmap_forward)  # packs by torch.func (antisym.models.ensemble)
 
     def __init__(

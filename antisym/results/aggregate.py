@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from antisym.checks import import_class
 from antisym.config import experiment_settings
 from antisym.data.tasks import TASKS, task_class
@@ -57,10 +55,10 @@ from antisym.training.rundir import (
     METRICS_FILE,
     SUPERSEDED,
     effective_status,
-    load_run_config,
     read_metrics,
     read_summary,
 )
+from antisym.training.runs import load_config
 
 SKIP_DIRS = {".hydra", ".submitit", CHECKPOINT_DIR, "wandb", SUPERSEDED}
 RUNS_CSV_FIELDS = (
@@ -238,18 +236,6 @@ class Run:
     def has_result(self) -> bool:
         """Finished (completed or diverged) with a best-validation checkpoint, hence a test accuracy."""
         return self.status in FINISHED and self.get("best_val_acc") is not None and self.get("test_acc") is not None
-
-
-def load_config(run_dir: Path) -> dict[str, Any] | None:
-    """The run's config (`load_run_config`) as a dict, resolved where it can be; None when there is none."""
-    try:
-        cfg = load_run_config(run_dir)
-    except FileNotFoundError:
-        return None
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an interpolation that needs Hydra's runtime: the raw values still name the row
-        return OmegaConf.to_container(cfg, resolve=False)
 
 
 def is_run_dir(path: Path) -> bool:

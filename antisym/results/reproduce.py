@@ -33,13 +33,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from antisym.config import settings_differences
 from antisym.results.__main__ import parse_tables
-from antisym.results.aggregate import QuickRunsError, load_config, write_tables
+from antisym.results.aggregate import QuickRunsError, write_tables
 from antisym.results.paper import preset_name, table_rows
-from antisym.training.rundir import LAST_CHECKPOINT, effective_status, read_summary
+from antisym.training.runs import RunState, compose, run_state
 
 REPO = Path(__file__).resolve().parents[2]
 # QUICK: the same pipeline at a size a laptop CPU runs in minutes. The data, splits and evaluation sets are the
@@ -79,54 +77,18 @@ class OverrideError(ValueError):
         )
 
 
-@dataclass
-class Job:
+@dataclass(frozen=True)
+class TableRun:
+    """One seed of one table row, in its fixed directory, and the state that directory is in."""
+
     preset: str
     dataset: str
     seed: int
     run_dir: Path
-    state: str  # completed | diverged | failed | interrupted | running | missing | stale
-    detail: str = ""
-
-    @property
-    def todo(self) -> bool:
-        return self.state in ("failed", "interrupted", "missing", "stale")
+    state: RunState
 
 
-def compose_preset(preset: str, overrides: Sequence[str]) -> dict[str, Any]:
-    """The job config that `train.py +experiment=<preset> <overrides>` would run (resolved, without hydra)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    job_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"+experiment={preset}", *job_overrides])
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def classify(run_dir: Path, wanted: dict[str, Any], rerun_diverged: bool) -> tuple[str, str]:
-    """The state of one fixed run directory, from its summary.json and the settings that trained it."""
-    if not run_dir.exists():
-        return "missing", ""
-    summary = read_summary(run_dir)
-    status = effective_status(run_dir, summary)
-    if status == "running":
-        return "running", "its lock is held by a live process"
-    cfg = load_config(run_dir)
-    diffs = settings_differences(cfg, wanted, allow_longer=status != "completed") if cfg else []
-    if diffs:  # whatever its state: resuming it would mix settings, skipping it would report the wrong ones
-        return "stale", "; ".join(diffs)
-    if status in ("completed", "diverged"):
-        if status == "diverged" and rerun_diverged:
-            return "failed", "diverged; rerun asked for (--rerun-diverged)"
-        return status, ""
-    if status == "failed":
-        return "failed", str((summary or {}).get("error", status))[:160]
-    has_ckpt = (run_dir / LAST_CHECKPOINT).is_file()
-    return "interrupted", "resumes from checkpoints/last.pt" if has_ckpt else "no checkpoint: starts again"
-
-
-def move_stale(job: Job, log_root: Path) -> Path:
+def move_stale(job: TableRun, log_root: Path) -> Path:
     dest = log_root.with_name(log_root.name + ".stale") / time.strftime("%Y%m%d-%H%M%S") / job.preset / job.run_dir.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(job.run_dir), dest)
@@ -141,7 +103,7 @@ def plan(
     quick: bool,
     rerun_diverged: bool,
     rows: Sequence[str] | None,
-) -> list[Job]:
+) -> list[TableRun]:
     jobs = []
     for table in tables:
         for model, dataset in table_rows(table):
@@ -149,7 +111,7 @@ def plan(
             if rows and preset not in rows and preset.split("/")[-1] not in rows:
                 continue
             try:
-                wanted = compose_preset(
+                wanted = compose(
                     preset, [*overrides, *QUICK_DATASET_OVERRIDES.get(dataset, ())] if quick else overrides
                 )
             except Exception as err:  # Hydra's ConfigCompositionException: an override this row has no key for
@@ -160,17 +122,16 @@ def plan(
             for seed in row_seeds:
                 wanted["trainer"]["seed"] = seed
                 run_dir = log_root / preset / f"seed{seed}"
-                state, detail = classify(run_dir, wanted, rerun_diverged)
-                jobs.append(Job(preset, dataset, seed, run_dir, state, detail))
+                jobs.append(TableRun(preset, dataset, seed, run_dir, run_state(run_dir, wanted, rerun_diverged)))
     return jobs
 
 
-def launch_groups(jobs: Sequence[Job], quick: bool) -> list[tuple[list[str], list[int], tuple[str, ...]]]:
+def launch_groups(jobs: Sequence[TableRun], quick: bool) -> list[tuple[list[str], list[int], tuple[str, ...]]]:
     """Rows that miss the same seeds (and need the same per-dataset overrides) share one Hydra multirun."""
     missing: dict[str, list[int]] = defaultdict(list)
     dataset_of = {}
     for job in jobs:
-        if job.todo:
+        if job.state.todo(retry_failed=True):
             missing[job.preset].append(job.seed)
             dataset_of[job.preset] = job.dataset
     groups: dict[tuple, list[str]] = defaultdict(list)
@@ -283,11 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{tag}reproduce: tables {', '.join(map(str, args.table))}, {len(jobs)} runs under {log_root}")
     for job in jobs:
         actions = {"completed": "skip", "diverged": "keep", "stale": "move aside, rerun", "missing": "run"}
-        action = actions.get(job.state, "leave (being written)" if job.state == "running" else "rerun (resume)")
-        print(
-            f"  {job.preset:32s} seed{job.seed:<3d} {job.state:10s} -> {action}"
-            + (f"  [{job.detail}]" if job.detail else "")
-        )
+        status, detail = job.state.status, job.state.detail
+        action = actions.get(status, "leave (being written)" if status == "running" else "rerun (resume)")
+        print(f"  {job.preset:32s} seed{job.seed:<3d} {status:10s} -> {action}" + (f"  [{detail}]" if detail else ""))
     groups = launch_groups(jobs, args.quick)
     if not groups:
         print(f"{tag}reproduce: nothing to run.")
@@ -297,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             continue
         for job in jobs:
-            if job.state == "stale" and job.preset in presets and job.seed in seeds:
+            if job.state.status == "stale" and job.preset in presets and job.seed in seeds:
                 print(f"  moved stale {job.run_dir} -> {move_stale(job, log_root)}")
         proc = subprocess.run(cmd, cwd=REPO, env=child_env(args.launcher, args.jobs))
         if proc.returncode != 0:
@@ -316,11 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     after = plan(args.table, log_root, overrides, args.seeds, args.quick, False, rows)
     states = defaultdict(int)
     for job in after:
-        states[job.state] += 1
+        states[job.state.status] += 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
     tables = ", ".join(str(out_dir / f"table{t}.md") for t in args.table)
     print(f"{tag}reproduce: {summary}; wrote {tables}, {out_dir / 'runs.csv'} in {time.time() - started:.0f} s")
-    return 0 if all(j.state in ("completed", "diverged") for j in after) else 1
+    return 0 if all(j.state.finished for j in after) else 1
 
 
 if __name__ == "__main__":

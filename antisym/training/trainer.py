@@ -26,9 +26,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from antisym.config import RunConfig, TrainerConfig, as_container
-from antisym.data import DataError, SequenceTask, build_task, task_spec
+from antisym.data import DataError, SequenceTask, build_task, task_files, task_spec
 from antisym.data.files import check_present, fingerprint
-from antisym.data.tasks import make_task
 from antisym.errors import ConfigError, UserError
 from antisym.models import build_model, count_parameters, pack_forward
 from antisym.models.jacobian import jacobian_eigen_stats
@@ -304,7 +303,7 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     cfg, run_dir = job.cfg, job.run_dir
     settings, device = check_settings(cfg)  # a refusal here writes nothing
     if not settings.data.download:
-        check_present(to_absolute_path(settings.data.root), make_task(settings.task).files)
+        check_present(to_absolute_path(settings.data.root), task_files(settings.task))
     previous = read_summary(run_dir)
     t = settings.trainer
     if skips_completed(run_dir, cfg, previous, t.skip_completed, t.resume):

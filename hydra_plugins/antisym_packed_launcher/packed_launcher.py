@@ -2,7 +2,7 @@
 
     python train.py -m model.eps=0.01,0.1 model.gamma=0.001,0.01 hydra/launcher=packed hydra.launcher.pack_size=4
 
-Jobs are composed as the basic launcher composes them, grouped by antisym.training.packing (the grouping is logged
+Jobs are composed as the basic launcher composes them, grouped by antisym.training.runs (the grouping is logged
 before anything trains) and each pack is trained by antisym.training.trainer.run_pack: in this process
 (backend=local), or as one submitit job per pack (backend=submitit_slurm: one SLURM job, one GPU, R runs;
 backend=submitit_local: local processes, the same path without a cluster). Every member writes exactly the files a
@@ -73,7 +73,7 @@ class PackedLauncher(Launcher):
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
         from antisym.errors import UserError
-        from antisym.training.packing import group_packs
+        from antisym.training.runs import group_packs
         from antisym.training.trainer import Job, run_pack
 
         setup_globals()
