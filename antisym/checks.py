@@ -157,7 +157,7 @@ def _kind_of_default(default: Any) -> Any:
 
 
 def import_class(path: str) -> type:
-    """The class at a dotted path (Hydra's get_class without Hydra: the GPU machine may not have it)."""
+    """The class at a dotted path, by importlib: checking a config needs no Hydra (the library runs without it)."""
     import importlib
 
     module, _, name = path.rpartition(".")
