@@ -5,19 +5,19 @@ The device tool sends the working tree plus the git-ignored paths named in `carr
 machine stays warm only ~30 s between calls. So the data travel as one compressed tar archive cut into parts, each in
 its own folder with a copy of the manifest, and each call carries only its own folder:
 
-    here:    python3 -m campaign.devdata pack --src DATA --out .devdata --sets mnist,cifar10   (prints the calls)
+    here:    python3 -m campaign.devdata split --src DATA --out .devdata --sets mnist,cifar10   (prints the calls)
     call k:  python3 -m campaign.devdata receive --part .devdata/pK --dest /tmp/antisym-data    carry=[".devdata/pK"]
     last:    ... receive (last part) && python3 -m campaign.devdata assemble --dest /tmp/antisym-data \\
                  --root /tmp/antisym-data/root && <command> data.root=/tmp/antisym-data/root
     any:     python3 -m campaign.devdata status --dest /tmp/antisym-data
 
 `receive` moves the part out of the tree into --dest, checks its sha256 against the manifest and says what is still
-missing; receiving a part twice is harmless, and parts of another pack in --dest are wiped first. `assemble` checks
+missing; receiving a part twice is harmless, and parts of another split in --dest are wiped first. `assemble` checks
 that every part is there (else exit 3: the machine was probably given back between calls, restart from part 0),
 checks the whole archive's sha256, unpacks it into torchvision's layout under --root and checks every file (size,
 sha256) and its content (image counts, per-class counts: IDX headers and CIFAR pickles read without numpy) against
 the manifest before printing `DATA READY <root>`. Exit codes: 0 ok, 2 bad input or corrupt data, 3 parts missing.
-`pack --report FILE` also times a local receive + assemble (this host standing in for the device) and writes FILE;
+`split --report FILE` also times a local receive + assemble (this host standing in for the device) and writes FILE;
 `assemble --report FILE` fills in that file's device section with what it measured there.
 """
 
@@ -46,7 +46,7 @@ from pathlib import Path
 from campaign.limits import CARRY_BYTES as TREE_LIMIT
 from campaign.limits import MIB
 
-FORMAT = "antisym-devdata/1"
+FORMAT = "antisym-devdata/2"
 MANIFEST_RESERVE = 64 * 1024  # room left in each part folder for its copy of the manifest (--part-mib)
 CHUNK = 4 * MIB
 DEFAULT_DEST = "/tmp/antisym-data"
@@ -260,7 +260,7 @@ def dataset_files(src: Path, dataset: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# pack
+# split
 
 
 class PartWriter:
@@ -331,7 +331,7 @@ def write_tar(stream, src: Path, files: list[str]) -> None:
 
 
 def clean_out(out: Path) -> None:
-    """Remove what an earlier pack wrote (p*/ folders, manifest, calls); leave anything else alone."""
+    """Remove what an earlier split wrote (p*/ folders, manifest, calls); leave anything else alone."""
     if not out.exists():
         return
     for entry in out.iterdir():
@@ -383,7 +383,7 @@ def tree_bytes(repo: Path) -> int | None:
     return total
 
 
-def pack(args) -> int:
+def split(args) -> int:
     t_start = time.perf_counter()
     src, out = Path(args.src), Path(args.out)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
@@ -426,10 +426,10 @@ def pack(args) -> int:
     t_write = time.perf_counter() - t0
 
     parts = writer.parts
-    pack_id = hashlib.sha256((writer.whole.hexdigest() + "".join(p["sha256"] for p in parts)).encode()).hexdigest()
+    split_id = hashlib.sha256((writer.whole.hexdigest() + "".join(p["sha256"] for p in parts)).encode()).hexdigest()
     manifest = {
         "format": FORMAT,
-        "pack_id": pack_id,
+        "split_id": split_id,
         "created": now_iso(),
         "commit": git_commit(),
         "host": host_line(),
@@ -454,7 +454,7 @@ def pack(args) -> int:
         part["folder_bytes"] = size
         if folder_limit is not None and size > folder_limit:
             raise DevdataError(f"{part['folder']} holds {size} bytes, over --part-mib {args.part_mib}")
-    t_pack = time.perf_counter() - t_start
+    t_split = time.perf_counter() - t_start
 
     repo = Path(__file__).resolve().parents[1]
     try:
@@ -465,8 +465,8 @@ def pack(args) -> int:
     calls = call_sequence(manifest, out_rel, args.dest, args.root)
     (out / "CALLS.txt").write_text(format_calls(calls) + "\n")
     log(
-        f"packed {', '.join(sets)} from {src}: {manifest['input_bytes']:,} bytes -> {writer.total:,} bytes "
-        f"({args.compression}, sha256 {writer.whole.hexdigest()[:16]}...) in {len(parts)} part(s), {t_pack:.2f} s"
+        f"split {', '.join(sets)} from {src}: {manifest['input_bytes']:,} bytes -> {writer.total:,} bytes "
+        f"({args.compression}, sha256 {writer.whole.hexdigest()[:16]}...) in {len(parts)} part(s), {t_split:.2f} s"
     )
     for part in parts:
         log(f"  {out}/{part['folder']}: {part['name']} {part['size']:,} bytes  sha256 {part['sha256'][:16]}...")
@@ -481,7 +481,7 @@ def pack(args) -> int:
         if tree + biggest > TREE_LIMIT:
             warn(
                 f"working tree ({tree / MIB:.1f} MiB) + a part folder ({biggest / MIB:.1f} MiB) is over the device "
-                "tool's 64 MiB per call: pack again with a smaller --part-mib."
+                "tool's 64 MiB per call: split again with a smaller --part-mib."
             )
     log("\nDevice calls (one `run` per part, back to back: a machine stays warm ~30 s between calls):")
     log(format_calls(calls))
@@ -489,7 +489,7 @@ def pack(args) -> int:
     if args.report:
         sim = simulate(out, manifest)
         compare = compare_codecs(src, files, part_bytes) if args.compare else None
-        timings = {"read_check_s": t_read, "tar_compress_split_s": t_write, "pack_total_s": t_pack}
+        timings = {"read_check_s": t_read, "tar_compress_split_s": t_write, "split_total_s": t_split}
         write_report(Path(args.report), manifest, args, sets, timings, tree, calls, sim, compare)
         log(f"\nreport: {args.report}")
     return 0
@@ -522,22 +522,23 @@ def compare_codecs(src: Path, files: list[str], part_bytes: int) -> list[dict]:
     for codec in CODECS:
         t0 = time.perf_counter()
         if codec == "gz":
-            packed = gzip.compress(tar_bytes, compresslevel=6, mtime=0)
+            compressed = gzip.compress(tar_bytes, compresslevel=6, mtime=0)
         elif codec == "xz":
-            packed = lzma.compress(tar_bytes, preset=6)
+            compressed = lzma.compress(tar_bytes, preset=6)
         else:
-            packed = tar_bytes
+            compressed = tar_bytes
         t_c = time.perf_counter() - t0
         t0 = time.perf_counter()
         if codec == "gz":
-            gzip.decompress(packed)
+            gzip.decompress(compressed)
         elif codec == "xz":
-            lzma.decompress(packed)
+            lzma.decompress(compressed)
         t_d = time.perf_counter() - t0
-        n_parts = -(-len(packed) // part_bytes)
-        rows.append({"codec": codec, "bytes": len(packed), "ratio": len(packed) / len(tar_bytes), "parts": n_parts,
+        n_parts = -(-len(compressed) // part_bytes)
+        size = len(compressed)
+        rows.append({"codec": codec, "bytes": size, "ratio": size / len(tar_bytes), "parts": n_parts,
                      "compress_s": t_c, "decompress_s": t_d})  # fmt: skip
-        del packed
+        del compressed
     return rows
 
 
@@ -611,14 +612,14 @@ def receive_part(part_dir: Path, dest: Path, quiet: bool = False) -> tuple[list[
                 return have, missing
         raise DevdataError(
             f'{part_dir} holds no manifest.json: carry it with this call (carry=["{part_dir}"]) after '
-            "`pack` wrote it here"
+            "`split` wrote it here"
         )
     manifest = load_manifest(manifest_path)
     if current.is_file():
         old = load_manifest(current)
-        if old["pack_id"] != manifest["pack_id"]:
+        if old["split_id"] != manifest["split_id"]:
             if not quiet:
-                log(f"{dest} holds parts of another pack ({old['pack_id'][:12]}...): wiping it, starting over")
+                log(f"{dest} holds parts of another split ({old['split_id'][:12]}...): wiping it, starting over")
             wipe(dest)
     (dest / "parts").mkdir(parents=True, exist_ok=True)
     if not current.is_file():
@@ -626,7 +627,7 @@ def receive_part(part_dir: Path, dest: Path, quiet: bool = False) -> tuple[list[
     by_folder = {p["folder"]: p for p in manifest["parts"]}
     part = by_folder.get(part_dir.name)
     if part is None:
-        raise DevdataError(f"{part_dir.name} is not a part of this pack (parts: {', '.join(by_folder)})")
+        raise DevdataError(f"{part_dir.name} is not a part of this split (parts: {', '.join(by_folder)})")
     src_file = part_dir / part["name"]
     target = dest / "parts" / part["name"]
     receipts = load_receipts(dest)
@@ -645,7 +646,7 @@ def receive_part(part_dir: Path, dest: Path, quiet: bool = False) -> tuple[list[
         staging.unlink()
         raise DevdataError(
             f"{part['folder']} ({part['name']}) is corrupt: sha256 {digest[:16]}... but the manifest says "
-            f"{part['sha256'][:16]}...; pack it again here and resend {part['folder']}"
+            f"{part['sha256'][:16]}...; split it again here and resend {part['folder']}"
         )
     if staging.stat().st_size != part["size"]:
         staging.unlink()
@@ -682,14 +683,14 @@ def status(args) -> int:
     manifest = load_manifest(current)
     have, missing = have_missing(manifest, dest)
     log(
-        f"{dest}: pack {manifest['pack_id'][:12]}... from {manifest.get('commit') or '?'} "
+        f"{dest}: split {manifest['split_id'][:12]}... from {manifest.get('commit') or '?'} "
         f"({', '.join(manifest['datasets'])}, {manifest['archive']['size']:,} bytes, {len(manifest['parts'])} parts)"
     )
     report_progress(manifest, have, missing)
     ready = dest / "ready.json"
     if ready.is_file():
         info = json.loads(ready.read_text())
-        if info.get("pack_id") == manifest["pack_id"]:
+        if info.get("split_id") == manifest["split_id"]:
             log(f"DATA READY {info['root']}")
     return 0
 
@@ -741,7 +742,7 @@ def assemble_parts(dest: Path, root: Path, quiet: bool = False) -> dict:
     ready = dest / "ready.json"
     if ready.is_file() and root.is_dir():
         info = json.loads(ready.read_text())
-        if info.get("pack_id") == manifest["pack_id"] and info.get("root") == str(root):
+        if info.get("split_id") == manifest["split_id"] and info.get("root") == str(root):
             if not quiet:
                 log(f"already assembled and checked in {root}")
             return info.get("stages", {})
@@ -759,7 +760,7 @@ def assemble_parts(dest: Path, root: Path, quiet: bool = False) -> dict:
         if h.hexdigest() != part["sha256"]:
             raise DevdataError(f"{part['folder']} ({path}) changed since it was received: receive it again")
     if whole.hexdigest() != manifest["archive"]["sha256"]:
-        raise DevdataError("the concatenated parts do not match the archive's sha256: pack again and resend")
+        raise DevdataError("the concatenated parts do not match the archive's sha256: split again and resend")
     stages["verify_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -785,7 +786,7 @@ def assemble_parts(dest: Path, root: Path, quiet: bool = False) -> dict:
     if root.exists():
         shutil.rmtree(root)
     staging.rename(root)
-    ready.write_text(json.dumps({"pack_id": manifest["pack_id"], "root": str(root), "stages": stages}) + "\n")
+    ready.write_text(json.dumps({"split_id": manifest["split_id"], "root": str(root), "stages": stages}) + "\n")
     if not quiet:
         log(
             f"assembled {manifest['archive']['size']:,} bytes: verify {stages['verify_s']:.1f} s, unpack "
@@ -820,7 +821,7 @@ def assemble(args) -> int:
     manifest = load_manifest(dest / "manifest.json")
     for name, info in manifest["datasets"].items():
         counts = ", ".join(f"{s} {v['images']:,}" for s, v in info["splits"].items())
-        log(f"  {name}: {counts} images, class counts as packed{'' if info['full_size'] else ' (NOT full size)'}")
+        log(f"  {name}: {counts} images, class counts as split{'' if info['full_size'] else ' (NOT full size)'}")
     if args.report:
         fill_device_report(Path(args.report), manifest, dest, stages, time.time() - t0)
         log(f"device measurement written into {args.report}")
@@ -838,7 +839,7 @@ def write_report(path: Path, manifest, args, sets, timings, tree, calls, sim, co
     lines = [
         "# Carrying the data sets to the device: measured cost",
         "",
-        f"Written by `python3 -m campaign.devdata pack --src {args.src} --sets {','.join(sets)} --report {path}`"
+        f"Written by `python3 -m campaign.devdata split --src {args.src} --sets {','.join(sets)} --report {path}`"
         " (numbers measured by that run; do not edit by hand).",
         "",
         f"- date: {manifest['created']}",
@@ -855,7 +856,7 @@ def write_report(path: Path, manifest, args, sets, timings, tree, calls, sim, co
         f"- input: {manifest['input_bytes']:,} bytes in {sum(len(d['files']) for d in manifest['datasets'].values())}"
         f" files; archive ({manifest['compression']}): {arch['size']:,} bytes"
         f" ({arch['size'] / manifest['input_bytes']:.3f} of the input), sha256 `{arch['sha256']}`",
-        f"- pack time here: {timings['pack_total_s']:.2f} s (read + sha256 + content counts "
+        f"- split time here: {timings['split_total_s']:.2f} s (read + sha256 + content counts "
         f"{timings['read_check_s']:.2f} s; tar + compress + split {timings['tar_compress_split_s']:.2f} s)",
         "",
         "| part | carry | bytes | MiB | folder MiB (with manifest) | sha256 |",
@@ -870,7 +871,7 @@ def write_report(path: Path, manifest, args, sets, timings, tree, calls, sim, co
         biggest = max(p["folder_bytes"] for p in manifest["parts"])
         lines += [
             "",
-            f"Per call the tool sends the working tree ({tree / MIB:.1f} MiB when packed) plus one part folder "
+            f"Per call the tool sends the working tree ({tree / MIB:.1f} MiB when compressed) plus one part folder "
             f"(at most {biggest / MIB:.1f} MiB): {(tree + biggest) / MIB:.1f} of 64 MiB. The last call, which also "
             f"runs the training, has {(TREE_LIMIT - tree - manifest['parts'][-1]['folder_bytes']) / MIB:.1f} MiB "
             "left for other carried paths (wheels in .whl, say).",
@@ -940,7 +941,7 @@ def fill_device_report(path: Path, manifest: dict, dest: Path, stages: dict, ass
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     block = [
         DEVICE_BEGIN,
-        f"- measured on the device {now_iso()}, host {host_line()}, pack {manifest['pack_id'][:12]}…:",
+        f"- measured on the device {now_iso()}, host {host_line()}, split {manifest['split_id'][:12]}…:",
         f"  receive per part: {per_part}; assemble {assemble_s:.2f} s (verify {stages.get('verify_s', 0):.2f}, "
         f"unpack {stages.get('unpack_s', 0):.2f}, check {stages.get('check_s', 0):.2f});",
         "  start of one receive to the next (command end, warm wait, tree + part sent, next command start): "
@@ -969,7 +970,7 @@ def fill_device_report(path: Path, manifest: dict, dest: Path, stages: dict, ass
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("pack", help="here: archive the data sets into part folders and print the device calls")
+    p = sub.add_parser("split", help="here: archive the data sets into part folders and print the device calls")
     p.add_argument("--src", default=os.environ.get("ANTISYM_DATA", "data"), help="data folder (torchvision layout)")
     p.add_argument("--out", default=".devdata")
     p.add_argument("--sets", default="mnist", help="comma list of: " + ", ".join(SETS))
@@ -997,8 +998,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "root", "x") is None:
         args.root = str(Path(args.dest) / "root")
     try:
-        if args.cmd == "pack":
-            return pack(args)
+        if args.cmd == "split":
+            return split(args)
         if args.cmd == "receive":
             receive_part(Path(args.part), Path(args.dest))
             return 0

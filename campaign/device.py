@@ -2,7 +2,7 @@
 
 The device gets a bare copy of the working tree (no .git, no Hydra) plus the git-ignored paths named in `carry`, 64 MiB
 in all: the wheels of Hydra and its two dependencies (.whl/campaign, `make gpu-campaign` builds them) and the MNIST
-part that campaign/devdata.py packed into .devdata/. The command installs the wheels, assembles the data, runs the
+part that campaign/devdata.py split into .devdata/. The command installs the wheels, assembles the data, runs the
 lease with the commit written out, and tees its log into $OUT beside the archives and the progress report.
 """
 
@@ -44,7 +44,7 @@ def tree_bytes(repo: Path = REPO) -> int:
 def data_parts(devdata: Path) -> list[str]:
     manifest = devdata / "manifest.json"
     if not manifest.is_file():
-        raise UserError(f"no {manifest}: pack MNIST first (make devdata DEVDATA_SETS=mnist DEVDATA_SRC=<data folder>)")
+        raise UserError(f"no {manifest}: split MNIST first (make devdata DEVDATA_SETS=mnist DEVDATA_SRC=<data folder>)")
     return [f"{DEVDATA}/{part['folder']}" for part in json.loads(manifest.read_text())["parts"]]
 
 

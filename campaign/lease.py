@@ -3,7 +3,7 @@ the changed records packed for the trip back.
 
 Every run is trained by `antisym.training.trainer.run` into its record directory with trainer.resume=true and
 trainer.skip_completed=true, so a lease continues where the last one stopped, and with trainer.time_limit_s set to
-what is left of the budget less `margin_s` (the final evaluation and the packing), so the last run stops cleanly at a
+what is left of the budget less `margin_s` (the final evaluation and the archiving), so the last run stops cleanly at a
 step boundary with its checkpoint written. A run that fails or diverges is recorded and the lease goes on; a run
 whose data is not under --data-root is passed over. A parity failure stops the lease before any training; a GPU that
 stops answering stops it too, and the run it broke is put back as it was, so no partial record travels.
@@ -32,7 +32,7 @@ from antisym.training.runs import RunState, first_pack, pack_key
 from campaign import kernel_gate, progress
 from campaign.limits import FILES_BACK
 from campaign.plan import Plan, PlannedRun, compose_run, planned_state, planned_steps, resolve
-from campaign.records import UNKNOWN_COMMITS, pack
+from campaign.records import UNKNOWN_COMMITS, archive_records
 
 log = logging.getLogger("antisym")
 REPORT_FILES = ("progress.json", "progress.md", "campaign.log")  # what the lease returns beside the archives
@@ -47,13 +47,13 @@ class Lease:
     budget_s: float
     device: str = "auto"
     commit: str | None = None
-    margin_s: float = 60.0  # kept back from the last run: its final evaluation and the packing
+    margin_s: float = 60.0  # kept back from the last run: its final evaluation and the archiving
     min_run_s: float = 30.0  # no run is started on less
     retry_failed: bool = False
     launcher_why: str | None = None  # how the launcher was chosen, where the GPU check chose it
     lane: str | None = None  # the plan's lane (its blocks, in its order); None: every block in plan order
     threads: int | None = None  # trainer.threads of every run (None: the trainer's default)
-    archive: bool = True  # pack the changed records for the trip back (a lane training in place needs none)
+    archive: bool = True  # archive the changed records for the trip back (a lane training in place needs none)
     clock: Callable[[], float] = time.monotonic
 
 
@@ -295,7 +295,7 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
         report["stopped"] = stop
     others = [p for p in lease.out.glob("*") if p.name not in REPORT_FILES] if lease.out.is_dir() else []
     room = FILES_BACK - len(REPORT_FILES) - len(others)  # what is already there (a GPU check's report) travels too
-    archives = pack(lease.records, units, lease.out, max(room, 1)) if units and lease.archive else []
+    archives = archive_records(lease.records, units, lease.out, max(room, 1)) if units and lease.archive else []
     report.update(
         archives=[a.name for a in archives],
         blocks_after=progress.blocks(lease.plan, lease.records, planned),

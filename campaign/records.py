@@ -1,9 +1,9 @@
-"""Run records in and out of a lease: pack the changed ones into a few archives, unpack and check them on collect.
+"""Run records in and out of a lease: the changed ones archived into a few files, extracted and checked on collect.
 
 A record is a run directory's settings, metrics, summary and checkpoints (last.pt only while the run is unfinished),
 or a parity result (parity/<key>.json); nothing bulky, no lock, no superseded/ files. The device returns at most 8
-files, so a lease packs its records into at most `max_archives` tar.gz files, each with a MANIFEST.json of every
-member's sha256. `collect` unpacks them into a staging folder, checks every record and every checksum, and only then
+files, so a lease archives its records into at most `max_archives` tar.gz files, each with a MANIFEST.json of every
+member's sha256. `collect` extracts them into a staging folder, checks every record and every checksum, and only then
 replaces the records it holds: a damaged archive or record changes nothing.
 """
 
@@ -74,7 +74,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def pack(records: Path, units: Sequence[str], out: Path, max_archives: int) -> list[Path]:
+def archive_records(records: Path, units: Sequence[str], out: Path, max_archives: int) -> list[Path]:
     """records-<k>.tar.gz in out holding the units, balanced by size over at most max_archives files."""
     sized = sorted(
         ((unit, unit_files(records, unit)) for unit in units),
@@ -106,7 +106,7 @@ def pack(records: Path, units: Sequence[str], out: Path, max_archives: int) -> l
     return archives
 
 
-def _unpack(archive: Path, staging: Path) -> list[str]:
+def _extract(archive: Path, staging: Path) -> list[str]:
     """Extract one archive into staging after reading it whole; its units, or RecordError."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -176,7 +176,7 @@ def collect(archives: Iterable[Path], records: Path, allow_older: bool = False) 
     try:
         units: list[str] = []
         for archive in archives:
-            for unit in _unpack(Path(archive), staging / "new"):
+            for unit in _extract(Path(archive), staging / "new"):
                 check_unit_name(unit, Path(archive))
                 if unit in units:
                     raise RecordError(f"{unit} is in two of the archives; nothing was changed.")

@@ -1,5 +1,5 @@
 # Data sets for the GPU machine (included by the main Makefile). The device tool carries at most 64 MiB per call
-# and a machine stays warm only ~30 s between calls, so campaign/devdata.py (standard library only) packs the data
+# and a machine stays warm only ~30 s between calls, so campaign/devdata.py (standard library only) splits the data
 # into one gzipped tar cut into part folders .devdata/p0, p1, ... (each <= DEVDATA_PART_MIB, with a copy of the
 # manifest), one device call per part, each carrying only its own folder; it prints the exact calls:
 #
@@ -17,14 +17,14 @@ DEVDATA_SRC ?= $(or $(ANTISYM_DATA),./data)
 DEVDATA_SETS ?= mnist
 DEVDATA_PART_MIB ?= 60
 DEVDATA_REPORT ?= results/devdata_transfer.md
-DEVDATA_ARGS = pack --src $(DEVDATA_SRC) --out .devdata --sets $(DEVDATA_SETS) --part-mib $(DEVDATA_PART_MIB)
+DEVDATA_ARGS = split --src $(DEVDATA_SRC) --out .devdata --sets $(DEVDATA_SETS) --part-mib $(DEVDATA_PART_MIB)
 
 .PHONY: devdata devdata-report devdata-clean
 
-devdata:  ## pack data sets into .devdata/pK/ parts for the GPU machine (DEVDATA_SETS=mnist,cifar10)
+devdata:  ## split data sets into .devdata/pK/ parts for the GPU machine (DEVDATA_SETS=mnist,cifar10)
 	$(PYTHON) campaign/devdata.py $(DEVDATA_ARGS)
 
-devdata-report:  ## pack and measure the transfer into results/devdata_transfer.md
+devdata-report:  ## split and measure the transfer into results/devdata_transfer.md
 	$(PYTHON) campaign/devdata.py $(DEVDATA_ARGS) --report $(DEVDATA_REPORT) --compare
 
 devdata-clean:  ## remove .devdata/

@@ -27,7 +27,7 @@ from campaign.gpu_check.parity import ParityResult
 from campaign.lease import Lease, run_lease
 from campaign.limits import FILES_BACK, MAX_COMMAND
 from campaign.plan import compose_run, expand, load_plan, plan_path, planned_state, resolve
-from campaign.records import RecordError, collect, pack
+from campaign.records import RecordError, archive_records, collect
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -372,14 +372,14 @@ def test_collect_refuses_damaged_archives_and_records(tmp_path, capsys):
     fake_record(device, "b/good_seed0", COMMIT)
     fake_record(records, "b/good_seed0", "older")
     before = listing(records)
-    (archive,) = pack(device, ["b/good_seed0"], tmp_path / "out", max_archives=5)
+    (archive,) = archive_records(device, ["b/good_seed0"], tmp_path / "out", max_archives=5)
     damaged = tmp_path / "damaged.tar.gz"
     damaged.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     assert main(["collect", str(archive), str(damaged), "--records", str(records)]) == 2
     assert "is damaged" in capsys.readouterr().err and listing(records) == before
 
     fake_record(device, "b/nocommit_seed0", None)
-    (bad,) = pack(device, ["b/nocommit_seed0"], tmp_path / "out_bad", max_archives=5)
+    (bad,) = archive_records(device, ["b/nocommit_seed0"], tmp_path / "out_bad", max_archives=5)
     with pytest.raises(RecordError, match="names no git commit"):
         collect([archive, bad], records)
     assert listing(records) == before
@@ -427,8 +427,8 @@ def test_collect_never_takes_a_run_back_unless_asked(tmp_path, capsys):
     (new / "b/run_seed0/summary.json").write_text(
         json.dumps({"status": "completed", "steps": 40, "git_commit": COMMIT})
     )
-    (older,) = pack(old, ["b/run_seed0"], tmp_path / "out_old", max_archives=1)
-    (newer,) = pack(new, ["b/run_seed0"], tmp_path / "out_new", max_archives=1)
+    (older,) = archive_records(old, ["b/run_seed0"], tmp_path / "out_old", max_archives=1)
+    (newer,) = archive_records(new, ["b/run_seed0"], tmp_path / "out_new", max_archives=1)
     collect([newer], records)
     before = listing(records)
     assert main(["collect", str(older), "--records", str(records), "--tables", str(tmp_path / "t")]) == 2

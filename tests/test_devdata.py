@@ -1,4 +1,4 @@
-"""campaign/devdata.py: pack tiny data into >= 3 parts, receive them as the device would, assemble, load, compare."""
+"""campaign/devdata.py: split tiny data into >= 3 parts, receive them as the device would, assemble, load, compare."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def _loader(fn):
 load_mnist, load_cifar10 = _loader(files.load_mnist), _loader(files.load_cifar10)
 
 
-def pack(src: Path, out: Path, *extra: str) -> dict:
-    args = ["pack", "--src", str(src), "--out", str(out), "--sets", "mnist,cifar10", *extra]
+def split(src: Path, out: Path, *extra: str) -> dict:
+    args = ["split", "--src", str(src), "--out", str(out), "--sets", "mnist,cifar10", *extra]
     if "--part-mib" not in extra:
         args += ["--part-bytes", str(PART_BYTES)]
     assert devdata.main(args) == 0
@@ -47,16 +47,16 @@ def assemble(dest: Path, root: Path) -> int:
 
 
 @pytest.fixture()
-def packed(tiny_data, tmp_path, capsys):
+def split_parts(tiny_data, tmp_path, capsys):
     src, arrays = tiny_data
     out = tmp_path / "tree" / ".devdata"
-    manifest = pack(src, out)
-    manifest["pack_stderr"] = capsys.readouterr().err
+    manifest = split(src, out)
+    manifest["split_stderr"] = capsys.readouterr().err
     return out, manifest, arrays
 
 
-def test_roundtrip_through_parts_gives_the_same_arrays(packed, tmp_path, capsys):
-    out, manifest, arrays = packed
+def test_roundtrip_through_parts_gives_the_same_arrays(split_parts, tmp_path, capsys):
+    out, manifest, arrays = split_parts
     assert len(manifest["parts"]) >= 3
     assert all(p["size"] <= PART_BYTES for p in manifest["parts"])
     assert sum(p["size"] for p in manifest["parts"]) == manifest["archive"]["size"]
@@ -66,7 +66,7 @@ def test_roundtrip_through_parts_gives_the_same_arrays(packed, tmp_path, capsys)
     assert mnist["splits"]["train"]["images"] == TINY_SIZES["mnist_train"]
     assert mnist["splits"]["test"]["class_counts"] == np.bincount(np.arange(16) % 10, minlength=10).tolist()
     assert not mnist["full_size"] and not manifest["datasets"]["cifar10"]["full_size"]
-    assert "mnist under" in manifest["pack_stderr"] and "not the full data set" in manifest["pack_stderr"]
+    assert "mnist under" in manifest["split_stderr"] and "not the full data set" in manifest["split_stderr"]
 
     dest, root = tmp_path / "device" / "antisym-data", tmp_path / "device" / "antisym-data" / "root"
     for p in manifest["parts"]:
@@ -84,8 +84,8 @@ def test_roundtrip_through_parts_gives_the_same_arrays(packed, tmp_path, capsys)
         np.testing.assert_array_equal(images.numpy(), arrays[key])
 
 
-def test_corrupt_part_is_rejected_naming_it(packed, tmp_path, capsys):
-    out, manifest, _ = packed
+def test_corrupt_part_is_rejected_naming_it(split_parts, tmp_path, capsys):
+    out, manifest, _ = split_parts
     part = out / "p1" / manifest["parts"][1]["name"]
     data = bytearray(part.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -99,8 +99,8 @@ def test_corrupt_part_is_rejected_naming_it(packed, tmp_path, capsys):
     assert devdata.have_missing(manifest, dest) == (["p0"], [p["folder"] for p in manifest["parts"][1:]])
 
 
-def test_missing_part_makes_assemble_exit_3_naming_it(packed, tmp_path, capsys):
-    out, manifest, _ = packed
+def test_missing_part_makes_assemble_exit_3_naming_it(split_parts, tmp_path, capsys):
+    out, manifest, _ = split_parts
     dest = tmp_path / "dest"
     last = manifest["parts"][-1]["folder"]
     assert receive(out / "p0", dest) == 0
@@ -114,21 +114,21 @@ def test_missing_part_makes_assemble_exit_3_naming_it(packed, tmp_path, capsys):
     assert assemble(tmp_path / "empty", tmp_path / "root") == 3  # a fresh machine: nothing received at all
 
 
-def test_new_pack_wipes_parts_of_the_old_one(tmp_path, capsys):
+def test_new_split_wipes_parts_of_the_old_one(tmp_path, capsys):
     src_a, src_b = tmp_path / "a", tmp_path / "b"
     make_tiny_data(src_a, seed=1)
     arrays_b = make_tiny_data(src_b, seed=2)
     out_a, out_b = tmp_path / "tree_a" / ".devdata", tmp_path / "tree_b" / ".devdata"
-    manifest_a, manifest_b = pack(src_a, out_a), pack(src_b, out_b)
-    assert manifest_a["pack_id"] != manifest_b["pack_id"]
+    manifest_a, manifest_b = split(src_a, out_a), split(src_b, out_b)
+    assert manifest_a["split_id"] != manifest_b["split_id"]
     dest, root = tmp_path / "dest", tmp_path / "dest" / "root"
     for p in manifest_a["parts"][:2]:
         assert receive(out_a / p["folder"], dest) == 0
     capsys.readouterr()
     assert receive(out_b / "p0", dest) == 0
     assert "wiping" in capsys.readouterr().out
-    assert json.loads((dest / "manifest.json").read_text())["pack_id"] == manifest_b["pack_id"]
-    assert devdata.have_missing(manifest_b, dest)[0] == ["p0"]  # p1 of the old pack does not count
+    assert json.loads((dest / "manifest.json").read_text())["split_id"] == manifest_b["split_id"]
+    assert devdata.have_missing(manifest_b, dest)[0] == ["p0"]  # p1 of the old split does not count
     assert sorted(devdata.load_receipts(dest)) == ["p0"]
     for p in manifest_b["parts"][1:]:
         assert receive(out_b / p["folder"], dest) == 0
@@ -137,8 +137,8 @@ def test_new_pack_wipes_parts_of_the_old_one(tmp_path, capsys):
     np.testing.assert_array_equal(images.numpy(), arrays_b["mnist_train"])
 
 
-def test_receiving_twice_is_idempotent(packed, tmp_path, capsys):
-    out, manifest, _ = packed
+def test_receiving_twice_is_idempotent(split_parts, tmp_path, capsys):
+    out, manifest, _ = split_parts
     dest, root = tmp_path / "dest", tmp_path / "dest" / "root"
     saved = tmp_path / "p0_copy"
     shutil.copytree(out / "p0", saved)
@@ -161,7 +161,7 @@ def test_receiving_twice_is_idempotent(packed, tmp_path, capsys):
 def test_part_mib_bounds_each_carried_folder(tiny_data, tmp_path):
     src, _ = tiny_data
     out = tmp_path / ".devdata"
-    manifest = pack(src, out, "--part-mib", "0.15")
+    manifest = split(src, out, "--part-mib", "0.15")
     assert len(manifest["parts"]) >= 3
     for p in manifest["parts"]:
         assert sum(f.stat().st_size for f in (out / p["folder"]).iterdir()) <= 0.15 * 2**20
@@ -179,7 +179,7 @@ def test_cli_runs_on_the_standard_library_alone(tiny_data, tmp_path):
         cmd = [sys.executable, "-S", "-E", "-s", "-m", "campaign.devdata", *args]
         return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
 
-    done = run("pack", "--src", str(src), "--out", str(out), "--sets", "mnist", "--part-bytes", "20000")
+    done = run("split", "--src", str(src), "--out", str(out), "--sets", "mnist", "--part-bytes", "20000")
     assert done.returncode == 0, done.stderr
     n = len(json.loads((out / "manifest.json").read_text())["parts"])
     assert n >= 3 and f"run {n}/{n}: carry=" in done.stdout and "assemble" in done.stdout

@@ -493,7 +493,8 @@ def method_line(ref: PaperRow, name: str, rows: Sequence[RowResult]) -> str:
     )
 
 
-def provenance(runs: Sequence[Run]) -> list[str]:
+def runs_provenance(runs: Sequence[Run]) -> list[str]:
+    """The lines under a table saying which commits, devices and dates its runs came from."""
     commits = Counter(str(r.get("git_commit") or "unknown") for r in runs)
     devices = Counter(str(r.get("device") or "unknown") for r in runs)
     started = sorted(str(r.get("started_at")) for r in runs if r.get("started_at"))
@@ -664,7 +665,7 @@ def render_table(
         "",
         "## Provenance",
         "",
-        *provenance(runs),
+        *runs_provenance(runs),
         f"- generated: {time.strftime('%Y-%m-%dT%H:%M:%S%z')} by `{' '.join(sys.argv) or 'antisym.results'}`",
         "",
     ]
