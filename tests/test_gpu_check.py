@@ -263,6 +263,17 @@ def test_gpu_modules_import_without_hydra():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
 
 
+def test_gpu_check_cli_starts_on_a_cpu(tmp_path):
+    """`python -m campaign.gpu_check --dry-run` with no budget: every import its sections make resolves and the report
+    is written with each section skipped (the full dry run, `make gpu-check-dry-run`, takes minutes)."""
+    out = tmp_path / "check"
+    cmd = [sys.executable, "-m", "campaign.gpu_check", "--dry-run", "--budget-s", "0", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "skipped" in done.stdout and (out / "bench.md").is_file()
+    assert json.loads((out / "gpu_check.json").read_text())["meta"]["settings"]["dry_run"] is True
+
+
 def test_training_curves_load_real_pmnist(real_data_root):
     """The GPU check's curves read the real files through the training loader, with the training runs' split."""
     from campaign.gpu_check.training_curves import load_pmnist
