@@ -1,4 +1,5 @@
-# antisym: make train | make test | make lint | make bench | make kernel-report (+ figures, reproduce-table from mk/*.mk)
+# antisym: make train | make test | make lint | make bench | make kernel-report (+ figures, reproduce-table from mk/*.mk;
+# the campaign and the lent-device targets from campaign/mk/*.mk)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -44,4 +45,4 @@ bench: venv  ## time training iterations (scripts/bench.py) into results/
 kernel-report: venv  ## compile-time resources of the fused kernels (no GPU needed)
 	$(PY) scripts/kernel_report.py
 
--include mk/*.mk
+-include mk/*.mk campaign/mk/*.mk
