@@ -35,8 +35,8 @@ test: venv  ## run the test suite (what CI runs), one worker per core
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4
 
 lint: venv  ## ruff check and format check
-	$(PY) -m ruff check antisym scripts tests train.py hydra_plugins examples
-	$(PY) -m ruff format --check antisym scripts tests train.py hydra_plugins examples
+	$(PY) -m ruff check antisym campaign scripts tests train.py hydra_plugins examples
+	$(PY) -m ruff format --check antisym campaign scripts tests train.py hydra_plugins examples
 
 bench: venv  ## time training iterations (scripts/bench.py) into results/
 	$(PY) scripts/bench.py
