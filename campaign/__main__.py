@@ -29,12 +29,15 @@ from campaign.plan import load_plan, planned_state, planned_steps, resolve
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from campaign.progress import block_lines, blocks
+    from antisym.provenance import cpu_name
+    from campaign.progress import block_lines, blocks, rate_lines, rates_here
 
     plan = load_plan(args.plan)
     rows = blocks(plan, args.records, planned_steps(plan))
     print(f"campaign {plan.name}: {len(plan.runs)} runs in {len(plan.blocks)} blocks, records in {args.records}")
     print("\n".join(block_lines(rows)))
+    machine = f"cpu: {cpu_name()}"
+    print("\n" + "\n".join(rate_lines(rows, rates_here(plan, args.records, machine), machine)))
     return 0
 
 

@@ -8,7 +8,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from antisym.provenance import cpu_name
+from antisym.training.rundir import METRICS_FILE, read_metrics, read_summary
 from campaign.plan import Plan, planned_state, resolve
+
+RATE_ROWS = 200  # the latest logged training intervals of a block that its rate is measured over
 
 
 def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -29,6 +33,57 @@ def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[s
             }
         )
     return rows
+
+
+def _intervals(run_dir: Path) -> list[tuple[int, float]]:
+    """(iterations, seconds) between consecutive logged training rows of one run, evaluations and checkpoints
+    included; none across a resume (the steps since the last checkpoint are trained again)."""
+    rows = [r for r in read_metrics(run_dir / METRICS_FILE) if r.get("split") == "train" and "time_s" in r]
+    return [
+        (b["step"] - a["step"], b["time_s"] - a["time_s"])
+        for a, b in zip(rows, rows[1:], strict=False)
+        if b["step"] > a["step"] and b["time_s"] > a["time_s"]
+    ]
+
+
+def rates_here(plan: Plan, records: Path, machine: str | None = None) -> dict[str, tuple[float, str]]:
+    """Per block, the iterations per second its runs trained at on this machine (its CPU model; `machine` names
+    another), over its latest RATE_ROWS logged intervals, and the block it was measured on: a block with no run
+    trained here takes the rate of a block whose runs share its task (the CPU lane trains one run at a time)."""
+    machine = machine or f"cpu: {cpu_name()}"
+    measured: dict[str, float] = {}
+    task_of: dict[str, str] = {}
+    for block in plan.blocks:
+        intervals = []
+        for run in plan.block_runs(block):
+            task_of.setdefault(block, run.preset.split("/")[-1].split("_", 1)[-1])  # <model>_<task>
+            summary = read_summary(records / run.rel_dir) or {}
+            if str(summary.get("device", "")).startswith(machine):
+                intervals += _intervals(records / run.rel_dir)
+        steps, seconds = (sum(x) for x in zip(*intervals[-RATE_ROWS:], strict=True)) if intervals else (0, 0.0)
+        if seconds > 0:
+            measured[block] = steps / seconds
+    rates = {block: (rate, block) for block, rate in measured.items()}
+    for block in plan.blocks:
+        if block not in rates:
+            alike = [b for b in measured if task_of.get(b) == task_of.get(block)]
+            if alike:
+                rates[block] = (measured[alike[0]], alike[0])
+    return rates
+
+
+def rate_lines(rows: Sequence[Mapping[str, Any]], rates: Mapping[str, tuple[float, str]], machine: str) -> list[str]:
+    """A markdown table: per block, the rate measured on this machine and the time left at that rate."""
+    lines = [f"Rate on this machine ({machine}), one run at a time:", "", "| block | it/s | measured on | time left |",
+             "|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        left = row["steps_planned"] - row["steps_done"]
+        if row["block"] not in rates:
+            lines.append(f"| {row['block']} | — | no run trained here | — |")
+            continue
+        rate, source = rates[row["block"]]
+        lines.append(f"| {row['block']} | {rate:.2f} | {source} | {left / rate / 3600:,.1f} h |")
+    return lines
 
 
 def _pct(row: Mapping[str, Any]) -> str:

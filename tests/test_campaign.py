@@ -625,3 +625,24 @@ def test_committed_tables_rebuild_from_committed_records(tmp_path):
         assert [{k: v for k, v in r.items() if k != "run_dir"} for r in new] == [
             {k: v for k, v in r.items() if k != "run_dir"} for r in old
         ], name
+
+
+def test_status_rate_is_measured_on_this_machine_and_lent_to_blocks_of_the_same_task(tmp_path):
+    """The rate of a block is its runs' logged iterations over their wall time on this machine, resumes excluded;
+    a block that has not trained here borrows the rate of one with the same task; another machine's runs count not."""
+    from campaign.progress import rate_lines, rates_here
+
+    plan, records = expand(SCREEN_PLAN, "screen"), tmp_path / "records"
+    screen = plan.block_runs("screen")
+    rows = [(1, 0.0), (11, 5.0), (21, 10.0), (11, 12.0), (21, 17.0)]  # 10 iterations per 5 s, a resume at step 11
+    for run, device in ((screen[0], "cpu: here-cpu, 1 torch threads"), (screen[1], "cuda: H100")):
+        (records / run.rel_dir).mkdir(parents=True)
+        (records / run.rel_dir / "summary.json").write_text(json.dumps({"status": "interrupted", "device": device}))
+        metrics = [{"step": s, "split": "train", "time_s": t} for s, t in rows]
+        metrics += [{"step": 11, "split": "train", "time_s": 99.0}] if device.startswith("cuda") else []
+        (records / run.rel_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    rates = rates_here(plan, records, "cpu: here-cpu")
+    assert rates["screen"] == (2.0, "screen")
+    assert rates["seeds"] == (2.0, "screen")  # the same task (MNIST), not trained here yet
+    lines = rate_lines([{"block": "screen", "steps_planned": 7200, "steps_done": 0}], rates, "cpu: here-cpu")
+    assert "| screen | 2.00 | screen | 1.0 h |" in lines
