@@ -55,10 +55,10 @@ from antisym.training.rundir import (
     METRICS_FILE,
     SUPERSEDED,
     effective_status,
+    load_config,
     read_metrics,
     read_summary,
 )
-from antisym.training.runs import load_config
 
 SKIP_DIRS = {".hydra", ".submitit", CHECKPOINT_DIR, "wandb", SUPERSEDED}
 RUNS_CSV_FIELDS = (

@@ -116,6 +116,20 @@ def load_run_config(run_dir: str | Path):
     raise FileNotFoundError(f"{run_dir} holds no {CONFIG_FILE}; is it a run directory?")
 
 
+def load_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run's config (`load_run_config`) as a dict, resolved where it can be; None when there is none."""
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = load_run_config(run_dir)
+    except FileNotFoundError:
+        return None
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation that needs Hydra's runtime: the raw values still name the row
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
 def load_run_model(run_dir: str | Path, which: str = "best", map_location: str = "cpu"):
     """Rebuild a trained model from its run directory (`which` = best or last checkpoint)."""
     from omegaconf import OmegaConf

@@ -31,7 +31,7 @@ from antisym.training.rundir import (
     LAST_CHECKPOINT,
     effective_status,
     holds_run,
-    load_run_config,
+    load_config,
     read_summary,
 )
 
@@ -54,20 +54,6 @@ class RunState:
     def todo(self, retry_failed: bool = False) -> bool:
         """Whether a driver trains it now: never a finished, waiting or running one; a failed one if asked."""
         return self.status in TODO and (retry_failed or self.status != "failed")
-
-
-def load_config(run_dir: Path) -> dict[str, Any] | None:
-    """The run's config (`load_run_config`) as a dict, resolved where it can be; None when there is none."""
-    from omegaconf import OmegaConf
-
-    try:
-        cfg = load_run_config(run_dir)
-    except FileNotFoundError:
-        return None
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an interpolation that needs Hydra's runtime: the raw values still name the row
-        return OmegaConf.to_container(cfg, resolve=False)
 
 
 def run_state(run_dir: Path, wanted: Mapping[str, Any] | None = None, rerun_diverged: bool = False) -> RunState:
