@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+# Runs the tests start train on one torch thread each (where the caller set no count): two runs compared value for
+# value take the same reduction order, which trainer.threads=0 would not promise (it reads the load as it starts).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_SIZES = {"mnist_train": 48, "mnist_test": 16, "cifar_batch": 12, "cifar_test": 10}
 
