@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from antisym.config import settings_differences
 from antisym.errors import ConfigError
-from antisym.training.runs import pack_key
+from antisym.training.rundir import RunLock
+from antisym.training.runs import pack_key, run_state
 from campaign import kernel_gate
 from campaign import lease as lease_mod
 from campaign.__main__ import main
@@ -560,6 +561,28 @@ def test_cpu_lane_trains_its_blocks_in_place_and_prints_the_commit_message(tiny_
     assert "asym_mnist" in (tables / "runs.csv").read_text() and (tables / "table1.md").is_file()
     assert "commit message: Campaign lane cpu: screen 0.0% -> 100.0% (+4 iterations, 0 -> 2 of 2 completed)" in printed
     assert main(["lane", *args, "--budget-s", "60", "--lane", "gpu"]) == 2  # no such lane: one paragraph, exit 2
+
+
+def test_a_second_lane_passes_over_the_run_another_lane_trains(tiny_data, tmp_path):
+    """Two lanes on one machine (make cpu-campaign CPU_LANE=2): a run whose lock a live process holds is "running",
+    its summary written or not yet, and the lane trains the next one instead of failing on the lock."""
+    root, _ = tiny_data
+    records = tmp_path / "runs"
+    held = records / "screen" / "asym_mnist_lr0.1_seed0"
+    args = ["--plan", _write_plan(tmp_path, {**LANE_PLAN, "lanes": {"cpu": ["screen"]}}), "--records", str(records),
+            "--data-root", str(root), "--budget-s", "600", "--margin-s", "0", "--threads", "1", "--tables",
+            str(tmp_path / "tables"), "--out", str(tmp_path / "out")]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        with RunLock(held):  # the other lane, between taking the lock and writing its summary
+            assert run_state(held).status == "running"
+            assert main(["lane", *args]) == 0
+        assert run_state(held).status == "missing"  # the lock let go: the next lane trains it
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads((tmp_path / "out" / "progress.json").read_text())
+    assert [r["run"] for r in report["runs"]] == ["screen/asym_mnist_lr0.3_seed0"]
+    assert not (held / "summary.json").exists() and not (held / "metrics.jsonl").exists()
 
 
 def test_make_cpu_campaign_runs_the_lane_in_the_background(tiny_data, tmp_path):

@@ -32,6 +32,7 @@ from antisym.training.rundir import (
     effective_status,
     holds_run,
     load_config,
+    lock_holder,
     read_summary,
 )
 
@@ -61,13 +62,13 @@ def run_state(run_dir: Path, wanted: Mapping[str, Any] | None = None, rerun_dive
     trained under other settings is `stale` whatever its status: resuming it would mix settings, skipping it would
     report the wrong ones (a longer max_steps is not a difference for an unfinished run)."""
     summary = read_summary(run_dir)
+    steps = int((summary or {}).get("steps") or 0)
+    if lock_holder(run_dir) is not None:  # another lane or launcher trains it now, its summary written or not yet
+        return RunState("running", steps, "its lock is held by a live process")
     if summary is None:  # started (settings or a checkpoint written) but killed before its summary: interrupted
         status = "interrupted" if holds_run(run_dir) else "missing"
     else:
         status = effective_status(run_dir, summary)
-    steps = int((summary or {}).get("steps") or 0)
-    if status == "running":
-        return RunState(status, steps, "its lock is held by a live process")
     cfg = load_config(run_dir) if wanted is not None and run_dir.is_dir() else None
     diffs = settings_differences(cfg, wanted, allow_longer=status != "completed") if cfg else []
     if diffs:

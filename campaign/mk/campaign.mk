@@ -45,13 +45,18 @@ campaign-status: venv  ## per block: runs completed, iterations done / planned, 
 # conf/ made while it trains never reach it, and its records name that commit, clean. Commit before starting it.
 #   make cpu-campaign CPU_BUDGET_S=7200 CPU_THREADS=1 [ANTISYM_DATA=../shared/data]
 #   make cpu-campaign-stop                   # SIGTERM: the run in training checkpoints and the lane ends
+# A second lane on the other core (CPU_LANE=2, its own log, pid file and tree) trains the next run: a lane passes over
+# a run whose lock another holds. One 1-thread run beside another costs 1.08x (results/bench_threads_cpu.md).
+#   make cpu-campaign CPU_LANE=2 CPU_BUDGET_S=7200 CPU_THREADS=1; make cpu-campaign-stop CPU_LANE=2
+CPU_LANE ?= 1
 CPU_BUDGET_S ?= 3600
 # torch threads: 1 while the machine does other work too; 2 on a quiet 2-core machine (results/bench_threads_cpu.md)
 CPU_THREADS ?= 1
-CPU_LOG ?= logs/cpu-campaign.log
-CPU_PID ?= logs/cpu-campaign.pid
+CPU_SUFFIX := $(if $(filter 1,$(CPU_LANE)),,-$(CPU_LANE))
+CPU_LOG ?= logs/cpu-campaign$(CPU_SUFFIX).log
+CPU_PID ?= logs/cpu-campaign$(CPU_SUFFIX).pid
 # where the lane's progress.md / progress.json go
-CPU_REPORT ?= logs/cpu-campaign
+CPU_REPORT ?= logs/cpu-campaign$(CPU_SUFFIX)
 # the frozen checkout of HEAD the lane runs from: one per pid file, so a second lane never replaces a running one's
 CPU_TREE ?= $(basename $(CPU_PID)).tree
 
