@@ -21,6 +21,7 @@ from antisym.data import DataError, build_task
 from antisym.errors import CheckpointError, ConfigError, UserError
 from antisym.training import load_run_model, run
 from antisym.training.rundir import RunLock, effective_status, read_metrics
+from antisym.training.runs import RunState, run_state
 from tests.conftest import REPO, make_tiny_data
 from tests.test_train import TINY, cli, compose_cfg, read_rows
 
@@ -359,6 +360,26 @@ def test_a_second_ctrl_c_records_the_last_checkpoints_step(tiny_data, tmp_path):
     saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"]
     assert summary["status"] == "interrupted" and summary["steps"] == saved >= 25
     assert f"at step {saved} of" in err and "trainer.resume=true" in err
+
+
+def test_a_killed_run_reads_back_at_its_last_checkpoints_step(tiny_data, tmp_path):
+    """SIGKILL (a lease's or a session's end) leaves the summary written while it trained: it names the step of
+    last.pt, so status tables and the campaign show how far the run got, not 0."""
+    root, _ = tiny_data
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "train.py"), *TINY, f"data.root={root}", "trainer.max_steps=100000",
+           "trainer.eval_every=25", "trainer.log_every=1", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_rows_safe(run_dir)) < 60:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=60)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert summary["status"] == "running" and summary["steps"] == saved >= 50
+    assert run_state(run_dir) == RunState("interrupted", saved, "resumes from checkpoints/last.pt")
 
 
 def test_a_second_ctrl_c_mid_step_records_the_last_checkpoint_not_the_step_reached(tiny_data, tmp_path, monkeypatch):

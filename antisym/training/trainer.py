@@ -324,7 +324,7 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     commit, dirty = git_state()
     summary: dict[str, Any] = {
         "status": "running",
-        "steps": 0,
+        "steps": state.get("step", 0) if state is not None else 0,  # what a resume of it continues from
         "git_commit": commit or "unknown",
         "git_dirty": dirty,
         "started_at": now(),
@@ -560,7 +560,8 @@ def check_data(member: Member, files: dict[str, dict[str, Any]]) -> None:
 
 def _checkpoint(m: Member) -> None:
     """last.pt: everything needed to continue exactly (model, optimizer, sampler and noise generator states, step,
-    best validation result, and the elapsed wall time and start date, which survive a resume)."""
+    best validation result, and the elapsed wall time and start date, which survive a resume); the running summary
+    takes its step, so a run killed outright (SIGKILL, a lease's end) is read back at the step it resumes from."""
     state = {
         "model": m.model.state_dict(),
         "optimizer": m.optimizer.state_dict(),
@@ -574,6 +575,8 @@ def _checkpoint(m: Member) -> None:
     }
     atomic_save(state, m.run_dir / LAST_CHECKPOINT)
     m.saved_step = m.step
+    m.summary.update(steps=m.step, wall_time_s=state["wall_time_s"])  # a killed run's record still says how far
+    write_json(m.summary, m.run_dir / SUMMARY_FILE)
 
 
 def _finish(m: Member) -> dict[str, Any]:
