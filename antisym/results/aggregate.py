@@ -624,7 +624,8 @@ def render_table(
                 f"{r.get('diverged_reason') or 'non-finite loss'} at step {r.get('diverged_at_step')}; best val "
                 f"checkpoint at step {r.get('best_step')}"
                 if r.status == "diverged"
-                else f"{r.status} ({r.get('stop_reason') or 'killed: no clean stop recorded'}): resumes from its last checkpoint"
+                else f"{r.status} ({r.get('stop_reason') or 'killed: no clean stop recorded'}): "
+                "resumes from its last checkpoint"
             )
             detail = str(detail).replace("|", "\\|").replace("\n", " ")[:200]
             steps = f"{r.get('steps') or 0:,} / {int(r.knobs['trainer'].get('max_steps', 0)):,}"
