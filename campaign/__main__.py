@@ -1,6 +1,8 @@
 """python -m campaign {status,next,run,collect,command}: the campaign's command line.
 
-status   [--plan paper] [--records results/runs]        per block: runs completed / total, iterations done / planned
+status   [--plan paper] [--records results/runs] [--lanes N]
+                                                        per block: runs completed / total, iterations done / planned,
+                                                        rate here, time left with N lanes (default: those training)
 next     [-n 10] [--lane cpu]                           the runs the next lease (or lane) trains, in order
 run      --budget-s 540 --data-root DIR --out DIR [--device auto] [--commit SHA] [--gpu-check JSON]
                                                         one lease (on the device)
@@ -37,7 +39,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"campaign {plan.name}: {len(plan.runs)} runs in {len(plan.blocks)} blocks, records in {args.records}")
     print("\n".join(block_lines(rows)))
     machine = f"cpu: {cpu_name()}"
-    print("\n" + "\n".join(rate_lines(rows, rates_here(plan, args.records, machine), machine)))
+    lanes = args.lanes or max(1, sum(row["states"].get("running", 0) for row in rows))  # the runs training now
+    print("\n" + "\n".join(rate_lines(rows, rates_here(plan, args.records, machine), machine, lanes)))
     return 0
 
 
@@ -178,7 +181,9 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--plan", default="paper", help="a plan in conf/campaign/ or a .yaml file (default paper)")
     common.add_argument("--records", type=Path, default=Path("results/runs"), help="records folder")
-    sub.add_parser("status", parents=[common]).set_defaults(func=cmd_status)
+    status = sub.add_parser("status", parents=[common])
+    status.add_argument("--lanes", type=int, default=None, help="time left with N lanes (default: runs training now)")
+    status.set_defaults(func=cmd_status)
     nxt = sub.add_parser("next", parents=[common])
     nxt.add_argument("-n", type=int, default=10)
     nxt.add_argument("--retry-failed", action="store_true", help="count failed runs as to do")

@@ -188,10 +188,14 @@ def load_plan(plan: str | Path) -> Plan:
 
 
 def planned_state(records: Path, run: PlannedRun) -> RunState:
-    """The state of a planned run's record; `waiting` while its point is still to be chosen and nothing is there."""
-    if run.waiting and not (records / run.rel_dir).exists():
-        return RunState(WAITING)
-    return run_state(records / run.rel_dir)
+    """The state of a planned run's record; `waiting` while its point is still to be chosen and the record is not
+    finished: a seed started under an earlier choice (points added to its screen since) resumes only once the screen
+    has chosen again, and then only if the choice is the same (the trainer refuses a resume under other settings)."""
+    state = run_state(records / run.rel_dir)
+    if run.waiting and not state.finished and state.status != "running":
+        detail = f"{state.steps:,} steps recorded; " if state.status != "missing" else ""
+        return RunState(WAITING, state.steps, f"{detail}waits for {run.select} to choose its point")
+    return state
 
 
 def choose_point(plan: Plan, records: Path, block: str, preset: str) -> PlannedRun | None:

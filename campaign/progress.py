@@ -72,17 +72,21 @@ def rates_here(plan: Plan, records: Path, machine: str | None = None) -> dict[st
     return rates
 
 
-def rate_lines(rows: Sequence[Mapping[str, Any]], rates: Mapping[str, tuple[float, str]], machine: str) -> list[str]:
-    """A markdown table: per block, the rate measured on this machine and the time left at that rate."""
-    lines = [f"Rate on this machine ({machine}), one run at a time:", "", "| block | it/s | measured on | time left |",
-             "|---|---|---|---|"]  # fmt: skip
+def rate_lines(
+    rows: Sequence[Mapping[str, Any]], rates: Mapping[str, tuple[float, str]], machine: str, lanes: int = 1
+) -> list[str]:
+    """A markdown table: per block, one run's rate measured on this machine and the time left at that rate with
+    `lanes` runs training side by side (a lane trains one run at a time; a block with fewer runs left uses fewer)."""
+    lines = [f"Rate of one run on this machine ({machine}); time left with {lanes} lane{'s' * (lanes > 1)}:", "",
+             "| block | it/s | measured on | time left |", "|---|---|---|---|"]  # fmt: skip
     for row in rows:
         left = row["steps_planned"] - row["steps_done"]
         if row["block"] not in rates:
             lines.append(f"| {row['block']} | — | no run trained here | — |")
             continue
         rate, source = rates[row["block"]]
-        lines.append(f"| {row['block']} | {rate:.2f} | {source} | {left / rate / 3600:,.1f} h |")
+        side_by_side = max(1, min(lanes, row["runs"] - row["completed"]))
+        lines.append(f"| {row['block']} | {rate:.2f} | {source} | {left / rate / side_by_side / 3600:,.1f} h |")
     return lines
 
 

@@ -74,7 +74,7 @@ def test_paper_plan_order_and_presets():
     assert counts == {
         "table1_screen": 64,
         "table1": 12,
-        "table2_noisy_screen": 4,
+        "table2_noisy_screen": 6,
         "table2_noisy": 12,
         "table2_pixel": 12,
         "table1_lstm": 6,
@@ -107,19 +107,23 @@ def test_paper_plan_order_and_presets():
 
 
 def test_paper_plan_lanes_split_the_blocks_by_device():
-    """The CPU lane trains the noise-padded column first (its screen, then seed 0 of the four rows, then seeds 1
-    and 2), then the rest of Table 1's screen; the GPU lane takes the other blocks, none of the CPU's Table 2 ones."""
+    """The CPU lane trains the noise-padded column first (its screen: lr at the preset's eps, then eps 0.1 and 1 at
+    lr 0.1; then seed 0 of the four rows, then seeds 1 and 2), then the rest of Table 1's screen; the GPU lane takes
+    the other blocks, none of the CPU's Table 2 ones."""
     plan = load_plan("paper")
     cpu = plan.lane_runs("cpu")
-    assert [r.rel_dir for r in cpu[:8]] == [
+    assert [r.rel_dir for r in cpu[:10]] == [
         *(f"table2_noisy_screen/asym_noisy_cifar10_lr{lr}_seed0" for lr in (0.1, 0.2, 0.5, 1.0)),
+        *(f"table2_noisy_screen/asym_noisy_cifar10_eps{eps}_lr0.1_seed0" for eps in (0.1, 1.0)),
         *(f"table2_noisy/{row}_noisy_cifar10_seed0" for row in ("asym", "gated", "ablation", "lstm")),
     ]
-    assert [r.overrides[-1] for r in cpu[4:16]] == [f"trainer.seed={k}" for k in (0, 1, 2) for _ in range(4)]
-    assert {r.block for r in cpu[16:]} == {"table1_screen"}
+    assert [r.overrides[-1] for r in cpu[6:18]] == [f"trainer.seed={k}" for k in (0, 1, 2) for _ in range(4)]
+    assert {r.block for r in cpu[18:]} == {"table1_screen"}
     screen = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_screen")]
-    assert {(c["trainer"]["max_steps"], c["model"]["eps"], c["model"]["gamma"]) for c in screen} == {(2000, 0.01, 0.01)}
-    assert [c["optimizer"]["lr"] for c in screen] == [0.1, 0.2, 0.5, 1.0]
+    assert {(c["trainer"]["max_steps"], c["model"]["gamma"]) for c in screen} == {(2000, 0.01)}
+    assert [(c["model"]["eps"], c["optimizer"]["lr"]) for c in screen] == [
+        (0.01, 0.1), (0.01, 0.2), (0.01, 0.5), (0.01, 1.0), (0.1, 0.1), (1.0, 0.1),
+    ]  # fmt: skip
     # The three Euler rows wait for the AntisymmetricRNN screen's lr; the LSTM trains at its own preset.
     rows = plan.block_runs("table2_noisy")[:4]
     assert [(r.select, r.select_preset) for r in rows[:3]] == [("table2_noisy_screen", None)] + [
@@ -177,13 +181,19 @@ def test_select_takes_the_screens_best_point_once_it_is_finished(tmp_path, capsy
     waiting = [r for r in resolve(plan, records).block_runs("seeds") if r.preset == "table1/asym_mnist"]
     assert [planned_state(records, r).status for r in waiting] == ["waiting", "waiting"]
     assert not any(planned_state(records, r).todo(retry_failed=True) for r in waiting)
+    # A seed started under an earlier choice (a point added to the screen since) waits too, its steps kept.
+    screen_record(records, waiting[0].rel_dir, "interrupted", None)
+    assert vars(planned_state(records, waiting[0])) == {
+        "status": "waiting", "steps": 2, "detail": "2 steps recorded; waits for screen to choose its point",
+    }  # fmt: skip
     # Finished (a diverged point counts as finished and is never chosen): the best validation accuracy wins.
     shutil.rmtree(records / mnist[2].rel_dir)
     screen_record(records, mnist[2].rel_dir, "diverged", 0.95)
     seeds = [r for r in resolve(plan, records).block_runs("seeds") if r.preset == "table1/asym_mnist"]
     assert {r.chosen for r in seeds} == {mnist[1].rel_dir}
     assert seeds[1].overrides[-3:] == ("optimizer.lr=0.1", "model.gamma=0.1", "trainer.seed=1")
-    assert compose_run(seeds[0])[0]["model"]["gamma"] == 0.1 and planned_state(records, seeds[0]).status == "missing"
+    assert compose_run(seeds[0])[0]["model"]["gamma"] == 0.1 and planned_state(records, seeds[1]).status == "missing"
+    assert planned_state(records, seeds[0]).status == "interrupted"  # chosen: it resumes (if trained at that point)
     # The pMNIST row still waits for its own points (none recorded).
     assert main(["next", "--plan", _write_plan(tmp_path, SCREEN_PLAN), "--records", str(records)]) == 0
     assert "waiting for a screen to finish: screen (table1/asym_pmnist)" in capsys.readouterr().out
@@ -667,5 +677,8 @@ def test_status_rate_is_measured_on_this_machine_and_lent_to_blocks_of_the_same_
     rates = rates_here(plan, records, "cpu: here-cpu")
     assert rates["screen"] == (2.0, "screen")
     assert rates["seeds"] == (2.0, "screen")  # the same task (MNIST), not trained here yet
-    lines = rate_lines([{"block": "screen", "steps_planned": 7200, "steps_done": 0}], rates, "cpu: here-cpu")
-    assert "| screen | 2.00 | screen | 1.0 h |" in lines
+    row = {"block": "screen", "steps_planned": 7200, "steps_done": 0, "runs": 6, "completed": 5}
+    assert "| screen | 2.00 | screen | 1.0 h |" in rate_lines([row], rates, "cpu: here-cpu")
+    # Two lanes halve it where two runs are left to share; one run left trains on one lane however many there are.
+    assert "| screen | 2.00 | screen | 0.5 h |" in rate_lines([{**row, "completed": 4}], rates, "cpu: here-cpu", 2)
+    assert "| screen | 2.00 | screen | 1.0 h |" in rate_lines([row], rates, "cpu: here-cpu", 2)

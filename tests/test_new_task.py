@@ -74,7 +74,7 @@ def test_a_new_task_trains_in_a_pack_and_is_listed_in_the_results(tmp_path, sear
         (TARGET, "0", "completed", ""),
         (TARGET, "1", "completed", ""),
     ]
-    assert all(float(r["test_acc"]) == json.loads((Path(r["run_dir"]) / "summary.json").read_text())["test_acc"]
+    assert all(float(r["test_acc"]) == json.loads((tables / r["run_dir"] / "summary.json").read_text())["test_acc"]
                for r in runs)  # fmt: skip
     rows = [line for line in (tables / "table1.md").read_text().lower().splitlines() if line.startswith("|")]
     assert rows and not any("marker" in line for line in rows)  # no paper row: in no table (the command line aside)

@@ -287,21 +287,26 @@ def test_cli_bad_value_is_one_paragraph(tmp_path):
 # ------------------------------------------------------------------------------------------ 9: Ctrl-C
 
 
+def train_in_child(
+    root: Path, *args: str, watch: Path | None = None, rows: int = 0, multirun: bool = False
+) -> subprocess.Popen:
+    """`train.py` on the tiny data in a child process, returned once `watch` has logged `rows` metric rows. One
+    thread in every child: float sums happen in the same order, so runs compared with each other are bit-equal."""
+    flags = ["-m"] if multirun else []
+    cmd = [sys.executable, str(REPO / "train.py"), *flags, *TINY, f"data.root={root}", "trainer.log_every=1", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while watch is not None and time.time() < deadline and len(read_rows_safe(watch)) < rows:
+        time.sleep(0.05)
+    return proc
+
+
 def test_ctrl_c_records_interrupted_and_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
     root, _ = tiny_data
-    common = [*TINY, f"data.root={root}", "trainer.max_steps=200", "trainer.eval_every=50", "trainer.log_every=1"]
-    # One thread in every process: float sums must happen in the same order for the runs to be bit-equal.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-
-    def train(*args: str) -> subprocess.Popen:
-        cmd = [sys.executable, str(REPO / "train.py"), *common, *args]
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
+    common = ["trainer.max_steps=200", "trainer.eval_every=50"]
     run_dir = tmp_path / "split"
-    proc = train(f"hydra.run.dir={run_dir}")
-    deadline = time.time() + 120
-    while time.time() < deadline and len(read_rows_safe(run_dir)) < 3:
-        time.sleep(0.05)
+    proc = train_in_child(root, *common, f"hydra.run.dir={run_dir}", watch=run_dir, rows=3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
@@ -312,10 +317,11 @@ def test_ctrl_c_records_interrupted_and_resume_equals_an_uninterrupted_run(tiny_
     assert summary["status"] == "interrupted" and summary["stop_reason"] == "SIGINT" and 0 < summary["steps"] < 200
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["step"] == summary["steps"]
     resumed, full = (
-        train("trainer.resume=true", f"hydra.run.dir={run_dir}"),
-        train(f"hydra.run.dir={tmp_path / 'full'}"),
+        train_in_child(root, *common, "trainer.resume=true", f"hydra.run.dir={run_dir}"),
+        train_in_child(root, *common, f"hydra.run.dir={tmp_path / 'full'}"),
     )
-    assert resumed.wait(timeout=300) == 0 and full.wait(timeout=300) == 0
+    assert resumed.communicate(timeout=300) and resumed.returncode == 0
+    assert full.communicate(timeout=300) and full.returncode == 0
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)["model"]
     b = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -325,13 +331,8 @@ def test_ctrl_c_records_interrupted_and_resume_equals_an_uninterrupted_run(tiny_
 def test_ctrl_c_in_a_sweep_ends_without_a_traceback(tiny_data, tmp_path):
     root, _ = tiny_data
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, str(REPO / "train.py"), "-m", *TINY, f"data.root={root}", "trainer.max_steps=100000",
-           "trainer.log_every=1", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(read_rows_safe(sweep / "0")) < 3:
-        time.sleep(0.05)
+    args = ["trainer.max_steps=100000", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}"]
+    proc = train_in_child(root, *args, watch=sweep / "0", rows=3, multirun=True)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
@@ -344,13 +345,8 @@ def test_a_second_ctrl_c_records_the_last_checkpoints_step(tiny_data, tmp_path):
     continues from), exit 130 and the resume line, no traceback."""
     root, _ = tiny_data
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, str(REPO / "train.py"), *TINY, f"data.root={root}", "trainer.max_steps=100000",
-           "trainer.eval_every=25", "trainer.log_every=1", f"hydra.run.dir={run_dir}"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(read_rows_safe(run_dir)) < 40:
-        time.sleep(0.05)
+    args = ["trainer.max_steps=100000", "trainer.eval_every=25", f"hydra.run.dir={run_dir}"]
+    proc = train_in_child(root, *args, watch=run_dir, rows=40)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.005)  # two signals sent at once may arrive as one
     proc.send_signal(signal.SIGINT)
@@ -367,15 +363,10 @@ def test_a_killed_run_reads_back_at_its_last_checkpoints_step(tiny_data, tmp_pat
     last.pt, so status tables and the campaign show how far the run got, not 0."""
     root, _ = tiny_data
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, str(REPO / "train.py"), *TINY, f"data.root={root}", "trainer.max_steps=100000",
-           "trainer.eval_every=25", "trainer.log_every=1", f"hydra.run.dir={run_dir}"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(read_rows_safe(run_dir)) < 60:
-        time.sleep(0.05)
+    args = ["trainer.max_steps=100000", "trainer.eval_every=25", f"hydra.run.dir={run_dir}"]
+    proc = train_in_child(root, *args, watch=run_dir, rows=60)
     proc.kill()
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)
     summary = json.loads((run_dir / "summary.json").read_text())
     saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"]
     assert summary["status"] == "running" and summary["steps"] == saved >= 50

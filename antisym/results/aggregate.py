@@ -11,6 +11,7 @@ beside their authors' reported numbers and measured against their own preset's i
 column in the tables (one given by `dataset._target_`) is listed in runs.csv only.
 
 Writes <out>/table1.md, <out>/table2.md, <out>/runs.csv (one line per run) and <out>/rows.csv (one line per row).
+Run directories are named relative to <out>, as a markdown link would be.
 """
 
 from __future__ import annotations
@@ -261,6 +262,12 @@ def read_run(path: Path) -> Run | str:
     except UserError as err:
         return str(err).split(". ")[0]
     return Run(path, cfg, summary)
+
+
+def shown(path: str | Path, base: Path) -> str:
+    """A run's path as the tables print it: relative to the folder they are written to, so that committed tables
+    name the same directories on every clone (and a lane's absolute paths do not leak into them)."""
+    return os.path.relpath(Path(path).resolve(), Path(base).resolve())
 
 
 def scan_runs(roots: Iterable[str | Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
@@ -527,7 +534,9 @@ def render_table(
     quick: bool,
     note: str = "",
     skipped: Sequence[tuple[Path, str]] = (),
+    base: Path = Path("."),
 ) -> str:
+    """Table <table> in markdown; paths are printed relative to `base`, the folder the table is written to."""
     cols = DATASETS[table]
     out = [f"> **{note}**", ""] if note else []
     if quick:
@@ -537,7 +546,7 @@ def render_table(
             "",
         ]
     if not runs:
-        where = ", ".join(f"`{p}`" for p in roots)
+        where = ", ".join(f"`{shown(p, base)}`" for p in roots)
         out += [f"> **No run directories found under {where}: this table holds the paper's numbers only.**", ""]
     out += [f"# Table {table}{' (QUICK)' if quick else ''}: {CAPTIONS[table]}", ""]
     if any(r.short for r in rows) and not quick:
@@ -548,7 +557,7 @@ def render_table(
         ]
     out += [
         f"Rebuilt by `python -m antisym.results` from {len(runs)} run director{'y' if len(runs) == 1 else 'ies'} "
-        f"under {', '.join(f'`{p}`' for p in roots)} on {time.strftime('%Y-%m-%d %H:%M:%S %z')}.",
+        f"under {', '.join(f'`{shown(p, base)}`' for p in roots)} on {time.strftime('%Y-%m-%d %H:%M:%S %z')}.",
         "Ours: test accuracy (%) at each run's best-validation checkpoint, mean ± sample std over seeds, for the",
         "configuration of the row with the highest mean validation accuracy (test accuracy never enters the choice).",
         "Δ = ours − paper, in points.",
@@ -631,7 +640,7 @@ def render_table(
             steps = f"{r.get('steps') or 0:,} / {int(r.knobs['trainer'].get('max_steps', 0)):,}"
             out.append(
                 f"| {METHODS[r.model]}, {COLUMNS[r.dataset]} | {r.seed} | {r.status} | {steps} | {detail} "
-                f"| `{r.path}` |"
+                f"| `{shown(r.path, base)}` |"
             )
     elif runs:
         out.append("None: every run behind this table completed.")
@@ -641,9 +650,11 @@ def render_table(
     twins = [(r, kept) for row in rows for c in row.candidates for r, kept in c.duplicates]
     if twins or skipped:
         out += ["", "## Run directories not counted", "", "| run directory | why |", "|---|---|"]
-        out += [f"| `{r.path}` | seed {r.seed} of the same configuration as `{kept.path}`, counted once |"
+        out += [f"| `{shown(r.path, base)}` | seed {r.seed} of the same configuration as `{shown(kept.path, base)}`, "
+                "counted once |"
                 for r, kept in twins]  # fmt: skip
-        out += [f"| `{path}` | {why.replace('|', '/')} |" for path, why in skipped]
+        out += [f"| `{shown(path, base)}` | {why.replace(str(path), shown(path, base)).replace('|', '/')} |"
+                for path, why in skipped]  # fmt: skip
 
     multi = [row for row in rows if len(row.candidates) > 1]
     if multi:
@@ -673,7 +684,7 @@ def render_table(
     return "\n".join(out)
 
 
-def run_record(run: Run, selected: bool) -> dict[str, Any]:
+def run_record(run: Run, selected: bool, base: Path) -> dict[str, Any]:
     return {
         "table": run.table,
         "preset": run.preset,
@@ -699,7 +710,7 @@ def run_record(run: Run, selected: bool) -> dict[str, Any]:
         "wall_time_s": run.get("wall_time_s"),
         "quick": int(run.quick),
         "error": run.get("error"),
-        "run_dir": str(run.path),
+        "run_dir": shown(run.path, base),
     }
 
 
@@ -771,7 +782,7 @@ def write_tables(
     result = {table: build_rows([r for r in runs if r.table == table], table) for table in (1, 2)}
     for table in tables:
         mine = [r for r in runs if r.table == table]
-        text = render_table(table, result[table], mine, roots, quick, note, skipped)
+        text = render_table(table, result[table], mine, roots, quick, note, skipped, out_dir)
         if plot_learning_curves(result[table], table, out_dir):
             text += (
                 f"\nLearning curves: `table{table}_curves.png` (validation accuracy against iteration per row, mean "
@@ -781,6 +792,6 @@ def write_tables(
         tmp.write_text(text)
         os.replace(tmp, out_dir / f"table{table}.md")
     selected = {id(r) for rows in result.values() for row in rows if row.chosen for r in row.chosen.results}
-    write_csv(out_dir / "runs.csv", RUNS_CSV_FIELDS, (run_record(r, id(r) in selected) for r in runs))
+    write_csv(out_dir / "runs.csv", RUNS_CSV_FIELDS, (run_record(r, id(r) in selected, out_dir) for r in runs))
     write_csv(out_dir / "rows.csv", ROWS_CSV_FIELDS, (row_record(row) for rows in result.values() for row in rows))
     return result
