@@ -264,6 +264,14 @@ def read_run(path: Path) -> Run | str:
     return Run(path, cfg, summary)
 
 
+def command_line() -> str:
+    """The command that is running, as typed: `python -m <module> ...` for a module run with -m (its argv[0] is the
+    absolute path of its __main__.py, which would name this machine's folders in committed tables)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    prog = f"python -m {spec.name.removesuffix('.__main__')}" if spec else Path(sys.argv[0]).name
+    return " ".join([prog, *sys.argv[1:]]) if sys.argv[0] else "antisym.results"
+
+
 def shown(path: str | Path, base: Path) -> str:
     """A run's path as the tables print it: relative to the folder they are written to, so that committed tables
     name the same directories on every clone (and a lane's absolute paths do not leak into them)."""
@@ -678,7 +686,7 @@ def render_table(
         "## Provenance",
         "",
         *runs_provenance(runs),
-        f"- generated: {time.strftime('%Y-%m-%dT%H:%M:%S%z')} by `{' '.join(sys.argv) or 'antisym.results'}`",
+        f"- generated: {time.strftime('%Y-%m-%dT%H:%M:%S%z')} by `{command_line()}`",
         "",
     ]
     return "\n".join(out)
