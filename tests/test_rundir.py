@@ -320,8 +320,9 @@ def test_ctrl_c_records_interrupted_and_resume_equals_an_uninterrupted_run(tiny_
         train_in_child(root, *common, "trainer.resume=true", f"hydra.run.dir={run_dir}"),
         train_in_child(root, *common, f"hydra.run.dir={tmp_path / 'full'}"),
     )
-    assert resumed.communicate(timeout=300) and resumed.returncode == 0
-    assert full.communicate(timeout=300) and full.returncode == 0
+    for proc in (resumed, full):
+        _, err = proc.communicate(timeout=300)  # read its pipes to the end: a full pipe would stall the child
+        assert proc.returncode == 0, err[-2000:]
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)["model"]
     b = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
