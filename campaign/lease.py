@@ -97,6 +97,8 @@ def stamp_commit(run_dir: Path, commit: str | None) -> None:
     summary = read_summary(run_dir)
     if commit and summary is not None and summary.get("git_commit") in UNKNOWN_COMMITS:
         summary.update(git_commit=commit, git_commit_source="--commit")
+        if summary.get("segments"):  # the segment this lease trained (a resume copies it into the checkpoint's list)
+            summary["segments"][-1].update(git_commit=commit, git_commit_source="--commit")
         write_json(summary, run_dir / SUMMARY_FILE)
 
 

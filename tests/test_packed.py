@@ -173,7 +173,7 @@ def test_stopped_pack_resumes_every_member_and_skips_the_completed(tiny_data, tm
     results = run_pack(
         [*(job(d, o, "trainer.max_steps=12") for d, o in members), job(tmp_path / "done", "trainer.seed=2")]
     )
-    assert [r["status"] for r in results] == ["completed"] * 3 and results[0]["resumed"][-1]["at_step"] == 5
+    assert [r["status"] for r in results] == ["completed"] * 3 and results[0]["segments"][-1]["from_step"] == 5
     assert (tmp_path / "done" / "summary.json").read_text() == done_before  # completed: not retrained
     for s in (0, 1):
         wa, wb = weights(tmp_path / f"solo{s}"), weights(tmp_path / f"m{s}")

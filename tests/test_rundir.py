@@ -3,6 +3,7 @@ value a clear error, Ctrl-C recorded as interrupted. Damaged files and concurren
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -19,8 +20,10 @@ import torch
 from antisym.config import settings_differences
 from antisym.data import DataError, build_task
 from antisym.errors import CheckpointError, ConfigError, UserError
+from antisym.provenance import git_state
+from antisym.results import write_tables
 from antisym.training import load_run_model, run
-from antisym.training.rundir import RunLock, effective_status, read_metrics
+from antisym.training.rundir import RunLock, effective_status, read_metrics, segments_before
 from antisym.training.runs import RunState, run_state
 from tests.conftest import REPO, make_tiny_data
 from tests.test_train import TINY, cli, compose_cfg, read_rows
@@ -110,7 +113,47 @@ def test_fresh_start_keeps_old_files_aside_and_times_survive_resume(tiny_data, t
     assert second["started_at"] >= first["started_at"]
     resumed = run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true"), tmp_path)
     assert resumed["started_at"] == second["started_at"]  # the run's start, not the resume's
-    assert resumed["wall_time_s"] >= second["wall_time_s"] and resumed["resumed"][0]["at_step"] == 3
+    assert resumed["wall_time_s"] >= second["wall_time_s"] and resumed["segments"][1]["from_step"] == 3
+
+
+def test_each_segment_records_the_commit_device_and_torch_that_trained_it(tiny_data, tmp_path):
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=3", "trainer.threads=1"), tmp_path)
+    done = run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true", "trainer.threads=2"), tmp_path)
+    commit, dirty = git_state()
+    first, second = done["segments"]
+    assert (first["from_step"], second["from_step"]) == (0, 3) and first["at"] == done["started_at"]
+    assert first["device"].endswith(", 1 torch threads") and second["device"].endswith(", 2 torch threads")
+    assert done["device"] == second["device"]  # the top-level line: the last segment's, which evaluated the test
+    for seg in (first, second):
+        assert (seg["git_commit"], seg["git_dirty"]) == (commit or "unknown", dirty)
+        assert seg["torch"] == str(torch.__version__)
+    # The tables' runs.csv says what trained each part, and the provenance counts the run under both devices.
+    write_tables([tmp_path], tmp_path / "tables")
+    (row,) = csv.DictReader((tmp_path / "tables" / "runs.csv").open())
+    assert row["segments"] == f"from 0: {(commit or 'unknown')[:10]} on {first['device']}; " + (
+        f"from 3: {(commit or 'unknown')[:10]} on {second['device']}"
+    )
+
+
+def test_segments_before_a_resume_fill_in_what_the_checkpoint_lacks():
+    seg = {"from_step": 0, "at": "t0", "git_commit": "unknown", "git_dirty": None, "device": "cuda:0: H", "torch": "2"}
+    stamped = {**seg, "git_commit": "abc", "git_commit_source": "--commit"}  # a lease named it after training
+    assert segments_before({"segments": [seg]}, {"segments": [stamped]}) == [stamped]
+    # The summary of an aborted later attempt (no checkpoint of its own) adds nothing the checkpoint did not train.
+    aborted = {"from_step": 0, "at": "t1", "git_commit": "def"}
+    assert segments_before({"segments": [seg]}, {"segments": [aborted]}) == [seg]
+    # A checkpoint from before segments: its start and resumes, sources unknown but the last, which wrote the summary.
+    legacy = {"started_at": "t0", "resumed": [{"at_step": 5, "at": "t1"}]}
+    previous = {"resumed": [{"at_step": 5, "at": "t1"}], "git_commit": "abc", "git_dirty": False, "device": "cpu: X"}
+    unknown = dict.fromkeys(("git_commit", "git_dirty", "device", "torch"))
+    assert segments_before(legacy, previous) == [
+        {"from_step": 0, "at": "t0", **unknown},
+        {"from_step": 5, "at": "t1", "git_commit": "abc", "git_dirty": False, "device": "cpu: X", "torch": None},
+    ]
+    # The summary was written by a later attempt than the checkpoint's last segment: it names nothing of it.
+    later = {**previous, "resumed": [*previous["resumed"], {"at_step": 5, "at": "t2"}]}
+    assert segments_before(legacy, later)[-1] == {"from_step": 5, "at": "t1", **unknown}
 
 
 def test_resume_without_a_checkpoint_starts_afresh(tiny_data, tmp_path):

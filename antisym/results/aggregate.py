@@ -82,6 +82,7 @@ RUNS_CSV_FIELDS = (
     "config",
     "git_commit",
     "device",
+    "segments",
     "started_at",
     "finished_at",
     "wall_time_s",
@@ -508,10 +509,32 @@ def method_line(ref: PaperRow, name: str, rows: Sequence[RowResult]) -> str:
     )
 
 
+def segments(run: Run) -> list[dict[str, Any]]:
+    """The segments (start, resumes) that trained a run, each with its commit and device; a record from before
+    segments were recorded is one segment with its summary's (those of the last code and machine that ran it)."""
+    return run.get("segments") or [{"from_step": 0, "git_commit": run.get("git_commit"), "device": run.get("device")}]
+
+
+def trained_under(run: Run, key: str) -> list[str]:
+    """The distinct values of `key` (git_commit, device) over a run's segments, in order; `not recorded` for a
+    segment of a checkpoint written before segments named their source."""
+    return list(dict.fromkeys(str(s.get(key) or "not recorded") for s in segments(run)))
+
+
+def describe_segments(run: Run) -> str:
+    """runs.csv's account of what trained a run: "from 0: <commit> on <device>; from 3790: ..."."""
+    return "; ".join(
+        f"from {s.get('from_step')}: {str(s.get('git_commit') or 'not recorded')[:10]} on "
+        f"{s.get('device') or 'not recorded'}"
+        for s in segments(run)
+    )
+
+
 def runs_provenance(runs: Sequence[Run]) -> list[str]:
-    """The lines under a table saying which commits, devices and dates its runs came from."""
-    commits = Counter(str(r.get("git_commit") or "unknown") for r in runs)
-    devices = Counter(str(r.get("device") or "unknown") for r in runs)
+    """The lines under a table saying which commits, devices and dates its runs came from; a run resumed under other
+    code or on another machine counts under each."""
+    commits = Counter(c for r in runs for c in trained_under(r, "git_commit"))
+    devices = Counter(d for r in runs for d in trained_under(r, "device"))
     started = sorted(str(r.get("started_at")) for r in runs if r.get("started_at"))
     finished = sorted(str(r.get("finished_at")) for r in runs if r.get("finished_at"))
 
@@ -713,6 +736,7 @@ def run_record(run: Run, selected: bool, base: Path) -> dict[str, Any]:
         "config": describe(run.knobs),
         "git_commit": run.get("git_commit"),
         "device": run.get("device"),
+        "segments": describe_segments(run),
         "started_at": run.get("started_at"),
         "finished_at": run.get("finished_at"),
         "wall_time_s": run.get("wall_time_s"),

@@ -105,6 +105,36 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+SEGMENT_SOURCE = ("git_commit", "git_dirty", "device", "torch")  # what each segment records of what trained it
+
+
+def segments_before(state: dict[str, Any], previous: dict | None) -> list[dict[str, Any]]:
+    """The segments (a start and each resume) that trained a checkpoint about to be resumed, each naming the commit,
+    device and torch that trained it, so a run that moved between machines or code says so in its record.
+
+    The checkpoint's own list is the truth about which segments it holds; where an entry there lacks its commit (a
+    lease stamps it into the summary after training, the device's copy having no .git), the summary's copy of the
+    same segment fills it in. A checkpoint from before segments were recorded lists only its start and resume steps:
+    their sources read `None` (not recorded), but the last, which wrote the summary, takes the summary's.
+    """
+    if "segments" in state:
+        segments = [dict(s) for s in state["segments"]]
+        recorded = {(s.get("from_step"), s.get("at")): s for s in (previous or {}).get("segments", [])}
+        for seg in segments:
+            known = recorded.get((seg.get("from_step"), seg.get("at")), {})
+            filled = (*SEGMENT_SOURCE, "git_commit_source")
+            seg.update({k: known[k] for k in filled if seg.get(k) in (None, "unknown") and k in known})
+        return segments
+    resumes = state.get("resumed", [])
+    segments = [{"from_step": 0, "at": state.get("started_at")}]
+    segments += [{"from_step": r.get("at_step"), "at": r.get("at")} for r in resumes]
+    for seg in segments:
+        seg.update(dict.fromkeys(SEGMENT_SOURCE))
+    if previous is not None and previous.get("resumed", []) == resumes:  # the summary was written by the last one
+        segments[-1].update({k: previous.get(k) for k in SEGMENT_SOURCE})
+    return segments
+
+
 def load_run_config(run_dir: str | Path):
     """The resolved settings that trained a run (OmegaConf). Older runs kept only Hydra's .hydra/config.yaml."""
     from omegaconf import OmegaConf

@@ -47,6 +47,7 @@ from antisym.training.rundir import (
     record_settings,
     remove_if_empty,
     resume_source,
+    segments_before,
     skips_completed,
     take_over,
     unwritable,
@@ -322,24 +323,34 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
                 f"{source}); set trainer.max_steps >= {state['step']} or start a new run."
             )
     commit, dirty = git_state()
-    summary: dict[str, Any] = {
-        "status": "running",
-        "steps": state.get("step", 0) if state is not None else 0,  # what a resume of it continues from
+    start_step = state.get("step", 0) if state is not None else 0
+    segment = {
+        "from_step": start_step,
+        "at": now(),
         "git_commit": commit or "unknown",
         "git_dirty": dirty,
-        "started_at": now(),
+        "device": device_description(str(device)),
+        "torch": str(torch.__version__),  # a plain str: checkpoints load with weights_only
+    }
+    summary: dict[str, Any] = {
+        "status": "running",
+        "steps": start_step,  # what a resume of it continues from
+        "git_commit": commit or "unknown",
+        "git_dirty": dirty,
+        "started_at": segment["at"],
         "model": cfg.get("model", {}).get("name"),
         "dataset": cfg.get("dataset", {}).get("name"),
         "tags": list(cfg.get("tags") or []),
     }
     before = take_over(run_dir, source)
+    summary["segments"] = [segment]
     if state is not None:
         if previous is not None and previous.get("data_files"):  # what it trained on: checked once data is found
             summary["data_files"] = previous["data_files"]
         summary["started_at"] = state.get("started_at", summary["started_at"])
-        summary["resumed"] = [*state.get("resumed", []), {"at_step": state.get("step", 0), "at": now()}]
+        summary["segments"] = [*segments_before(state, previous), segment]
     record_settings(run_dir, cfg, job.overrides)
-    summary["device"] = device_description(str(device))
+    summary["device"] = segment["device"]
     write_json(summary, run_dir / SUMMARY_FILE)
     elapsed_before = float(state.get("wall_time_s", 0.0)) if state is not None else 0.0
     return Member(job, settings, device, summary, state, source, time.time() - elapsed_before, before)
@@ -571,7 +582,7 @@ def _checkpoint(m: Member) -> None:
         "best": m.best,
         "wall_time_s": time.time() - m.t0,
         "started_at": m.summary["started_at"],
-        "resumed": m.summary.get("resumed", []),
+        "segments": m.summary["segments"],
     }
     atomic_save(state, m.run_dir / LAST_CHECKPOINT)
     m.saved_step = m.step
