@@ -136,6 +136,28 @@ def test_each_segment_records_the_commit_device_and_torch_that_trained_it(tiny_d
     )
 
 
+def test_a_checkpoint_from_before_segments_resumes_with_its_last_source_known(tiny_data, tmp_path):
+    root, _ = tiny_data
+    run(compose_cfg(root, "trainer.max_steps=3"), tmp_path)
+    # Rewrite the record as the trainer wrote it before segments: `resumed` steps only, in last.pt and summary.json.
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    state.pop("segments")
+    torch.save({**state, "resumed": []}, tmp_path / "checkpoints" / "last.pt")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    old = {**{k: v for k, v in summary.items() if k != "segments"}, "resumed": [], "device": "cpu: elsewhere"}
+    (tmp_path / "summary.json").write_text(json.dumps(old))
+    done = run(compose_cfg(root, "trainer.max_steps=5", "trainer.resume=true"), tmp_path)
+    assert done["status"] == "completed" and done["steps"] == 5
+    first, second = done["segments"]
+    assert (first["from_step"], first["at"], first["device"], first["torch"]) == (
+        0,
+        old["started_at"],
+        "cpu: elsewhere",
+        None,
+    )
+    assert first["git_commit"] == old["git_commit"] and second["from_step"] == 3 and second["torch"]
+
+
 def test_segments_before_a_resume_fill_in_what_the_checkpoint_lacks():
     seg = {"from_step": 0, "at": "t0", "git_commit": "unknown", "git_dirty": None, "device": "cuda:0: H", "torch": "2"}
     stamped = {**seg, "git_commit": "abc", "git_commit_source": "--commit"}  # a lease named it after training
