@@ -38,6 +38,7 @@ FREE_KEYS = (
     "trainer.jacobian_batch",
     "trainer.time_limit_s",
     "trainer.threads",
+    "trainer.flush_denormal",  # only values below float32's smallest normal (1.2e-38) read as 0
     "model.impl",
     "data.root",  # where the files are; which files they are is the data fingerprint's to say
     "data.download",
@@ -157,6 +158,7 @@ class TrainerConfig(Section):
     time_limit_s: float = 0.0
     dtype: Literal["float32", "float64"] = "float32"
     threads: int = 0
+    flush_denormal: bool = True
     eval_limit: int = 0
 
     def __post_init__(self) -> None:

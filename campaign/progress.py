@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,12 +17,16 @@ RATE_ROWS = 200  # the latest logged training intervals of a block that its rate
 
 
 def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[str, Any]]:
-    """One row per block: run counts by state and the iterations done (capped at each run's plan) and planned."""
+    """One row per block: run counts by state, the iterations done (capped at each run's plan) and planned, and the
+    iterations left per preset (what the time left is computed from: runs of one block train at different rates)."""
     plan = resolve(plan, records)
     rows = []
     for block in plan.blocks:
         runs = plan.block_runs(block)
         states = {r.rel_dir: planned_state(records, r) for r in runs}
+        left: Counter[str] = Counter()
+        for r in runs:
+            left[r.preset] += planned[r.rel_dir] - min(states[r.rel_dir].steps, planned[r.rel_dir])
         rows.append(
             {
                 "block": block,
@@ -30,63 +35,76 @@ def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[s
                 "completed": sum(s.status == "completed" for s in states.values()),
                 "steps_done": sum(min(s.steps, planned[d]) for d, s in states.items()),
                 "steps_planned": sum(planned[r.rel_dir] for r in runs),
+                "left_by_preset": dict(left),
             }
         )
     return rows
 
 
-def _intervals(run_dir: Path) -> list[tuple[int, float]]:
+def _intervals(run_dir: Path, machine: str) -> list[tuple[int, float]]:
     """(iterations, seconds) between consecutive logged training rows of one run, evaluations and checkpoints
-    included; none across a resume (the steps since the last checkpoint are trained again)."""
+    included, over the steps its segments trained on `machine` (a run resumed on another device counts only its
+    steps here; a record without segments counts whole when its device line names the machine); none across a
+    resume (the steps since the last checkpoint are trained again)."""
+    summary = read_summary(run_dir) or {}
+    segments = summary.get("segments") or [{"from_step": 0, "device": summary.get("device")}]
+    ends = [s.get("from_step") or 0 for s in segments[1:]] + [math.inf]
+    here = [(s.get("from_step") or 0, end) for s, end in zip(segments, ends, strict=True)
+            if str(s.get("device") or "").startswith(machine)]  # fmt: skip
     rows = [r for r in read_metrics(run_dir / METRICS_FILE) if r.get("split") == "train" and "time_s" in r]
     return [
         (b["step"] - a["step"], b["time_s"] - a["time_s"])
         for a, b in zip(rows, rows[1:], strict=False)
-        if b["step"] > a["step"] and b["time_s"] > a["time_s"]
+        if b["step"] > a["step"] and b["time_s"] > a["time_s"] and any(lo < b["step"] <= hi for lo, hi in here)
     ]
 
 
-def rates_here(plan: Plan, records: Path, machine: str | None = None) -> dict[str, tuple[float, str]]:
-    """Per block, the iterations per second its runs trained at on this machine (its CPU model; `machine` names
-    another), over its latest RATE_ROWS logged intervals, and the block it was measured on: a block with no run
-    trained here takes the rate of a block whose runs share its task (the CPU lane trains one run at a time)."""
+def _rate(intervals: list[tuple[int, float]]) -> float | None:
+    """Iterations per second over the latest RATE_ROWS intervals, or None when there are none."""
+    steps, seconds = (sum(x) for x in zip(*intervals[-RATE_ROWS:], strict=True)) if intervals else (0, 0.0)
+    return steps / seconds if seconds > 0 else None
+
+
+def rates_here(plan: Plan, records: Path, machine: str | None = None) -> dict[str, Any]:
+    """The iterations per second runs trained at on this machine (its CPU model; `machine` names another), over
+    the latest RATE_ROWS logged intervals: per block, with the block it was measured on (a block with no run trained
+    here takes the rate of a block whose runs share its task), and per preset (`presets`), wherever it trained."""
     machine = machine or f"cpu: {cpu_name()}"
-    measured: dict[str, float] = {}
+    by_block: dict[str, list] = {}
+    by_preset: dict[str, list] = {}
     task_of: dict[str, str] = {}
     for block in plan.blocks:
-        intervals = []
         for run in plan.block_runs(block):
             task_of.setdefault(block, run.preset.split("/")[-1].split("_", 1)[-1])  # <model>_<task>
-            summary = read_summary(records / run.rel_dir) or {}
-            if str(summary.get("device", "")).startswith(machine):
-                intervals += _intervals(records / run.rel_dir)
-        steps, seconds = (sum(x) for x in zip(*intervals[-RATE_ROWS:], strict=True)) if intervals else (0, 0.0)
-        if seconds > 0:
-            measured[block] = steps / seconds
-    rates = {block: (rate, block) for block, rate in measured.items()}
+            intervals = _intervals(records / run.rel_dir, machine)
+            by_block.setdefault(block, []).extend(intervals)
+            by_preset.setdefault(run.preset, []).extend(intervals)
+    measured = {b: r for b, i in by_block.items() if (r := _rate(i)) is not None}
+    rates: dict[str, Any] = {block: (rate, block) for block, rate in measured.items()}
     for block in plan.blocks:
-        if block not in rates:
-            alike = [b for b in measured if task_of.get(b) == task_of.get(block)]
-            if alike:
-                rates[block] = (measured[alike[0]], alike[0])
+        alike = [b for b in measured if task_of.get(b) == task_of.get(block)]
+        if block not in rates and alike:
+            rates[block] = (measured[alike[0]], alike[0])
+    rates["presets"] = {p: r for p, i in by_preset.items() if (r := _rate(i)) is not None}
     return rates
 
 
-def rate_lines(
-    rows: Sequence[Mapping[str, Any]], rates: Mapping[str, tuple[float, str]], machine: str, lanes: int = 1
-) -> list[str]:
-    """A markdown table: per block, one run's rate measured on this machine and the time left at that rate with
-    `lanes` runs training side by side (a lane trains one run at a time; a block with fewer runs left uses fewer)."""
+def rate_lines(rows: Sequence[Mapping[str, Any]], rates: Mapping[str, Any], machine: str, lanes: int = 1) -> list[str]:
+    """A markdown table: per block, one run's rate measured on this machine and the time left with `lanes` runs
+    training side by side (a lane trains one run at a time; a block with fewer runs left uses fewer): each preset's
+    iterations left at that preset's rate here, or the block's where the preset has not trained here."""
     lines = [f"Rate of one run on this machine ({machine}); time left with {lanes} lane{'s' * (lanes > 1)}:", "",
              "| block | it/s | measured on | time left |", "|---|---|---|---|"]  # fmt: skip
+    presets = rates.get("presets", {})
     for row in rows:
-        left = row["steps_planned"] - row["steps_done"]
         if row["block"] not in rates:
             lines.append(f"| {row['block']} | — | no run trained here | — |")
             continue
         rate, source = rates[row["block"]]
+        left = row.get("left_by_preset") or {"": row["steps_planned"] - row["steps_done"]}
+        seconds = sum(steps / presets.get(preset, rate) for preset, steps in left.items())
         side_by_side = max(1, min(lanes, row["runs"] - row["completed"]))
-        lines.append(f"| {row['block']} | {rate:.2f} | {source} | {left / rate / side_by_side / 3600:,.1f} h |")
+        lines.append(f"| {row['block']} | {rate:.2f} | {source} | {seconds / side_by_side / 3600:,.1f} h |")
     return lines
 
 

@@ -664,23 +664,34 @@ def test_committed_tables_rebuild_from_committed_records(tmp_path):
 
 def test_status_rate_is_measured_on_this_machine_and_lent_to_blocks_of_the_same_task(tmp_path):
     """The rate of a block is its runs' logged iterations over their wall time on this machine, resumes excluded;
-    a block that has not trained here borrows the rate of one with the same task; another machine's runs count not."""
+    a block that has not trained here borrows the rate of one with the same task; another machine's runs count not,
+    nor the steps a run trained elsewhere before it was resumed here. Time left takes each preset at its own rate."""
     from campaign.progress import rate_lines, rates_here
 
     plan, records = expand(SCREEN_PLAN, "screen"), tmp_path / "records"
     screen = plan.block_runs("screen")
-    rows = [(1, 0.0), (11, 5.0), (21, 10.0), (11, 12.0), (21, 17.0)]  # 10 iterations per 5 s, a resume at step 11
-    for run, device in ((screen[0], "cpu: here-cpu, 1 torch threads"), (screen[1], "cuda: H100")):
+    mnist_rows = [(1, 0.0), (11, 5.0), (21, 10.0), (11, 12.0), (21, 17.0)]  # 10 iterations per 5 s, a resume at 11
+    pmnist_rows = [(1, 0.0), (11, 1.0), (11, 50.0), (21, 70.0), (31, 90.0)]  # 10 per s on a GPU, then 0.5 per s here
+    here = "cpu: here-cpu, 1 torch threads"
+    moved = [{"from_step": 0, "device": "cuda: H100"}, {"from_step": 11, "device": here}]
+    for run, summary, rows in (
+        (screen[0], {"device": here}, mnist_rows),
+        (screen[1], {"device": "cuda: H100"}, [*mnist_rows, (11, 99.0)]),
+        (screen[4], {"device": here, "segments": moved}, pmnist_rows),
+    ):
+        assert run.preset == ("table1/asym_pmnist" if run is screen[4] else "table1/asym_mnist")
         (records / run.rel_dir).mkdir(parents=True)
-        (records / run.rel_dir / "summary.json").write_text(json.dumps({"status": "interrupted", "device": device}))
+        (records / run.rel_dir / "summary.json").write_text(json.dumps({"status": "interrupted", **summary}))
         metrics = [{"step": s, "split": "train", "time_s": t} for s, t in rows]
-        metrics += [{"step": 11, "split": "train", "time_s": 99.0}] if device.startswith("cuda") else []
         (records / run.rel_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     rates = rates_here(plan, records, "cpu: here-cpu")
-    assert rates["screen"] == (2.0, "screen")
-    assert rates["seeds"] == (2.0, "screen")  # the same task (MNIST), not trained here yet
-    row = {"block": "screen", "steps_planned": 7200, "steps_done": 0, "runs": 6, "completed": 5}
-    assert "| screen | 2.00 | screen | 1.0 h |" in rate_lines([row], rates, "cpu: here-cpu")
+    assert rates["presets"] == {"table1/asym_mnist": 2.0, "table1/asym_pmnist": 0.5}
+    assert rates["screen"] == (50 / 55, "screen")  # 30 iterations in 15 s and 20 in 40 s
+    assert rates["seeds"] == (50 / 55, "screen")  # the same task (MNIST), not trained here yet
+    left = {"table1/asym_mnist": 3600, "table1/asym_pmnist": 900}  # 1,800 s + 1,800 s
+    row = {"block": "screen", "steps_planned": 7200, "steps_done": 2700, "runs": 6, "completed": 5}
+    assert "| screen | 0.91 | screen | 1.0 h |" in rate_lines([{**row, "left_by_preset": left}], rates, "cpu: here-cpu")
     # Two lanes halve it where two runs are left to share; one run left trains on one lane however many there are.
-    assert "| screen | 2.00 | screen | 0.5 h |" in rate_lines([{**row, "completed": 4}], rates, "cpu: here-cpu", 2)
-    assert "| screen | 2.00 | screen | 1.0 h |" in rate_lines([row], rates, "cpu: here-cpu", 2)
+    row = {**row, "left_by_preset": left, "completed": 4}
+    assert "| screen | 0.91 | screen | 0.5 h |" in rate_lines([row], rates, "cpu: here-cpu", 2)
+    assert "| screen | 0.91 | screen | 1.0 h |" in rate_lines([{**row, "completed": 5}], rates, "cpu: here-cpu", 2)

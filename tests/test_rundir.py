@@ -119,11 +119,14 @@ def test_fresh_start_keeps_old_files_aside_and_times_survive_resume(tiny_data, t
 def test_each_segment_records_the_commit_device_and_torch_that_trained_it(tiny_data, tmp_path):
     root, _ = tiny_data
     run(compose_cfg(root, "trainer.max_steps=3", "trainer.threads=1"), tmp_path)
-    done = run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true", "trainer.threads=2"), tmp_path)
+    # Threads and subnormal flushing change how a run computes, not what: a resume may change them, its record says so.
+    resume = ["trainer.resume=true", "trainer.threads=2", "trainer.flush_denormal=false"]
+    done = run(compose_cfg(root, "trainer.max_steps=6", *resume), tmp_path)
     commit, dirty = git_state()
     first, second = done["segments"]
     assert (first["from_step"], second["from_step"]) == (0, 3) and first["at"] == done["started_at"]
     assert first["device"].endswith(", 1 torch threads") and second["device"].endswith(", 2 torch threads")
+    assert (first["flush_denormal"], second["flush_denormal"]) == (True, False)
     assert done["device"] == second["device"]  # the top-level line: the last segment's, which evaluated the test
     for seg in (first, second):
         assert (seg["git_commit"], seg["git_dirty"]) == (commit or "unknown", dirty)
@@ -168,10 +171,10 @@ def test_segments_before_a_resume_fill_in_what_the_checkpoint_lacks():
     # A checkpoint from before segments: its start and resumes, sources unknown but the last, which wrote the summary.
     legacy = {"started_at": "t0", "resumed": [{"at_step": 5, "at": "t1"}]}
     previous = {"resumed": [{"at_step": 5, "at": "t1"}], "git_commit": "abc", "git_dirty": False, "device": "cpu: X"}
-    unknown = dict.fromkeys(("git_commit", "git_dirty", "device", "torch"))
+    unknown = dict.fromkeys(("git_commit", "git_dirty", "device", "torch", "flush_denormal"))
     assert segments_before(legacy, previous) == [
         {"from_step": 0, "at": "t0", **unknown},
-        {"from_step": 5, "at": "t1", "git_commit": "abc", "git_dirty": False, "device": "cpu: X", "torch": None},
+        {"from_step": 5, "at": "t1", **unknown, "git_commit": "abc", "git_dirty": False, "device": "cpu: X"},
     ]
     # The summary was written by a later attempt than the checkpoint's last segment: it names nothing of it.
     later = {**previous, "resumed": [*previous["resumed"], {"at_step": 5, "at": "t2"}]}

@@ -1,4 +1,5 @@
-"""trainer.threads: the cores a process may use (affinity, cgroup quota), the auto rule, and what is refused."""
+"""trainer.threads: the cores a process may use (affinity, cgroup quota), the auto rule, and what is refused; and
+trainer.flush_denormal's scope."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from antisym.errors import ConfigError
 from antisym.training import threads as threads_mod
-from antisym.training.threads import _cgroup_quota, apply_threads, auto_threads, available_cores
+from antisym.training.threads import _cgroup_quota, apply_threads, auto_threads, available_cores, flushed_denormals
 
 
 def test_cgroup_quota_v2_and_v1(tmp_path):
@@ -65,3 +66,14 @@ def test_apply_threads_sets_torch_and_refuses_negative_counts():
 def test_runnable_elsewhere_reads_the_kernels_count():
     busy = threads_mod.runnable_elsewhere(samples=3, interval_s=0)
     assert busy is None or busy >= 0
+
+
+def test_subnormals_are_flushed_only_while_asked():
+    subnormal = torch.tensor([1e-39])  # below float32's smallest normal, 1.18e-38
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormal floats")
+    with flushed_denormals(True):
+        assert (subnormal * 1.0).item() == 0.0
+    assert (subnormal * 1.0).item() == pytest.approx(1e-39, rel=1e-3)  # torch's default again
+    with flushed_denormals(False):
+        assert (subnormal * 1.0).item() == pytest.approx(1e-39, rel=1e-3)

@@ -105,7 +105,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-SEGMENT_SOURCE = ("git_commit", "git_dirty", "device", "torch")  # what each segment records of what trained it
+SEGMENT_SOURCE = ("git_commit", "git_dirty", "device", "torch", "flush_denormal")  # what trained each segment
 
 
 def segments_before(state: dict[str, Any], previous: dict | None) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ from antisym.training.rundir import (
     unwritable,
     write_json,
 )
-from antisym.training.threads import apply_threads
+from antisym.training.threads import apply_threads, flushed_denormals
 
 __all__ = [
     "DTYPES",
@@ -249,7 +249,8 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
                 members.append(prepared)
             else:
                 results[i] = prepared
-        _train(members)
+        with flushed_denormals(bool(members) and members[0].trainer.flush_denormal):  # a pack shares one setting
+            _train(members)
         for member in members:
             results[member.index] = member.result
             if isinstance(member.result, UserError) and member.metrics is None:
@@ -331,6 +332,7 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
         "git_dirty": dirty,
         "device": device_description(str(device)),
         "torch": str(torch.__version__),  # a plain str: checkpoints load with weights_only
+        "flush_denormal": settings.trainer.flush_denormal,
     }
     summary: dict[str, Any] = {
         "status": "running",
