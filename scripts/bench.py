@@ -85,6 +85,11 @@ def parse_args(argv=None):
         default=None,
         help="torch CPU threads (default: torch's); 1 keeps a shared, busy CPU from oversubscription",
     )
+    ap.add_argument(
+        "--no-flush-denormal",
+        action="store_true",
+        help="compute subnormal floats in full on the CPU (training flushes them: trainer.flush_denormal)",
+    )
     args = ap.parse_args(argv)
     cuda = args.device.startswith("cuda")
     args.iters = args.iters if args.iters is not None else (10 if cuda else 2)
@@ -100,6 +105,7 @@ def main(argv=None) -> Path:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(not args.no_flush_denormal)  # as the trainer does by default
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch sees no GPU")
