@@ -94,8 +94,9 @@ def flushed_denormals(on: bool) -> Iterator[None]:
     x86 takes a slow path for: flushing made the noise-padded LSTM iteration 7.6x faster and left the
     AntisymmetricRNN, whose gradient does not vanish, unchanged (results/bench_denormal_lstm_cpu.md,
     results/bench_denormal_cpu.md)."""
-    if on and not torch.set_flush_denormal(True):
-        log.info("trainer.flush_denormal: this CPU cannot flush subnormal floats; they are computed in full")
+    if on:
+        done = torch.set_flush_denormal(True)
+        log.info("trainer.flush_denormal=true: subnormal floats %s", "read as 0" if done else "kept (this CPU cannot)")
     try:
         yield
     finally:
