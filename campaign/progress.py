@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from antisym.provenance import cpu_name
-from antisym.training.rundir import METRICS_FILE, read_metrics, read_summary
+from antisym.training.rundir import METRICS_FILE, read_metrics, read_summary, recorded_segments
 from campaign.plan import Plan, planned_state, resolve
 
 RATE_ROWS = 200  # the latest logged training intervals of a block that its rate is measured over
@@ -46,8 +46,7 @@ def _intervals(run_dir: Path, machine: str) -> list[tuple[int, float]]:
     included, over the steps its segments trained on `machine` (a run resumed on another device counts only its
     steps here; a record without segments counts whole when its device line names the machine); none across a
     resume (the steps since the last checkpoint are trained again)."""
-    summary = read_summary(run_dir) or {}
-    segments = summary.get("segments") or [{"from_step": 0, "device": summary.get("device")}]
+    segments = recorded_segments(read_summary(run_dir) or {})
     ends = [s.get("from_step") or 0 for s in segments[1:]] + [math.inf]
     here = [(s.get("from_step") or 0, end) for s, end in zip(segments, ends, strict=True)
             if str(s.get("device") or "").startswith(machine)]  # fmt: skip
@@ -82,9 +81,10 @@ def rates_here(plan: Plan, records: Path, machine: str | None = None) -> dict[st
     measured = {b: r for b, i in by_block.items() if (r := _rate(i)) is not None}
     rates: dict[str, Any] = {block: (rate, block) for block, rate in measured.items()}
     for block in plan.blocks:
-        alike = [b for b in measured if task_of.get(b) == task_of.get(block)]
-        if block not in rates and alike:
-            rates[block] = (measured[alike[0]], alike[0])
+        if block not in rates:
+            alike = [b for b in measured if task_of.get(b) == task_of.get(block)]
+            if alike:
+                rates[block] = (measured[alike[0]], alike[0])
     rates["presets"] = {p: r for p, i in by_preset.items() if (r := _rate(i)) is not None}
     return rates
 

@@ -59,6 +59,7 @@ from antisym.training.rundir import (
     load_config,
     read_metrics,
     read_summary,
+    recorded_segments,
 )
 
 SKIP_DIRS = {".hydra", ".submitit", CHECKPOINT_DIR, "wandb", SUPERSEDED}
@@ -509,16 +510,10 @@ def method_line(ref: PaperRow, name: str, rows: Sequence[RowResult]) -> str:
     )
 
 
-def segments(run: Run) -> list[dict[str, Any]]:
-    """The segments (start, resumes) that trained a run, each with its commit and device; a record from before
-    segments were recorded is one segment with its summary's (those of the last code and machine that ran it)."""
-    return run.get("segments") or [{"from_step": 0, "git_commit": run.get("git_commit"), "device": run.get("device")}]
-
-
 def trained_under(run: Run, key: str) -> list[str]:
     """The distinct values of `key` (git_commit, device) over a run's segments, in order; `not recorded` for a
     segment of a checkpoint written before segments named their source."""
-    return list(dict.fromkeys(str(s.get(key) or "not recorded") for s in segments(run)))
+    return list(dict.fromkeys(str(s.get(key) or "not recorded") for s in recorded_segments(run.summary or {})))
 
 
 def describe_segments(run: Run) -> str:
@@ -526,7 +521,7 @@ def describe_segments(run: Run) -> str:
     return "; ".join(
         f"from {s.get('from_step')}: {str(s.get('git_commit') or 'not recorded')[:10]} on "
         f"{s.get('device') or 'not recorded'}"
-        for s in segments(run)
+        for s in recorded_segments(run.summary or {})
     )
 
 

@@ -106,6 +106,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 SEGMENT_SOURCE = ("git_commit", "git_dirty", "device", "torch", "flush_denormal")  # what trained each segment
+STAMPED = (*SEGMENT_SOURCE, "git_commit_source")  # what a summary's copy of a segment may add to the checkpoint's
+
+
+def recorded_segments(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The segments (start, resumes) that trained a run, as its summary records them; a summary from before segments
+    were recorded is one segment with its own commit and device (those of the last code and machine that ran it)."""
+    fallback = {"from_step": 0, "git_commit": summary.get("git_commit"), "device": summary.get("device")}
+    return summary.get("segments") or [fallback]
 
 
 def segments_before(state: dict[str, Any], previous: dict | None) -> list[dict[str, Any]]:
@@ -122,8 +130,7 @@ def segments_before(state: dict[str, Any], previous: dict | None) -> list[dict[s
         recorded = {(s.get("from_step"), s.get("at")): s for s in (previous or {}).get("segments", [])}
         for seg in segments:
             known = recorded.get((seg.get("from_step"), seg.get("at")), {})
-            filled = (*SEGMENT_SOURCE, "git_commit_source")
-            seg.update({k: known[k] for k in filled if seg.get(k) in (None, "unknown") and k in known})
+            seg.update({k: known[k] for k in STAMPED if seg.get(k) in (None, "unknown") and k in known})
         return segments
     resumes = state.get("resumed", [])
     segments = [{"from_step": 0, "at": state.get("started_at")}]

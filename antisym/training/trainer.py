@@ -337,7 +337,7 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     summary: dict[str, Any] = {
         "status": "running",
         "steps": start_step,  # what a resume of it continues from
-        "git_commit": commit or "unknown",
+        "git_commit": segment["git_commit"],
         "git_dirty": dirty,
         "started_at": segment["at"],
         "model": cfg.get("model", {}).get("name"),
@@ -345,12 +345,11 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
         "tags": list(cfg.get("tags") or []),
     }
     before = take_over(run_dir, source)
-    summary["segments"] = [segment]
+    summary["segments"] = [*(segments_before(state, previous) if state is not None else []), segment]
     if state is not None:
         if previous is not None and previous.get("data_files"):  # what it trained on: checked once data is found
             summary["data_files"] = previous["data_files"]
         summary["started_at"] = state.get("started_at", summary["started_at"])
-        summary["segments"] = [*segments_before(state, previous), segment]
     record_settings(run_dir, cfg, job.overrides)
     summary["device"] = segment["device"]
     write_json(summary, run_dir / SUMMARY_FILE)
