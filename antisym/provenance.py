@@ -37,6 +37,14 @@ def git_state() -> tuple[str | None, bool | None]:
     return commit, (bool(dirty) if dirty is not None else None)
 
 
+def commit_known(commit: str) -> bool | None:
+    """Whether this checkout's history holds `commit` (None outside a git checkout): a record naming a commit that
+    no clone has cannot be traced to its code."""
+    if _git("rev-parse", "--git-dir") is None:
+        return None
+    return _git("cat-file", "-e", f"{commit}^{{commit}}") is not None
+
+
 def git_commit() -> str:
     """The commit, with -dirty when tracked files have uncommitted changes, or 'unknown'."""
     commit, dirty = git_state()

@@ -112,7 +112,7 @@ STAMPED = (*SEGMENT_SOURCE, "git_commit_source")  # what a summary's copy of a s
 def recorded_segments(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The segments (start, resumes) that trained a run, as its summary records them; a summary from before segments
     were recorded is one segment with its own commit and device (those of the last code and machine that ran it)."""
-    fallback = {"from_step": 0, "git_commit": summary.get("git_commit"), "device": summary.get("device")}
+    fallback = {"from_step": 0, **{k: summary.get(k) for k in ("git_commit", "git_dirty", "device")}}
     return summary.get("segments") or [fallback]
 
 

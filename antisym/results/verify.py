@@ -1,0 +1,312 @@
+"""python -m antisym.results.verify [FOLDER ...] [--data-root DIR] [--no-eval] [--tolerance N] [--out FILE]
+
+Re-checks run records without retraining: a table's number is only as good as the record it comes from, and a
+record trained on one machine (a GPU lease, a CPU lane) is read on every other. For each run directory below the
+folders (default results/runs):
+
+- **the record agrees with itself**: `best_val_acc` / `best_step` are the first best validation row of
+  metrics.jsonl, `test_acc` / `final_test_acc` its test row, `checkpoints/best.pt` holds that step, a completed run
+  trained its `trainer.max_steps`, and its config builds a model of the recorded parameter count that loads the
+  checkpoint;
+- **its provenance**: every segment (start, resume) names a commit (known to this checkout's history) and a device;
+- **its numbers come back** (with the data at hand): the best checkpoint evaluated again on the validation and test
+  splits, in the run's dtype, evaluation limit and denormal setting, against what the record says, in examples.
+  Another device or thread count sums in another order and may round a close call the other way: `--tolerance`
+  is how many examples a split may differ by (default 0 on a run's own kind of device, 2 elsewhere).
+
+Exit 0 when every record checked agrees, 1 when any differs, 2 on bad input. Runs still training are listed, not
+checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from antisym.config import RunConfig
+from antisym.data import build_task, task_files
+from antisym.data.files import fingerprint
+from antisym.errors import UserError
+from antisym.models import count_parameters
+from antisym.provenance import commit_known, provenance
+from antisym.results.aggregate import Run, command_line, scan_runs, shown
+from antisym.training.checkpoint import load_checkpoint
+from antisym.training.rundir import (
+    BEST_CHECKPOINT,
+    FINISHED,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    read_metrics,
+    recorded_segments,
+)
+from antisym.training.threads import flushed_denormals
+from antisym.training.trainer import DTYPES, evaluate
+
+OTHER_DEVICE_TOLERANCE = 2  # examples a split may differ by when re-evaluated on another kind of device
+
+
+@dataclass
+class Verdict:
+    """What re-checking one run directory found."""
+
+    path: Path
+    status: str
+    steps: int
+    failures: list[str] = field(default_factory=list)  # the record disagrees with itself or with its checkpoint
+    notes: list[str] = field(default_factory=list)  # provenance gaps, what could not be checked and why
+    counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # split -> (recorded, now, examples)
+
+    @property
+    def verdict(self) -> str:
+        if self.status == "running":
+            return "training now: not checked"
+        if self.failures:
+            return "DIFFERS"
+        if not self.counts:
+            return "record agrees; not re-evaluated"
+        off = max(abs(now - recorded) for recorded, now, _ in self.counts.values())
+        return "verified" if off == 0 else f"verified within {off} example{'s' * (off > 1)}"
+
+
+def best_val_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The validation row the trainer kept as best: the first to reach the highest accuracy (it keeps a new best only
+    when strictly higher)."""
+    best = None
+    for row in rows:
+        if row.get("split") == "val" and row.get("acc") is not None and (best is None or row["acc"] > best["acc"]):
+            best = row
+    return best
+
+
+def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any] | None]:
+    """Where a record disagrees with its own metrics, checkpoints and config; and its best validation row."""
+    summary, failures = run.summary or {}, []
+    best = best_val_row(rows)
+    if run.status in FINISHED:
+        want = (best["acc"], best["step"]) if best else (None, None)
+        got = (summary.get("best_val_acc"), summary.get("best_step"))
+        if got != want:
+            failures.append(f"summary says best validation {got[0]} at step {got[1]}; metrics.jsonl's best is "
+                            f"{want[0]} at step {want[1]}")  # fmt: skip
+        test = [r for r in rows if r.get("split") == "test"]
+        if summary.get("test_acc") is not None or test:
+            last = test[-1] if test else {}
+            for key, col in (("test_acc", "acc"), ("final_test_acc", "final_acc")):
+                if summary.get(key) != last.get(col):
+                    failures.append(f"summary says {key} {summary.get(key)}; metrics.jsonl's test row {last.get(col)}")
+        max_steps = run.cfg.get("trainer", {}).get("max_steps")
+        if run.status == "completed" and summary.get("steps") != max_steps:
+            failures.append(f"completed after {summary.get('steps')} steps, but trainer.max_steps is {max_steps}")
+    elif (run.path / LAST_CHECKPOINT).is_file():
+        saved = load_checkpoint(run.path / LAST_CHECKPOINT, "Resume the run to write it again.").get("step")
+        if saved != summary.get("steps"):
+            failures.append(f"summary says {summary.get('steps')} steps; checkpoints/last.pt holds step {saved}")
+    if best is not None:
+        if not (run.path / BEST_CHECKPOINT).is_file():
+            failures.append(
+                f"no {BEST_CHECKPOINT}, though metrics.jsonl has a best validation row (step {best['step']})"
+            )
+        else:
+            held = load_checkpoint(run.path / BEST_CHECKPOINT, "Retrain the run.").get("step")
+            if held != best["step"]:
+                failures.append(f"{BEST_CHECKPOINT} holds step {held}; the best validation row is step {best['step']}")
+    return failures, best
+
+
+def provenance_notes(summary: dict[str, Any]) -> list[str]:
+    """What a record does not say about the code and machine that trained each of its segments."""
+    notes = []
+    for seg in recorded_segments(summary):
+        part = f"steps from {seg.get('from_step', 0):,}" if summary.get("segments") else "its last session"
+        commit = seg.get("git_commit")
+        if not commit or commit == "unknown":
+            notes.append(f"{part}: commit not recorded")
+        elif commit_known(commit) is False:
+            notes.append(f"{part}: commit {commit[:12]} is not in this checkout's history")
+        if seg.get("git_dirty"):
+            notes.append(f"{part}: trained from a tree with uncommitted changes to {str(commit)[:12]}")
+        if not seg.get("device"):
+            notes.append(f"{part}: device not recorded")
+    return notes
+
+
+def segment_at(summary: dict[str, Any], step: int) -> dict[str, Any]:
+    """The segment that trained (and evaluated) `step`: the last one starting before it."""
+    segments = recorded_segments(summary)
+    return next((s for s in reversed(segments) if (s.get("from_step") or 0) < step), segments[0])
+
+
+def reevaluate(run: Run, best_step: int, data_root: str, device: torch.device) -> dict[str, tuple[int, int, int]] | str:
+    """Correct predictions of the best checkpoint on the validation and test splits, recorded and now, or why the
+    run cannot be re-evaluated here (its data absent or other than it trained on)."""
+    from antisym.models import build_model
+
+    settings = RunConfig.from_cfg(run.cfg)
+    summary, t = run.summary or {}, settings.trainer
+    files = task_files(settings.task)
+    missing = [f for f in files if not (Path(data_root) / f).is_file()]
+    if missing:
+        return f"data not found under {data_root} ({', '.join(missing[:2])}); give --data-root"
+    trained_on = summary.get("data_files") or {}
+    here = fingerprint(data_root, files)
+    other = [f for f in files if f in trained_on and trained_on[f].get("md5") != here[f]["md5"]]
+    if other:
+        return f"the files under {data_root} are not those it trained on (MD5 of {', '.join(other)})"
+    tasks = {s: build_task(settings.task, data_root, s, False, settings.data.allow_subset) for s in ("val", "test")}
+    saved = run.path / "permutation.pt"
+    if saved.is_file() and not torch.equal(torch.load(saved), tasks["val"].permutation):
+        return f"{saved.name} is not the permutation its dataset.permutation_seed gives now"
+    spec = tasks["val"].spec
+    model = build_model(settings.model, spec.input_size, spec.num_classes)
+    if count_parameters(model) != summary.get("params", count_parameters(model)):
+        return f"its config builds {count_parameters(model):,} parameters, the record says {summary['params']:,}"
+    model.load_state_dict(load_checkpoint(run.path / BEST_CHECKPOINT, "Retrain the run.")["model"])
+    model.to(device, DTYPES[t.dtype])
+    recorded = {"val": summary.get("best_val_acc"), "test": summary.get("test_acc")}
+    counts = {}
+    for split, task in tasks.items():
+        if recorded[split] is None:
+            continue
+        step = best_step if split == "val" else int(summary.get("steps", best_step))
+        with flushed_denormals(bool(segment_at(summary, step).get("flush_denormal"))):
+            acc = evaluate(model, task.to(device), t.eval_batch_size, device, DTYPES[t.dtype], t.eval_limit)["acc"]
+        n = min(t.eval_limit, len(task)) if t.eval_limit else len(task)
+        counts[split] = (round(recorded[split] * n), round(acc * n), n)
+    return counts
+
+
+def verify_run(run: Run, data_root: str | None, device: torch.device | None, tolerance: int | None) -> Verdict:
+    """Every check of the module docstring on one run directory; re-evaluation only with a device."""
+    summary = run.summary or {}
+    verdict = Verdict(run.path, run.status, int(summary.get("steps") or 0))
+    if run.status == "running":
+        return verdict
+    try:
+        rows = read_metrics(run.path / METRICS_FILE)
+        verdict.failures, best = check_record(run, rows)
+    except UserError as err:
+        verdict.failures.append(str(err).split(". ")[0])
+        return verdict
+    verdict.notes = provenance_notes(summary)
+    if device is None or best is None or run.status not in FINISHED or verdict.failures:
+        return verdict
+    root = data_root or str(run.cfg.get("data", {}).get("root", ""))
+    counts = reevaluate(run, best["step"], root, device)
+    if isinstance(counts, str):
+        verdict.notes.append(f"not re-evaluated: {counts}")
+        return verdict
+    verdict.counts = counts
+    trained_on = str(segment_at(summary, verdict.steps).get("device") or "")
+    allowed = (
+        tolerance if tolerance is not None else (0 if trained_on.startswith(device.type) else OTHER_DEVICE_TOLERANCE)
+    )
+    for split, (recorded, now, n) in counts.items():
+        if abs(now - recorded) > allowed:
+            verdict.failures.append(f"{split}: the record says {recorded:,} of {n:,} correct, its best checkpoint "
+                                    f"gives {now:,} now (tolerance {allowed})")  # fmt: skip
+    return verdict
+
+
+def count_cell(verdict: Verdict, split: str) -> str:
+    if split not in verdict.counts:
+        return "—"
+    recorded, now, n = verdict.counts[split]
+    return f"{recorded:,} → {now:,} of {n:,}"
+
+
+def render(verdicts: list[Verdict], base: Path, header: dict[str, Any]) -> str:
+    """The report: one line per run directory, then each finding and note in full."""
+    tally = {v: sum(x.verdict == v for x in verdicts) for v in dict.fromkeys(x.verdict for x in verdicts)}
+    lines = [
+        "# Run records re-checked",
+        "",
+        f"`{header['command']}` on {header['date_utc']}: commit `{header['git_commit']}`"
+        f"{' (uncommitted changes)' if header['git_dirty'] else ''}, {header['device']}, torch "
+        f"{header['versions'].get('torch')}, {header['wall_time_s']:.0f} s. Data: {header['data']}. "
+        f"Tolerance: {header['tolerance']}.",
+        "",
+        "Correct predictions of each finished run's best checkpoint, as its record says → as evaluated again here. "
+        "What each check is: `python -m antisym.results.verify --help`.",
+        "",
+        f"{len(verdicts)} run directories: " + ", ".join(f"{n} {v}" for v, n in tally.items()) + ".",
+        "",
+        "| run | status | steps | validation | test | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        lines.append(f"| `{shown(v.path, base)}` | {v.status} | {v.steps:,} | {count_cell(v, 'val')} | "
+                     f"{count_cell(v, 'test')} | {v.verdict} |")  # fmt: skip
+    failures = [f"- `{shown(v.path, base)}`: {text}" for v in verdicts for text in v.failures]
+    if failures:
+        lines += ["", "## Where records differ", "", *failures]
+    notes: dict[str, list[str]] = {}  # one line per note, naming every run it concerns
+    for v in verdicts:
+        for text in v.notes:
+            notes.setdefault(text, []).append(f"`{shown(v.path, base)}`")
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {text}: {', '.join(runs)}" for text, runs in notes.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m antisym.results.verify",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("folders", nargs="*", default=["results/runs"], help="folders of run directories")
+    parser.add_argument("--data-root", default=os.environ.get("ANTISYM_DATA"),
+                        help="where the data are (default: ANTISYM_DATA, else each run's data.root)")  # fmt: skip
+    parser.add_argument("--no-eval", action="store_true", help="check the records only, evaluate nothing")
+    parser.add_argument("--device", default="cpu", help="where to evaluate (cpu, cuda)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1)")
+    parser.add_argument("--tolerance", type=int, help="examples a split may differ by (default: 0 on the device "
+                        f"kind that trained the run, else {OTHER_DEVICE_TOLERANCE})")  # fmt: skip
+    parser.add_argument("--out", help="also write the report to this markdown file")
+    args = parser.parse_args(argv)
+    missing = [f for f in args.folders if not Path(f).exists()]
+    if missing or (args.tolerance is not None and args.tolerance < 0):
+        what = f"no folder {', '.join(missing)}" if missing else f"--tolerance must be >= 0, got {args.tolerance}"
+        print(f"error: {what}. Give the folders that hold run directories (default results/runs) and a tolerance "
+              "in examples (0 or more).", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda, but torch sees no GPU here; re-check on the CPU (--device cpu).", file=sys.stderr)
+        return 2
+    started = time.time()
+    torch.set_num_threads(args.threads)
+    device = None if args.no_eval else torch.device(args.device)
+    runs, unreadable = scan_runs(args.folders)
+    verdicts = []
+    for run in runs:  # a line each on stderr: re-evaluating a noise-padded run takes a minute on one core
+        t0 = time.time()
+        verdicts.append(verify_run(run, args.data_root, device, args.tolerance))
+        print(f"{run.path}: {verdicts[-1].verdict} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    for path, why in unreadable:
+        verdicts.append(Verdict(path, "unreadable", 0, failures=[why]))
+    if not verdicts:
+        print(f"error: no run directories under {', '.join(args.folders)}.", file=sys.stderr)
+        return 2
+    header = provenance("antisym.results.verify", vars(args), started, args.device)
+    tolerance = f"{args.tolerance} examples" if args.tolerance is not None else (
+        f"0 examples for runs trained on {args.device}, {OTHER_DEVICE_TOLERANCE} for the others")  # fmt: skip
+    data = "not evaluated (--no-eval)" if args.no_eval else (args.data_root or "each run's data.root")
+    header.update(command=command_line(), tolerance=tolerance, data=data)
+    out = Path(args.out) if args.out else None
+    report = render(verdicts, out.parent if out else Path.cwd(), header)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+    print(report, end="")
+    return 1 if any(v.failures for v in verdicts) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

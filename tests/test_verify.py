@@ -1,0 +1,99 @@
+"""Re-checking run records (`python -m antisym.results.verify`) on real tiny runs: a record as the trainer wrote it
+is verified (its checkpoint gives the counts the trainer recorded), and each kind of edit or loss is caught."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from antisym.results.verify import main
+from tests.conftest import make_tiny_data
+from tests.test_results import tiny_run
+
+
+def verify(tmp_path: Path, *args: str) -> tuple[int, str]:
+    out = tmp_path / "report.md"
+    code = main([*args, "--out", str(out)])
+    return code, out.read_text()
+
+
+def line_of(report: str, run_dir: Path) -> str:
+    return next(line for line in report.splitlines() if f"/{run_dir.name}` |" in line)
+
+
+def edit_json(path: Path, **changes: object) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_a_record_as_trained_is_verified_and_edits_are_caught(tiny_data, tmp_path):
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    summary = tiny_run(root, runs / "asym", "table1/asym_mnist")
+    n_test, n_val = summary["test_size"], summary["val_size"]
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root))
+    assert code == 0, report
+    # The counts the trainer recorded at the end of training come back from the best checkpoint, exactly.
+    test_correct, val_correct = round(summary["test_acc"] * n_test), round(summary["best_val_acc"] * n_val)
+    line = line_of(report, runs / "asym")
+    assert f"{val_correct:,} → {val_correct:,} of {n_val:,}" in line
+    assert f"{test_correct:,} → {test_correct:,} of {n_test:,}" in line
+    assert line.endswith("| verified |")
+
+    # An edited summary disagrees with its own metrics.jsonl.
+    path = runs / "asym" / "summary.json"
+    original = path.read_text()
+    edit_json(path, test_acc=(test_correct + 1) / n_test)
+    code, report = verify(tmp_path, str(runs), "--no-eval")
+    assert code == 1 and "DIFFERS" in line_of(report, runs / "asym")
+    assert "metrics.jsonl's test row" in report
+
+    # Summary and metrics edited together: only the checkpoint can tell, and does.
+    metrics = runs / "asym" / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    rows[-1]["acc"] = (test_correct + 1) / n_test
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, report = verify(tmp_path, str(runs), "--no-eval")
+    assert code == 0, "the record agrees with itself"
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root))
+    assert code == 1
+    assert f"test: the record says {test_correct + 1:,} of {n_test:,} correct, its best checkpoint gives " in report
+    # ... unless the tolerance allows one example.
+    assert verify(tmp_path, str(runs), "--data-root", str(root), "--tolerance", "1")[0] == 0
+
+    # A best checkpoint of another step than the best validation row.
+    path.write_text(original)
+    rows[-1]["acc"] = summary["test_acc"]
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    best = runs / "asym" / "checkpoints" / "best.pt"
+    torch.save({**torch.load(best), "step": 1}, best)
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root))
+    assert code == 1 and "checkpoints/best.pt holds step 1" in report
+
+
+def test_data_elsewhere_or_other_is_said_not_counted_as_agreement(tiny_data, tmp_path):
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    tiny_run(root, runs / "asym", "table1/asym_mnist")
+    code, report = verify(tmp_path, str(runs), "--data-root", str(tmp_path / "nowhere"))
+    assert code == 0 and "not re-evaluated: data not found" in report
+    assert line_of(report, runs / "asym").endswith("| record agrees; not re-evaluated |")
+    other = tmp_path / "other"
+    make_tiny_data(other, seed=1)
+    code, report = verify(tmp_path, str(runs), "--data-root", str(other))
+    assert "are not those it trained on (MD5 of MNIST/raw/" in report
+
+
+def test_pmnist_permutation_and_interrupted_records(tiny_data, tmp_path):
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    tiny_run(root, runs / "pmnist", "table1/asym_pmnist")
+    torch.save(torch.arange(784), runs / "pmnist" / "permutation.pt")
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root))
+    assert "permutation.pt is not the permutation its dataset.permutation_seed gives now" in report
+    # An interrupted run: its summary's step is the one last.pt resumes from.
+    tiny_run(root, runs / "cut", "table1/asym_mnist", "trainer.max_steps=4", "trainer.time_limit_s=1e-9")
+    edit_json(runs / "cut" / "summary.json", steps=3)
+    code, report = verify(tmp_path, str(runs), "--no-eval")
+    assert code == 1 and "summary says 3 steps; checkpoints/last.pt holds step " in report
