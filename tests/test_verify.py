@@ -92,8 +92,13 @@ def test_pmnist_permutation_and_interrupted_records(tiny_data, tmp_path):
     torch.save(torch.arange(784), runs / "pmnist" / "permutation.pt")
     code, report = verify(tmp_path, str(runs), "--data-root", str(root))
     assert "permutation.pt is not the permutation its dataset.permutation_seed gives now" in report
-    # An interrupted run: its summary's step is the one last.pt resumes from.
-    tiny_run(root, runs / "cut", "table1/asym_mnist", "trainer.max_steps=4", "trainer.time_limit_s=1e-9")
+    # An unfinished run: its summary's step is the one last.pt resumes from, or (killed between writing the two) one
+    # checkpoint behind it; never ahead.
+    tiny_run(root, runs / "cut", "table1/asym_mnist")
+    assert (runs / "cut" / "checkpoints" / "last.pt").is_file()
+    edit_json(runs / "cut" / "summary.json", status="interrupted", steps=0)
+    code, report = verify(tmp_path, str(runs / "cut"), "--no-eval")
+    assert code == 0 and "summary says 0 steps, checkpoints/last.pt 2 (stopped between writing them)" in report
     edit_json(runs / "cut" / "summary.json", steps=3)
-    code, report = verify(tmp_path, str(runs), "--no-eval")
-    assert code == 1 and "summary says 3 steps; checkpoints/last.pt holds step " in report
+    code, report = verify(tmp_path, str(runs / "cut"), "--no-eval")
+    assert code == 1 and "summary says 3 steps; checkpoints/last.pt holds step 2" in report

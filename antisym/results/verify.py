@@ -35,7 +35,7 @@ from antisym.data import build_task, task_files
 from antisym.data.files import fingerprint
 from antisym.errors import UserError
 from antisym.models import count_parameters
-from antisym.provenance import commit_known, provenance
+from antisym.provenance import commit_known, git_state, provenance
 from antisym.results.aggregate import Run, command_line, scan_runs, shown
 from antisym.training.checkpoint import load_checkpoint
 from antisym.training.rundir import (
@@ -85,11 +85,12 @@ def best_val_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return best
 
 
-def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any] | None]:
-    """Where a record disagrees with its own metrics, checkpoints and config; and its best validation row."""
-    summary, failures = run.summary or {}, []
-    best = best_val_row(rows)
+def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[str], dict[str, Any] | None]:
+    """Where a record disagrees with its own metrics, checkpoints and config (failures), what it shows of a stop
+    between writing two of its files (notes), and its best validation row."""
+    summary, failures, notes = run.summary or {}, [], []
     if run.status in FINISHED:
+        best = best_val_row(rows)
         want = (best["acc"], best["step"]) if best else (None, None)
         got = (summary.get("best_val_acc"), summary.get("best_step"))
         if got != want:
@@ -105,19 +106,33 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], dict[
         if run.status == "completed" and summary.get("steps") != max_steps:
             failures.append(f"completed after {summary.get('steps')} steps, but trainer.max_steps is {max_steps}")
     elif (run.path / LAST_CHECKPOINT).is_file():
-        saved = load_checkpoint(run.path / LAST_CHECKPOINT, "Resume the run to write it again.").get("step")
-        if saved != summary.get("steps"):
-            failures.append(f"summary says {summary.get('steps')} steps; checkpoints/last.pt holds step {saved}")
+        # Unfinished: last.pt is what a resume continues from. A run killed between writing last.pt and the summary
+        # (or metrics.jsonl and best.pt) leaves the other one step of validation ahead: the resume settles it.
+        state = load_checkpoint(run.path / LAST_CHECKPOINT, "Resume the run to write it again.")
+        saved, steps = int(state.get("step", 0)), summary.get("steps")
+        if steps is None or steps > saved:
+            failures.append(f"summary says {steps} steps; {LAST_CHECKPOINT} holds step {saved}")
+        elif steps < saved:
+            notes.append(f"summary says {steps:,} steps, {LAST_CHECKPOINT} {saved:,} (stopped between writing them)")
+        best = best_val_row([r for r in rows if r.get("step", 0) <= saved])
+        kept = state.get("best", {}).get("step", -1)
+        if (best["step"] if best else -1) != kept:
+            failures.append(f"{LAST_CHECKPOINT} keeps step {kept} as the best; metrics.jsonl's best up to step "
+                            f"{saved:,} is step {best['step'] if best else None}")  # fmt: skip
+    else:
+        return failures, notes, None
     if best is not None:
         if not (run.path / BEST_CHECKPOINT).is_file():
             failures.append(
                 f"no {BEST_CHECKPOINT}, though metrics.jsonl has a best validation row (step {best['step']})"
             )
-        else:
-            held = load_checkpoint(run.path / BEST_CHECKPOINT, "Retrain the run.").get("step")
-            if held != best["step"]:
-                failures.append(f"{BEST_CHECKPOINT} holds step {held}; the best validation row is step {best['step']}")
-    return failures, best
+            return failures, notes, best
+        held = load_checkpoint(run.path / BEST_CHECKPOINT, "Retrain the run.").get("step")
+        if held != best["step"] and (run.status in FINISHED or held < best["step"]):
+            failures.append(f"{BEST_CHECKPOINT} holds step {held}; the best validation row is step {best['step']}")
+        elif held != best["step"]:
+            notes.append(f"{BEST_CHECKPOINT} holds step {held}, after {LAST_CHECKPOINT} (stopped between writing them)")
+    return failures, notes, best
 
 
 def provenance_notes(summary: dict[str, Any]) -> list[str]:
@@ -190,11 +205,11 @@ def verify_run(run: Run, data_root: str | None, device: torch.device | None, tol
         return verdict
     try:
         rows = read_metrics(run.path / METRICS_FILE)
-        verdict.failures, best = check_record(run, rows)
+        verdict.failures, notes, best = check_record(run, rows)
     except UserError as err:
         verdict.failures.append(str(err).split(". ")[0])
         return verdict
-    verdict.notes = provenance_notes(summary)
+    verdict.notes = notes + provenance_notes(summary)
     if device is None or best is None or run.status not in FINISHED or verdict.failures:
         return verdict
     root = data_root or str(run.cfg.get("data", {}).get("root", ""))
@@ -280,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no GPU here; re-check on the CPU (--device cpu).", file=sys.stderr)
         return 2
-    started = time.time()
+    started, (commit, dirty) = time.time(), git_state()  # the code that checks: read before any file can change
     torch.set_num_threads(args.threads)
     device = None if args.no_eval else torch.device(args.device)
     runs, unreadable = scan_runs(args.folders)
@@ -298,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     tolerance = f"{args.tolerance} examples" if args.tolerance is not None else (
         f"0 examples for runs trained on {args.device}, {OTHER_DEVICE_TOLERANCE} for the others")  # fmt: skip
     data = "not evaluated (--no-eval)" if args.no_eval else (args.data_root or "each run's data.root")
-    header.update(command=command_line(), tolerance=tolerance, data=data)
+    header.update(git_commit=commit, git_dirty=dirty, command=command_line(), tolerance=tolerance, data=data)
     out = Path(args.out) if args.out else None
     report = render(verdicts, out.parent if out else Path.cwd(), header)
     if out:
