@@ -53,6 +53,10 @@ class PlannedRun:
         return f"{self.block}/{self.name}"
 
     @property
+    def seed(self) -> int:
+        return int(self.overrides[-1].removeprefix("trainer.seed="))
+
+    @property
     def entry_key(self) -> tuple[str, tuple[str, ...]]:
         """The run without its seed: runs of one key share every setting but the seed (e.g. max_steps)."""
         return self.preset, self.overrides[:-1]
@@ -66,7 +70,8 @@ class Plan:
     runs: tuple[PlannedRun, ...]
     pack_size: int = 1
     concurrent: int = 1  # packs trained side by side (threads, a CUDA stream each): small packs leave SMs idle
-    lanes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # device kind -> the blocks it trains
+    # device kind -> what it trains, in order: (block, its seeds or None for all); a block may come back for the rest
+    lanes: Mapping[str, tuple[tuple[str, tuple[int, ...] | None], ...]] = field(default_factory=dict)
 
     def block_runs(self, block: str) -> list[PlannedRun]:
         return [r for r in self.runs if r.block == block]
@@ -77,7 +82,10 @@ class Plan:
             return list(self.runs)
         if lane not in self.lanes:
             raise ConfigError(f"plan {self.name} has no lane {lane!r}; its lanes: {', '.join(self.lanes) or 'none'}.")
-        return [r for block in self.lanes[lane] for r in self.block_runs(block)]
+        runs = (
+            r for block, seeds in self.lanes[lane] for r in self.block_runs(block) if seeds is None or r.seed in seeds
+        )
+        return list(dict.fromkeys(runs))  # a run listed again (a block's other seeds) keeps its first place
 
 
 def plan_path(plan: str | Path) -> Path:
@@ -168,13 +176,21 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
     dirs = [r.rel_dir for r in runs]
     if len(set(dirs)) != len(dirs):
         raise ConfigError(f"plan {name}: two runs share a directory: {sorted({d for d in dirs if dirs.count(d) > 1})}")
-    lanes = {str(k): tuple(map(str, v)) for k, v in (spec.get("lanes") or {}).items()}
-    for lane, names in lanes.items():
-        unknown = [b for b in names if b not in blocks]
-        if unknown:
-            raise ConfigError(f"plan {name}: lane {lane} names blocks {unknown} the plan lacks (blocks: {blocks}).")
+    lanes = {
+        str(k): tuple(_lane_entry(name, str(k), e, blocks) for e in v) for k, v in (spec.get("lanes") or {}).items()
+    }
     packed = pack_size if launcher == "packed" else 1
     return Plan(name, launcher, tuple(blocks), tuple(runs), packed, concurrent, lanes)
+
+
+def _lane_entry(plan: str, lane: str, entry: Any, blocks: Sequence[str]) -> tuple[str, tuple[int, ...] | None]:
+    """One item of a lane's list: a block name (all its runs), or {block, seeds} (those seeds' runs only)."""
+    block, seeds = (entry.get("block"), entry.get("seeds")) if isinstance(entry, Mapping) else (entry, None)
+    if block not in blocks:
+        raise ConfigError(f"plan {plan}: lane {lane} names blocks [{block!r}] the plan lacks (blocks: {list(blocks)}).")
+    if seeds is not None and not (isinstance(seeds, list) and seeds and all(type(k) is int for k in seeds)):
+        raise ConfigError(f"plan {plan}: lane {lane}'s {block} takes seeds as a list of integers, got {seeds!r}.")
+    return str(block), None if seeds is None else tuple(seeds)
 
 
 def load_plan(plan: str | Path) -> Plan:

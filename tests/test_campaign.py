@@ -67,8 +67,8 @@ def test_paper_plan_order_and_presets():
     plan = load_plan("paper")
     assert (plan.launcher, plan.pack_size, plan.concurrent) == ("packed", 32, 2)
     assert plan.blocks == (
-        "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_pixel", "table1_lstm", "fig2",
-        "baselines", "table1_preset",
+        "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_pixel",
+        "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -76,6 +76,7 @@ def test_paper_plan_order_and_presets():
         "table1": 12,
         "table2_noisy_screen": 6,
         "table2_noisy": 12,
+        "table2_noisy_gamma": 2,
         "table2_pixel": 12,
         "table1_lstm": 6,
         "fig2": 28,
@@ -108,17 +109,21 @@ def test_paper_plan_order_and_presets():
 
 def test_paper_plan_lanes_split_the_blocks_by_device():
     """The CPU lane trains the noise-padded column first (its screen: lr at the preset's eps, then eps 0.1 and 1 at
-    lr 0.1; then seed 0 of the four rows, then seeds 1 and 2), then the rest of Table 1's screen; the GPU lane takes
-    the other blocks, none of the CPU's Table 2 ones."""
+    lr 0.1; then seed 0 of the four rows, the gamma check, then seeds 1 and 2), then the rest of Table 1's screen; the
+    GPU lane takes the other blocks, none of the CPU's Table 2 ones."""
     plan = load_plan("paper")
     cpu = plan.lane_runs("cpu")
-    assert [r.rel_dir for r in cpu[:10]] == [
+    assert [r.rel_dir for r in cpu[:12]] == [
         *(f"table2_noisy_screen/asym_noisy_cifar10_lr{lr}_seed0" for lr in (0.1, 0.2, 0.5, 1.0)),
         *(f"table2_noisy_screen/asym_noisy_cifar10_eps{eps}_lr0.1_seed0" for eps in (0.1, 1.0)),
         *(f"table2_noisy/{row}_noisy_cifar10_seed0" for row in ("asym", "gated", "ablation", "lstm")),
+        *(f"table2_noisy_gamma/asym_noisy_cifar10_gamma{gamma}_seed0" for gamma in (0.001, 0.1)),
     ]
-    assert [r.overrides[-1] for r in cpu[6:18]] == [f"trainer.seed={k}" for k in (0, 1, 2) for _ in range(4)]
-    assert {r.block for r in cpu[18:]} == {"table1_screen"}
+    assert [r.seed for r in cpu[12:20]] == [k for k in (1, 2) for _ in range(4)]
+    assert {r.block for r in cpu[12:20]} == {"table2_noisy"} and {r.block for r in cpu[20:]} == {"table1_screen"}
+    gamma = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_gamma")]
+    points = [(c["model"]["gamma"], c["model"]["eps"], c["optimizer"]["lr"], c["trainer"]["max_steps"]) for c in gamma]
+    assert points == [(0.001, 0.01, 0.1, 2000), (0.1, 0.01, 0.1, 2000)]
     screen = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_screen")]
     assert {(c["trainer"]["max_steps"], c["model"]["gamma"]) for c in screen} == {(2000, 0.01)}
     assert [(c["model"]["eps"], c["optimizer"]["lr"]) for c in screen] == [
@@ -136,6 +141,8 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
         plan.lane_runs("tpu")
     with pytest.raises(ConfigError, match="lane cpu names blocks \\['nope'\\]"):
         expand({**TINY_PLAN, "lanes": {"cpu": ["nope"]}}, "x")
+    with pytest.raises(ConfigError, match="takes seeds as a list of integers, got '0'"):
+        expand({**TINY_PLAN, "lanes": {"cpu": [{"block": "tiny", "seeds": "0"}]}}, "x")
 
 
 def test_plan_refuses_other_launchers_and_shared_dirs():
