@@ -7,6 +7,7 @@ benchmark scripts that record it.
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import subprocess
 import sys
@@ -27,14 +28,30 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
-def git_state() -> tuple[str | None, bool | None]:
-    """(commit, whether tracked code differs from it); (None, None) outside a git checkout.
+# Names the commit where the code runs from a copy without .git (a lent device's copy of the tree, a tarball or
+# container on a cluster): `<sha>` or `<sha>-dirty` (the copy has uncommitted changes), as `git_commit()` writes it.
+COMMIT_ENV = "ANTISYM_COMMIT"
 
-    results/ is left out of the comparison: it holds outputs, which a script regenerating them changes as it goes.
-    """
+
+def code_version() -> dict[str, Any]:
+    """`git_commit` and `git_dirty` of the code running: from git, else as ANTISYM_COMMIT names them (then with
+    `git_commit_source`); None for both where neither says. results/ is left out of the comparison: it holds outputs,
+    which a script regenerating them changes as it goes."""
     commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
-    return commit, (bool(dirty) if dirty is not None else None)
+    if commit is not None:
+        dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+        return {"git_commit": commit, "git_dirty": bool(dirty) if dirty is not None else None}
+    named = os.environ.get(COMMIT_ENV, "").strip()
+    if named:
+        sha = named.removesuffix("-dirty")
+        return {"git_commit": sha, "git_dirty": sha != named, "git_commit_source": COMMIT_ENV}
+    return {"git_commit": None, "git_dirty": None}
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(commit, whether tracked code differs from it), as `code_version`; (None, None) where nothing says."""
+    version = code_version()
+    return version["git_commit"], version["git_dirty"]
 
 
 def commit_known(commit: str) -> bool | None:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,13 @@ from typing import Any
 import torch
 
 from antisym.data import task_files
-from antisym.training.rundir import SUMMARY_FILE, read_summary, write_json
+from antisym.provenance import COMMIT_ENV
+from antisym.training.rundir import read_summary
 from antisym.training.runs import RunState, first_pack, pack_key
 from campaign import kernel_gate, progress
 from campaign.limits import FILES_BACK
 from campaign.plan import Plan, PlannedRun, compose_run, planned_state, planned_steps, resolve
-from campaign.records import UNKNOWN_COMMITS, archive_records
+from campaign.records import archive_records
 
 log = logging.getLogger("antisym")
 REPORT_FILES = ("progress.json", "progress.md", "campaign.log")  # what the lease returns beside the archives
@@ -92,16 +94,6 @@ def device_healthy(device: torch.device) -> bool:
     return True
 
 
-def stamp_commit(run_dir: Path, commit: str | None) -> None:
-    """Name the commit in the summary where the trainer found no git (the device's copy has no .git)."""
-    summary = read_summary(run_dir)
-    if commit and summary is not None and summary.get("git_commit") in UNKNOWN_COMMITS:
-        summary.update(git_commit=commit, git_commit_source="--commit")
-        if summary.get("segments"):  # the segment this lease trained (a resume copies it into the checkpoint's list)
-            summary["segments"][-1].update(git_commit=commit, git_commit_source="--commit")
-        write_json(summary, run_dir / SUMMARY_FILE)
-
-
 def lease_overrides(lease: Lease, time_limit_s: int) -> list[str]:
     """What every run of the lease adds to its plan overrides (all free keys: a resume accepts them)."""
     device = [] if lease.device == "auto" else [f"trainer.device={lease.device}"]
@@ -151,7 +143,6 @@ def train_group(
     for (run, _, _), run_dir, error in zip(runs, dirs, errors, strict=True):
         if error:
             log.error("%s: %s (the lease goes on)", run.rel_dir, error)
-        stamp_commit(run_dir, lease.commit)
         summary = read_summary(run_dir)
         out.append(
             ({"outcome": "error", "error": error} if error else {"outcome": "trained"})
@@ -225,8 +216,30 @@ def submit(pool: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) 
     return future
 
 
+@contextmanager
+def commit_named(commit: str | None) -> Iterator[None]:
+    """ANTISYM_COMMIT set to the commit the lease's tree was copied from, while it trains: a device's copy has no
+    .git, so the trainer takes the commit from it into each run's summary and checkpoint as the run starts (git,
+    where there is one, wins)."""
+    before = os.environ.get(COMMIT_ENV)
+    if commit:
+        os.environ[COMMIT_ENV] = commit
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(COMMIT_ENV, None)
+        else:
+            os.environ[COMMIT_ENV] = before
+
+
 def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
     """(exit code, the progress report): 0 done, 3 parity failed, 4 the GPU failed."""
+    with commit_named(lease.commit):
+        return _run_lease(lease)
+
+
+def _run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
     from antisym.training.trainer import resolve_device
 
     started = lease.clock()

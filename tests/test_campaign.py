@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -245,7 +246,7 @@ def summary(records: Path, run: str) -> dict:
 
 def test_lease_cut_by_budget_resumed_and_collected(tiny_data, tmp_path, monkeypatch, capsys):
     root, _ = tiny_data
-    monkeypatch.setattr("antisym.training.trainer.git_state", lambda: (None, None))  # the device copy has no .git
+    monkeypatch.setattr("antisym.provenance._git", lambda *args: None)  # the device's copy has no .git
     plan = expand(TINY_PLAN, "tiny")
     data = mnist_only(root, tmp_path)
     repo_records, tables = tmp_path / "repo_runs", tmp_path / "tables"
@@ -261,7 +262,11 @@ def test_lease_cut_by_budget_resumed_and_collected(tiny_data, tmp_path, monkeypa
     first = summary(device1, "asym_mnist_seed0")
     assert first["status"] == "interrupted" and first["stop_reason"] == "time_limit"
     assert 0 < first["steps"] < LONG_STEPS
-    assert first["git_commit"] == COMMIT
+    # The trainer took the lease's commit (ANTISYM_COMMIT) into the summary and the checkpoint as the run started.
+    assert (first["git_commit"], first["git_dirty"], first["git_commit_source"]) == (COMMIT, False, "ANTISYM_COMMIT")
+    last = torch.load(device1 / "tiny" / "asym_mnist_seed0" / "checkpoints" / "last.pt", weights_only=False)
+    assert [s["git_commit"] for s in last["segments"]] == [COMMIT]
+    assert "ANTISYM_COMMIT" not in os.environ  # set for the lease only
     assert "model.impl=auto" in (device1 / "tiny" / "asym_mnist_seed0" / "overrides.yaml").read_text()
     archives1 = sorted(out1.glob("records-*.tar.gz"))
     assert 1 <= len(archives1) <= 8 - 3 and (out1 / "progress.md").is_file()
@@ -286,8 +291,7 @@ def test_lease_cut_by_budget_resumed_and_collected(tiny_data, tmp_path, monkeypa
     }
     done = summary(device2, "asym_mnist_seed0")
     assert done["status"] == "completed" and done["steps"] == LONG_STEPS
-    # Both segments name the lease's commit: the first's, stamped into lease 1's summary after training, is carried
-    # into the resumed record though the checkpoint (written on a copy without .git) said "unknown".
+    # Both segments name the lease's commit.
     assert [(s["from_step"], s["git_commit"]) for s in done["segments"]] == [(0, COMMIT), (first["steps"], COMMIT)]
     assert not (device2 / "tiny" / "asym_noisy_cifar10_seed0").exists()
 

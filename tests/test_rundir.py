@@ -20,7 +20,7 @@ import torch
 from antisym.config import settings_differences
 from antisym.data import DataError, build_task
 from antisym.errors import CheckpointError, ConfigError, UserError
-from antisym.provenance import git_state
+from antisym.provenance import code_version, git_state
 from antisym.results import write_tables
 from antisym.training import load_run_model, run
 from antisym.training.rundir import RunLock, effective_status, read_metrics, segments_before
@@ -114,6 +114,19 @@ def test_fresh_start_keeps_old_files_aside_and_times_survive_resume(tiny_data, t
     resumed = run(compose_cfg(root, "trainer.max_steps=6", "trainer.resume=true"), tmp_path)
     assert resumed["started_at"] == second["started_at"]  # the run's start, not the resume's
     assert resumed["wall_time_s"] >= second["wall_time_s"] and resumed["segments"][1]["from_step"] == 3
+
+
+def test_a_copy_without_git_names_its_commit_by_environment(monkeypatch):
+    """A device's copy of the tree, or a tarball on a cluster, has no .git: ANTISYM_COMMIT names the commit (and
+    -dirty whether the copy differs from it); git, where there is one, wins."""
+    monkeypatch.setenv("ANTISYM_COMMIT", "abc123-dirty")
+    assert git_state()[0] not in (None, "abc123")  # this checkout's own
+    monkeypatch.setattr("antisym.provenance._git", lambda *args: None)
+    assert code_version() == {"git_commit": "abc123", "git_dirty": True, "git_commit_source": "ANTISYM_COMMIT"}
+    monkeypatch.setenv("ANTISYM_COMMIT", "abc123")
+    assert git_state() == ("abc123", False)
+    monkeypatch.delenv("ANTISYM_COMMIT")
+    assert code_version() == {"git_commit": None, "git_dirty": None}
 
 
 def test_each_segment_records_the_commit_device_and_torch_that_trained_it(tiny_data, tmp_path):

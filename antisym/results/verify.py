@@ -143,9 +143,9 @@ def provenance_notes(summary: dict[str, Any]) -> list[str]:
         commit = seg.get("git_commit")
         if not commit or commit == "unknown":
             notes.append(f"{part}: commit not recorded")
-        elif commit_known(commit) is False:
+        elif commit_known(commit.removesuffix("-dirty")) is False:  # -dirty: a lease's commit named as git_commit()
             notes.append(f"{part}: commit {commit[:12]} is not in this checkout's history")
-        if seg.get("git_dirty"):
+        if seg.get("git_dirty") or str(commit).endswith("-dirty"):
             notes.append(f"{part}: trained from a tree with uncommitted changes to {str(commit)[:12]}")
         if not seg.get("device"):
             notes.append(f"{part}: device not recorded")

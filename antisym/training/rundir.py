@@ -120,10 +120,11 @@ def segments_before(state: dict[str, Any], previous: dict | None) -> list[dict[s
     """The segments (a start and each resume) that trained a checkpoint about to be resumed, each naming the commit,
     device and torch that trained it, so a run that moved between machines or code says so in its record.
 
-    The checkpoint's own list is the truth about which segments it holds; where an entry there lacks its commit (a
-    lease stamps it into the summary after training, the device's copy having no .git), the summary's copy of the
-    same segment fills it in. A checkpoint from before segments were recorded lists only its start and resume steps:
-    their sources read `None` (not recorded), but the last, which wrote the summary, takes the summary's.
+    The checkpoint's own list is the truth about which segments it holds; where an entry there lacks its commit (the
+    records of leases that stamped it into the summary after training, on a device copy without .git, before the
+    trainer read ANTISYM_COMMIT), the summary's copy of the same segment fills it in. A checkpoint from before
+    segments were recorded lists only its start and resume steps: their sources read `None` (not recorded), but the
+    last, which wrote the summary, takes the summary's.
     """
     if "segments" in state:
         segments = [dict(s) for s in state["segments"]]

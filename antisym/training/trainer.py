@@ -31,7 +31,7 @@ from antisym.data.files import check_present, fingerprint
 from antisym.errors import ConfigError, UserError
 from antisym.models import build_model, count_parameters, pack_forward
 from antisym.models.jacobian import jacobian_eigen_stats
-from antisym.provenance import device_description, git_state
+from antisym.provenance import code_version, device_description
 from antisym.training.checkpoint import atomic_save, load_checkpoint, restore_train_state
 from antisym.training.metrics import MetricsLogger
 from antisym.training.optim import build_optimizer, lr_factor
@@ -323,13 +323,13 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
                 f"trainer.max_steps={t.max_steps} is below the step of the checkpoint to resume ({state['step']}, "
                 f"{source}); set trainer.max_steps >= {state['step']} or start a new run."
             )
-    commit, dirty = git_state()
     start_step = state.get("step", 0) if state is not None else 0
+    version = code_version()
     segment = {
         "from_step": start_step,
         "at": now(),
-        "git_commit": commit or "unknown",
-        "git_dirty": dirty,
+        **version,
+        "git_commit": version["git_commit"] or "unknown",
         "device": device_description(str(device)),
         "torch": str(torch.__version__),  # a plain str: checkpoints load with weights_only
         "flush_denormal": settings.trainer.flush_denormal,
@@ -337,8 +337,7 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     summary: dict[str, Any] = {
         "status": "running",
         "steps": start_step,  # what a resume of it continues from
-        "git_commit": segment["git_commit"],
-        "git_dirty": dirty,
+        **{k: v for k, v in segment.items() if k.startswith("git_")},  # commit, dirty, and where the commit came from
         "started_at": segment["at"],
         "model": cfg.get("model", {}).get("name"),
         "dataset": cfg.get("dataset", {}).get("name"),
