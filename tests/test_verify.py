@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
+from antisym.data import build_task
 from antisym.results.verify import main
+from antisym.training.rundir import load_run_model
 from tests.conftest import make_tiny_data
 from tests.test_results import tiny_run
 
@@ -102,3 +105,35 @@ def test_pmnist_permutation_and_interrupted_records(tiny_data, tmp_path):
     edit_json(runs / "cut" / "summary.json", steps=3)
     code, report = verify(tmp_path, str(runs / "cut"), "--no-eval")
     assert code == 1 and "summary says 3 steps; checkpoints/last.pt holds step 2" in report
+
+
+def test_a_model_whose_predictions_rounding_decides_is_judged_within_its_float_sensitivity(tiny_data, tmp_path):
+    """A large eps * |W| over 784 steps amplifies rounding: float32 and float64 disagree on some predictions, so a
+    count that moved by no more than that is consistent (another device rounds otherwise), and one that moved by
+    more is not."""
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    chaotic = ["model.hidden_size=16", "model.eps=1.0", "model.init_std=16.0"]
+    summary = tiny_run(root, runs / "chaos", "table1/asym_mnist", *chaotic)
+    model, cfg = load_run_model(runs / "chaos")
+    x, _ = build_task(OmegaConf.to_container(cfg.dataset), str(root), "test", False, True).batch(torch.arange(16))
+    with torch.no_grad():
+        changed = int((model(x).argmax(-1) != model.double()(x.double()).argmax(-1)).sum())
+    assert changed >= 1, "the tiny model is meant to be chaotic"
+    n = summary["test_size"]
+    correct = round(summary["test_acc"] * n)
+    sign = 1 if correct + changed + 1 <= n else -1
+    for moved, code_wanted in ((changed, 0), (changed + 1, 1)):
+        acc = (correct + sign * moved) / n
+        edit_json(runs / "chaos" / "summary.json", test_acc=acc)
+        metrics = runs / "chaos" / "metrics.jsonl"
+        rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+        rows[-1]["acc"] = acc
+        metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        code, report = verify(tmp_path, str(runs), "--data-root", str(root))
+        assert code == code_wanted, report
+        if code == 0:
+            assert f"within its float sensitivity ({changed:,} predictions change in float64)" in report
+        else:
+            assert "DIFFERS" in line_of(report, runs / "chaos")
+            assert f"(tolerance 0; float64 changes {changed:,} predictions)" in report

@@ -12,7 +12,10 @@ folders (default results/runs):
 - **its numbers come back** (with the data at hand): the best checkpoint evaluated again on the validation and test
   splits, in the run's dtype, evaluation limit and denormal setting, against what the record says, in examples.
   Another device or thread count sums in another order and may round a close call the other way: `--tolerance`
-  is how many examples a split may differ by (default 0 on a run's own kind of device, 2 elsewhere).
+  is how many examples a split may differ by (default 0 on a run's own kind of device, 2 elsewhere). Past it, the
+  checkpoint is evaluated once more in float64: where that changes at least as many predictions as the counts
+  differ by, rounding decides the model's predictions (a chaotic, near-chance model) and the record is consistent
+  within that, said in a note; otherwise it differs.
 
 Exit 0 when every record checked agrees, 1 when any differs, 2 on bad input. Runs still training are listed, not
 checked.
@@ -21,6 +24,7 @@ checked.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -29,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from antisym.config import RunConfig
-from antisym.data import build_task, task_files
+from antisym.data import SequenceTask, build_task, task_files
 from antisym.data.files import fingerprint
 from antisym.errors import UserError
 from antisym.models import count_parameters
@@ -61,7 +66,8 @@ class Verdict:
     steps: int
     failures: list[str] = field(default_factory=list)  # the record disagrees with itself or with its checkpoint
     notes: list[str] = field(default_factory=list)  # provenance gaps, what could not be checked and why
-    counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # split -> (recorded, now, examples)
+    # split -> (correct as recorded, correct now, examples, predictions float64 changes: measured past the tolerance)
+    counts: dict[str, tuple[int, int, int, int | None]] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -71,7 +77,10 @@ class Verdict:
             return "DIFFERS"
         if not self.counts:
             return "record agrees; not re-evaluated"
-        off = max(abs(now - recorded) for recorded, now, _ in self.counts.values())
+        off = max(abs(now - recorded) for recorded, now, _, _ in self.counts.values())
+        changed = max((k for *_, k in self.counts.values() if k is not None), default=None)
+        if changed is not None:
+            return f"within its float sensitivity ({changed:,} predictions change in float64)"
         return "verified" if off == 0 else f"verified within {off} example{'s' * (off > 1)}"
 
 
@@ -158,9 +167,28 @@ def segment_at(summary: dict[str, Any], step: int) -> dict[str, Any]:
     return next((s for s in reversed(segments) if (s.get("from_step") or 0) < step), segments[0])
 
 
-def reevaluate(run: Run, best_step: int, data_root: str, device: torch.device) -> dict[str, tuple[int, int, int]] | str:
-    """Correct predictions of the best checkpoint on the validation and test splits, recorded and now, or why the
-    run cannot be re-evaluated here (its data absent or other than it trained on)."""
+@torch.no_grad()
+def float_sensitivity(model: nn.Module, task: SequenceTask, batch_size: int, limit: int) -> int:
+    """How many of a split's predictions change when the checkpoint is evaluated in float64 rather than float32.
+    A model whose state trajectories amplify rounding over hundreds of steps (a large eps * |W|, near-chance
+    accuracy) cannot be pinned closer than that on any device: one such H100 record's validation pass changes 211
+    of 5,000 predictions in float64 on the CPU."""
+    n = min(limit, len(task)) if limit else len(task)
+    device = next(model.parameters()).device
+    single, double = copy.deepcopy(model).float().eval(), copy.deepcopy(model).double().eval()
+    changed = 0
+    for start in range(0, n, batch_size):
+        x = task.batch(torch.arange(start, min(start + batch_size, n)))[0].to(device)
+        changed += int((single(x.float()).argmax(-1) != double(x.double()).argmax(-1)).sum())
+    return changed
+
+
+def reevaluate(
+    run: Run, best_step: int, data_root: str, device: torch.device, allowed: int
+) -> dict[str, tuple[int, int, int, int | None]] | str:
+    """Correct predictions of the best checkpoint on the validation and test splits, recorded and now, and where
+    they differ by more than `allowed`, its float sensitivity there; or why the run cannot be re-evaluated here (its
+    data absent or other than it trained on)."""
     from antisym.models import build_model
 
     settings = RunConfig.from_cfg(run.cfg)
@@ -193,7 +221,9 @@ def reevaluate(run: Run, best_step: int, data_root: str, device: torch.device) -
         with flushed_denormals(bool(segment_at(summary, step).get("flush_denormal"))):
             acc = evaluate(model, task.to(device), t.eval_batch_size, device, DTYPES[t.dtype], t.eval_limit)["acc"]
         n = min(t.eval_limit, len(task)) if t.eval_limit else len(task)
-        counts[split] = (round(recorded[split] * n), round(acc * n), n)
+        then, now = round(recorded[split] * n), round(acc * n)
+        changed = float_sensitivity(model, task, t.eval_batch_size, t.eval_limit) if abs(now - then) > allowed else None
+        counts[split] = (then, now, n, changed)
     return counts
 
 
@@ -213,26 +243,29 @@ def verify_run(run: Run, data_root: str | None, device: torch.device | None, tol
     if device is None or best is None or run.status not in FINISHED or verdict.failures:
         return verdict
     root = data_root or str(run.cfg.get("data", {}).get("root", ""))
-    counts = reevaluate(run, best["step"], root, device)
-    if isinstance(counts, str):
-        verdict.notes.append(f"not re-evaluated: {counts}")
-        return verdict
-    verdict.counts = counts
     trained_on = str(segment_at(summary, verdict.steps).get("device") or "")
     allowed = (
         tolerance if tolerance is not None else (0 if trained_on.startswith(device.type) else OTHER_DEVICE_TOLERANCE)
     )
-    for split, (recorded, now, n) in counts.items():
-        if abs(now - recorded) > allowed:
-            verdict.failures.append(f"{split}: the record says {recorded:,} of {n:,} correct, its best checkpoint "
-                                    f"gives {now:,} now (tolerance {allowed})")  # fmt: skip
+    counts = reevaluate(run, best["step"], root, device, allowed)
+    if isinstance(counts, str):
+        verdict.notes.append(f"not re-evaluated: {counts}")
+        return verdict
+    verdict.counts = counts
+    for split, (recorded, now, n, changed) in counts.items():
+        said = f"{split}: the record says {recorded:,} of {n:,} correct, its best checkpoint gives {now:,} now"
+        if changed is not None and abs(now - recorded) <= changed:
+            verdict.notes.append(f"{said}, beyond the tolerance ({allowed}) but within what float64 changes "
+                                 f"({changed:,} predictions): rounding decides this model's predictions")  # fmt: skip
+        elif changed is not None:
+            verdict.failures.append(f"{said} (tolerance {allowed}; float64 changes {changed:,} predictions)")
     return verdict
 
 
 def count_cell(verdict: Verdict, split: str) -> str:
     if split not in verdict.counts:
         return "—"
-    recorded, now, n = verdict.counts[split]
+    recorded, now, n, _ = verdict.counts[split]
     return f"{recorded:,} → {now:,} of {n:,}"
 
 
