@@ -39,7 +39,7 @@ from antisym.config import RunConfig
 from antisym.data import SequenceTask, build_task, task_files
 from antisym.data.files import fingerprint
 from antisym.errors import UserError
-from antisym.models import count_parameters
+from antisym.models import build_model, count_parameters
 from antisym.provenance import commit_known, git_state, provenance
 from antisym.results.aggregate import Run, command_line, scan_runs, shown
 from antisym.training.checkpoint import load_checkpoint
@@ -189,8 +189,6 @@ def reevaluate(
     """Correct predictions of the best checkpoint on the validation and test splits, recorded and now, and where
     they differ by more than `allowed`, its float sensitivity there; or why the run cannot be re-evaluated here (its
     data absent or other than it trained on)."""
-    from antisym.models import build_model
-
     settings = RunConfig.from_cfg(run.cfg)
     summary, t = run.summary or {}, settings.trainer
     files = task_files(settings.task)
