@@ -171,8 +171,8 @@ def segment_at(summary: dict[str, Any], step: int) -> dict[str, Any]:
 def float_sensitivity(model: nn.Module, task: SequenceTask, batch_size: int, limit: int) -> int:
     """How many of a split's predictions change when the checkpoint is evaluated in float64 rather than float32.
     A model whose state trajectories amplify rounding over hundreds of steps (a large eps * |W|, near-chance
-    accuracy) cannot be pinned closer than that on any device: one such H100 record's validation pass changes 211
-    of 5,000 predictions in float64 on the CPU."""
+    accuracy) cannot be pinned closer than that on any device: one such H100 record's validation pass changes about
+    200 of 5,000 predictions in float64 on the CPU (results/verify_records.md)."""
     n = min(limit, len(task)) if limit else len(task)
     device = next(model.parameters()).device
     single, double = copy.deepcopy(model).float().eval(), copy.deepcopy(model).double().eval()
