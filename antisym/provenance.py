@@ -6,6 +6,7 @@ benchmark scripts that record it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import platform
@@ -54,6 +55,7 @@ def git_state() -> tuple[str | None, bool | None]:
     return version["git_commit"], version["git_dirty"]
 
 
+@functools.cache  # a commit is in the history or not for the life of the process; records share a few commits
 def commit_known(commit: str) -> bool | None:
     """Whether this checkout's history holds `commit` (None outside a git checkout): a record naming a commit that
     no clone has cannot be traced to its code."""

@@ -52,7 +52,7 @@ from antisym.training.rundir import (
     recorded_segments,
 )
 from antisym.training.threads import flushed_denormals
-from antisym.training.trainer import DTYPES, evaluate
+from antisym.training.trainer import DTYPES, eval_size, evaluate
 
 OTHER_DEVICE_TOLERANCE = 2  # examples a split may differ by when re-evaluated on another kind of device
 
@@ -173,7 +173,7 @@ def float_sensitivity(model: nn.Module, task: SequenceTask, batch_size: int, lim
     A model whose state trajectories amplify rounding over hundreds of steps (a large eps * |W|, near-chance
     accuracy) cannot be pinned closer than that on any device: one such H100 record's validation pass changes about
     200 of 5,000 predictions in float64 on the CPU (results/verify_records.md)."""
-    n = min(limit, len(task)) if limit else len(task)
+    n = eval_size(task, limit)
     device = next(model.parameters()).device
     single, double = copy.deepcopy(model).float().eval(), copy.deepcopy(model).double().eval()
     changed = 0
@@ -206,8 +206,9 @@ def reevaluate(
         return f"{saved.name} is not the permutation its dataset.permutation_seed gives now"
     spec = tasks["val"].spec
     model = build_model(settings.model, spec.input_size, spec.num_classes)
-    if count_parameters(model) != summary.get("params", count_parameters(model)):
-        return f"its config builds {count_parameters(model):,} parameters, the record says {summary['params']:,}"
+    params = count_parameters(model)
+    if summary.get("params", params) != params:
+        return f"its config builds {params:,} parameters, the record says {summary['params']:,}"
     model.load_state_dict(load_checkpoint(run.path / BEST_CHECKPOINT, "Retrain the run.")["model"])
     model.to(device, DTYPES[t.dtype])
     recorded = {"val": summary.get("best_val_acc"), "test": summary.get("test_acc")}
@@ -218,7 +219,7 @@ def reevaluate(
         step = best_step if split == "val" else int(summary.get("steps", best_step))
         with flushed_denormals(bool(segment_at(summary, step).get("flush_denormal"))):
             acc = evaluate(model, task.to(device), t.eval_batch_size, device, DTYPES[t.dtype], t.eval_limit)["acc"]
-        n = min(t.eval_limit, len(task)) if t.eval_limit else len(task)
+        n = eval_size(task, t.eval_limit)
         then, now = round(recorded[split] * n), round(acc * n)
         changed = float_sensitivity(model, task, t.eval_batch_size, t.eval_limit) if abs(now - then) > allowed else None
         counts[split] = (then, now, n, changed)

@@ -62,6 +62,7 @@ __all__ = [
     "Job",
     "SettingsChangedError",
     "check_settings",
+    "eval_size",
     "evaluate",
     "resolve_device",
     "run",
@@ -119,6 +120,11 @@ class BatchSampler:
         self.pos = state["pos"]
 
 
+def eval_size(task: SequenceTask, limit: int) -> int:
+    """The examples an evaluation of `task` reads: all of them, or its first `limit` (trainer.eval_limit; 0: all)."""
+    return min(limit, len(task)) if limit else len(task)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -130,7 +136,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean loss and accuracy over a split, or its first `limit` examples (summed on the device: one transfer at
     the end, no sync a batch)."""
-    n = min(limit, len(task)) if limit else len(task)
+    n = eval_size(task, limit)
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -148,7 +154,7 @@ def _evaluate(m: Member, split: str, what: str) -> dict[str, float]:
     """evaluate() of a member on a split under trainer.eval_limit, with a log line first: a long evaluation (the
     final test set twice, on a CPU) shows what it is doing instead of looking hung."""
     t = m.trainer
-    n = min(t.eval_limit, len(m.tasks[split])) if t.eval_limit else len(m.tasks[split])
+    n = eval_size(m.tasks[split], t.eval_limit)
     log.info(
         "%s: %s on %d %s examples%s",
         m.run_dir,
