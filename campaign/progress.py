@@ -92,10 +92,12 @@ def rates_here(plan: Plan, records: Path, machine: str | None = None) -> dict[st
 def rate_lines(rows: Sequence[Mapping[str, Any]], rates: Mapping[str, Any], machine: str, lanes: int = 1) -> list[str]:
     """A markdown table: per block, one run's rate measured on this machine and the time left with `lanes` runs
     training side by side (a lane trains one run at a time; a block with fewer runs left uses fewer): each preset's
-    iterations left at that preset's rate here, or the block's where the preset has not trained here."""
+    iterations left at that preset's rate here, or the block's where the preset has not trained here: such a time
+    is marked, and a footnote names those presets (an LSTM trains several times slower than the other cells)."""
     lines = [f"Rate of one run on this machine ({machine}); time left with {lanes} lane{'s' * (lanes > 1)}:", "",
              "| block | it/s | measured on | time left |", "|---|---|---|---|"]  # fmt: skip
     presets = rates.get("presets", {})
+    untimed: Counter[str] = Counter()
     for row in rows:
         if row["block"] not in rates:
             lines.append(f"| {row['block']} | — | no run trained here | — |")
@@ -103,8 +105,19 @@ def rate_lines(rows: Sequence[Mapping[str, Any]], rates: Mapping[str, Any], mach
         rate, source = rates[row["block"]]
         left = row.get("left_by_preset") or {"": row["steps_planned"] - row["steps_done"]}
         seconds = sum(steps / presets.get(preset, rate) for preset, steps in left.items())
+        guessed = {p: n for p, n in left.items() if p and n > 0 and p not in presets}
+        untimed.update(guessed)
         side_by_side = max(1, min(lanes, row["runs"] - row["completed"]))
-        lines.append(f"| {row['block']} | {rate:.2f} | {source} | {seconds / side_by_side / 3600:,.1f} h |")
+        mark = " *" if guessed else ""
+        lines.append(f"| {row['block']} | {rate:.2f} | {source} | {seconds / side_by_side / 3600:,.1f} h{mark} |")
+    if any(row["block"] not in rates for row in rows):
+        lines += ["", "Rates are per machine (another CPU or GPU trains at another speed): a block shows one once a "
+                  "run of it, or of a block with its task, has logged training here (`make cpu-campaign` does within "
+                  "minutes); results/bench_threads_cpu.md times one iteration."]  # fmt: skip
+    if untimed:
+        named = ", ".join(f"{p} ({n:,} iterations)" for p, n in sorted(untimed.items()))
+        lines += ["", f"\\* includes presets not yet timed on this machine, counted at their block's rate (set by its "
+                  f"other presets; another model can differ several-fold): {named}."]  # fmt: skip
     return lines
 
 

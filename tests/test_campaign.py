@@ -706,3 +706,12 @@ def test_status_rate_is_measured_on_this_machine_and_lent_to_blocks_of_the_same_
     row = {**row, "left_by_preset": left, "completed": 4}
     assert "| screen | 0.91 | screen | 0.5 h |" in rate_lines([row], rates, "cpu: here-cpu", 2)
     assert "| screen | 0.91 | screen | 1.0 h |" in rate_lines([{**row, "completed": 5}], rates, "cpu: here-cpu", 2)
+    # A preset not timed here is counted at the block's rate, and the table says so.
+    lines = rate_lines([{**row, "left_by_preset": {**left, "table2/lstm_noisy_cifar10": 910}}], rates, "cpu: x", 2)
+    assert "| screen | 0.91 | screen | 0.6 h * |" in lines  # (3,600 s + 910 / (50 / 55) s) / 2 lanes
+    assert lines[-1].startswith("\\* includes presets not yet timed")
+    assert "lstm_noisy_cifar10 (910 iterations)" in lines[-1]
+    # A block with no rate here says why, once.
+    lines = rate_lines([row, {**row, "block": "elsewhere"}], rates, "cpu: x")
+    assert "| elsewhere | — | no run trained here | — |" in lines and lines[-1].startswith("Rates are per machine")
+    assert not any("*" in line for line in rate_lines([{**row, "left_by_preset": left}], rates, "cpu: x", 2))

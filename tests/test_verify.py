@@ -59,6 +59,7 @@ def test_a_record_as_trained_is_verified_and_edits_are_caught(tiny_data, tmp_pat
     metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, report = verify(tmp_path, str(runs), "--no-eval")
     assert code == 0, "the record agrees with itself"
+    assert "not re-evaluated: --no-eval" in report
     code, report = verify(tmp_path, str(runs), "--data-root", str(root))
     assert code == 1
     assert f"test: the record says {test_correct + 1:,} of {n_test:,} correct, its best checkpoint gives " in report
@@ -81,7 +82,7 @@ def test_data_elsewhere_or_other_is_said_not_counted_as_agreement(tiny_data, tmp
     tiny_run(root, runs / "asym", "table1/asym_mnist")
     code, report = verify(tmp_path, str(runs), "--data-root", str(tmp_path / "nowhere"))
     assert code == 0 and "not re-evaluated: data not found" in report
-    assert line_of(report, runs / "asym").endswith("| record agrees; not re-evaluated |")
+    assert line_of(report, runs / "asym").endswith("| record agrees; not re-evaluated (notes say why) |")
     other = tmp_path / "other"
     make_tiny_data(other, seed=1)
     code, report = verify(tmp_path, str(runs), "--data-root", str(other))
@@ -102,6 +103,7 @@ def test_pmnist_permutation_and_interrupted_records(tiny_data, tmp_path):
     edit_json(runs / "cut" / "summary.json", status="interrupted", steps=0)
     code, report = verify(tmp_path, str(runs / "cut"), "--no-eval")
     assert code == 0 and "summary says 0 steps, checkpoints/last.pt 2 (stopped between writing them)" in report
+    assert line_of(report, runs / "cut").endswith("| files agree; unfinished, so nothing to re-evaluate yet |")
     edit_json(runs / "cut" / "summary.json", steps=3)
     code, report = verify(tmp_path, str(runs / "cut"), "--no-eval")
     assert code == 1 and "summary says 3 steps; checkpoints/last.pt holds step 2" in report
@@ -117,6 +119,7 @@ def test_a_model_whose_predictions_rounding_decides_is_judged_within_its_float_s
     summary = tiny_run(root, runs / "chaos", "table1/asym_mnist", *chaotic)
     model, cfg = load_run_model(runs / "chaos")
     x, _ = build_task(OmegaConf.to_container(cfg.dataset), str(root), "test", False, True).batch(torch.arange(16))
+    torch.set_num_threads(1)  # as verify evaluates (--threads 1), whatever count the training above set
     with torch.no_grad():
         changed = int((model(x).argmax(-1) != model.double()(x.double()).argmax(-1)).sum())
     assert changed >= 1, "the tiny model is meant to be chaotic"

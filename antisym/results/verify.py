@@ -40,6 +40,7 @@ from antisym.data import SequenceTask, build_task, task_files
 from antisym.data.files import fingerprint
 from antisym.errors import UserError
 from antisym.models import build_model, count_parameters
+from antisym.models.ensemble import settings_of
 from antisym.provenance import commit_known, git_state, provenance
 from antisym.results.aggregate import Run, command_line, scan_runs, shown
 from antisym.training.checkpoint import load_checkpoint
@@ -75,8 +76,10 @@ class Verdict:
             return "training now: not checked"
         if self.failures:
             return "DIFFERS"
+        if not self.counts and self.status not in FINISHED:
+            return "files agree; unfinished, so nothing to re-evaluate yet"
         if not self.counts:
-            return "record agrees; not re-evaluated"
+            return "record agrees; not re-evaluated (notes say why)"
         off = max(abs(now - recorded) for recorded, now, _, _ in self.counts.values())
         changed = max((k for *_, k in self.counts.values() if k is not None), default=None)
         if changed is not None:
@@ -176,6 +179,8 @@ def float_sensitivity(model: nn.Module, task: SequenceTask, batch_size: int, lim
     n = eval_size(task, limit)
     device = next(model.parameters()).device
     single, double = copy.deepcopy(model).float().eval(), copy.deepcopy(model).double().eval()
+    for name, value in settings_of(double).items():  # eps, gamma as configured, not as float32 rounded them
+        double.get_buffer(name).fill_(value)
     changed = 0
     for start in range(0, n, batch_size):
         x = task.batch(torch.arange(start, min(start + batch_size, n)))[0].to(device)
@@ -239,7 +244,10 @@ def verify_run(run: Run, data_root: str | None, device: torch.device | None, tol
         verdict.failures.append(str(err).split(". ")[0])
         return verdict
     verdict.notes = notes + provenance_notes(summary)
-    if device is None or best is None or run.status not in FINISHED or verdict.failures:
+    if run.status not in FINISHED or verdict.failures:
+        return verdict
+    if device is None or best is None:
+        verdict.notes.append("not re-evaluated: " + ("--no-eval" if device is None else "no validation row"))
         return verdict
     root = data_root or str(run.cfg.get("data", {}).get("root", ""))
     trained_on = str(segment_at(summary, verdict.steps).get("device") or "")
