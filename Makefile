@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed  ## create .venv and install the package (torch from the wheels on disk)
 
 train: venv  ## train one configuration: make train ARGS="model=gated dataset=pmnist"
-	@echo "make train: $(if $(ARGS),$(ARGS),the default experiment (AntisymmetricRNN, pixel MNIST, 50,000 iterations: hours on a CPU)); the log names the iterations and the bar's ETA the time. A one-minute look: make train ARGS=trainer=debug"
+	@echo "make train: $(if $(ARGS),$(ARGS),the default experiment (AntisymmetricRNN, pixel MNIST, 50,000 iterations: hours on a CPU); the log names the iterations and the bar's ETA the time. A one-minute look: make train ARGS=trainer=debug)"
 	$(PY) train.py $(ARGS)
 
 test: venv  ## run the test suite (what CI runs), one worker per core

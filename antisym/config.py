@@ -186,6 +186,15 @@ class DataConfig(Section):
     # Accept data files with fewer examples than the official sets (a deliberate subset, or tiny test data).
     allow_subset: bool = False
 
+    def __post_init__(self) -> None:
+        if not self.root.strip():
+            raise ConfigError(
+                "data.root is empty: the environment variable ANTISYM_DATA is set but empty (a `$(realpath ...)` of a "
+                "folder that does not exist leaves it so), or data.root= was given nothing. Export ANTISYM_DATA as the "
+                "absolute path of the folder that holds MNIST/ and cifar-10-batches-py/, unset it to use ./data, or "
+                "give data.root=<folder>."
+            )
+
 
 @dataclasses.dataclass(frozen=True)
 class WandbConfig(Section):

@@ -26,6 +26,7 @@ from hydra._internal.utils import create_automatic_config_search_path, get_args_
 from hydra.core.config_search_path import SearchPathQuery
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from hydra.errors import HydraException
@@ -38,6 +39,7 @@ from antisym.data.tasks import task_files
 from antisym.errors import ConfigError, UserError
 
 LOCAL_LAUNCHERS = ("BasicLauncher", "PackedLauncher")  # jobs run on this machine: its data and devices count
+_ABSENT = object()  # OmegaConf.select's answer for a key that is not there (None is a value)
 
 
 @dataclass
@@ -66,9 +68,73 @@ def nearest_keys(cfg: DictConfig, key: str) -> str:
     return (f"Did you mean {' or '.join(full)}? " if full else "") + f"({where}: {', '.join(names)})."
 
 
+def _group_options(hydra: Hydra, group: str, config_name: str, overrides: list[str]) -> list[str]:
+    """A group's options as a user types them, those in its subfolders too (experiment: table1/asym_pmnist, ...)."""
+    loader = hydra.config_loader
+    names = loader.get_group_options(group, ObjectType.CONFIG, config_name, overrides)
+    for sub in loader.get_group_options(group, ObjectType.GROUP, config_name, overrides):
+        names += [f"{sub}/{name}" for name in _group_options(hydra, f"{group}/{sub}", config_name, overrides)]
+    return names
+
+
+def _missing_option(hydra: Hydra, config_name: str, overrides: list[str], path: str, listed: bool) -> str:
+    """`group=name` naming no option of its group: the closest options, and all of them where Hydra `listed` none
+    (it lists none for a group whose options lie in subfolders, as the presets do)."""
+    for override in overrides:
+        key, _, name = override.partition("=")
+        group = key.lstrip("+~").split("@")[0]
+        if f"{group}/{name}" != path:
+            continue
+        options = _group_options(hydra, group, config_name, [o for o in overrides if o != override])
+        close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+        hint = f"Did you mean {' or '.join(f'{key}={c}' for c in close)}? " if close else ""
+        return hint + ("" if listed else f"(the options of {group}: {_by_folder(options)}) ")
+    return ""
+
+
+def _by_folder(options: list[str]) -> str:
+    """table1: asym_mnist asym_pmnist ...; table2: ... (each folder named once: the 18 presets in a few lines)."""
+    folders: dict[str, list[str]] = {}
+    for option in options:
+        folder, _, name = option.rpartition("/")
+        folders.setdefault(folder, []).append(name)
+    return "; ".join(f"{folder}: {' '.join(names)}" if folder else " ".join(names) for folder, names in folders.items())
+
+
+def _has_key(hydra: Hydra, config_name: str, overrides: list[str], key: str) -> bool:
+    """Whether the config composed with `overrides` has `key` (an option may take keys from its own defaults)."""
+    try:
+        cfg = hydra.compose_config(config_name, overrides, run_mode=RunMode.RUN, validate_sweep_overrides=False)
+    except (HydraException, OmegaConfBaseException):
+        return False
+    return OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT
+
+
+def _options_with(hydra: Hydra, config_name: str, overrides: list[str], cfg: DictConfig, key: str) -> str:
+    """`key` is not in the chosen option of its group (optimizer.momentum with adagrad): the options that have it, as
+    "fix the spelling" would send the user after a typo that is not there. "" where no option has it."""
+    choices = cfg.hydra.runtime.choices
+    parts = key.split(".")
+    group = next((g for g in ("/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)) if g in choices), None)
+    if group is None:
+        return ""
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != group]
+    options = [o for o in _group_options(hydra, group, config_name, rest) if o != choices[group]]
+    having = [f"{group}={o}" for o in options if _has_key(hydra, config_name, [*rest, f"{group}={o}"], key)]
+    if not having:
+        return ""
+    leaf = key[len(group) + 1 :]
+    verb = "has" if len(having) == 1 else "have"
+    return (
+        f"`{key}` is not a setting of {group}={choices[group]}; {', '.join(having)} {verb} {leaf}: choose "
+        f"{'it' if len(having) == 1 else 'one'} on the command line, or drop `{key}`."
+    )
+
+
 def _composition_error(hydra: Hydra, config_name: str, overrides: list[str], err: BaseException) -> UserError:
-    """Hydra's composition errors as one paragraph; a key that is not there gets the nearest keys, not Hydra's
-    advice to add it with `+` (a run refuses keys that its classes do not take)."""
+    """Hydra's composition errors as one paragraph; a key that is not there gets the options of its group that have
+    it, else the nearest keys, not Hydra's advice to add it with `+` (a run refuses keys that its classes do not take);
+    an option that is not there gets the nearest options."""
     text = str(err)
     missing = re.search(r"Could not override '([^']+)'", text)
     if missing and "To append to your config use +" in text:
@@ -76,11 +142,18 @@ def _composition_error(hydra: Hydra, config_name: str, overrides: list[str], err
         rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
         try:
             cfg = hydra.compose_config(config_name, rest, run_mode=RunMode.RUN, validate_sweep_overrides=False)
+            elsewhere = _options_with(hydra, config_name, rest, cfg, key)
             hint = nearest_keys(cfg, key)
         except (HydraException, OmegaConfBaseException):
-            hint = ""
+            elsewhere = hint = ""
+        if elsewhere:
+            return ConfigError(f"{elsewhere} (checked before any job started; nothing was written)")
         return ConfigError(f"`{key}` is not a setting of this config. {hint} Fix the spelling of the override.")
-    return ConfigError(f"{_one_paragraph(err)} (checked before any job started; nothing was written)")
+    option = re.search(r"Could not find '([^']+)'", text)
+    hint = (
+        _missing_option(hydra, config_name, overrides, option.group(1), "Available options" in text) if option else ""
+    )
+    return ConfigError(f"{_one_paragraph(err)} {hint}(checked before any job started; nothing was written)")
 
 
 @dataclass
@@ -121,14 +194,17 @@ def _jobs(hydra: Hydra, cfg: DictConfig, multirun: bool) -> Jobs:
         return Jobs([], {})  # another sweeper picks its jobs as it goes: each job is checked when it starts
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
     parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(params + task)
+    # BasicSweeper.split_arguments: the last override of a key replaces the earlier ones in their place, so a value on
+    # the command line replaces the sweeper's params for its key (model.eps=0.01 over +sweep=focus's grid).
+    last = list({o.get_key_element(): o for o in parsed}.values())
     repository = hydra.config_loader.repository
-    swept = {
-        o.key_or_group: list(o.sweep_iterator())
-        for o in parsed
+    sweeps = [
+        o for o in last
         if o.is_sweep_override() and o.is_discrete_sweep() and o.type == OverrideType.CHANGE and o.package is None
         and not repository.group_exists(o.key_or_group)
-    }  # fmt: skip
-    rest = [o for o in parsed if o.key_or_group not in swept]
+    ]  # fmt: skip
+    swept = {o.key_or_group: list(o.sweep_iterator()) for o in sweeps}
+    rest = [o for o in last if o not in sweeps]
     return Jobs([list(job) for job in BasicSweeper.split_arguments(rest, None)[0]], swept)
 
 

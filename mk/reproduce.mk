@@ -7,7 +7,7 @@
 #   make reproduce-table LAUNCHER=packed OVERRIDES="hydra.launcher.pack_size=16"   # runs of one shape as one (GPU)
 #   make reproduce-table LAUNCHER=submitit_slurm OVERRIDES="hydra.launcher.partition=gpu"   # a SLURM cluster
 #   make reproduce-table QUICK=1 TABLE=1      # smoke run: tiny sizes, logs/quick + results/local/quick, marked QUICK
-#   make reproduce-tables-only                # rebuild results/local/ from the run directories, train nothing
+#   make reproduce-tables-only                # rebuild results/local/ from logs/reproduce (else results/runs), train nothing
 #   make reproduce-tables-only UPDATE=1       # rebuild the committed tables, results/campaign/, from results/runs/
 #
 # SEEDS=5 (seeds 0-4; SEEDS=1 is seed 0 alone) or SEEDS=0,3 replaces the presets' `seeds`; DATA=dir sets
@@ -43,9 +43,12 @@ reproduce-tables-only: venv  ## rebuild the tables from the run directories, tra
 ifneq ($(filter 1 true yes,$(UPDATE)),)
 	$(PY) -m antisym.results --table $(TABLE) --runs results/runs --out results/campaign
 else
-	$(PY) -m antisym.results --table $(TABLE) $(if $(LOGS),--logs $(LOGS)) \
+	@$(if $(LOCAL_RUNS),echo "no logs/reproduce here (make reproduce-table trains into it): tables of the committed records")
+	$(PY) -m antisym.results --table $(TABLE) $(if $(LOGS),--logs $(LOGS)) $(if $(LOCAL_RUNS),--runs $(LOCAL_RUNS)) \
 		$(if $(filter 1 true yes,$(QUICK)),--quick --out $(RESULTS)/quick,--out $(RESULTS))
 endif
+# with neither LOGS= nor a logs/reproduce of this checkout's own runs, the committed records stand in
+LOCAL_RUNS = $(if $(LOGS)$(filter 1 true yes,$(QUICK))$(wildcard logs/reproduce),,results/runs)
 
 # Re-check run records without retraining (antisym/results/verify.py): each summary against its metrics.jsonl and
 # checkpoints, its provenance, and each finished run's best checkpoint evaluated again on its validation and test

@@ -55,7 +55,7 @@ def test_successor_runs_are_rows_beside_the_paper(tiny_data, tmp_path):
     md2 = (out / "table2.md").read_text()
     successors2 = md2.split("## Beside the paper: successors")[1]
     assert re.search(
-        r"\| coRNN \(Rusch & Mishra, 2021\) \| not run \| — \| — \| \d+ of 56,400 iterations \| 59\.0 \|", md2
+        r"\| coRNN \(Rusch & Mishra, 2021\) \| not run \| — \| — \| screen: 0 of 2 iterations \| 59\.0 \|", md2
     )
     assert "| Lipschitz RNN (Erichson et al., 2021) |" in successors2 and "| 64.2 |" in successors2
     assert "| coRNN, noise padded | 0 | interrupted |" in md2

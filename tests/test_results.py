@@ -78,6 +78,9 @@ def test_preset_has_the_papers_row(preset):
     assert preset == preset_name(model, dataset) and cfg.preset.name == preset and TABLE_OF_DATASET[dataset] == table
     assert cfg.model.hidden_size == paper.units and cfg.trainer.batch_size == 128
     assert cfg.trainer.max_steps == ITERATIONS[dataset] and len(cfg.seeds) >= 2
+    # trainer=debug shortens a preset as it does a plain run (the preset sets no trainer.max_steps of its own).
+    debug = compose_cfg(f"+experiment={preset}", "trainer=debug").trainer
+    assert (debug.max_steps, debug.eval_limit, debug.batch_size) == (20, 500, 128)
     # Parameters counted from the model the preset builds; Table 2's column is for pixel CIFAR-10 (m=3).
     if dataset != "noisy_cifar10":
         m = {"mnist": 1, "pmnist": 1, "cifar10": 3}[dataset]
@@ -213,7 +216,7 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
         assert f"| {status} |" in md
     assert "OSError: node lost" in md and "non-finite loss at step 1" in md
     assert "## Configurations compared" in md and re.search(r"- devices: `cpu: [^`]+` \(\d+ runs?\)", md)
-    assert "| LSTM | pMNIST | table1/lstm_pmnist | 0 of 50,000 iterations |" in md  # unfinished: no accuracy
+    assert "| LSTM | pMNIST | table1/lstm_pmnist | screen: 0 of 2 iterations |" in md  # unfinished: no accuracy
     assert "not run" in md and "| KRU (Jose et al., 2017) |" in md
     commit = json.loads((logs / "gated_pmnist" / "seed0" / "summary.json").read_text())["git_commit"]
     assert f"`{commit}`" in md
@@ -413,6 +416,26 @@ def test_tables_count_right(tiny_data, tmp_path, capsys):
     asym = next(r for r in rows[1] if (r.model, r.dataset) == ("asym", "mnist"))
     assert asym.chosen is None and len(asym.candidates) == 2
     assert "| AntisymmetricRNN | 1,234 of 50,000 iterations | 98.0 |" in (tmp_path / "out" / "table1.md").read_text()
+
+
+def test_a_screens_progress_is_not_shown_as_progress_towards_the_paper_length_row(tiny_data, tmp_path):
+    """An unfinished row with only a short screen shows the screen's progress towards its own length, labelled as a
+    screen's; once a paper-length run starts, the row shows that run's progress, whatever the screen's steps."""
+    root, _ = tiny_data
+    logs = tmp_path / "logs"
+    screen = logs / "screen" / "seed0"
+    tiny_run(root, screen, "table1/gated_mnist")  # 2 steps, then resumed for 4 and stopped at once: 2 of 4
+    stopped = tiny_run(root, screen, "table1/gated_mnist", "trainer.max_steps=4", "trainer.resume=true",
+                       "trainer.time_limit_s=1e-9")  # fmt: skip
+    assert (stopped["status"], stopped["steps"]) == ("interrupted", 2)
+    write_tables([logs], tmp_path / "out", tables=(1,))
+    line = next(x for x in (tmp_path / "out" / "table1.md").read_text().splitlines() if "| table1/gated_mnist |" in x)
+    assert "| screen: 2 of 4 iterations |" in line and "of 50,000" not in line.split("|")[4]
+    paper_length = tiny_run(root, logs / "preset" / "seed0", "table1/gated_mnist", "trainer.max_steps=50000",
+                            "trainer.time_limit_s=1e-9")  # fmt: skip
+    assert (paper_length["status"], paper_length["steps"]) == ("interrupted", 0)
+    write_tables([logs], tmp_path / "out", tables=(1,))
+    assert "| table1/gated_mnist | 0 of 50,000 iterations |" in (tmp_path / "out" / "table1.md").read_text()
 
 
 def test_tables_from_a_missing_runs_folder_are_an_error_that_writes_nothing(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import subprocess
@@ -139,6 +140,25 @@ def test_divergence_is_recorded_and_earlier_checkpoints_kept(tiny_data, tmp_path
     assert after["step"] == 2 and all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_a_divergence_at_step_1_is_reported_at_step_1_everywhere(tiny_data, tmp_path, caplog):
+    """summary.json's `steps` counts completed steps (a resume continues from it): 0 for a run that diverged at its
+    first step. The final log line says both, as the divergence warning says step 1."""
+    root, _ = tiny_data
+    with caplog.at_level(logging.INFO, logger="antisym"):
+        summary = run(compose_cfg(root, "model.eps=1e38"), tmp_path)  # h overflows at the first step
+    assert (summary["status"], summary["diverged_at_step"], summary["steps"]) == ("diverged", 1, 0)
+    assert "at step 1: stopping" in caplog.text and "diverged at step 1 (0 steps completed)" in caplog.text
+    assert "after 0 steps" not in caplog.text
+
+
+def test_the_progress_bar_closes_on_the_last_evaluations_best(tiny_data, tmp_path, capsys):
+    """The only evaluation is at the last step: the bar's final postfix shows its accuracy, not "-"."""
+    root, _ = tiny_data
+    summary = run(compose_cfg(root, "trainer.progress=true", "trainer.eval_every=6"), tmp_path)
+    renders = [r for r in re.split(r"[\r\n]", capsys.readouterr().err) if "best_val=" in r]
+    assert f"best_val={summary['best_val_acc']:.3f}" in renders[-1]
 
 
 def test_jacobian_metric_is_logged(tiny_data, tmp_path):

@@ -408,11 +408,6 @@ class RowResult:
         return ", ".join(presets) or "—"
 
     @property
-    def pending(self) -> list[Run]:
-        """The runs whose progress an unfinished row shows: its paper-length runs where it has any."""
-        return [r for r in self.runs if full_length(r)] or self.runs
-
-    @property
     def not_completed(self) -> list[Run]:
         return [r for r in self.runs if r.status != "completed"]
 
@@ -461,12 +456,20 @@ def build_rows(runs: Sequence[Run], table: int) -> list[RowResult]:
     return rows
 
 
+def progress_cell(row: RowResult) -> str:
+    """How far an unfinished row is, never a partial accuracy: its paper-length runs' progress towards the row's
+    iterations; where it has none, its screens' progress labelled as theirs, towards their own shorter length (a
+    5,000-iteration screen at 3,982 is not 3,982 of the paper's 50,000 done)."""
+    full = [r for r in row.runs if full_length(r)]
+    if full:
+        return f"{max(int(r.get('steps') or 0) for r in full):,} of {row.iterations:,} iterations"
+    done, length = max((int(r.get("steps") or 0), int(r.knobs["trainer"].get("max_steps", 0))) for r in row.runs)
+    return f"screen: {done:,} of {length:,} iterations"
+
+
 def acc_cell(row: RowResult) -> str:
     if row.chosen is None:
-        if not row.runs:
-            return "not run"
-        done = max(int(r.get("steps") or 0) for r in row.pending)
-        return f"{done:,} of {row.iterations:,} iterations"  # unfinished: never a partial accuracy
+        return progress_cell(row) if row.runs else "not run"
     mean, std = row.test_mean, row.chosen.std("test_acc")
     return f"{pct(mean)} ± {pct(std)}" if std is not None else f"{pct(mean)} (1 seed)"
 

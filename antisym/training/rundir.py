@@ -306,7 +306,7 @@ def resume_source(run_dir: Path, cfg: dict[str, Any], resume: bool | str) -> Pat
         path = path / LAST_CHECKPOINT
     if not path.is_file():
         if resume is True:
-            log.info("trainer.resume=true but %s does not exist yet: starting from step 0.", path)
+            log.info("no checkpoint yet in %s: starting from step 0.", path.parent)
             return None
         raise CheckpointError(f"trainer.resume={resume} but there is no checkpoint at {path}.")
     source_cfg = saved_settings(path.parent.parent)

@@ -453,8 +453,6 @@ def _train(members: list[Member]) -> None:
                     m.optimizer.step()
                     m.step += 1
                     step = m.step
-                    best_val = f"{m.best['val_acc']:.3f}" if m.best["step"] >= 0 else "-"
-                    m.bar.set_postfix(loss=f"{loss:.3f}", best_val=best_val, refresh=False)  # every step
                     if step % t.log_every == 0 or step == 1:
                         acc = (out.argmax(-1) == y).float().mean().item()
                         lr = m.optimizer.param_groups[0]["lr"]
@@ -470,6 +468,7 @@ def _train(members: list[Member]) -> None:
                             m.best = {"val_acc": val["acc"], "step": step}
                             atomic_save({"model": m.model.state_dict(), "step": step}, m.run_dir / BEST_CHECKPOINT)
                         _checkpoint(m)
+                    _show_progress(m, loss)
                     m.bar.update(1)
         except BaseException as err:  # a crash of the shared computation, or a second Ctrl-C: the members still
             crash = err  # training fail; those that had finished are finished below as usual
@@ -491,6 +490,13 @@ def _train(members: list[Member]) -> None:
     if crash is not None and len(members) == 1:
         stopped = members[0].result
         raise stopped if isinstance(stopped, UserError | KeyboardInterrupt) else crash
+
+
+def _show_progress(m: Member, loss: float) -> None:
+    """The bar's postfix, set every step after that step's validation: the bar closes on the run's best validation
+    accuracy, the one the final log line reports, not the one before the last evaluation."""
+    best_val = f"{m.best['val_acc']:.3f}" if m.best["step"] >= 0 else "-"
+    m.bar.set_postfix(loss=f"{loss:.3f}", best_val=best_val, refresh=False)
 
 
 def _setup(member: Member) -> None:
@@ -619,9 +625,17 @@ def _finish(m: Member) -> dict[str, Any]:
     summary["wall_time_s"] = time.time() - m.t0
     m.metrics.close(summary)
     write_json(summary, m.run_dir / SUMMARY_FILE)
-    log.info("%s: %s after %d steps: best val acc %s, test acc %s", m.run_dir, m.status, m.step,
-             summary["best_val_acc"], summary.get("test_acc"))  # fmt: skip
+    log.info("%s: %s: best val acc %s, test acc %s", m.run_dir, how_it_ended(summary), summary["best_val_acc"],
+             summary.get("test_acc"))  # fmt: skip
     return summary
+
+
+def how_it_ended(summary: dict[str, Any]) -> str:
+    """The final log line's account of a run's length: `steps` counts the steps completed (what a resume continues
+    from), so a run that diverged at step k says so beside its k - 1 completed steps, as the divergence warning does."""
+    if summary["status"] == "diverged":
+        return f"diverged at step {summary['diverged_at_step']} ({summary['steps']} steps completed)"
+    return f"{summary['status']} after {summary['steps']} steps"
 
 
 def _fail(member: Member, err: BaseException) -> BaseException:

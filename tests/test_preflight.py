@@ -1,0 +1,50 @@
+"""train.py's check before Hydra starts (antisym/preflight.py): the jobs it counts are the jobs Hydra launches, and
+its refusals point at the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from antisym.errors import ConfigError
+from antisym.preflight import check_command
+from tests.conftest import REPO
+
+FOCUS = ["-m", "+experiment=table1/asym_pmnist", "+sweep=focus"]  # eps 2 x gamma 3 x lr 2 = 12 jobs
+
+
+def test_a_value_on_the_command_line_replaces_the_sweeps_grid_for_its_key(tmp_path):
+    # BasicSweeper: model.eps=0.01 and optimizer.lr=0.1 replace the preset's values for them; gamma's 3 remain.
+    fixed = check_command([*FOCUS, "model.eps=0.01", "optimizer.lr=0.1"], str(REPO / "train.py"), "conf", "config")
+    assert fixed is not None and fixed.jobs == 3
+    # A bad value over a swept key is refused before any job starts (with no data, a job that started would be
+    # refused for its files instead, after the grid's values had replaced -1).
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *FOCUS, "model.eps=-1", "trainer.max_steps=2", "data.download=false",
+         f"data.root={tmp_path / 'no_data'}", f"hydra.sweep.dir={sweep}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "A job of this sweep of 6 (" in proc.stderr and "model.eps (Euler step size) must be > 0" in proc.stderr
+    assert not sweep.exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+experiment=table1/asym_pmnst"], r"Did you mean \+experiment=table1/asym_pmnist .*table2: ablation_cifar10"),
+        (["optimizer.momentum=0.9"], "not a setting of optimizer=adagrad; optimizer=sgd has momentum"),
+        (["model=lstm", "model.eps=0.1"], "not a setting of model=lstm; model=ablation, model=asym, .* have eps"),
+        (["optimizer.momentm=0.9"], "Fix the spelling"),  # no optimizer has it: a typo
+    ],
+)
+def test_a_bad_override_is_refused_with_the_fix(tmp_path, overrides, message):
+    argv = [*overrides, f"hydra.run.dir={tmp_path / 'run'}"]
+    with pytest.raises(ConfigError, match=message) as refused:
+        check_command(argv, str(REPO / "train.py"), config_path="conf", config_name="config")
+    text = str(refused.value)
+    assert "\n" not in text and not (tmp_path / "run").exists()
+    assert ("Fix the spelling" in text) == (message == "Fix the spelling"), text
