@@ -301,12 +301,18 @@ def render(verdicts: list[Verdict], base: Path, header: dict[str, Any]) -> str:
     failures = [f"- `{shown(v.path, base)}`: {text}" for v in verdicts for text in v.failures]
     if failures:
         lines += ["", "## Where records differ", "", *failures]
-    notes: dict[str, list[str]] = {}  # one line per note, naming every run it concerns
+    notes: dict[str, list[str]] = {}  # each note once, with every run it concerns
     for v in verdicts:
         for text in v.notes:
             notes.setdefault(text, []).append(f"`{shown(v.path, base)}`")
     if notes:
-        lines += ["", "## Notes", ""] + [f"- {text}: {', '.join(runs)}" for text, runs in notes.items()]
+        lines += ["", "## Notes", ""]
+        for text, runs in notes.items():  # a note shared by many runs lists them beneath it, one a line
+            lines += (
+                [f"- {text}: {runs[0]}"]
+                if len(runs) == 1
+                else [f"- {text} ({len(runs)} runs):", *(f"  - {r}" for r in runs)]
+            )
     return "\n".join(lines) + "\n"
 
 
