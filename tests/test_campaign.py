@@ -68,8 +68,8 @@ def test_paper_plan_order_and_presets():
     plan = load_plan("paper")
     assert (plan.launcher, plan.pack_size, plan.concurrent) == ("packed", 32, 2)
     assert plan.blocks == (
-        "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_pixel",
-        "table1_lstm", "fig2", "baselines", "table1_preset",
+        "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_noisy_layout",
+        "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -78,6 +78,7 @@ def test_paper_plan_order_and_presets():
         "table2_noisy_screen": 6,
         "table2_noisy": 12,
         "table2_noisy_gamma": 2,
+        "table2_noisy_layout": 2,
         "table2_pixel": 12,
         "table1_lstm": 6,
         "fig2": 28,
@@ -110,18 +111,28 @@ def test_paper_plan_order_and_presets():
 
 def test_paper_plan_lanes_split_the_blocks_by_device():
     """The CPU lane trains the noise-padded column first (its screen: lr at the preset's eps, then eps 0.1 and 1 at
-    lr 0.1; then seed 0 of the four rows, the gamma check, then seeds 1 and 2), then the rest of Table 1's screen; the
-    GPU lane takes the other blocks, none of the CPU's Table 2 ones."""
+    lr 0.1; then seed 0 of the four rows, the gamma and layout checks, then seeds 1 and 2), then the rest of Table 1's
+    screen; the GPU lane takes the other blocks, none of the CPU's Table 2 ones."""
     plan = load_plan("paper")
     cpu = plan.lane_runs("cpu")
-    assert [r.rel_dir for r in cpu[:12]] == [
+    assert [r.rel_dir for r in cpu[:14]] == [
         *(f"table2_noisy_screen/asym_noisy_cifar10_lr{lr}_seed0" for lr in (0.1, 0.2, 0.5, 1.0)),
         *(f"table2_noisy_screen/asym_noisy_cifar10_eps{eps}_lr0.1_seed0" for eps in (0.1, 1.0)),
         *(f"table2_noisy/{row}_noisy_cifar10_seed0" for row in ("asym", "gated", "ablation", "lstm")),
         *(f"table2_noisy_gamma/asym_noisy_cifar10_gamma{gamma}_seed0" for gamma in (0.001, 0.1)),
+        "table2_noisy_layout/gated_noisy_cifar10_row_orderrgb_seed0",
+        "table2_noisy_layout/gated_noisy_cifar10_noiseshared_seed0",
     ]
-    assert [r.seed for r in cpu[12:20]] == [k for k in (1, 2) for _ in range(4)]
-    assert {r.block for r in cpu[12:20]} == {"table2_noisy"} and {r.block for r in cpu[20:]} == {"table1_screen"}
+    assert [r.seed for r in cpu[14:22]] == [k for k in (1, 2) for _ in range(4)]
+    assert {r.block for r in cpu[14:22]} == {"table2_noisy"} and {r.block for r in cpu[22:]} == {"table1_screen"}
+    # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
+    layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
+    assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
+        ("rgb", "independent"), ("channels", "shared"),
+    ]  # fmt: skip
+    assert {
+        (c["model"]["eps"], c["model"]["gamma"], c["optimizer"]["lr"], c["trainer"]["max_steps"]) for c in layout
+    } == {(0.01, 0.01, 0.1, 2000)}
     gamma = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_gamma")]
     points = [(c["model"]["gamma"], c["model"]["eps"], c["optimizer"]["lr"], c["trainer"]["max_steps"]) for c in gamma]
     assert points == [(0.001, 0.01, 0.1, 2000), (0.1, 0.01, 0.1, 2000)]
