@@ -68,6 +68,11 @@ def nearest_keys(cfg: DictConfig, key: str) -> str:
     return (f"Did you mean {' or '.join(full)}? " if full else "") + f"({where}: {', '.join(names)})."
 
 
+def _without(overrides: list[str], key: str) -> list[str]:
+    """The overrides but those of `key` (a group or a dotted key, whatever its +/~ prefix)."""
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+
+
 def _group_options(hydra: Hydra, group: str, config_name: str, overrides: list[str]) -> list[str]:
     """A group's options as a user types them, those in its subfolders too (experiment: table1/asym_pmnist, ...)."""
     loader = hydra.config_loader
@@ -118,7 +123,7 @@ def _options_with(hydra: Hydra, config_name: str, overrides: list[str], cfg: Dic
     group = next((g for g in ("/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)) if g in choices), None)
     if group is None:
         return ""
-    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != group]
+    rest = _without(overrides, group)
     options = [o for o in _group_options(hydra, group, config_name, rest) if o != choices[group]]
     having = [f"{group}={o}" for o in options if _has_key(hydra, config_name, [*rest, f"{group}={o}"], key)]
     if not having:
@@ -139,7 +144,7 @@ def _composition_error(hydra: Hydra, config_name: str, overrides: list[str], err
     missing = re.search(r"Could not override '([^']+)'", text)
     if missing and "To append to your config use +" in text:
         key = missing.group(1)
-        rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+        rest = _without(overrides, key)
         try:
             cfg = hydra.compose_config(config_name, rest, run_mode=RunMode.RUN, validate_sweep_overrides=False)
             elsewhere = _options_with(hydra, config_name, rest, cfg, key)

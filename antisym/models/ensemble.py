@@ -8,6 +8,7 @@ reaches its own parameters, so each keeps its own optimizer, clipping and checkp
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -36,6 +37,16 @@ def settings_of(model: nn.Module) -> dict[str, float]:
         for prefix, module in model.named_modules()
         for k, v in getattr(module, "_settings", {}).items()
     }
+
+
+def cast(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of `model` in `dtype` whose settings hold their configured values: a model trained in float32 holds
+    them rounded, and `.to(torch.float64)` alone would keep the rounding (a chaotic model's float64 predictions and
+    a Jacobian's eigenvalues are computed with the eps and gamma the config gives)."""
+    copied = copy.deepcopy(model).to(dtype)
+    for name, value in settings_of(copied).items():
+        copied.get_buffer(name).fill_(value)
+    return copied
 
 
 def check_member_settings(models: list[nn.Module]) -> None:

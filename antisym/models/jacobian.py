@@ -11,7 +11,6 @@ examples; `jacobian_eigen_stats` returns exactly that, and the trainer can log i
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import torch
@@ -19,6 +18,7 @@ from torch import Tensor, nn
 
 from antisym.models import euler_recurrence
 from antisym.models.cells import EulerCell
+from antisym.models.ensemble import cast
 
 
 def _hidden_size(model: nn.Module) -> int:
@@ -47,7 +47,7 @@ def _cast(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
     p = next(model.parameters(), None)
     if p is None or p.dtype == dtype:
         return model
-    return copy.deepcopy(model).to(dtype)
+    return cast(model, dtype)
 
 
 def end_to_end_jacobian(

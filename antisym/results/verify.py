@@ -24,7 +24,6 @@ checked.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import time
@@ -40,7 +39,7 @@ from antisym.data import SequenceTask, build_task, task_files
 from antisym.data.files import fingerprint
 from antisym.errors import UserError
 from antisym.models import build_model, count_parameters
-from antisym.models.ensemble import settings_of
+from antisym.models.ensemble import cast
 from antisym.provenance import commit_known, git_state, provenance
 from antisym.results.aggregate import Run, command_line, scan_runs, shown
 from antisym.training.checkpoint import load_checkpoint
@@ -178,9 +177,7 @@ def float_sensitivity(model: nn.Module, task: SequenceTask, batch_size: int, lim
     200 of 5,000 predictions in float64 on the CPU (results/verify_records.md)."""
     n = eval_size(task, limit)
     device = next(model.parameters()).device
-    single, double = copy.deepcopy(model).float().eval(), copy.deepcopy(model).double().eval()
-    for name, value in settings_of(double).items():  # eps, gamma as configured, not as float32 rounded them
-        double.get_buffer(name).fill_(value)
+    single, double = cast(model, torch.float32).eval(), cast(model, torch.float64).eval()
     changed = 0
     for start in range(0, n, batch_size):
         x = task.batch(torch.arange(start, min(start + batch_size, n)))[0].to(device)
