@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -537,7 +538,9 @@ def test_wandb_resume_continues_the_same_run(tiny_data, tmp_path, monkeypatch):
     run(compose_cfg(root, "logger=wandb", "trainer.max_steps=3"), tmp_path)
     run(compose_cfg(root, "logger=wandb", "trainer.max_steps=6", "trainer.resume=true"), tmp_path)
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and len({p.name.rsplit("-", 1)[-1] for p in runs}) == 1
+    # W&B names each folder offline-run-<time>-<id>, with "-1" added when two start in one second.
+    ids = {re.match(r"offline-run-\d{8}_\d{6}-(\w+)", p.name).group(1) for p in runs}
+    assert len(runs) == 2 and len(ids) == 1, [p.name for p in runs]
 
 
 # ------------------------------------------------------------------------------------------ 11 and the rest
