@@ -69,7 +69,7 @@ def test_paper_plan_order_and_presets():
     assert (plan.launcher, plan.pack_size, plan.concurrent) == ("packed", 32, 2)
     assert plan.blocks == (
         "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_noisy_layout",
-        "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
+        "table2_noisy_shared", "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -79,6 +79,7 @@ def test_paper_plan_order_and_presets():
         "table2_noisy": 12,
         "table2_noisy_gamma": 2,
         "table2_noisy_layout": 2,
+        "table2_noisy_shared": 1,
         "table2_pixel": 12,
         "table1_lstm": 6,
         "fig2": 28,
@@ -111,20 +112,22 @@ def test_paper_plan_order_and_presets():
 
 def test_paper_plan_lanes_split_the_blocks_by_device():
     """The CPU lane trains the noise-padded column first (its screen: lr at the preset's eps, then eps 0.1 and 1 at
-    lr 0.1; then seed 0 of the four rows, the gamma and layout checks, then seeds 1 and 2), then the rest of Table 1's
+    lr 0.1; then seed 0 of the four rows, the gamma and layout checks, shared noise at paper length, then seeds 1
+    and 2), then the rest of Table 1's
     screen; the GPU lane takes the other blocks, none of the CPU's Table 2 ones."""
     plan = load_plan("paper")
     cpu = plan.lane_runs("cpu")
-    assert [r.rel_dir for r in cpu[:14]] == [
+    assert [r.rel_dir for r in cpu[:15]] == [
         *(f"table2_noisy_screen/asym_noisy_cifar10_lr{lr}_seed0" for lr in (0.1, 0.2, 0.5, 1.0)),
         *(f"table2_noisy_screen/asym_noisy_cifar10_eps{eps}_lr0.1_seed0" for eps in (0.1, 1.0)),
         *(f"table2_noisy/{row}_noisy_cifar10_seed0" for row in ("asym", "gated", "ablation", "lstm")),
         *(f"table2_noisy_gamma/asym_noisy_cifar10_gamma{gamma}_seed0" for gamma in (0.001, 0.1)),
         "table2_noisy_layout/gated_noisy_cifar10_row_orderrgb_seed0",
         "table2_noisy_layout/gated_noisy_cifar10_noiseshared_seed0",
+        "table2_noisy_shared/gated_noisy_cifar10_noiseshared_seed0",
     ]
-    assert [r.seed for r in cpu[14:22]] == [k for k in (1, 2) for _ in range(4)]
-    assert {r.block for r in cpu[14:22]} == {"table2_noisy"} and {r.block for r in cpu[22:]} == {"table1_screen"}
+    assert [r.seed for r in cpu[15:23]] == [k for k in (1, 2) for _ in range(4)]
+    assert {r.block for r in cpu[15:23]} == {"table2_noisy"} and {r.block for r in cpu[23:]} == {"table1_screen"}
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
@@ -133,6 +136,10 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
     assert {
         (c["model"]["eps"], c["model"]["gamma"], c["optimizer"]["lr"], c["trainer"]["max_steps"]) for c in layout
     } == {(0.01, 0.01, 0.1, 2000)}
+    (shared,) = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_shared")]
+    assert (shared["dataset"]["noise"], shared["dataset"]["row_order"], shared["trainer"]["max_steps"]) == (
+        "shared", "channels", 10000,
+    )  # fmt: skip
     gamma = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_gamma")]
     points = [(c["model"]["gamma"], c["model"]["eps"], c["optimizer"]["lr"], c["trainer"]["max_steps"]) for c in gamma]
     assert points == [(0.001, 0.01, 0.1, 2000), (0.1, 0.01, 0.1, 2000)]
