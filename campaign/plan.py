@@ -259,12 +259,20 @@ def compose_run(run: PlannedRun, extra: Sequence[str] = ()) -> tuple[dict[str, A
     return compose_where_present(run.preset, run.overrides, run.where_present, extra)
 
 
+def _may_set_length(override: str) -> bool:
+    """Whether an override can change trainer.max_steps: a config group's choice (trainer=debug) or a max_steps key."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return "." not in key or key.endswith("max_steps")
+
+
 def planned_steps(plan: Plan) -> dict[str, int]:
-    """trainer.max_steps of every run (rel_dir -> steps), composing each seedless entry once."""
-    by_entry: dict[tuple, int] = {}
+    """trainer.max_steps of every run (rel_dir -> steps), composing once per preset and the overrides that can set
+    the length (a grid's lr, eps and seed cannot: the paper plan composes 24 times, not 123)."""
+    by_length: dict[tuple, int] = {}
     out = {}
     for run in plan.runs:
-        if run.entry_key not in by_entry:
-            by_entry[run.entry_key] = int(compose(run.preset, list(run.entry_key[1]))["trainer"]["max_steps"])
-        out[run.rel_dir] = by_entry[run.entry_key]
+        key = (run.preset, tuple(o for o in run.entry_key[1] if _may_set_length(o)))
+        if key not in by_length:
+            by_length[key] = int(compose(run.preset, list(key[1]))["trainer"]["max_steps"])
+        out[run.rel_dir] = by_length[key]
     return out

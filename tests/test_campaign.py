@@ -28,7 +28,7 @@ from campaign.device import device_command
 from campaign.gpu_check.parity import ParityResult
 from campaign.lease import Lease, run_lease
 from campaign.limits import FILES_BACK, MAX_COMMAND
-from campaign.plan import compose_run, expand, load_plan, plan_path, planned_state, resolve
+from campaign.plan import compose_run, expand, load_plan, plan_path, planned_state, planned_steps, resolve
 from campaign.records import RecordError, archive_records, collect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,6 +162,14 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
         expand({**TINY_PLAN, "lanes": {"cpu": ["nope"]}}, "x")
     with pytest.raises(ConfigError, match="takes seeds as a list of integers, got '0'"):
         expand({**TINY_PLAN, "lanes": {"cpu": [{"block": "tiny", "seeds": "0"}]}}, "x")
+
+
+def test_planned_steps_are_each_runs_composed_length():
+    """planned_steps composes once per preset and length-setting overrides: the lengths equal composing each run."""
+    plan = load_plan("paper")
+    seedless = {r.entry_key: compose_run(r, [])[0]["trainer"]["max_steps"] for r in plan.runs if r.seed == 0}
+    direct = {r.rel_dir: seedless[r.entry_key] for r in plan.runs}
+    assert planned_steps(plan) == direct and set(direct.values()) >= {2000, 5000, 10000, 50000}
 
 
 def test_plan_refuses_other_launchers_and_shared_dirs():

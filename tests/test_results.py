@@ -21,6 +21,7 @@ from antisym.results import write_tables
 from antisym.results.aggregate import QuickRunsError, collect_runs
 from antisym.results.paper import ITERATIONS, PAPER, TABLE_OF_DATASET, preset_name, table_rows
 from antisym.training import run
+from antisym.training.rundir import RunLock
 from tests.conftest import REPO
 
 # Tiny runs: 8 hidden units, 2 steps of batch 4, tiny validation split; MNIST stays 784 steps.
@@ -436,6 +437,48 @@ def test_a_screens_progress_is_not_shown_as_progress_towards_the_paper_length_ro
     assert (paper_length["status"], paper_length["steps"]) == ("interrupted", 0)
     write_tables([logs], tmp_path / "out", tables=(1,))
     assert "| table1/gated_mnist | 0 of 50,000 iterations |" in (tmp_path / "out" / "table1.md").read_text()
+
+
+def test_a_run_on_other_data_settings_than_the_papers_task_is_compared_never_chosen(tiny_data, tmp_path):
+    """The paper states independent noise for the noise-padded task; coRNN's shared noise is another task. A run
+    trained on it is labelled with what it changed from its preset and never reported as the paper's row, even as the
+    row's only result; a successor whose own preset uses shared noise is reported as usual."""
+    root, _ = tiny_data
+    logs = tmp_path / "logs"
+    short = ("dataset.seq_len=33",)
+    tiny_run(root, logs / "shared" / "seed0", "table2/gated_noisy_cifar10", *short, "dataset.noise=shared")
+    stopped = tiny_run(root, logs / "independent" / "seed0", "table2/gated_noisy_cifar10", *short,
+                       "trainer.time_limit_s=1e-9")  # fmt: skip
+    assert stopped["status"] == "interrupted"
+    tiny_run(root, logs / "cornn" / "seed0", "baselines/cornn_noisy_cifar10", *short, "model.hidden_size=8")
+    rows = write_tables([logs], tmp_path / "out", tables=(2,))[2]
+    gated = next(r for r in rows if (r.model, r.dataset) == ("gated", "noisy_cifar10"))
+    shared = next(c for c in gated.candidates if c.results)
+    assert gated.chosen is None and "noise=shared seq_len=33" in shared.label
+    cornn = next(r for r in rows if (r.model, r.dataset) == ("cornn", "noisy_cifar10"))
+    assert cornn.chosen is not None and "noise=" not in cornn.chosen.label  # its preset's own noise
+    md = (tmp_path / "out" / "table2.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| AntisymmetricRNN w/ gating | noise padded |"))
+    assert "| screen: 0 of 2 iterations |" in line  # the independent run's progress, not the shared run's result
+    assert f"| {shared.label} | 1/1 |" in md and "| never: noise=shared, the paper's independent |" in md
+
+
+def test_a_run_training_now_is_listed_as_training_and_a_killed_one_as_killed(tiny_data, tmp_path):
+    """A summary saying "running" is a live run while a process holds its lock, a killed one once none does."""
+    root, _ = tiny_data
+    run_dir = tmp_path / "logs" / "gated_mnist" / "seed0"
+    stopped = tiny_run(root, run_dir, "table1/gated_mnist", "trainer.time_limit_s=1e-9")
+    live = {k: v for k, v in stopped.items() if k != "stop_reason"} | {"status": "running"}  # a live trainer's
+    (run_dir / "summary.json").write_text(json.dumps(live))
+
+    def detail() -> str:
+        write_tables([tmp_path / "logs"], tmp_path / "out", tables=(1,))
+        md = (tmp_path / "out" / "table1.md").read_text()
+        return next(x for x in md.splitlines() if x.startswith("| AntisymmetricRNN w/ gating, MNIST | 0 |"))
+
+    with RunLock(run_dir):
+        assert "| running | 0 / 2 | training now (a live process holds its lock)" in detail()
+    assert "| interrupted | 0 / 2 | interrupted (killed: no clean stop recorded): resumes" in detail()
 
 
 def test_tables_from_a_missing_runs_folder_are_an_error_that_writes_nothing(tmp_path, capsys):

@@ -20,12 +20,14 @@ from antisym.training.rundir import METRICS_FILE, read_metrics
 
 
 def row_curve(row: Any) -> dict[str, Any] | None:
-    """The curve of one aggregate.RowResult, or None when none of its runs has a validation row yet."""
+    """The curve of one aggregate.RowResult (its chosen configuration, else the one furthest along on the row's task),
+    or None when none of its runs has a validation row yet."""
 
     def val_rows(cand: Any) -> list[list[dict]]:
         return [[r for r in read_metrics(run.path / METRICS_FILE) if r["split"] == "val"] for run in cand.runs]
 
-    furthest = sorted(row.candidates, key=lambda c: max((int(r.get("steps") or 0) for r in c.runs), default=0))
+    on_task = [c for c in row.candidates if not c.off_task(row.task)]
+    furthest = sorted(on_task, key=lambda c: max((int(r.get("steps") or 0) for r in c.runs), default=0))
     cand = row.chosen or (furthest[-1] if furthest else None)
     per_run = [rows for rows in val_rows(cand) if rows] if cand else []
     if not per_run:
