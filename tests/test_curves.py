@@ -6,6 +6,7 @@ import json
 import statistics
 
 from antisym.results import write_tables
+from antisym.results.curves import seeds_label
 from antisym.training.rundir import read_metrics
 from tests.test_results import tiny_run
 
@@ -29,6 +30,14 @@ def test_tables_carry_learning_curves_from_the_runs_metrics(tiny_data, tmp_path)
             max(accs),
         )
     assert (curve["reference_acc"], curve["reference_iterations"]) == (98.0, 50_000)  # the paper's, at its length
+    assert seeds_label(curve) == "2 seeds"
+
+
+def test_a_curve_whose_seeds_stop_at_different_steps_says_how_many_it_averages_where():
+    """An unfinished seed's curve ends early: the legend names the seeds at the last point and the extra ones' end."""
+    curve = {"steps": [1000, 2000, 3000, 4000], "seeds_per_step": [3, 2, 2, 1]}
+    assert seeds_label(curve) == "1 seed, 3 to 1,000"
+    assert seeds_label({"steps": [5], "seeds_per_step": [1]}) == "1 seed"
 
 
 def test_no_curves_without_validation_rows(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,17 @@ def row_curve(row: Any) -> dict[str, Any] | None:
     }
 
 
+def seeds_label(curve: Mapping[str, Any]) -> str:
+    """How many seeds the curve's mean holds: at its last point, and more up to where an unfinished seed stops."""
+    counts = curve["seeds_per_step"]
+    last, most = counts[-1], max(counts)
+    label = f"{last} seed{'' if last == 1 else 's'}"
+    if most > last:
+        upto = max(s for s, n in zip(curve["steps"], counts, strict=True) if n == most)
+        label += f", {most} to {upto:,}"
+    return label
+
+
 def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list[Path] | None:
     """table<N>_curves.{png,pdf,json} in out_dir, one panel per column of the table; None when nothing to draw."""
     from antisym.analysis.style import figure_style, plt, save_figure
@@ -76,16 +87,16 @@ def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list
                     lw=1.4,
                     marker="o",
                     ms=3,
-                    label=f"{c['method']} ({c['runs']} seed(s))",
+                    label=f"{c['method']} ({seeds_label(c)})",
                 )
                 ax.fill_between(c["steps"], pct[1], pct[2], color=color, alpha=0.2, lw=0)
                 if c["reference_acc"] is not None and c["reference_iterations"]:
                     ax.plot([c["reference_iterations"]], [c["reference_acc"]], marker="*", ms=11, color=color)
-            ax.set_title(f"{COLUMNS[dataset]} (star: the final test accuracy reported)")
+            ax.set_title(f"{COLUMNS[dataset]} (star: the reported test accuracy)")
             ax.set_xlabel("iteration")
             ax.set_ylabel("validation accuracy (%)")
             if drawn:
-                ax.legend(loc="lower right")
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)  # off the curves
             else:
                 ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="#777777")
         meta = provenance("antisym.results", {"table": table}, started) | {"curves": curves}
