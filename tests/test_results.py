@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -375,7 +376,6 @@ def test_tables_count_right(tiny_data, tmp_path, capsys):
     """Rows by the class a run trained, not its free label; one seed of one configuration counted once however many
     directories hold it; unreadable directories listed with why; a paper-length run in training hides the screen's
     short number ("k of N iterations"), which stays in the comparison."""
-    import shutil
 
     root, _ = tiny_data
     logs = tmp_path / "logs"
@@ -461,6 +461,11 @@ def test_a_run_on_other_data_settings_than_the_papers_task_is_compared_never_cho
     line = next(x for x in md.splitlines() if x.startswith("| AntisymmetricRNN w/ gating | noise padded |"))
     assert "| screen: 0 of 2 iterations |" in line  # the independent run's progress, not the shared run's result
     assert f"| {shared.label} | 1/1 |" in md and "| never: noise=shared, the paper's independent |" in md
+    shutil.rmtree(logs / "independent")  # the row's only run is now on another task: no progress of the row's
+    write_tables([logs], tmp_path / "out", tables=(2,))
+    md = (tmp_path / "out" / "table2.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| AntisymmetricRNN w/ gating | noise padded |"))
+    assert "| not run on the paper's task (only on other data settings) |" in line
 
 
 def test_a_run_training_now_is_listed_as_training_and_a_killed_one_as_killed(tiny_data, tmp_path):

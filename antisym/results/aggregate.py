@@ -503,7 +503,9 @@ def progress_cell(row: RowResult) -> str:
     """How far an unfinished row is, never a partial accuracy: its paper-length runs' progress towards the row's
     iterations; where it has none, its screens' progress labelled as theirs, towards their own shorter length (a
     5,000-iteration screen at 3,982 is not 3,982 of the paper's 50,000 done)."""
-    runs = row.on_task or row.runs
+    runs = row.on_task
+    if not runs:
+        return "not run on the paper's task (only on other data settings)"
     full = [r for r in runs if full_length(r)]
     if full:
         return f"{max(int(r.get('steps') or 0) for r in full):,} of {row.iterations:,} iterations"
