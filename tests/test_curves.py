@@ -33,6 +33,27 @@ def test_tables_carry_learning_curves_from_the_runs_metrics(tiny_data, tmp_path)
     assert seeds_label(curve) == "2 seeds"
 
 
+def test_an_unfinished_row_draws_its_leading_configuration_marked_unfinished(tiny_data, tmp_path):
+    """No configuration chosen yet (a screen midway): the curve is the furthest configuration with the best
+    validation so far, and says it is unfinished."""
+    root, _ = tiny_data
+    logs = tmp_path / "logs"
+    best = {}
+    for lr in ("0.01", "0.5", "2.0"):
+        run_dir = logs / f"lr{lr}"
+        tiny_run(root, run_dir, "table1/gated_mnist", f"optimizer.lr={lr}", "trainer.eval_every=1")
+        stopped = tiny_run(root, run_dir, "table1/gated_mnist", f"optimizer.lr={lr}", "trainer.eval_every=1",
+                           "trainer.max_steps=4", "trainer.resume=true", "trainer.time_limit_s=1e-9")  # fmt: skip
+        assert (stopped["status"], stopped["steps"]) == ("interrupted", 2)
+        best[lr] = stopped["best_val_acc"]
+    rows = write_tables([logs], tmp_path / "out", (1,))[1]
+    (curve,) = json.loads((tmp_path / "out" / "table1_curves.json").read_text())["curves"]
+    row = next(r for r in rows if (r.model, r.dataset) == ("gated", "mnist"))
+    drawn = next(c for c in row.candidates if c.label == curve["config"])
+    assert row.chosen is None and curve["finished"] is False and len(set(best.values())) > 1, best
+    assert best[drawn.runs[0].path.name.removeprefix("lr")] == max(best.values())
+
+
 def test_a_curve_whose_seeds_stop_at_different_steps_says_how_many_it_averages_where():
     """An unfinished seed's curve ends early: the legend names the seeds at the last point and the extra ones' end."""
     curve = {"steps": [1000, 2000, 3000, 4000], "seeds_per_step": [3, 2, 2, 1]}

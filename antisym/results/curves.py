@@ -20,15 +20,19 @@ from antisym.training.rundir import METRICS_FILE, read_metrics
 
 
 def row_curve(row: Any) -> dict[str, Any] | None:
-    """The curve of one aggregate.RowResult (its chosen configuration, else the one furthest along on the row's task),
-    or None when none of its runs has a validation row yet."""
+    """The curve of one aggregate.RowResult: its chosen configuration, else, unfinished, the one furthest along on the
+    row's task (of those, the best validation so far: a screen's 16 points stand at one step); None when none of its
+    runs has a validation row yet."""
 
     def val_rows(cand: Any) -> list[list[dict]]:
         return [[r for r in read_metrics(run.path / METRICS_FILE) if r["split"] == "val"] for run in cand.runs]
 
     on_task = [c for c in row.candidates if not c.off_task(row.task)]
-    furthest = sorted(on_task, key=lambda c: max((int(r.get("steps") or 0) for r in c.runs), default=0))
-    cand = row.chosen or (furthest[-1] if furthest else None)
+
+    def progress(c: Any) -> tuple[int, float]:
+        return max((int(r.get("steps") or 0), float(r.get("best_val_acc") or 0.0)) for r in c.runs)
+
+    cand = row.chosen or max(on_task, key=progress, default=None)
     per_run = [rows for rows in val_rows(cand) if rows] if cand else []
     if not per_run:
         return None
@@ -42,6 +46,7 @@ def row_curve(row: Any) -> dict[str, Any] | None:
         "model": row.model,
         "dataset": row.dataset,
         "config": cand.label,
+        "finished": cand is row.chosen,
         "runs": len(per_run),
         "steps": steps,
         "mean": [statistics.fmean(by_step[s]) for s in steps],
@@ -87,7 +92,7 @@ def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list
                     lw=1.4,
                     marker="o",
                     ms=3,
-                    label=f"{c['method']} ({seeds_label(c)})",
+                    label=f"{c['method']} ({seeds_label(c)}{'' if c['finished'] else ', unfinished'})",
                 )
                 ax.fill_between(c["steps"], pct[1], pct[2], color=color, alpha=0.2, lw=0)
                 if c["reference_acc"] is not None and c["reference_iterations"]:
@@ -96,7 +101,7 @@ def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list
             ax.set_xlabel("iteration")
             ax.set_ylabel("validation accuracy (%)")
             if drawn:
-                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)  # off the curves
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)  # below: off the curves
             else:
                 ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="#777777")
         meta = provenance("antisym.results", {"table": table}, started) | {"curves": curves}
