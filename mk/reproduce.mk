@@ -53,12 +53,13 @@ LOCAL_RUNS = $(if $(LOGS)$(filter 1 true yes,$(QUICK))$(wildcard logs/reproduce)
 # Re-check run records without retraining (antisym/results/verify.py): each summary against its metrics.jsonl and
 # checkpoints, its provenance, and each finished run's best checkpoint evaluated again on its validation and test
 # splits (DATA= or ANTISYM_DATA; a noise-padded run takes about a minute on one core). RUNS= the folders (default
-# results/runs); VERIFY_FLAGS="--no-eval" checks the records only. UPDATE=1 writes the committed report.
+# results/runs); VERIFY_FLAGS="--no-eval" checks the records only. UPDATE=1 writes the committed report; REUSE=1
+# evaluates again only the runs whose files changed since the report's .json (the others' counts carried over).
 RUNS ?= results/runs
 VERIFY_FLAGS ?=
 VERIFY_OUT = $(if $(filter 1 true yes,$(UPDATE)),results/verify_records.md,$(RESULTS)/verify_records.md)
 
 .PHONY: verify-records
-verify-records: venv  ## re-check run records: summaries, checkpoints, accuracies re-evaluated (RUNS= DATA= UPDATE=1)
+verify-records: venv  ## re-check run records: summaries, checkpoints, accuracies re-evaluated (RUNS= DATA= UPDATE=1 REUSE=1)
 	$(PY) -m antisym.results.verify $(RUNS) $(if $(DATA),--data-root $(DATA)) $(VERIFY_FLAGS) \
-		--out $(VERIFY_OUT)
+		$(if $(filter 1 true yes,$(REUSE)),--reuse) --out $(VERIFY_OUT)

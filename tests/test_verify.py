@@ -140,3 +140,34 @@ def test_a_model_whose_predictions_rounding_decides_is_judged_within_its_float_s
         else:
             assert "DIFFERS" in line_of(report, runs / "chaos")
             assert f"(tolerance 0; float64 changes {changed:,} predictions)" in report
+
+
+def test_reuse_carries_counts_over_only_for_unchanged_records(tiny_data, tmp_path):
+    """--reuse takes an earlier report's counts for a run whose files hash the same, and evaluates again a run whose
+    record changed; the record checks run either way."""
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    summary = tiny_run(root, runs / "asym", "table1/asym_mnist")
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root))
+    assert code == 0 and "carried over" not in report
+    sidecar = tmp_path / "report.json"
+    entry = json.loads(sidecar.read_text())["runs"]["runs/asym"]
+    n_val = summary["val_size"]
+    assert entry["counts"]["val"][:3] == [round(summary["best_val_acc"] * n_val)] * 2 + [n_val]
+
+    # The sidecar's count, altered, comes back as it is: carried over, not evaluated again.
+    data = json.loads(sidecar.read_text())
+    data["runs"]["runs/asym"]["counts"]["val"][1] -= 1
+    sidecar.write_text(json.dumps(data))
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root), "--reuse")
+    assert "re-evaluation carried over from the report of" in report
+    assert line_of(report, runs / "asym").endswith("| verified within 1 example |")  # evaluated again: exact
+    assert json.loads(sidecar.read_text())["runs"]["runs/asym"]["date"] == entry["date"]  # the evaluating report's
+
+    # A changed record (its best checkpoint rewritten) is evaluated again, and agrees.
+    best = runs / "asym" / "checkpoints" / "best.pt"
+    torch.save({**torch.load(best), "note": "rewritten"}, best)
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root), "--reuse")
+    assert code == 0 and "carried over" not in report and line_of(report, runs / "asym").endswith("| verified |")
+    # --reuse needs the report it reads from.
+    assert main([str(runs), "--reuse"]) == 2

@@ -1,4 +1,4 @@
-"""python -m antisym.results.verify [FOLDER ...] [--data-root DIR] [--no-eval] [--tolerance N] [--out FILE]
+"""python -m antisym.results.verify [FOLDER ...] [--data-root DIR] [--no-eval] [--tolerance N] [--out FILE] [--reuse]
 
 Re-checks run records without retraining: a table's number is only as good as the record it comes from, and a
 record trained on one machine (a GPU lease, a CPU lane) is read on every other. For each run directory below the
@@ -17,6 +17,11 @@ folders (default results/runs):
   differ by, rounding decides the model's predictions (a chaotic, near-chance model) and the record is consistent
   within that, said in a note; otherwise it differs.
 
+With `--out FILE`, each finished run's re-evaluated counts also go to FILE's `.json` beside it, with a hash of the
+run's config, summary, metrics and best checkpoint. `--reuse` carries those counts over for a run whose files hash
+the same (the record checks and the data check run again; only the evaluation is skipped, and a note says from
+which report): a session re-checks what its lanes finished in minutes, not the whole records' half hour.
+
 Exit 0 when every record checked agrees, 1 when any differs, 2 on bad input. Runs still training are listed, not
 checked.
 """
@@ -24,6 +29,8 @@ checked.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
@@ -55,6 +62,7 @@ from antisym.training.threads import flushed_denormals
 from antisym.training.trainer import DTYPES, eval_size, evaluate
 
 OTHER_DEVICE_TOLERANCE = 2  # examples a split may differ by when re-evaluated on another kind of device
+CARRIED = "re-evaluation carried over"  # how a --reuse note begins
 
 
 @dataclass
@@ -185,6 +193,29 @@ def float_sensitivity(model: nn.Module, task: SequenceTask, batch_size: int, lim
     return changed
 
 
+def data_problem(run: Run, data_root: str) -> str | None:
+    """Why the data at hand cannot re-evaluate the run (absent, or other files than it trained on), or None."""
+    files = task_files(RunConfig.from_cfg(run.cfg).task)
+    missing = [f for f in files if not (Path(data_root) / f).is_file()]
+    if missing:
+        return f"data not found under {data_root} ({', '.join(missing[:2])}); give --data-root"
+    trained_on = (run.summary or {}).get("data_files") or {}
+    here = fingerprint(data_root, files)
+    other = [f for f in files if f in trained_on and trained_on[f].get("md5") != here[f]["md5"]]
+    if other:
+        return f"the files under {data_root} are not those it trained on (MD5 of {', '.join(other)})"
+    return None
+
+
+def files_hash(run_dir: Path) -> str:
+    """sha256 over what a re-evaluation reads of a run: config, permutation, summary, metrics, best checkpoint."""
+    digest = hashlib.sha256()
+    for name in ("config.yaml", "permutation.pt", "summary.json", METRICS_FILE, BEST_CHECKPOINT):
+        path = run_dir / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"absent") + b"\0")
+    return digest.hexdigest()
+
+
 def reevaluate(
     run: Run, best_step: int, data_root: str, device: torch.device, allowed: int
 ) -> dict[str, tuple[int, int, int, int | None]] | str:
@@ -193,15 +224,9 @@ def reevaluate(
     data absent or other than it trained on)."""
     settings = RunConfig.from_cfg(run.cfg)
     summary, t = run.summary or {}, settings.trainer
-    files = task_files(settings.task)
-    missing = [f for f in files if not (Path(data_root) / f).is_file()]
-    if missing:
-        return f"data not found under {data_root} ({', '.join(missing[:2])}); give --data-root"
-    trained_on = summary.get("data_files") or {}
-    here = fingerprint(data_root, files)
-    other = [f for f in files if f in trained_on and trained_on[f].get("md5") != here[f]["md5"]]
-    if other:
-        return f"the files under {data_root} are not those it trained on (MD5 of {', '.join(other)})"
+    problem = data_problem(run, data_root)
+    if problem:
+        return problem
     tasks = {s: build_task(settings.task, data_root, s, False, settings.data.allow_subset) for s in ("val", "test")}
     saved = run.path / "permutation.pt"
     if saved.is_file() and not torch.equal(torch.load(saved), tasks["val"].permutation):
@@ -228,8 +253,16 @@ def reevaluate(
     return counts
 
 
-def verify_run(run: Run, data_root: str | None, device: torch.device | None, tolerance: int | None) -> Verdict:
-    """Every check of the module docstring on one run directory; re-evaluation only with a device."""
+def verify_run(
+    run: Run,
+    data_root: str | None,
+    device: torch.device | None,
+    tolerance: int | None,
+    earlier: dict[str, Any] | None = None,
+) -> Verdict:
+    """Every check of the module docstring on one run directory; re-evaluation only with a device. `earlier`: an
+    earlier report's entry for this run (--reuse), whose counts stand in for the evaluation if its files hash the
+    same and it was evaluated on this kind of device."""
     summary = run.summary or {}
     verdict = Verdict(run.path, run.status, int(summary.get("steps") or 0))
     if run.status == "running":
@@ -251,10 +284,17 @@ def verify_run(run: Run, data_root: str | None, device: torch.device | None, tol
     allowed = (
         tolerance if tolerance is not None else (0 if trained_on.startswith(device.type) else OTHER_DEVICE_TOLERANCE)
     )
-    counts = reevaluate(run, best["step"], root, device, allowed)
+    same = earlier and earlier.get("hash") == files_hash(run.path) and earlier.get("device") == device.type
+    if same:
+        counts = data_problem(run, root) or {k: tuple(v) for k, v in earlier["counts"].items()}
+    else:
+        counts = reevaluate(run, best["step"], root, device, allowed)
     if isinstance(counts, str):
         verdict.notes.append(f"not re-evaluated: {counts}")
         return verdict
+    if same:
+        verdict.notes.append(f"{CARRIED} from the report of {earlier['date']} (commit {earlier['commit'][:12]}): "
+                             "config, summary, metrics and best checkpoint unchanged")  # fmt: skip
     verdict.counts = counts
     for split, (recorded, now, n, changed) in counts.items():
         said = f"{split}: the record says {recorded:,} of {n:,} correct, its best checkpoint gives {now:,} now"
@@ -313,6 +353,32 @@ def render(verdicts: list[Verdict], base: Path, header: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_counts(
+    path: Path, verdicts: list[Verdict], base: Path, header: dict[str, Any], tolerance: int | None
+) -> None:
+    """Each re-evaluated run's counts with the hash of its files, for a later --reuse; a carried entry keeps the
+    date and commit of the report that evaluated it."""
+    earlier = read_counts(path, tolerance)
+    runs = {}
+    for v in verdicts:
+        key = shown(v.path, base)
+        if not v.counts:
+            continue
+        carried = any(n.startswith(CARRIED) for n in v.notes)
+        entry = dict(earlier[key]) if carried else {"date": header["date_utc"], "commit": header["git_commit"]}
+        runs[key] = entry | {"hash": files_hash(v.path), "device": header["device_kind"], "counts": v.counts}
+    path.write_text(json.dumps({"tolerance": tolerance, "runs": runs}, indent=1) + "\n")
+
+
+def read_counts(path: Path, tolerance: int | None) -> dict[str, dict[str, Any]]:
+    """The runs of an earlier --out's .json, if it was judged with the same --tolerance (else none)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data.get("runs", {}) if data.get("tolerance") == tolerance else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m antisym.results.verify",
@@ -327,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1)")
     parser.add_argument("--tolerance", type=int, help="examples a split may differ by (default: 0 on the device "
                         f"kind that trained the run, else {OTHER_DEVICE_TOLERANCE})")  # fmt: skip
-    parser.add_argument("--out", help="also write the report to this markdown file")
+    parser.add_argument("--out", help="also write the report to this markdown file (and its counts to .json)")
+    parser.add_argument("--reuse", action="store_true", help="carry counts over from --out's .json for runs whose "
+                        "config, summary, metrics and best checkpoint are unchanged")  # fmt: skip
     args = parser.parse_args(argv)
     missing = [f for f in args.folders if not Path(f).exists()]
     if missing or (args.tolerance is not None and args.tolerance < 0):
@@ -335,17 +403,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {what}. Give the folders that hold run directories (default results/runs) and a tolerance "
               "in examples (0 or more).", file=sys.stderr)  # fmt: skip
         return 2
+    if args.reuse and not args.out:
+        print("error: --reuse reads the counts of an earlier report written with --out FILE (FILE's .json); give "
+              "--out with it, e.g. --out results/verify_records.md --reuse.", file=sys.stderr)  # fmt: skip
+        return 2
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no GPU here; re-check on the CPU (--device cpu).", file=sys.stderr)
         return 2
     started, (commit, dirty) = time.time(), git_state()  # the code that checks: read before any file can change
     torch.set_num_threads(args.threads)
     device = None if args.no_eval else torch.device(args.device)
+    out = Path(args.out) if args.out else None
+    base = out.parent if out else Path.cwd()
+    earlier = read_counts(out.with_suffix(".json"), args.tolerance) if args.reuse and out else {}
     runs, unreadable = scan_runs(args.folders)
     verdicts = []
     for run in runs:  # a line each on stderr: re-evaluating a noise-padded run takes a minute on one core
         t0 = time.time()
-        verdicts.append(verify_run(run, args.data_root, device, args.tolerance))
+        verdicts.append(verify_run(run, args.data_root, device, args.tolerance, earlier.get(shown(run.path, base))))
         print(f"{run.path}: {verdicts[-1].verdict} ({time.time() - t0:.0f} s)", file=sys.stderr)
     for path, why in unreadable:
         verdicts.append(Verdict(path, "unreadable", 0, failures=[why]))
@@ -356,12 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     tolerance = f"{args.tolerance} examples" if args.tolerance is not None else (
         f"0 examples for runs trained on {args.device}, {OTHER_DEVICE_TOLERANCE} for the others")  # fmt: skip
     data = "not evaluated (--no-eval)" if args.no_eval else (args.data_root or "each run's data.root")
-    header.update(git_commit=commit, git_dirty=dirty, command=command_line(), tolerance=tolerance, data=data)
-    out = Path(args.out) if args.out else None
-    report = render(verdicts, out.parent if out else Path.cwd(), header)
+    header.update(git_commit=commit, git_dirty=dirty, command=command_line(), tolerance=tolerance, data=data,
+                  device_kind=torch.device(args.device).type)  # fmt: skip
+    report = render(verdicts, base, header)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
+        write_counts(out.with_suffix(".json"), verdicts, base, header, args.tolerance)
     print(report, end="")
     return 1 if any(v.failures for v in verdicts) else 0
 
