@@ -408,9 +408,14 @@ class RowResult:
     task: dict[str, Any] = field(default_factory=dict)  # the paper's data settings for this row (PAPER_TASK)
 
     @property
+    def on_task_candidates(self) -> list[Candidate]:
+        """The configurations trained on the row's task: what its progress and its curve come from."""
+        return [c for c in self.candidates if not c.off_task(self.task)]
+
+    @property
     def on_task(self) -> list[Run]:
         """The runs trained on the row's task: what its progress counts."""
-        return [r for c in self.candidates if not c.off_task(self.task) for r in c.runs]
+        return [r for c in self.on_task_candidates for r in c.runs]
 
     @property
     def reference(self) -> PaperRow:

@@ -27,12 +27,10 @@ def row_curve(row: Any) -> dict[str, Any] | None:
     def val_rows(cand: Any) -> list[list[dict]]:
         return [[r for r in read_metrics(run.path / METRICS_FILE) if r["split"] == "val"] for run in cand.runs]
 
-    on_task = [c for c in row.candidates if not c.off_task(row.task)]
-
     def progress(c: Any) -> tuple[int, float]:
         return max((int(r.get("steps") or 0), float(r.get("best_val_acc") or 0.0)) for r in c.runs)
 
-    cand = row.chosen or max(on_task, key=progress, default=None)
+    cand = row.chosen or max(row.on_task_candidates, key=progress, default=None)
     per_run = [rows for rows in val_rows(cand) if rows] if cand else []
     if not per_run:
         return None

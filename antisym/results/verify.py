@@ -62,7 +62,6 @@ from antisym.training.threads import flushed_denormals
 from antisym.training.trainer import DTYPES, eval_size, evaluate
 
 OTHER_DEVICE_TOLERANCE = 2  # examples a split may differ by when re-evaluated on another kind of device
-CARRIED = "re-evaluation carried over"  # how a --reuse note begins
 
 
 @dataclass
@@ -76,6 +75,8 @@ class Verdict:
     notes: list[str] = field(default_factory=list)  # provenance gaps, what could not be checked and why
     # split -> (correct as recorded, correct now, examples, predictions float64 changes: measured past the tolerance)
     counts: dict[str, tuple[int, int, int, int | None]] = field(default_factory=dict)
+    files_hash: str = ""  # of the files the counts were evaluated from (files_hash)
+    counted: dict[str, str] = field(default_factory=dict)  # date and commit of the report that evaluated the counts
 
     @property
     def verdict(self) -> str:
@@ -284,7 +285,8 @@ def verify_run(
     allowed = (
         tolerance if tolerance is not None else (0 if trained_on.startswith(device.type) else OTHER_DEVICE_TOLERANCE)
     )
-    same = earlier and earlier.get("hash") == files_hash(run.path) and earlier.get("device") == device.type
+    verdict.files_hash = files_hash(run.path)
+    same = earlier and earlier.get("hash") == verdict.files_hash and earlier.get("device") == device.type
     if same:
         counts = data_problem(run, root) or {k: tuple(v) for k, v in earlier["counts"].items()}
     else:
@@ -293,8 +295,10 @@ def verify_run(
         verdict.notes.append(f"not re-evaluated: {counts}")
         return verdict
     if same:
-        verdict.notes.append(f"{CARRIED} from the report of {earlier['date']} (commit {earlier['commit'][:12]}): "
-                             "config, summary, metrics and best checkpoint unchanged")  # fmt: skip
+        verdict.counted = {"date": earlier["date"], "commit": earlier["commit"]}
+        verdict.notes.append(f"re-evaluation carried over from the report of {earlier['date']} (commit "
+                             f"{earlier['commit'][:12]}): config, summary, metrics and best checkpoint "
+                             "unchanged")  # fmt: skip
     verdict.counts = counts
     for split, (recorded, now, n, changed) in counts.items():
         said = f"{split}: the record says {recorded:,} of {n:,} correct, its best checkpoint gives {now:,} now"
@@ -358,15 +362,13 @@ def write_counts(
 ) -> None:
     """Each re-evaluated run's counts with the hash of its files, for a later --reuse; a carried entry keeps the
     date and commit of the report that evaluated it."""
-    earlier = read_counts(path, tolerance)
-    runs = {}
-    for v in verdicts:
-        key = shown(v.path, base)
-        if not v.counts:
-            continue
-        carried = any(n.startswith(CARRIED) for n in v.notes)
-        entry = dict(earlier[key]) if carried else {"date": header["date_utc"], "commit": header["git_commit"]}
-        runs[key] = entry | {"hash": files_hash(v.path), "device": header["device_kind"], "counts": v.counts}
+    here = {"date": header["date_utc"], "commit": header["git_commit"]}
+    runs = {
+        shown(v.path, base): (v.counted or here)
+        | {"hash": v.files_hash, "device": header["device_kind"], "counts": v.counts}
+        for v in verdicts
+        if v.counts
+    }
     path.write_text(json.dumps({"tolerance": tolerance, "runs": runs}, indent=1) + "\n")
 
 
