@@ -51,10 +51,14 @@ FREE_KEYS = (
     "pack",
 )
 LENGTH_KEYS = ("trainer.max_steps", "dataset.max_steps")
-# Keys added to the configs after runs were recorded, with the value those runs had: a saved config without such a
-# key matches that value only. Any other key the saved config lacks is a difference: a config missing a key is
-# damaged or from other code, and nothing can be said to match it.
-ADDED_KEYS: dict[str, Any] = {"trainer.eval_limit": 0}  # 0: whole splits, as every evaluation before the key
+# Keys added to the configs after runs were recorded, with the value those runs had: at that value a key is the same
+# setting as its absence (one configuration in the tables, no difference on resume). Any other key the saved config
+# lacks is a difference: a config missing a key is damaged or from other code, and nothing can be said to match it.
+ADDED_KEYS: dict[str, Any] = {
+    "trainer.eval_limit": 0,  # 0: whole splits, as every evaluation before the key
+    "model.gate_bias": 0.0,  # the gated cells' gate bias at init: 0, as the paper's "biases 0"
+    "optimizer.initial_accumulator_value": 0.0,  # Adagrad's starting sum of squared gradients: torch's 0
+}
 TOP_LEVEL = ("model", "dataset", "optimizer", "trainer", "data", "logger", "paths", "tags", "seeds", "preset", "quick")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -76,24 +80,21 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def experiment_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened settings that define what a run trains (everything but the FREE_KEYS)."""
-    return {k: v for k, v in flatten(cfg).items() if not _is_free(k)}
+    """The flattened settings that define what a run trains (everything but the FREE_KEYS; an ADDED_KEYS key at the
+    value runs had before it existed is left out, as those runs lack it)."""
+    return {k: v for k, v in flatten(cfg).items() if not _is_free(k) and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
 
 
 def settings_differences(saved: Mapping[str, Any], new: Mapping[str, Any], *, allow_longer: bool = True) -> list[str]:
     """'key: saved -> new' for each experiment setting that differs between two resolved configs.
 
-    A key only the saved config has is retired and not compared; a key only the new one has is a difference, unless
-    it is in ADDED_KEYS with the value runs before it had. With `allow_longer`, a larger max_steps is not a
-    difference unless the schedule is cosine (whose shape depends on max_steps).
+    A key only the saved config has is retired and not compared; a key only the new one has is a difference (an
+    ADDED_KEYS key at its old value is not a key here at all, `experiment_settings`). With `allow_longer`, a larger
+    max_steps is not a difference unless the schedule is cosine (whose shape depends on max_steps).
     """
     a, b = experiment_settings(saved), experiment_settings(new)
     cosine = "cosine" in (a.get("trainer.lr_schedule"), b.get("trainer.lr_schedule"))
-    diffs = [
-        f"{key}: missing from the saved config -> {b[key]!r}"
-        for key in sorted(b.keys() - a.keys())
-        if not (key in ADDED_KEYS and b[key] == ADDED_KEYS[key])
-    ]
+    diffs = [f"{key}: missing from the saved config -> {b[key]!r}" for key in sorted(b.keys() - a.keys())]
     for key in sorted(a.keys() & b.keys()):
         if a[key] == b[key]:
             continue

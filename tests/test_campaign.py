@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from antisym.config import settings_differences
 from antisym.errors import ConfigError
 from antisym.training.rundir import RunLock
-from antisym.training.runs import pack_key, run_state
+from antisym.training.runs import compose, pack_key, run_state
 from campaign import kernel_gate
 from campaign import lease as lease_mod
 from campaign.__main__ import main
@@ -69,7 +69,8 @@ def test_paper_plan_order_and_presets():
     assert (plan.launcher, plan.pack_size, plan.concurrent) == ("packed", 32, 2)
     assert plan.blocks == (
         "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_noisy_layout",
-        "table2_noisy_shared", "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
+        "table2_noisy_shared", "gap_budget", "gap_noisy", "gap_table1", "table2_pixel", "table1_lstm", "fig2",
+        "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -80,6 +81,9 @@ def test_paper_plan_order_and_presets():
         "table2_noisy_gamma": 2,
         "table2_noisy_layout": 2,
         "table2_noisy_shared": 1,
+        "gap_budget": 1,
+        "gap_noisy": 8,
+        "gap_table1": 6,
         "table2_pixel": 12,
         "table1_lstm": 6,
         "fig2": 28,
@@ -110,6 +114,55 @@ def test_paper_plan_order_and_presets():
     assert plan_path("paper") == REPO / "conf" / "campaign" / "paper.yaml"
 
 
+def _changed(cfg: dict, base: dict) -> dict[str, tuple]:
+    """The experiment settings (seed and length aside) in which `cfg` differs from `base`: key -> (base, cfg)."""
+    from antisym.config import experiment_settings
+
+    a, b = experiment_settings(base), experiment_settings(cfg)
+    keys = (a.keys() | b.keys()) - {"trainer.seed", "trainer.max_steps", "dataset.max_steps", "trainer.eval_every"}
+    return {k: (a.get(k), b.get(k)) for k in sorted(keys) if a.get(k) != b.get(k)}
+
+
+def test_gap_candidates_change_one_open_choice_each_against_the_rows_own_runs():
+    """Each gap-ledger candidate differs from the run it is compared with (the row's screen point, the gated row's
+    seed 0, Table 1's screen point) in the one choice it tests, at matched length; the budget check is the row's
+    seed 0 with a longer max_steps only."""
+    plan = load_plan("paper")
+    noisy_base = compose("table2/asym_noisy_cifar10", ["trainer.max_steps=2000", "trainer.eval_every=500"])
+    gated_base = compose("table2/gated_noisy_cifar10", [])
+    changed = {}
+    for run in plan.block_runs("gap_noisy"):
+        cfg = compose_run(run, [])[0]
+        base = gated_base if run.preset == "table2/gated_noisy_cifar10" else noisy_base
+        assert cfg["trainer"]["max_steps"] == 2000
+        changed[run.name] = _changed(cfg, base)
+    assert changed == {
+        "gated_noisy_cifar10_gate_bias1.0_seed0": {"model.gate_bias": (None, 1.0)},
+        "asym_noisy_cifar10_init_std0.0625_seed0": {"model.init_std": (1.0, 0.0625)},
+        "asym_noisy_cifar10_initial_accumulator_value0.1_lr0.1_seed0": {
+            "optimizer.initial_accumulator_value": (None, 0.1)},
+        "asym_noisy_cifar10_initial_accumulator_value0.1_lr0.5_seed0": {
+            "optimizer.initial_accumulator_value": (None, 0.1), "optimizer.lr": (0.1, 0.5)},
+        "asym_noisy_cifar10_normalizeTrue_seed0": {"dataset.normalize": (False, True)},
+        "asym_noisy_cifar10_init_std0.0_seed0": {"model.init_std": (1.0, 0.0)},
+        "asym_noisy_cifar10_init_std4.0_seed0": {"model.init_std": (1.0, 4.0)},
+        "asym_noisy_cifar10_optimizersgd_seed0": {
+            "optimizer._target_": ("torch.optim.Adagrad", "torch.optim.SGD"), "optimizer.momentum": (None, 0.9),
+            "optimizer.nesterov": (None, False)},
+    }  # fmt: skip
+    (budget,) = plan.block_runs("gap_budget")
+    cfg = compose_run(budget, [])[0]
+    assert cfg["trainer"]["max_steps"] == 20000 and _changed(cfg, compose("table2/asym_noisy_cifar10", [])) == {}
+    screen = {"table1/asym_pmnist": (0.01, 0.01, 0.5), "table1/asym_mnist": (0.01, 0.1, 0.5)}  # the screen's choices
+    for run in plan.block_runs("gap_table1"):
+        eps, gamma, lr = screen[run.preset]
+        base = compose(run.preset, ["trainer.max_steps=5000", f"model.eps={eps}", f"model.gamma={gamma}",
+                                    f"optimizer.lr={lr}"])  # fmt: skip
+        diff = _changed(compose_run(run, [])[0], base)
+        diff.pop("optimizer.lr", None)  # the accumulator is also tried at lr 1.0
+        assert diff in ({"dataset.normalize": (False, True)}, {"optimizer.initial_accumulator_value": (None, 0.1)})
+
+
 def test_paper_plan_lanes_split_the_blocks_by_device():
     """The CPU lane trains the noise-padded column first (its screen: lr at the preset's eps, then eps 0.1 and 1 at
     lr 0.1; then seed 0 of the four rows, the gamma and layout checks, shared noise at paper length, then seeds 1
@@ -124,10 +177,12 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
         *(f"table2_noisy_gamma/asym_noisy_cifar10_gamma{gamma}_seed0" for gamma in (0.001, 0.1)),
         "table2_noisy_layout/gated_noisy_cifar10_row_orderrgb_seed0",
         "table2_noisy_layout/gated_noisy_cifar10_noiseshared_seed0",
-        "table2_noisy_shared/gated_noisy_cifar10_noiseshared_seed0",
+        "gap_budget/asym_noisy_cifar10_seed0",
     ]
-    assert [r.seed for r in cpu[15:23]] == [k for k in (1, 2) for _ in range(4)]
-    assert {r.block for r in cpu[15:23]} == {"table2_noisy"} and {r.block for r in cpu[23:]} == {"table1_screen"}
+    # The gap ledger's candidates come before the rest of the shared-noise run and before seeds 1 and 2.
+    assert [r.block for r in cpu[15:30]] == ["gap_noisy"] * 8 + ["gap_table1"] * 6 + ["table2_noisy_shared"]
+    assert [r.seed for r in cpu[30:38]] == [k for k in (1, 2) for _ in range(4)]
+    assert {r.block for r in cpu[30:38]} == {"table2_noisy"} and {r.block for r in cpu[38:]} == {"table1_screen"}
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [

@@ -157,13 +157,34 @@ class AntisymmetricRNN(EulerModel):
     cell_class = AntisymmetricCell
 
 
-class GatedAntisymmetricRNN(EulerModel):
+class GatedEulerModel(EulerModel):
+    """An EulerModel whose cell has an input gate, with the gate's bias b_z at init as a setting: the paper says
+    biases 0 (the gate starts near 0.5, halving the effective eps); one public re-implementation opens it at 1."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_classes: int,
+        eps: float,
+        gamma: float,
+        init_std: float = 1.0,
+        gate_bias: float = 0.0,
+        impl: Literal["eager", "fused", "auto"] = "eager",
+        precision: Literal["ieee", "tf32x3", "tf32", "bf16"] = "ieee",
+    ) -> None:
+        super().__init__(input_size, hidden_size, num_classes, eps, gamma, init_std, impl=impl, precision=precision)
+        with torch.no_grad():  # the projection's bias is [b_h | b_z] (antisym.models.cells.EulerCell)
+            self.cell.input_proj.bias[hidden_size:].fill_(gate_bias)
+
+
+class GatedAntisymmetricRNN(GatedEulerModel):
     """Eq. 13: the gated cell, gate and candidate sharing W - W^T - gamma I."""
 
     cell_class = GatedAntisymmetricCell
 
 
-class AblationRNN(EulerModel):
+class AblationRNN(GatedEulerModel):
     """Sec. 5.4: the gated cell with one unstructured matrix (minus gamma I) shared by gate and candidate."""
 
     cell_class = AblationCell
