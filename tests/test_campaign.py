@@ -745,13 +745,16 @@ def test_committed_tables_rebuild_from_committed_records(tmp_path):
         pytest.skip(f"no git history here ({archive.stderr.decode().strip()[:80]})")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(tmp_path, filter="data")
-    committed, rebuilt = tmp_path / "results" / "campaign", tmp_path / "rebuilt"
+    committed, rebuilt = tmp_path / "results" / "campaign", tmp_path / "results" / "rebuilt"  # same relative paths
     write_tables([tmp_path / "results" / "runs"], rebuilt)
     for name in ("rows.csv", "runs.csv"):
         old, new = (list(csv.DictReader((folder / name).open())) for folder in (committed, rebuilt))
         assert [{k: v for k, v in r.items() if k != "run_dir"} for r in new] == [
             {k: v for k, v in r.items() if k != "run_dir"} for r in old
         ], name
+    old, new = ([x for x in (f / "gap.md").read_text().splitlines() if not x.startswith("Rebuilt by")]
+                for f in (committed, rebuilt))  # fmt: skip
+    assert new == old, "gap.md"
 
 
 def test_status_rate_is_measured_on_this_machine_and_lent_to_blocks_of_the_same_task(tmp_path):

@@ -192,7 +192,15 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
 
     out = tmp_path / "results"
     rows = write_tables([logs], out, tables=(1,))
-    files = ["rows.csv", "runs.csv", "table1.md", "table1_curves.json", "table1_curves.pdf", "table1_curves.png"]
+    files = [
+        "gap.md",
+        "rows.csv",
+        "runs.csv",
+        "table1.md",
+        "table1_curves.json",
+        "table1_curves.pdf",
+        "table1_curves.png",
+    ]
     assert sorted(p.name for p in out.iterdir()) == files  # table 2 not asked for
 
     runs = list(csv.DictReader((out / "runs.csv").open()))

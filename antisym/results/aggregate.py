@@ -10,7 +10,8 @@ Runs of the successor cells (paper.BASELINES) on a table's datasets are rows aft
 beside their authors' reported numbers and measured against their own preset's iterations. A run of a task with no
 column in the tables (one given by `dataset._target_`) is listed in runs.csv only.
 
-Writes <out>/table1.md, <out>/table2.md, <out>/runs.csv (one line per run) and <out>/rows.csv (one line per row).
+Writes <out>/table1.md, <out>/table2.md, <out>/runs.csv (one line per run), <out>/rows.csv (one line per row) and,
+beside full tables, <out>/gap.md, the gap ledger (antisym.results.gap).
 Run directories are named relative to <out>, as a markdown link would be.
 """
 
@@ -34,11 +35,13 @@ from antisym.config import experiment_settings
 from antisym.data.tasks import TASKS, task_class
 from antisym.errors import ConfigError, UserError
 from antisym.results.curves import plot_learning_curves
+from antisym.results.gap import ledger_rows, load_spec, render_gap
 from antisym.results.paper import (
     BASELINES,
     CAPTIONS,
     COLUMNS,
     DATASETS,
+    ITERATIONS,
     METHODS,
     OTHER_ROWS,
     PAPER,
@@ -119,6 +122,11 @@ ROWS_CSV_FIELDS = (
 )
 
 
+# Keys a paper row's label names only where a run set them (their defaults are left out of the knobs: ADDED_KEYS).
+ADDED_OPTIMIZER_KEYS = ("initial_accumulator_value",)
+PAPER_MODEL_KEYS = ("_target_", "name", "hidden_size", "impl", "precision", "eps", "gamma", "init_std")
+
+
 def run_knobs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What defines a configuration, by section: the experiment settings (antisym.config) except the seed, so that
     runs differing only in seed form one configuration of a row."""
@@ -151,10 +159,12 @@ def describe(knobs: Mapping[str, Any], data_changes: Mapping[str, Any] | None = 
     parts = [f"{name} lr={opt.get('lr')}"]
     if opt.get("momentum"):
         parts.append(f"momentum={opt['momentum']}")
+    parts += [f"{k}={v}" for k, v in sorted(opt.items()) if k in ADDED_OPTIMIZER_KEYS]
     if row_model(model) in PAPER[1].keys() | PAPER[2].keys():
         if row_model(model) != "lstm":
             parts.append(f"eps={model.get('eps')} gamma={model.get('gamma')}")
         parts.append(f"sigma_w={model.get('init_std')}")
+        parts += [f"{k}={v}" for k, v in sorted(model.items()) if k not in PAPER_MODEL_KEYS]
     else:  # a successor or your own cell: every knob it has
         parts += [f"{k}={v}" for k, v in sorted(model.items()) if k not in ("_target_", "name", "hidden_size", "impl")]
     if trainer.get("grad_clip"):
@@ -262,6 +272,11 @@ class Run:
 
     def get(self, key: str) -> Any:
         return (self.summary or {}).get(key)
+
+    def val_curve(self) -> dict[int, float]:
+        """Validation accuracy by step, from metrics.jsonl."""
+        rows = read_metrics(self.path / METRICS_FILE)
+        return {int(r["step"]): float(r["acc"]) for r in rows if r.get("split") == "val" and "step" in r}
 
     @property
     def has_result(self) -> bool:
@@ -380,9 +395,14 @@ class Candidate:
         return self.runs[0].label
 
     def off_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
-        """The data settings of `task` (the paper's statement of it) that this configuration trained otherwise."""
+        """The settings of `task` (the paper's statement of it: data settings, and `max_steps`, its iterations, which
+        a run may fall short of but not exceed) that this configuration trained otherwise."""
         data = self.runs[0].knobs["dataset"]
-        return {k: data[k] for k, v in task.items() if k in data and data[k] != v}
+        off = {k: data[k] for k, v in task.items() if k != "max_steps" and k in data and data[k] != v}
+        steps = int(self.runs[0].knobs["trainer"].get("max_steps", 0))
+        if "max_steps" in task and steps > task["max_steps"]:
+            off["max_steps"] = steps
+        return off
 
     @property
     def hidden_size(self) -> int:
@@ -498,7 +518,7 @@ def build_rows(runs: Sequence[Run], table: int) -> list[RowResult]:
     rows = []
     for model, dataset in table_rows(table) + [(m, d) for m, d in baseline_rows(table) if m in successors]:
         mine = [r for r in runs if r.model == model and r.dataset == dataset]
-        task = PAPER_TASK.get(dataset, {}) if model in PAPER[table] else {}
+        task = {**PAPER_TASK.get(dataset, {}), "max_steps": ITERATIONS[dataset]} if model in PAPER[table] else {}
         candidates, chosen = select(mine, task)
         rows.append(RowResult(table, model, dataset, mine, candidates, chosen, task))
     return rows
@@ -634,8 +654,10 @@ def render_table(
     note: str = "",
     skipped: Sequence[tuple[Path, str]] = (),
     base: Path = Path("."),
+    ledger: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """Table <table> in markdown; paths are printed relative to `base`, the folder the table is written to."""
+    """Table <table> in markdown; paths are printed relative to `base`, the folder the table is written to; `ledger`:
+    the (model, dataset) rows of the gap ledger written beside it."""
     cols = DATASETS[table]
     out = [f"> **{note}**", ""] if note else []
     if quick:
@@ -675,6 +697,10 @@ def render_table(
         for c in cols:
             cells += ["not run", f"{other.acc[c]:.1f}", "—"]
         out.append(f"| {other.method} | " + " | ".join(cells) + f" | — / {other.units} | — / {other.params} |")
+    if ledger:
+        links = ", ".join(f"[{METHODS[m]}, {COLUMNS[d]}](gap.md#{m}-{d})" for m, d in ledger if d in cols)
+        out += ["", f"Why rows fall short of the paper, and each choice it leaves open tried alone: the gap ledger, "
+                    f"[gap.md](gap.md) ({links})."]  # fmt: skip
     notes = [p.note for p in PAPER[table].values() if p.note]
     if notes:
         out += ["", f"¹ {notes[0]}."]
@@ -873,9 +899,11 @@ def write_tables(
     # Both tables' rows always go into the CSVs (so TABLE=1 does not drop Table 2's runs); the markdown is written
     # for the tables asked for.
     result = {table: build_rows([r for r in runs if r.table == table], table) for table in (1, 2)}
+    ledger = [] if quick else ledger_rows(runs, load_spec())
     for table in tables:
         mine = [r for r in runs if r.table == table]
-        text = render_table(table, result[table], mine, roots, quick, note, skipped, out_dir)
+        anchors = [(row.model, row.dataset) for row in ledger]
+        text = render_table(table, result[table], mine, roots, quick, note, skipped, out_dir, anchors)
         if plot_learning_curves(result[table], table, out_dir):
             text += (
                 f"\nLearning curves: `table{table}_curves.png` (validation accuracy against iteration per row, mean "
@@ -884,6 +912,11 @@ def write_tables(
         tmp = out_dir / f"table{table}.md.tmp"
         tmp.write_text(text)
         os.replace(tmp, out_dir / f"table{table}.md")
+    if ledger:
+        by_row = {(row.model, row.dataset): row for rows in result.values() for row in rows}
+        text = render_gap(ledger, by_row, load_spec(), len(runs), out_dir, command_line())
+        (out_dir / "gap.md.tmp").write_text(text)
+        os.replace(out_dir / "gap.md.tmp", out_dir / "gap.md")
     selected = {id(r) for rows in result.values() for row in rows if row.chosen for r in row.chosen.results}
     write_csv(out_dir / "runs.csv", RUNS_CSV_FIELDS, (run_record(r, id(r) in selected, out_dir) for r in runs))
     write_csv(out_dir / "rows.csv", ROWS_CSV_FIELDS, (row_record(row) for rows in result.values() for row in rows))

@@ -16,7 +16,6 @@ from typing import Any
 
 from antisym.provenance import provenance
 from antisym.results.paper import COLUMNS, DATASETS, METHODS, reference_iterations
-from antisym.training.rundir import METRICS_FILE, read_metrics
 
 
 def row_curve(row: Any) -> dict[str, Any] | None:
@@ -24,20 +23,17 @@ def row_curve(row: Any) -> dict[str, Any] | None:
     row's task (of those, the best validation so far: a screen's 16 points stand at one step); None when none of its
     runs has a validation row yet."""
 
-    def val_rows(cand: Any) -> list[list[dict]]:
-        return [[r for r in read_metrics(run.path / METRICS_FILE) if r["split"] == "val"] for run in cand.runs]
-
     def progress(c: Any) -> tuple[int, float]:
         return max((int(r.get("steps") or 0), float(r.get("best_val_acc") or 0.0)) for r in c.runs)
 
     cand = row.chosen or max(row.on_task_candidates, key=progress, default=None)
-    per_run = [rows for rows in val_rows(cand) if rows] if cand else []
+    per_run = [curve for curve in (run.val_curve() for run in cand.runs) if curve] if cand else []
     if not per_run:
         return None
     by_step: dict[int, list[float]] = defaultdict(list)
-    for rows in per_run:
-        for r in rows:
-            by_step[int(r["step"])].append(float(r["acc"]))
+    for curve in per_run:
+        for step, acc in curve.items():
+            by_step[step].append(acc)
     steps = sorted(by_step)
     return {
         "method": METHODS[row.model],

@@ -1,0 +1,314 @@
+"""The gap ledger: where our rows fall short of the paper's numbers, each choice the paper leaves open tried alone.
+
+Per paper row (conf/campaign/gap.yaml), the *setup* is the preset with the overrides the rows train under now. Every
+record of the row (its model class and task) is compared with it: the settings the record changes from the setup,
+the seed, the length and the validation cadence aside, are its *candidate*; the records that change nothing are the
+setup's own runs, one trajectory per seed (a screen point and the row's seed-0 run of the same settings are one).
+A candidate is read at matched steps against the setup's seeds, at the row's decision step (2,000 iterations on the
+noise-padded task), and given a verdict by the rule of the ledger (lead 3 points, 2 seeds):
+
+- leads by `lead` or more with `seeds` seeds: helps (the presets may take it, conf/experiment/README.md);
+- trails by `lead` or more: hurts, unless its validation rose faster than the setup's over its last 1,000
+  iterations before the decision step: then it continues to 5,000 first (a short screen favours fast starters);
+- otherwise, with fewer than `seeds` seeds: needs another seed; with them: within noise.
+
+A record trained longer than the paper's iterations is the budget check: its curve, never a row's number. Records of
+points of the paper's own grid (lr, eps, gamma) are the screens, listed apart. Written beside the tables
+(`write_tables`), from the same records.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from antisym.config import experiment_settings
+from antisym.results.paper import COLUMNS, ITERATIONS, METHODS, PAPER, PAPER_TASK, TABLE_OF_DATASET
+from antisym.training.runs import compose
+
+SPEC = Path(__file__).resolve().parents[2] / "conf" / "campaign" / "gap.yaml"
+# What a record may differ from the setup in and still be one of the setup's runs (or a candidate's, seed aside).
+CADENCE = {"trainer.seed", "trainer.max_steps", "dataset.max_steps", "trainer.eval_every"}
+GRID = {"optimizer.lr", "model.eps", "model.gamma"}  # the paper's own grid: screens, listed apart
+SLOPE_SPAN = 1000  # iterations over which "still rising faster" is read
+
+
+Curve = dict[int, float]  # step -> validation accuracy (a fraction)
+
+
+@dataclass
+class Candidate:
+    """The records of one row that change the same settings from the setup: seed -> validation curve."""
+
+    change: tuple[tuple[str, Any], ...]
+    runs: list[Any] = field(default_factory=list)  # aggregate.Run
+
+    @property
+    def curves(self) -> dict[int, Curve]:
+        """One curve per seed; two records of one seed (a screen point and a paper-length run) are merged, the
+        further-trained one first."""
+        out: dict[int, Curve] = {}
+        for run in sorted(self.runs, key=lambda r: -int(r.get("steps") or 0)):
+            curve = out.setdefault(run.seed, {})
+            for step, acc in run.val_curve().items():
+                curve.setdefault(step, acc)
+        return {seed: curve for seed, curve in sorted(out.items()) if curve}
+
+    @property
+    def max_steps(self) -> int:
+        return max(int(r.knobs["trainer"].get("max_steps", 0)) for r in self.runs)
+
+    @property
+    def steps_done(self) -> int:
+        return max(int(r.get("steps") or 0) for r in self.runs)
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.change)
+
+
+def at_step(curves: Mapping[int, Curve], step: int) -> list[float]:
+    """The seeds' validation accuracies at `step` (those that reached it)."""
+    return [c[step] for c in curves.values() if step in c]
+
+
+def rise(curves: Mapping[int, Curve], step: int) -> float | None:
+    """Mean rise of validation accuracy over the SLOPE_SPAN iterations before `step`, over seeds with both points."""
+    rises = [c[step] - c[step - SLOPE_SPAN] for c in curves.values() if step in c and step - SLOPE_SPAN in c]
+    return statistics.fmean(rises) if rises else None
+
+
+def verdict(
+    cand: Mapping[int, Curve], base: Mapping[int, Curve], at: int, lead: float, seeds: int, patient: bool = True
+) -> tuple[str, float | None]:
+    """The ledger's rule at step `at` (module doc): (verdict, delta in points or None). `patient`: a trailing
+    candidate that rose faster continues (the paper's own grid points, screens, are read without it)."""
+    mine, theirs = at_step(cand, at), at_step(base, at)
+    if not mine:
+        return f"not at {at:,} yet", None
+    if not theirs:
+        return f"the setup has no validation at {at:,}", None
+    delta = 100 * (statistics.fmean(mine) - statistics.fmean(theirs))
+    if delta <= -lead:
+        faster = rise(cand, at), rise(base, at)
+        if patient and None not in faster and faster[0] > faster[1]:
+            return f"trails, rising faster: continue to {max(5000, 2 * at):,}", delta
+        return "hurts", delta
+    if len(mine) < seeds:
+        what = "leads" if delta >= lead else "within noise so far"
+        return f"{what}: needs seed {len(mine)}", delta
+    return ("helps" if delta >= lead else "within noise"), delta
+
+
+def changes(settings: Mapping[str, Any], setup: Mapping[str, Any], iterations: int) -> tuple[tuple[str, Any], ...]:
+    """The settings a record changes from the setup; its length only where longer than the paper's."""
+    out = {k: settings.get(k) for k in settings.keys() | setup.keys() if k not in CADENCE}
+    out = {k: v for k, v in out.items() if v != setup.get(k)}
+    steps = int(settings.get("trainer.max_steps", 0))
+    if steps > iterations:
+        out["trainer.max_steps"] = steps
+    return tuple(sorted(out.items()))
+
+
+@dataclass
+class LedgerRow:
+    preset: str
+    model: str
+    dataset: str
+    decide_at: int
+    setup_label: str
+    base: Candidate
+    candidates: list[Candidate]
+
+    @property
+    def anchor(self) -> str:
+        return f"{self.model}-{self.dataset}"
+
+    @property
+    def budget(self) -> list[Candidate]:
+        return [c for c in self.candidates if dict(c.change).keys() == {"trainer.max_steps"}]
+
+    @property
+    def screens(self) -> list[Candidate]:
+        return [c for c in self.candidates if dict(c.change).keys() <= GRID]
+
+    @property
+    def open_choices(self) -> list[Candidate]:
+        return [c for c in self.candidates if c not in self.budget and c not in self.screens]
+
+
+def load_spec(path: Path = SPEC) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def ledger_rows(runs: Sequence[Any], spec: Mapping[str, Any]) -> list[LedgerRow]:
+    """Each spec row's setup, its own runs and its candidates, from the records (aggregate.Run)."""
+    from antisym.results.aggregate import row_dataset, row_model
+
+    rows = []
+    for entry in spec["rows"]:
+        cfg = compose(entry["preset"], list(entry.get("setup") or []))
+        model, dataset = row_model(cfg["model"]), row_dataset(cfg["dataset"])
+        setup = experiment_settings(cfg)
+        groups: dict[tuple, Candidate] = {}
+        for run in runs:
+            if run.model == model and run.dataset == dataset and not run.quick:
+                change = changes(experiment_settings(run.cfg), setup, ITERATIONS[dataset])
+                groups.setdefault(change, Candidate(change)).runs.append(run)
+        base = groups.pop((), Candidate(()))
+        setup_label = ", ".join(entry.get("setup") or []) or "the preset as it is"
+        rows.append(LedgerRow(entry["preset"], model, dataset, int(entry["decide_at"]), setup_label, base,
+                              sorted(groups.values(), key=lambda c: c.label)))  # fmt: skip
+    return rows
+
+
+def _pct(values: Sequence[float]) -> str:
+    if not values:
+        return "—"
+    mean = f"{100 * statistics.fmean(values):.1f}"
+    return f"{mean} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else mean
+
+
+def decision_step(row: LedgerRow, cand: Candidate) -> int:
+    """Where a candidate is read: the furthest step at or past the row's decision step (within the paper's length)
+    at which both it and the setup have a validation, so that a candidate continued past it is read where it got
+    to; the row's decision step while there is none."""
+    mine = {s for c in cand.curves.values() for s in c}
+    theirs = {s for c in row.base.curves.values() for s in c}
+    common = [s for s in mine & theirs if row.decide_at <= s <= ITERATIONS[row.dataset]]
+    return max(common, default=row.decide_at)
+
+
+def _runs_cell(cand: Candidate, base_dir: Path) -> str:
+    from antisym.results.aggregate import shown
+
+    return "<br>".join(f"[{run.path.name}]({shown(run.path, base_dir)}) ({int(run.get('steps') or 0):,} of "
+                       f"{int(run.knobs['trainer'].get('max_steps', 0)):,})" for run in cand.runs)  # fmt: skip
+
+
+def _paper_says(cand: Candidate, choices: Mapping[str, Any], dataset: str) -> str:
+    said = []
+    for key, value in cand.change:
+        off = PAPER_TASK.get(dataset, {}).get(key.removeprefix("dataset."))
+        text = (choices.get(key) or {}).get("paper", "—")
+        said.append(f"{key}: {text}" + (f" (**off the paper's task: compared, never adopted**; it says {off})"
+                                        if off is not None and off != value else ""))  # fmt: skip
+    return "; ".join(said)
+
+
+def candidate_line(row: LedgerRow, cand: Candidate, spec: Mapping[str, Any], base_dir: Path, paper: bool = True) -> str:
+    """One candidate's row of the ledger (a point of the paper's own grid: without the paper's column, and read
+    without the continue-if-rising-faster clause)."""
+    at = decision_step(row, cand)
+    steps = sorted({s for s in (row.decide_at - SLOPE_SPAN, row.decide_at, at) if s > 0})
+    text, delta = verdict(cand.curves, row.base.curves, at, float(spec["lead"]), int(spec["seeds"]), patient=paper)
+    mine = " / ".join(_pct(at_step(cand.curves, s)) for s in steps)
+    theirs = " / ".join(_pct(at_step(row.base.curves, s)) for s in steps)
+    seeds = ", ".join(str(s) for s, c in cand.curves.items() if at in c) or "none"
+    said = f"{_paper_says(cand, spec['choices'], row.dataset)} | " if paper else ""
+    return (
+        f"| {cand.label} | {said}{_runs_cell(cand, base_dir)} | "
+        f"{' / '.join(f'{s:,}' for s in steps)} | {mine} | {theirs} | {seeds} | "
+        f"{'—' if delta is None else f'{delta:+.1f} at {at:,}'} | {text} |"
+    )
+
+
+def budget_line(row: LedgerRow, cand: Candidate, base_dir: Path) -> str:
+    paper = ITERATIONS[row.dataset]
+    if not cand.curves:
+        return f"- Budget: {_runs_cell(cand, base_dir)}: no validation yet."
+    seed, curve = next(iter(cand.curves.items()))
+    marks = [s for s in sorted(curve) if s % max(paper // 5, 1) == 0 or s == max(curve)]
+    points = ", ".join(f"{s:,}: {100 * curve[s]:.1f}" for s in marks) or "no validation yet"
+    last = max(curve, default=0)
+    climb = (f"; {100 * (curve[last] - curve[last - 2000]):+.1f} over its last 2,000"
+             if last - 2000 in curve else "")  # fmt: skip
+    setup = row.base.curves.get(seed, {})
+    same = [s for s in curve if s in setup]
+    agree = (f"; equal to the setup's seed {seed} at {len(same)} of {len(same)} common steps"
+             if same and all(abs(curve[s] - setup[s]) < 1e-9 for s in same)
+             else f"; the setup's seed {seed} at the same steps: "
+             + ", ".join(f"{s:,}: {100 * setup[s]:.1f}" for s in same if s % max(paper // 5, 1) == 0)
+             if same else "")  # fmt: skip
+    return f"- Budget: {_runs_cell(cand, base_dir)}, seed {seed}, validation at {points}{climb}{agree}."
+
+
+def render_gap(rows: Sequence[LedgerRow], table_rows: Mapping[tuple[str, str], Any], spec: Mapping[str, Any],
+               n_runs: int, base_dir: Path, source: str) -> str:  # fmt: skip
+    """gap.md: the choices, then per row its setup, candidates with verdicts, budget, screens and the gap left."""
+    lead, seeds = float(spec["lead"]), int(spec["seeds"])
+    out = [
+        "# Gap ledger: the choices the paper leaves open, tried one at a time",
+        "",
+        f"Rebuilt by `{source}` from {n_runs} run directories on {time.strftime('%Y-%m-%d %H:%M:%S %z')}, with",
+        "the tables; the rows and their setups: `conf/campaign/gap.yaml`; how it reads the records:",
+        "`antisym/results/gap.py`. Each candidate changes the settings in its first column from the row's setup (the",
+        "preset and the overrides the rows train under now) and is read against the setup's own runs at matched",
+        "steps (validation accuracy %, mean ± std over seeds), at the row's decision step or, continued past it, where",
+        f"it got to. Rule: a lead of {lead:g} points or more over {seeds} seeds *helps* (the presets may take it); a",
+        f"deficit of {lead:g} or more *hurts*, unless the candidate rose faster than the setup over its last",
+        f"{SLOPE_SPAN:,} iterations (then it continues to 5,000 first); anything else needs a seed more, and with",
+        f"{seeds} seeds is *within noise*. Candidates combine only once each has led alone. A budget run (longer than",
+        "the paper) shows its curve; the rows' numbers stay their paper-length runs'.",
+        "",
+        "## The choices",
+        "",
+        "| setting | the paper | the presets' value is | verdicts so far |",
+        "|---|---|---|---|",
+    ]
+    verdicts: dict[str, list[str]] = {}
+    for row in rows:
+        for cand in row.open_choices:
+            text = verdict(cand.curves, row.base.curves, decision_step(row, cand), lead, seeds)[0]
+            for key, _ in cand.change:
+                verdicts.setdefault(key, []).append(f"{cand.label} on [{METHODS[row.model]}, "
+                                                    f"{COLUMNS[row.dataset]}](#{row.anchor}): {text}")  # fmt: skip
+        if row.screens:
+            for key in sorted({k for c in row.screens for k, _ in c.change}):
+                verdicts.setdefault(key, []).append(f"screen on [{METHODS[row.model]}, {COLUMNS[row.dataset]}]"
+                                                    f"(#{row.anchor})")  # fmt: skip
+        if row.budget:
+            verdicts.setdefault("trainer.max_steps", []).append(f"budget run on [{METHODS[row.model]}, "
+                                                                f"{COLUMNS[row.dataset]}](#{row.anchor})")  # fmt: skip
+    for key, choice in spec["choices"].items():
+        tried = "<br>".join(verdicts.get(key, [])) or "not tried"
+        out.append(f"| `{key}` | {choice['paper']} | {choice['whose']} | {tried} |")
+    for row in rows:
+        ours = table_rows.get((row.model, row.dataset))
+        paper = PAPER[TABLE_OF_DATASET[row.dataset]][row.model].acc[row.dataset]
+        title = f"{METHODS[row.model]}, {COLUMNS[row.dataset]} (Table {TABLE_OF_DATASET[row.dataset]})"
+        out += ["", f'<a id="{row.anchor}"></a>', "", f"## {title}", ""]
+        if ours is not None and ours.test_mean is not None:
+            n = len(ours.chosen.results)
+            gap = f"ours {100 * ours.test_mean:.1f} ({n} seed{'s' * (n > 1)}) against the paper's {paper}: " \
+                  f"{ours.delta:+.1f} points"  # fmt: skip
+        else:
+            gap = f"no paper-length result yet; the paper's {paper}"
+        base_seeds = ", ".join(f"{s} (validated to {max(c):,})" for s, c in row.base.curves.items()) or "none"
+        out += [
+            f"Setup: `{row.preset}` with {row.setup_label}; its runs: seeds {base_seeds}. Decision step "
+            f"{row.decide_at:,}. The gap: {gap}.",
+            "",
+        ]
+        if row.open_choices:
+            out += [
+                "| candidate | the paper | runs | steps | val | setup's val | seeds there | Δ | verdict |",
+                "|---|---|---|---|---|---|---|---|---|",
+                *(candidate_line(row, c, spec, base_dir) for c in row.open_choices),
+            ]
+        else:
+            out.append("No candidate trained yet.")
+        out += [budget_line(row, c, base_dir) for c in row.budget]
+        if row.screens:
+            out += ["", f"Points of the paper's grid (screens), read the same way ({len(row.screens)}):", "",
+                    "| point | runs | steps | val | setup's val | seeds there | Δ | verdict |",
+                    "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            out += [candidate_line(row, c, spec, base_dir, paper=False) for c in row.screens]
+    out.append("")
+    return "\n".join(out)

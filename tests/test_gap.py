@@ -1,0 +1,83 @@
+"""The gap ledger (antisym.results.gap): its rule, and the ledger built from real tiny runs beside the tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from antisym.results import write_tables
+from antisym.results.aggregate import collect_runs, select
+from antisym.results.gap import changes, ledger_rows, load_spec, render_gap, verdict
+from tests.test_results import TINY, tiny_run
+
+
+def curves(*seeds: dict[int, float]) -> dict[int, dict[int, float]]:
+    return dict(enumerate(seeds))
+
+
+BASE = curves({1000: 0.28, 2000: 0.325}, {1000: 0.27, 2000: 0.31})  # the setup: 31.75 at 2k, +4.25 over 1k-2k
+
+
+@pytest.mark.parametrize(
+    ("cand", "expected"),
+    [
+        # The issue's rule, written out: 3 points over 2 seeds helps; a trailer by 3 hurts unless it rose faster over
+        # its last 1,000 iterations; anything closer, or a lead on one seed, needs seed 1 first.
+        (curves({1000: 0.30, 2000: 0.352}), ("leads: needs seed 1", 3.45)),
+        (curves({1000: 0.30, 2000: 0.352}, {1000: 0.30, 2000: 0.35}), ("helps", 3.35)),
+        (curves({1000: 0.30, 2000: 0.345}, {1000: 0.30, 2000: 0.345}), ("within noise", 2.75)),
+        (curves({1000: 0.30, 2000: 0.33}), ("within noise so far: needs seed 1", 1.25)),
+        (curves({1000: 0.30, 2000: 0.29}), ("within noise so far: needs seed 1", -2.75)),
+        (curves({1000: 0.26, 2000: 0.27}), ("hurts", -4.75)),  # rose 1 point, the setup 4.25
+        (curves({1000: 0.20, 2000: 0.27}), ("trails, rising faster: continue to 5,000", -4.75)),  # rose 7
+        (curves({1000: 0.30}), (f"not at {2000:,} yet", None)),
+    ],
+)
+def test_verdict_follows_the_ledger_rule(cand, expected):
+    text, delta = verdict(cand, BASE, 2000, lead=3.0, seeds=2)
+    assert text == expected[0]
+    assert delta == pytest.approx(expected[1]) if expected[1] is not None else delta is None
+    if text.startswith("trails"):  # a point of the paper's own grid is read without the continue clause
+        assert verdict(cand, BASE, 2000, lead=3.0, seeds=2, patient=False)[0] == "hurts"
+
+
+def test_a_candidate_is_what_a_record_changes_from_the_setup_and_a_longer_run_is_the_budget():
+    setup = {"optimizer.lr": 0.1, "model.eps": 0.01, "trainer.max_steps": 10000, "trainer.seed": 0}
+    screen = {**setup, "trainer.max_steps": 2000, "trainer.eval_every": 500, "trainer.seed": 1}
+    assert changes(screen, setup, 10000) == ()  # a short run of the setup, another seed: one of the setup's runs
+    assert changes({**screen, "model.gate_bias": 1.0}, setup, 10000) == (("model.gate_bias", 1.0),)
+    assert changes({**setup, "trainer.max_steps": 20000}, setup, 10000) == (("trainer.max_steps", 20000),)
+    assert changes({k: v for k, v in setup.items() if k != "model.eps"}, setup, 10000) == (("model.eps", None),)
+
+
+def test_gap_ledger_from_real_tiny_runs_beside_the_tables(tiny_data, tmp_path):
+    """Tiny noise-padded runs: the setup at two seeds, a gate-bias candidate and a screen point; the ledger files each
+    under its row, reads them at matched steps, and the tables link it; a run longer than the paper's length is never
+    a row's configuration."""
+    root, _ = tiny_data
+    logs = tmp_path / "logs"
+    tiny = ("dataset.seq_len=33", "trainer.max_steps=4", "trainer.eval_every=2", "model.hidden_size=4")
+    for seed in (0, 1):
+        tiny_run(root, logs / f"setup{seed}", "table2/gated_noisy_cifar10", *tiny, f"trainer.seed={seed}")
+    tiny_run(root, logs / "bias", "table2/gated_noisy_cifar10", *tiny, "model.gate_bias=1.0")
+    tiny_run(root, logs / "lr", "table2/gated_noisy_cifar10", *tiny, "optimizer.lr=0.2")
+    setup = [*TINY, *tiny, "trainer.seed=0"]  # the seed is no setting of a setup; 0 stands for any
+    spec = {**load_spec(), "rows": [{"preset": "table2/gated_noisy_cifar10", "setup": setup, "decide_at": 4}]}
+    runs = collect_runs([logs])
+    (row,) = ledger_rows(runs, spec)
+    assert sorted(row.base.curves) == [0, 1] and [c.label for c in row.open_choices] == ["model.gate_bias=1.0"]
+    assert [c.label for c in row.screens] == ["optimizer.lr=0.2"] and not row.budget
+    bias = row.open_choices[0]
+    expected = 100 * (bias.curves[0][4] - (row.base.curves[0][4] + row.base.curves[1][4]) / 2)
+    text = render_gap([row], {}, spec, len(runs), tmp_path, "test")
+    line = next(x for x in text.splitlines() if x.startswith("| model.gate_bias=1.0 |"))
+    assert f"| {expected:+.1f} at 4 |" in line and "| 0 |" in line  # read at step 4 on seed 0
+    assert "model.gate_bias: biases 0" in line
+    # Beside the tables: gap.md written, and the table links the row's entry.
+    write_tables([logs], tmp_path / "out", tables=(2,))
+    assert "## AntisymmetricRNN w/ gating, noise padded (Table 2)" in (tmp_path / "out" / "gap.md").read_text()
+    assert "(gap.md#gated-noisy_cifar10)" in (tmp_path / "out" / "table2.md").read_text()
+    # A configuration longer than the row's length is compared, never chosen (the budget check).
+    group = [r for r in runs if r.path.name == "bias"]
+    cands, chosen = select(group, {"max_steps": 2})
+    assert chosen is None and cands[0].off_task({"max_steps": 2}) == {"max_steps": 4}
+    assert select(group, {"max_steps": 4})[1] is not None  # at the row's length it is a row's configuration
