@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from antisym.errors import UserError
-from antisym.training.checkpoint import load_checkpoint
+from antisym.training.checkpoint import load_checkpoint, load_permutation
 from antisym.training.rundir import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
@@ -106,6 +106,13 @@ def archive_records(records: Path, units: Sequence[str], out: Path, max_archives
     return archives
 
 
+def foreign_members(members: Iterable[tarfile.TarInfo], units: Sequence[str]) -> list[str]:
+    """The members that are not a file of a record (a unit's RUN_RECORD_FILES or last.pt, or a file unit itself):
+    a record is data, and anything else in an archive (a module its config could name) is never unpacked."""
+    allowed = {f"{u}/{name}" for u in units for name in (*RUN_RECORD_FILES, LAST_CHECKPOINT)} | set(units)
+    return [m.name for m in members if m.name not in allowed or not m.isfile()]
+
+
 def _extract(archive: Path, staging: Path) -> list[str]:
     """Extract one archive into staging after reading it whole; its units, or RecordError."""
     try:
@@ -114,6 +121,15 @@ def _extract(archive: Path, staging: Path) -> list[str]:
             members = [m for m in tar.getmembers() if m.name != MANIFEST]
             if sorted(m.name for m in members) != sorted(manifest["files"]):
                 raise RecordError(f"{archive}: its members differ from its manifest; nothing was changed.")
+            foreign = foreign_members(members, [str(u) for u in manifest["units"]])
+            if foreign:
+                raise RecordError(
+                    f"{archive} holds {', '.join(foreign[:3])}{' ...' * (len(foreign) > 3)}, which "
+                    f"{'is' if len(foreign) == 1 else 'are'} not a file of a run record ({', '.join(RUN_RECORD_FILES)}"
+                    f", {LAST_CHECKPOINT}); nothing was changed. A record is data: code or other files that come with "
+                    "one are never unpacked, since a config could name them. Archives come from `campaign run` only: "
+                    "fetch this one again or run the lease again."
+                )
             tar.extractall(staging, members=members, filter="data")
     except (tarfile.TarError, EOFError, zlib.error, OSError, KeyError, TypeError, json.JSONDecodeError) as err:
         raise RecordError(
@@ -146,6 +162,8 @@ def check_record(path: Path) -> list[str]:
         read_metrics(path / METRICS_FILE)
         for ckpt in sorted((path / CHECKPOINT_DIR).glob("*.pt")):
             load_checkpoint(ckpt, "The record is damaged.")
+        if (path / PERMUTATION_FILE).is_file():
+            load_permutation(path / PERMUTATION_FILE, "The record is damaged.")
     except UserError as err:
         problems.append(str(err))
     return problems

@@ -31,6 +31,7 @@ from antisym.analysis.spectra import (  # noqa: E402
     sweep_points,
 )
 from antisym.analysis.style import save_figure  # noqa: E402
+from antisym.errors import UserError  # noqa: E402
 from antisym.provenance import provenance  # noqa: E402
 from antisym.training.rundir import read_summary  # noqa: E402
 
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument("--out", default="results/local/figures", help="output folder (PNG, PDF, provenance JSON)")
     ap.add_argument("--name", default="fig2", help="file stem")
     ap.add_argument("--sweep", default=None, help="folder of trained runs; omit to use models at initialisation")
+    ap.add_argument("--allow-target", action="append", default=[], metavar="package.module.Class",
+                    help="with --sweep: a class from outside antisym that a run's config may name and that you trust "
+                    "to be imported (repeatable; records are data, so no other is built)")  # fmt: skip
     ap.add_argument(
         "--data-root",
         default=os.environ.get("ANTISYM_DATA"),
@@ -93,7 +97,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     dtype = torch.float32 if args.float32 else torch.float64
     common = {"batch": args.batch, "seed": args.seed, "data_root": data_root, "device": args.device, "dtype": dtype}
     if args.sweep:
-        points, sources = sweep_points(args.sweep, **common)
+        try:
+            points, sources = sweep_points(args.sweep, allow=args.allow_target, **common)
+        except UserError as err:
+            sys.exit(f"error: {err}")
         headline = f"TRAINED checkpoints from {args.sweep} ({sum(len(p.runs) for p in points)} runs)"
         records = run_records([run for p in points for run in p.runs])
         setting = f"{args.batch} test examples per run; {str(dtype).replace('torch.', '')}; h_0 = 0. " + training_note(

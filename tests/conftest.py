@@ -85,3 +85,22 @@ def real_data_root() -> Path:
     if not root or not (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip("real MNIST not available (set ANTISYM_DATA to a folder with MNIST/raw/*)")
     return Path(root)
+
+
+@pytest.fixture
+def shipped_class(tmp_path, monkeypatch) -> tuple[str, Path]:
+    """A class a record could ship beside itself: an importable module whose import leaves a marker file (the code
+    that would run), exporting the AntisymmetricRNN as `Cell`. Returns its dotted path and the marker."""
+    import sys
+    import uuid
+
+    module = f"shipped_{uuid.uuid4().hex[:8]}"
+    folder, marker = tmp_path / "shipped", tmp_path / "shipped_ran"
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "from antisym.models import AntisymmetricRNN as Cell\n"
+    )
+    monkeypatch.syspath_prepend(str(folder))
+    yield f"{module}.Cell", marker
+    sys.modules.pop(module, None)

@@ -266,25 +266,31 @@ def test_fig2_script_tiny_at_init(tmp_path):
     assert all(p["count"] == 2 * (4 if p["series"] == "LSTM" else 6) for p in pts)
 
 
+def _fake_run(run: Path, model_cfg: dict, seq_len: int, seed: int, named: str | None = None) -> torch.nn.Module:
+    """A run folder saved per the trainer's contract (Hydra's config, a best checkpoint of moved weights); `named`:
+    the class its config names in place of the one built (built here without importing it)."""
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    named_cfg = {**model_cfg, "_target_": named} if named else model_cfg
+    cfg = {"model": named_cfg, "dataset": {"name": "noisy_cifar10", "seq_len": seq_len, "noise": "independent"}}
+    OmegaConf.save(OmegaConf.create(cfg), run / ".hydra" / "config.yaml")
+    torch.manual_seed(seed)
+    model = build_model(model_cfg, 96, 10)
+    with torch.no_grad():  # move the weights away from any fresh initialisation
+        for p in model.parameters():
+            p.mul_(1.7).add_(0.05)
+    torch.save({"model": model.state_dict(), "step": 7}, run / "checkpoints" / "best.pt")
+    return model
+
+
 def test_fig2_script_from_checkpoints(tmp_path):
     """A fake sweep of two runs saved per the trainer's contract; the figure must use the saved weights."""
     sweep = tmp_path / "sweep"
     saved = {}
     for k, (name, n, seq_len) in enumerate([("asym", 5, 34), ("lstm", 4, 36)]):
-        run = sweep / str(k)
-        (run / ".hydra").mkdir(parents=True)
-        (run / "checkpoints").mkdir()
         euler = {"eps": 0.2, "gamma": 0.1} if name != "lstm" else {}
-        cfg = {"model": {"name": name, "hidden_size": n, "init_std": 1.0, **euler},
-               "dataset": {"name": "noisy_cifar10", "seq_len": seq_len, "noise": "independent"}}  # fmt: skip
-        OmegaConf.save(OmegaConf.create(cfg), run / ".hydra" / "config.yaml")
-        torch.manual_seed(100 + k)
-        model = build_model(cfg["model"], 96, 10)
-        with torch.no_grad():  # move the weights away from any fresh initialisation
-            for p in model.parameters():
-                p.mul_(1.7).add_(0.05)
-        torch.save({"model": model.state_dict(), "step": 7}, run / "checkpoints" / "best.pt")
-        saved[seq_len] = model.double()
+        model_cfg = {"name": name, "hidden_size": n, "init_std": 1.0, **euler}
+        saved[seq_len] = _fake_run(sweep / str(k), model_cfg, seq_len, 100 + k).double()
     out = tmp_path / "fig"
     argv = ["--sweep", str(sweep), "--synthetic", "--batch", "2", "--out", str(out)]
     meta = _check_outputs(_script("fig2").main(argv), out, "fig2")
@@ -298,6 +304,20 @@ def test_fig2_script_from_checkpoints(tmp_path):
         moduli = _independent_moduli(model, x.double())
         assert pts[seq_len]["mean"] == pytest.approx(moduli.mean(), rel=1e-8)
         assert pts[seq_len]["std"] == pytest.approx(moduli.std(), rel=1e-6)
+
+
+def test_fig2_builds_a_class_a_run_names_from_elsewhere_only_where_allowed(tmp_path, shipped_class):
+    """A record is data: a run whose config names a module shipped beside it is refused, and nothing of it runs,
+    unless the user names the class (--allow-target)."""
+    target, marker = shipped_class
+    sweep, out = tmp_path / "sweep", tmp_path / "fig"
+    _fake_run(sweep / "0", {"name": "asym", "hidden_size": 4, "eps": 0.2, "gamma": 0.1}, 34, 0, named=target)
+    argv = ["--sweep", str(sweep), "--synthetic", "--batch", "2", "--out", str(out)]
+    with pytest.raises(SystemExit, match=rf"model._target_={target}.*--allow-target {target}"):
+        _script("fig2").main(argv)
+    assert not marker.exists() and not out.exists()
+    meta = _check_outputs(_script("fig2").main([*argv, "--allow-target", target]), out, "fig2")
+    assert marker.exists() and [p["seq_len"] for p in meta["points"]] == [34]
 
 
 def test_fig2_inputs_are_the_training_task(tiny_data):

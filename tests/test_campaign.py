@@ -522,6 +522,27 @@ def test_collect_keeps_every_unit_inside_the_records_folder(tmp_path, unit):
     assert (victim / "keep.txt").read_text() == "mine" and not list(records.rglob("summary.json"))
 
 
+def test_collect_unpacks_record_files_only(tmp_path, capsys):
+    """A record is data: an archive that ships anything else (a module its config could name, a folder) or a
+    permutation.pt that is not one tensor changes nothing."""
+    device, records = tmp_path / "device", tmp_path / "records"
+    fake_record(device, "b/run", COMMIT)
+    fake_record(records, "b/run", "older")
+    before = listing(records)
+    (device / "b/run/evil.py").write_text("import os\n")
+    archive = crafted_archive(tmp_path / "evil.tar.gz", "b/run", device / "b/run")
+    assert main(["collect", str(archive), "--records", str(records), "--tables", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "holds b/run/evil.py, which is not a file of a run record (config.yaml," in err
+    assert listing(records) == before
+    (device / "b/run/evil.py").unlink()
+    torch.save({"permutation": torch.arange(4)}, device / "b/run/permutation.pt")
+    (bad,) = archive_records(device, ["b/run"], tmp_path / "out", max_archives=1)
+    with pytest.raises(RecordError, match="permutation.pt holds a dict, not the 1-D integer tensor"):
+        collect([bad], records)
+    assert listing(records) == before
+
+
 def test_collect_never_takes_a_run_back_unless_asked(tmp_path, capsys):
     """An older archive (fewer steps, or unfinished where the record here is finished) is refused, naming both."""
     old, new, records = tmp_path / "old", tmp_path / "new", tmp_path / "records"

@@ -171,3 +171,36 @@ def test_reuse_carries_counts_over_only_for_unchanged_records(tiny_data, tmp_pat
     assert code == 0 and "carried over" not in report and line_of(report, runs / "asym").endswith("| verified |")
     # --reuse needs the report it reads from.
     assert main([str(runs), "--reuse"]) == 2
+
+
+def test_a_class_a_record_names_from_elsewhere_is_built_only_where_allowed(tiny_data, tmp_path, shipped_class):
+    """A record is data: a config naming a module shipped beside it (an archive's evil.py) is not imported, and the
+    run is reported as not re-evaluated with why, until the user names the class (--allow-target)."""
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    tiny_run(root, runs / "asym", "table1/asym_mnist")
+    target, marker = shipped_class
+    config = runs / "asym" / "config.yaml"
+    cfg = OmegaConf.load(config)
+    cfg.model._target_ = target
+    OmegaConf.save(cfg, config)
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root))
+    assert not marker.exists(), "the record's module was imported"
+    assert code == 0 and line_of(report, runs / "asym").endswith("| record agrees; not re-evaluated (notes say why) |")
+    assert f"not re-evaluated: {config} names classes from outside the antisym package (model._target_={target})" in (
+        report.replace("\n", " ")
+    )
+    assert f"--allow-target {target}" in report
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root), "--allow-target", target)
+    assert code == 0 and marker.exists() and line_of(report, runs / "asym").endswith("| verified |")
+
+
+def test_a_permutation_file_is_one_tensor_or_the_record_differs(tiny_data, tmp_path):
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    tiny_run(root, runs / "pmnist", "table1/asym_pmnist")
+    saved = runs / "pmnist" / "permutation.pt"
+    torch.save({"permutation": torch.load(saved)}, saved)
+    code, report = verify(tmp_path, str(runs), "--data-root", str(root))
+    assert code == 1 and "DIFFERS" in line_of(report, runs / "pmnist")
+    assert "permutation.pt holds a dict, not the 1-D integer tensor of pixel positions the trainer writes" in report

@@ -169,8 +169,10 @@ def sweep_points(
     device: str = "cpu",
     dtype: torch.dtype = torch.float64,
     log: Callable[[str], None] = print,
+    allow: Iterable[str] = (),
 ) -> tuple[list[Point], list[str]]:
-    """Figure 2 from trained runs: each run at its own dataset.seq_len, runs of one (series, T) pooled."""
+    """Figure 2 from trained runs: each run at its own dataset.seq_len, runs of one (series, T) pooled. A run's
+    class from outside the suite is built only where `allow` names it (antisym.trust)."""
     runs = find_runs(sweep_dir)
     if not runs:
         raise FileNotFoundError(f"no run folders with config.yaml and checkpoints/best.pt under {sweep_dir}")
@@ -178,7 +180,7 @@ def sweep_points(
     names: dict[tuple[str, tuple, int], list[str]] = defaultdict(list)
     sources = set()
     for run in runs:
-        model, cfg = load_run_model(run)
+        model, cfg = load_run_model(run, allow=allow)
         dataset_cfg = cfg["dataset"]
         seq_len = int(dataset_cfg["seq_len"])
         x, source = noisy_cifar_inputs(seq_len, batch, data_root, seed=seed, dataset_cfg=dataset_cfg)

@@ -22,6 +22,9 @@ run's config, summary, metrics and best checkpoint. `--reuse` carries those coun
 the same (the record checks and the data check run again; only the evaluation is skipped, and a note says from
 which report): a session re-checks what its lanes finished in minutes, not the whole records' half hour.
 
+A record is data, never code: a run whose config names a class from outside the antisym package (and torch's
+optimizers) is not re-evaluated, and the note says why, unless `--allow-target package.module.Class` names it.
+
 Exit 0 when every record checked agrees, 1 when any differs, 2 on bad input. Runs still training are listed, not
 checked.
 """
@@ -34,6 +37,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,17 +53,20 @@ from antisym.models import build_model, count_parameters
 from antisym.models.ensemble import cast
 from antisym.provenance import commit_known, git_state, provenance
 from antisym.results.aggregate import Run, command_line, scan_runs, shown
-from antisym.training.checkpoint import load_checkpoint
+from antisym.training.checkpoint import load_checkpoint, load_permutation
 from antisym.training.rundir import (
     BEST_CHECKPOINT,
+    CONFIG_FILE,
     FINISHED,
     LAST_CHECKPOINT,
     METRICS_FILE,
+    PERMUTATION_FILE,
     read_metrics,
     recorded_segments,
 )
 from antisym.training.threads import flushed_denormals
 from antisym.training.trainer import DTYPES, eval_size, evaluate
+from antisym.trust import UntrustedTargetError, check_targets
 
 OTHER_DEVICE_TOLERANCE = 2  # examples a split may differ by when re-evaluated on another kind of device
 
@@ -109,6 +116,8 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[
     """Where a record disagrees with its own metrics, checkpoints and config (failures), what it shows of a stop
     between writing two of its files (notes), and its best validation row."""
     summary, failures, notes = run.summary or {}, [], []
+    if (run.path / PERMUTATION_FILE).is_file():
+        load_permutation(run.path / PERMUTATION_FILE, "Retrain the run.")  # a tensor, or CheckpointError
     if run.status in FINISHED:
         best = best_val_row(rows)
         want = (best["acc"], best["step"]) if best else (None, None)
@@ -229,8 +238,8 @@ def reevaluate(
     if problem:
         return problem
     tasks = {s: build_task(settings.task, data_root, s, False, settings.data.allow_subset) for s in ("val", "test")}
-    saved = run.path / "permutation.pt"
-    if saved.is_file() and not torch.equal(torch.load(saved), tasks["val"].permutation):
+    saved = run.path / PERMUTATION_FILE
+    if saved.is_file() and not torch.equal(load_permutation(saved, "Retrain the run."), tasks["val"].permutation):
         return f"{saved.name} is not the permutation its dataset.permutation_seed gives now"
     spec = tasks["val"].spec
     model = build_model(settings.model, spec.input_size, spec.num_classes)
@@ -260,10 +269,12 @@ def verify_run(
     device: torch.device | None,
     tolerance: int | None,
     earlier: dict[str, Any] | None = None,
+    allow: Iterable[str] = (),
 ) -> Verdict:
     """Every check of the module docstring on one run directory; re-evaluation only with a device. `earlier`: an
     earlier report's entry for this run (--reuse), whose counts stand in for the evaluation if its files hash the
-    same and it was evaluated on this kind of device."""
+    same and it was evaluated on this kind of device. `allow`: classes from outside the suite that the run's config
+    may name and the user trusts to be imported (antisym.trust); a run naming any other is not re-evaluated."""
     summary = run.summary or {}
     verdict = Verdict(run.path, run.status, int(summary.get("steps") or 0))
     if run.status == "running":
@@ -279,6 +290,11 @@ def verify_run(
         return verdict
     if device is None or best is None:
         verdict.notes.append("not re-evaluated: " + ("--no-eval" if device is None else "no validation row"))
+        return verdict
+    try:
+        check_targets(run.cfg, allow, run.path / CONFIG_FILE)
+    except UntrustedTargetError as err:
+        verdict.notes.append(f"not re-evaluated: {err}")
         return verdict
     root = data_root or str(run.cfg.get("data", {}).get("root", ""))
     trained_on = str(segment_at(summary, verdict.steps).get("device") or "")
@@ -396,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=int, help="examples a split may differ by (default: 0 on the device "
                         f"kind that trained the run, else {OTHER_DEVICE_TOLERANCE})")  # fmt: skip
     parser.add_argument("--out", help="also write the report to this markdown file (and its counts to .json)")
+    parser.add_argument("--allow-target", action="append", default=[], metavar="package.module.Class",
+                        help="a class from outside antisym that a run's config may name and that you trust to be "
+                        "imported (repeatable); a run naming any other is not re-evaluated: a record is data, never "
+                        "code")  # fmt: skip
     parser.add_argument("--reuse", action="store_true", help="carry counts over from --out's .json for runs whose "
                         "config, summary, metrics and best checkpoint are unchanged")  # fmt: skip
     args = parser.parse_args(argv)
@@ -422,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = []
     for run in runs:  # a line each on stderr: re-evaluating a noise-padded run takes a minute on one core
         t0 = time.time()
-        verdicts.append(verify_run(run, args.data_root, device, args.tolerance, earlier.get(shown(run.path, base))))
+        earlier_entry = earlier.get(shown(run.path, base))
+        verdicts.append(verify_run(run, args.data_root, device, args.tolerance, earlier_entry, args.allow_target))
         print(f"{run.path}: {verdicts[-1].verdict} ({time.time() - t0:.0f} s)", file=sys.stderr)
     for path, why in unreadable:
         verdicts.append(Verdict(path, "unreadable", 0, failures=[why]))

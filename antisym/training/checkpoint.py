@@ -33,15 +33,12 @@ def atomic_save(obj: Any, path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: Path, what_to_do: str) -> dict[str, Any]:
-    """torch.load of a checkpoint on the CPU, or one CheckpointError naming the file and `what_to_do`.
-
-    CPU first: generator states must stay CPU tensors; load_state_dict moves the rest to the model's device.
-    Tensors and plain containers only (weights_only): a checkpoint is data, and records travel between machines, so
-    a pickle that would import or call anything is refused before any of it runs.
-    """
+def load_data(path: Path, what_to_do: str) -> Any:
+    """torch.load on the CPU of tensors and plain containers only, or one CheckpointError naming the file and
+    `what_to_do`. weights_only: a record's .pt files are data, and records travel between machines, so a pickle that
+    would import or call anything is refused before any of it runs."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist. {what_to_do}") from None
     except pickle.UnpicklingError as err:
@@ -60,9 +57,29 @@ def load_checkpoint(path: Path, what_to_do: str) -> dict[str, Any]:
             f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'empty'}); "
             f"it is truncated or damaged. {what_to_do}"
         ) from None
+
+
+def load_checkpoint(path: Path, what_to_do: str) -> dict[str, Any]:
+    """A checkpoint (`load_data`), or one CheckpointError naming the file and `what_to_do`.
+
+    CPU first: generator states must stay CPU tensors; load_state_dict moves the rest to the model's device.
+    """
+    state = load_data(path, what_to_do)
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a checkpoint of this suite (no model state). {what_to_do}")
     return state
+
+
+def load_permutation(path: Path, what_to_do: str) -> torch.Tensor:
+    """A run's permutation.pt (`load_data`): one 1-D integer tensor that orders its pixels, or CheckpointError."""
+    perm = load_data(path, what_to_do)
+    if not isinstance(perm, torch.Tensor) or perm.dim() != 1 or perm.dtype != torch.long:
+        what = f"a {perm.dtype} tensor of shape {tuple(perm.shape)}" if isinstance(perm, torch.Tensor) else (
+            f"a {type(perm).__name__}")  # fmt: skip
+        raise CheckpointError(
+            f"{path} holds {what}, not the 1-D integer tensor of pixel positions the trainer writes. {what_to_do}"
+        )
+    return perm
 
 
 def restore_noise(noise_gen: torch.Generator, saved: torch.Tensor, step: int) -> None:

@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,15 +169,18 @@ def load_config(run_dir: Path) -> dict[str, Any] | None:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
-def load_run_model(run_dir: str | Path, which: str = "best", map_location: str = "cpu"):
-    """Rebuild a trained model from its run directory (`which` = best or last checkpoint)."""
+def load_run_model(run_dir: str | Path, which: str = "best", map_location: str = "cpu", allow: Iterable[str] = ()):
+    """Rebuild a trained model from its run directory (`which` = best or last checkpoint). A class from outside the
+    suite is built only where `allow` names it (antisym.trust: a record is data, never code)."""
     from omegaconf import OmegaConf
 
     from antisym.data import task_spec
     from antisym.models import build_model
     from antisym.training.checkpoint import load_checkpoint
+    from antisym.trust import check_targets
 
     cfg = load_run_config(run_dir)
+    check_targets(OmegaConf.to_container(cfg, resolve=False), allow, Path(run_dir) / CONFIG_FILE)
     spec = task_spec(OmegaConf.to_container(cfg.dataset, resolve=True))
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True), spec.input_size, spec.num_classes)
     path = Path(run_dir) / CHECKPOINT_DIR / f"{which}.pt"
