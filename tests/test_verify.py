@@ -86,7 +86,7 @@ def test_data_elsewhere_or_other_is_said_not_counted_as_agreement(tiny_data, tmp
     other = tmp_path / "other"
     make_tiny_data(other, seed=1)
     code, report = verify(tmp_path, str(runs), "--data-root", str(other))
-    assert "are not those it trained on (MD5 of MNIST/raw/" in report
+    assert code == 1 and f"its summary records other data files than those under {other} (MD5 of MNIST/raw/" in report
 
 
 def test_pmnist_permutation_and_interrupted_records(tiny_data, tmp_path):
@@ -204,3 +204,48 @@ def test_a_permutation_file_is_one_tensor_or_the_record_differs(tiny_data, tmp_p
     code, report = verify(tmp_path, str(runs), "--data-root", str(root))
     assert code == 1 and "DIFFERS" in line_of(report, runs / "pmnist")
     assert "permutation.pt holds a dict, not the 1-D integer tensor of pixel positions the trainer writes" in report
+
+
+def test_a_hand_edited_record_differs_whatever_it_keeps_consistent(tiny_data, tmp_path):
+    """Edits that keep summary and metrics in step (max_steps raised in config and summary, a test count raised
+    beside a zeroed data MD5, params, the device) are caught from the record's other files: the metrics' end, the
+    data at hand, the model its config builds, the device its checkpoint was saved on."""
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    summary = tiny_run(root, runs / "asym", "table1/asym_mnist")
+    files = {name: (runs / "asym" / name).read_text() for name in ("config.yaml", "summary.json", "metrics.jsonl")}
+
+    def differs(why: str, *args: str) -> None:
+        code, report = verify(tmp_path, str(runs), *(args or ("--data-root", str(root))))
+        assert code == 1 and "DIFFERS" in line_of(report, runs / "asym") and why in report, report
+        for name, text in files.items():
+            (runs / "asym" / name).write_text(text)
+
+    def raise_test_count() -> None:
+        acc = (round(summary["test_acc"] * summary["test_size"]) + 1) / summary["test_size"]
+        edit_json(runs / "asym" / "summary.json", test_acc=acc)
+        rows = [json.loads(line) for line in files["metrics.jsonl"].splitlines()]
+        rows[-1]["acc"] = acc
+        (runs / "asym" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    (runs / "asym" / "config.yaml").write_text(files["config.yaml"].replace("max_steps: 2\n", "max_steps: 50000\n"))
+    edit_json(runs / "asym" / "summary.json", steps=50000, max_steps=50000)
+    differs("summary says 50000 steps; metrics.jsonl's rows end at step 2", "--no-eval")
+
+    raise_test_count()
+    data_files = {k: {**v, "md5": "0" * 32} for k, v in summary["data_files"].items()}
+    edit_json(runs / "asym" / "summary.json", data_files=data_files)
+    differs(f"its summary records other data files than those under {root} (MD5 of MNIST/raw/")
+    official = {k: {**v, "official": True} for k, v in data_files.items()}
+    edit_json(runs / "asym" / "summary.json", data_files=official)
+    differs(f"summary says MNIST/raw/train-images-idx3-ubyte was the official file, but records MD5 {'0' * 32}",
+            "--no-eval")  # fmt: skip
+
+    edit_json(runs / "asym" / "summary.json", params=summary["params"] + 1)
+    differs(f"summary says {summary['params'] + 1:,} parameters; its config builds", "--no-eval")
+
+    raise_test_count()  # within the 2 examples another kind of device may differ by, were it trained on one
+    gpu = "cuda: NVIDIA H100 80GB HBM3"
+    segments = [{**s, "device": gpu} for s in summary["segments"]]
+    edit_json(runs / "asym" / "summary.json", device=gpu, segments=segments)
+    differs(f"summary says step 2 was trained on {gpu}, but checkpoints/best.pt holds tensors saved on cpu")

@@ -5,14 +5,18 @@ record trained on one machine (a GPU lease, a CPU lane) is read on every other. 
 folders (default results/runs):
 
 - **the record agrees with itself**: `best_val_acc` / `best_step` are the first best validation row of
-  metrics.jsonl, `test_acc` / `final_test_acc` its test row, `checkpoints/best.pt` holds that step, a completed run
-  trained its `trainer.max_steps`, and its config builds a model of the recorded parameter count that loads the
-  checkpoint;
+  metrics.jsonl, `test_acc` / `final_test_acc` its test row, `checkpoints/best.pt` holds that step, metrics.jsonl
+  ends at the summary's steps, a completed run trained its `trainer.max_steps`, its config builds a model of the
+  recorded parameter count that loads the checkpoint, the device its summary names for the best step is the kind
+  the checkpoint's tensors were saved on, and a data file it calls official has the official MD5: an edit that
+  keeps summary and metrics in step still meets another file;
 - **its provenance**: every segment (start, resume) names a commit (known to this checkout's history) and a device;
 - **its numbers come back** (with the data at hand): the best checkpoint evaluated again on the validation and test
-  splits, in the run's dtype, evaluation limit and denormal setting, against what the record says, in examples.
-  Another device or thread count sums in another order and may round a close call the other way: `--tolerance`
-  is how many examples a split may differ by (default 0 on a run's own kind of device, 2 elsewhere). Past it, the
+  splits, in the run's dtype, evaluation limit and denormal setting, against what the record says, in examples;
+  data files at hand whose MD5s are not those the record says it trained on make it differ. Another device or
+  thread count sums in another order and may round a close call the other way: `--tolerance` is how many examples
+  a split may differ by (default 0 on the kind of device that trained it, read from its checkpoint rather than its
+  summary, 2 elsewhere). Past it, the
   checkpoint is evaluated once more in float64: where that changes at least as many predictions as the counts
   differ by, rounding decides the model's predictions (a chaotic, near-chance model) and the record is consistent
   within that, said in a note; otherwise it differs.
@@ -46,14 +50,14 @@ import torch
 from torch import nn
 
 from antisym.config import RunConfig
-from antisym.data import SequenceTask, build_task, task_files
-from antisym.data.files import fingerprint
+from antisym.data import SequenceTask, build_task, task_files, task_spec
+from antisym.data.files import OFFICIAL_MD5, fingerprint
 from antisym.errors import UserError
 from antisym.models import build_model, count_parameters
 from antisym.models.ensemble import cast
 from antisym.provenance import commit_known, git_state, provenance
 from antisym.results.aggregate import Run, command_line, scan_runs, shown
-from antisym.training.checkpoint import load_checkpoint, load_permutation
+from antisym.training.checkpoint import load_checkpoint, load_permutation, saved_device_kinds
 from antisym.training.rundir import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -131,9 +135,7 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[
             for key, col in (("test_acc", "acc"), ("final_test_acc", "final_acc")):
                 if summary.get(key) != last.get(col):
                     failures.append(f"summary says {key} {summary.get(key)}; metrics.jsonl's test row {last.get(col)}")
-        max_steps = run.cfg.get("trainer", {}).get("max_steps")
-        if run.status == "completed" and summary.get("steps") != max_steps:
-            failures.append(f"completed after {summary.get('steps')} steps, but trainer.max_steps is {max_steps}")
+        failures += length_problems(run, rows)
     elif (run.path / LAST_CHECKPOINT).is_file():
         # Unfinished: last.pt is what a resume continues from. A run killed between writing last.pt and the summary
         # (or metrics.jsonl and best.pt) leaves the other one step of validation ahead: the resume settles it.
@@ -162,6 +164,69 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[
         elif held != best["step"]:
             notes.append(f"{BEST_CHECKPOINT} holds step {held}, after {LAST_CHECKPOINT} (stopped between writing them)")
     return failures, notes, best
+
+
+def length_problems(run: Run, rows: list[dict[str, Any]]) -> list[str]:
+    """Where a finished record's length disagrees with itself: its metrics end at the step its summary says (the
+    test row is written at the last step), and a completed run trained its config's max_steps (which the summary
+    repeats): max_steps edited in config and summary alike still meets the metrics' end."""
+    summary, problems = run.summary or {}, []
+    steps, max_steps = summary.get("steps"), run.cfg.get("trainer", {}).get("max_steps")
+    end = max((r["step"] for r in rows if isinstance(r.get("step"), int)), default=None)
+    if end != steps:
+        problems.append(f"summary says {steps} steps; metrics.jsonl's rows end at step {end}")
+    if run.status == "completed" and steps != max_steps:
+        problems.append(f"completed after {steps} steps, but trainer.max_steps is {max_steps}")
+    if summary.get("max_steps", max_steps) != max_steps:
+        problems.append(f"summary says max_steps {summary['max_steps']}; config.yaml's trainer.max_steps {max_steps}")
+    return problems
+
+
+def data_record_problems(summary: dict[str, Any]) -> list[str]:
+    """Data files a summary calls the official release's whose MD5 is not the official one (an edited MD5)."""
+    return [
+        f"summary says {name} was the official file, but records MD5 {entry.get('md5')}, not its {OFFICIAL_MD5[name]}"
+        for name, entry in ((summary.get("data_files") or {}).items())
+        if entry.get("official") and entry.get("md5") != OFFICIAL_MD5.get(name)
+    ]
+
+
+def model_problems(run: Run) -> tuple[nn.Module | None, list[str]]:
+    """The model its config builds with the best checkpoint loaded, or where the record disagrees with it: the
+    checkpoint's tensors must fit it (names and shapes) and its parameter count be the summary's `params`."""
+    settings = RunConfig.from_cfg(run.cfg)
+    spec = task_spec(settings.task)
+    model = build_model(settings.model, spec.input_size, spec.num_classes)
+    try:
+        model.load_state_dict(load_checkpoint(run.path / BEST_CHECKPOINT, "Retrain the run.")["model"])
+    except (RuntimeError, KeyError) as err:
+        return None, [f"{BEST_CHECKPOINT} does not fit the model its config builds ({str(err).splitlines()[0]})"]
+    params, recorded = count_parameters(model), (run.summary or {}).get("params")
+    if recorded is not None and recorded != params:
+        return None, [f"summary says {recorded:,} parameters; its config builds (and {BEST_CHECKPOINT} holds) "
+                      f"{params:,}"]  # fmt: skip
+    return model, []
+
+
+def kind(device: Any) -> str:
+    """cpu or cuda, from a device as a record describes it ("cuda: NVIDIA H100 ...")."""
+    return str(device or "").split(":")[0].strip()
+
+
+def trained_kinds(run: Run, best_step: int) -> tuple[set[str], list[str]]:
+    """The kinds of device that computed the recorded counts (the best checkpoint's: its tensors say where they were
+    saved; and the last segment's, which evaluated the test split), and where the summary disagrees with the
+    checkpoint (an edited device is flagged, and never sets the tolerance)."""
+    summary, problems = run.summary or {}, []
+    saved = saved_device_kinds(run.path / BEST_CHECKPOINT)
+    said = segment_at(summary, best_step).get("device")
+    if said and kind(said) not in saved:
+        problems.append(f"summary says step {best_step:,} was trained on {said}, but {BEST_CHECKPOINT} holds "
+                        f"tensors saved on {', '.join(sorted(saved))}")  # fmt: skip
+    last = recorded_segments(summary)[-1].get("device")
+    if summary.get("segments") and summary.get("device") != last:
+        problems.append(f"summary says device {summary.get('device')}; its last segment {last}")
+    return saved | ({kind(last)} if last else set()), problems
 
 
 def provenance_notes(summary: dict[str, Any]) -> list[str]:
@@ -203,18 +268,22 @@ def float_sensitivity(model: nn.Module, task: SequenceTask, batch_size: int, lim
     return changed
 
 
-def data_problem(run: Run, data_root: str) -> str | None:
-    """Why the data at hand cannot re-evaluate the run (absent, or other files than it trained on), or None."""
+def data_problem(run: Run, data_root: str) -> tuple[str | None, str | None]:
+    """Why the data at hand cannot re-evaluate the run: absent (a note), or other files than its summary says it
+    trained on (a failure: the recorded MD5s must be the files' wherever they are at hand); (None, None) if neither."""
     files = task_files(RunConfig.from_cfg(run.cfg).task)
     missing = [f for f in files if not (Path(data_root) / f).is_file()]
     if missing:
-        return f"data not found under {data_root} ({', '.join(missing[:2])}); give --data-root"
+        return f"data not found under {data_root} ({', '.join(missing[:2])}); give --data-root", None
     trained_on = (run.summary or {}).get("data_files") or {}
     here = fingerprint(data_root, files)
     other = [f for f in files if f in trained_on and trained_on[f].get("md5") != here[f]["md5"]]
     if other:
-        return f"the files under {data_root} are not those it trained on (MD5 of {', '.join(other)})"
-    return None
+        return None, (
+            f"its summary records other data files than those under {data_root} (MD5 of {', '.join(other)}): an "
+            "edited record, or data other than it trained on; give --data-root the files it trained on"
+        )
+    return None, None
 
 
 def files_hash(run_dir: Path) -> str:
@@ -227,26 +296,17 @@ def files_hash(run_dir: Path) -> str:
 
 
 def reevaluate(
-    run: Run, best_step: int, data_root: str, device: torch.device, allowed: int
+    run: Run, model: nn.Module, best_step: int, data_root: str, device: torch.device, allowed: int
 ) -> dict[str, tuple[int, int, int, int | None]] | str:
-    """Correct predictions of the best checkpoint on the validation and test splits, recorded and now, and where
-    they differ by more than `allowed`, its float sensitivity there; or why the run cannot be re-evaluated here (its
-    data absent or other than it trained on)."""
+    """Correct predictions of the best checkpoint (loaded in `model`) on the validation and test splits, recorded and
+    now, and where they differ by more than `allowed`, its float sensitivity there; or why the run cannot be
+    re-evaluated here (a permutation other than its seed gives now)."""
     settings = RunConfig.from_cfg(run.cfg)
     summary, t = run.summary or {}, settings.trainer
-    problem = data_problem(run, data_root)
-    if problem:
-        return problem
     tasks = {s: build_task(settings.task, data_root, s, False, settings.data.allow_subset) for s in ("val", "test")}
     saved = run.path / PERMUTATION_FILE
     if saved.is_file() and not torch.equal(load_permutation(saved, "Retrain the run."), tasks["val"].permutation):
         return f"{saved.name} is not the permutation its dataset.permutation_seed gives now"
-    spec = tasks["val"].spec
-    model = build_model(settings.model, spec.input_size, spec.num_classes)
-    params = count_parameters(model)
-    if summary.get("params", params) != params:
-        return f"its config builds {params:,} parameters, the record says {summary['params']:,}"
-    model.load_state_dict(load_checkpoint(run.path / BEST_CHECKPOINT, "Retrain the run.")["model"])
     model.to(device, DTYPES[t.dtype])
     recorded = {"val": summary.get("best_val_acc"), "test": summary.get("test_acc")}
     counts = {}
@@ -274,7 +334,8 @@ def verify_run(
     """Every check of the module docstring on one run directory; re-evaluation only with a device. `earlier`: an
     earlier report's entry for this run (--reuse), whose counts stand in for the evaluation if its files hash the
     same and it was evaluated on this kind of device. `allow`: classes from outside the suite that the run's config
-    may name and the user trusts to be imported (antisym.trust); a run naming any other is not re-evaluated."""
+    may name and the user trusts to be imported (antisym.trust); a run naming any other is neither built nor
+    re-evaluated."""
     summary = run.summary or {}
     verdict = Verdict(run.path, run.status, int(summary.get("steps") or 0))
     if run.status == "running":
@@ -286,27 +347,41 @@ def verify_run(
         verdict.failures.append(str(err).split(". ")[0])
         return verdict
     verdict.notes = notes + provenance_notes(summary)
-    if run.status not in FINISHED or verdict.failures:
-        return verdict
-    if device is None or best is None:
-        verdict.notes.append("not re-evaluated: " + ("--no-eval" if device is None else "no validation row"))
+    verdict.failures += data_record_problems(summary)
+    if run.status not in FINISHED or verdict.failures or best is None:
+        if run.status in FINISHED and not verdict.failures:
+            verdict.notes.append("not re-evaluated: no validation row")
         return verdict
     try:
         check_targets(run.cfg, allow, run.path / CONFIG_FILE)
     except UntrustedTargetError as err:
         verdict.notes.append(f"not re-evaluated: {err}")
         return verdict
+    try:
+        model, problems = model_problems(run)
+        kinds, device_problems = trained_kinds(run, best["step"])
+    except UserError as err:  # a config that no longer checks, a damaged checkpoint
+        verdict.failures.append(str(err).split(". ")[0])
+        return verdict
+    verdict.failures += problems + device_problems
+    if model is None or verdict.failures:
+        return verdict
+    if device is None:
+        verdict.notes.append("not re-evaluated: --no-eval")
+        return verdict
     root = data_root or str(run.cfg.get("data", {}).get("root", ""))
-    trained_on = str(segment_at(summary, verdict.steps).get("device") or "")
-    allowed = (
-        tolerance if tolerance is not None else (0 if trained_on.startswith(device.type) else OTHER_DEVICE_TOLERANCE)
-    )
+    absent, other = data_problem(run, root)
+    if absent or other:
+        verdict.notes += [f"not re-evaluated: {absent}"] if absent else []
+        verdict.failures += [other] if other else []
+        return verdict
+    allowed = tolerance if tolerance is not None else (0 if kinds == {device.type} else OTHER_DEVICE_TOLERANCE)
     verdict.files_hash = files_hash(run.path)
     same = earlier and earlier.get("hash") == verdict.files_hash and earlier.get("device") == device.type
     if same:
-        counts = data_problem(run, root) or {k: tuple(v) for k, v in earlier["counts"].items()}
+        counts = {k: tuple(v) for k, v in earlier["counts"].items()}
     else:
-        counts = reevaluate(run, best["step"], root, device, allowed)
+        counts = reevaluate(run, model, best["step"], root, device, allowed)
     if isinstance(counts, str):
         verdict.notes.append(f"not re-evaluated: {counts}")
         return verdict

@@ -82,6 +82,20 @@ def load_permutation(path: Path, what_to_do: str) -> torch.Tensor:
     return perm
 
 
+def saved_device_kinds(path: Path) -> set[str]:
+    """The kinds of device (cpu, cuda) a checkpoint's tensors were saved from, as torch.save records each storage's
+    location: the trainer saves its tensors where it trains, so this says which kind of device trained the weights
+    whatever an (editable) summary says. The file is read as `load_data` reads it."""
+    kinds: set[str] = set()
+
+    def keep(storage: Any, location: str) -> Any:
+        kinds.add(location.split(":")[0])
+        return storage
+
+    torch.load(path, map_location=keep, weights_only=True)
+    return kinds
+
+
 def restore_noise(noise_gen: torch.Generator, saved: torch.Tensor, step: int) -> None:
     """The noise generator's state, where it was saved on this kind of device. A CUDA generator's state cannot seed
     a CPU one (nor the reverse): a run resumed on the other kind draws its noise (the padding of noise-padded
