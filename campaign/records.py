@@ -4,7 +4,8 @@ A record is a run directory's settings, metrics, summary and checkpoints (last.p
 or a parity result (parity/<key>.json); nothing bulky, no lock, no superseded/ files. The device returns at most 8
 files, so a lease archives its records into at most `max_archives` tar.gz files, each with a MANIFEST.json of every
 member's sha256. `collect` extracts them into a staging folder, checks every record and every checksum, and only then
-replaces the records it holds: a damaged archive or record changes nothing.
+replaces the records it holds, each under its run lock, keeping what it replaces in superseded/: a damaged archive or
+record, a run being trained here, or a record of other settings changes nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import json
 import shutil
 import tarfile
 import tempfile
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from antisym.config import settings_differences
 from antisym.errors import UserError
 from antisym.training.checkpoint import load_checkpoint, load_permutation
 from antisym.training.rundir import (
@@ -32,6 +35,11 @@ from antisym.training.rundir import (
     OVERRIDES_FILE,
     PERMUTATION_FILE,
     SUMMARY_FILE,
+    SUPERSEDED,
+    RunLock,
+    load_config,
+    lock_holder,
+    move_aside,
     read_metrics,
     read_summary,
 )
@@ -186,9 +194,46 @@ def older_than(before: RunState, after: RunState) -> bool:
     return after.steps < before.steps or (before.status in FINISHED and after.status not in FINISHED)
 
 
+def replacement_problems(units: Sequence[str], records: Path, new: Path) -> list[str]:
+    """Why a record here may not be replaced by the archive's: a live process trains it (its run lock is held: the
+    two would mix into one run), or the archive's was trained under other settings (another seed under this unit's
+    name: a different experiment, never a newer copy of this one)."""
+    problems = []
+    for unit in units:
+        here = records / unit
+        if (holder := lock_holder(here)) is not None:
+            problems.append(f"{unit} is being trained here (pid {holder.get('pid', '?')} holds its run lock)")
+            continue
+        try:
+            mine, theirs = load_config(here), load_config(new / unit)
+        except Exception:  # a config here that does not parse: it is kept in superseded/ like any other
+            continue
+        if mine is not None and theirs is not None and (diffs := settings_differences(mine, theirs)):
+            problems.append(f"{unit} was trained under other settings than the archive's ({'; '.join(diffs)})")
+    return problems
+
+
+def replace_record(dest: Path, new: Path) -> None:
+    """Put an unpacked record in place of the one at dest, under its run lock; what it replaces is kept in
+    superseded/<time>/ (a file record: its folder's superseded/<time>/), never deleted or mixed with the new one."""
+    if new.is_file():
+        if dest.exists():
+            kept = dest.parent / SUPERSEDED / time.strftime("%Y%m%d-%H%M%S")
+            kept.mkdir(parents=True, exist_ok=True)
+            dest.rename(kept / dest.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        new.rename(dest)
+        return
+    with RunLock(dest):
+        move_aside(dest, "replaced by a collected archive's record")
+        for item in new.iterdir():
+            item.rename(dest / item.name)
+
+
 def collect(archives: Iterable[Path], records: Path, allow_older: bool = False) -> list[Move]:
     """Unpack and check every archive, then replace the records they hold; returns what moved. A record that would
-    take a run back (fewer steps, or finished -> unfinished: an older archive) is refused unless allow_older."""
+    take a run back (fewer steps, or finished -> unfinished: an older archive) is refused unless allow_older; one
+    trained here now, or under other settings than the archive's, always (`replacement_problems`)."""
     records.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=records))
     try:
@@ -203,6 +248,13 @@ def collect(archives: Iterable[Path], records: Path, allow_older: bool = False) 
         if problems:
             lines = "; ".join(f"{u}: {', '.join(p)}" for u, p in problems.items())
             raise RecordError(f"records failed their checks ({lines}); nothing was changed.")
+        refused = replacement_problems(units, records, staging / "new")
+        if refused:
+            raise RecordError(
+                f"the archives would replace records they may not: {'; '.join(refused)}. Nothing was changed. A "
+                "run being trained here is collected once it stops; a record of other settings belongs in another "
+                "run directory (the plan names one per setting), so check which lease or plan wrote the archive."
+            )
         states = {u: _unit_state(records / u, "missing") for u in units}
         older = []
         for unit in units:
@@ -218,14 +270,8 @@ def collect(archives: Iterable[Path], records: Path, allow_older: bool = False) 
             )
         moves = []
         for unit in units:
-            dest, new = records / unit, staging / "new" / unit
-            before = states[unit]
-            if dest.exists():
-                (staging / "old" / unit).parent.mkdir(parents=True, exist_ok=True)
-                dest.rename(staging / "old" / unit)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            new.rename(dest)
-            moves.append(Move(unit, before, _unit_state(dest, "record")))
+            replace_record(records / unit, staging / "new" / unit)
+            moves.append(Move(unit, states[unit], _unit_state(records / unit, "record")))
         return moves
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -543,6 +543,39 @@ def test_collect_unpacks_record_files_only(tmp_path, capsys):
     assert listing(records) == before
 
 
+def test_collect_never_mixes_runs_nor_deletes_a_record(tmp_path, capsys):
+    """A run trained here now (its lock held) and a record of other settings (seed 1 under the seed-0 unit) are
+    refused, changing nothing; a record that is replaced is kept in superseded/."""
+    device, records = tmp_path / "device", tmp_path / "records"
+    fake_record(device, "b/run_seed0", COMMIT)
+    fake_record(records, "b/run_seed0", "older")
+    (archive,) = archive_records(device, ["b/run_seed0"], tmp_path / "out", max_archives=1)
+    with RunLock(records / "b/run_seed0"):
+        before = listing(records)
+        with pytest.raises(RecordError, match=r"b/run_seed0 is being trained here \(pid \d+ holds its run lock\)"):
+            collect([archive], records)
+        assert listing(records) == before
+
+    config = device / "b/run_seed0/config.yaml"
+    config.write_text(config.read_text() + "trainer: {seed: 1}\n")
+    (records / "b/run_seed0/config.yaml").write_text(config.read_text().replace("seed: 1", "seed: 0"))
+    (seed1,) = archive_records(device, ["b/run_seed0"], tmp_path / "out_seed1", max_archives=1)
+    before = listing(records)
+    assert main(["collect", str(seed1), "--records", str(records), "--tables", str(tmp_path / "t")]) == 2
+    assert "b/run_seed0 was trained under other settings than the archive's (trainer.seed: 0 -> 1)" in (
+        capsys.readouterr().err
+    )
+    assert listing(records) == before
+
+    config.write_text(config.read_text().replace("seed: 1", "seed: 0"))
+    (same,) = archive_records(device, ["b/run_seed0"], tmp_path / "out_same", max_archives=1)
+    collect([same], records)
+    (kept,) = (records / "b/run_seed0/superseded").iterdir()
+    assert json.loads((kept / "summary.json").read_text())["git_commit"] == "older"
+    assert json.loads((records / "b/run_seed0/summary.json").read_text())["git_commit"] == COMMIT
+    assert not (records / "b/run_seed0/run.lock").exists()
+
+
 def test_collect_never_takes_a_run_back_unless_asked(tmp_path, capsys):
     """An older archive (fewer steps, or unfinished where the record here is finished) is refused, naming both."""
     old, new, records = tmp_path / "old", tmp_path / "new", tmp_path / "records"
