@@ -27,7 +27,14 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed  ## create .venv and install the package (torch from the wheels on disk)
 
+# Hydra overrides typed after ARGS= without quotes reach make as its own variables, never train.py: refuse them.
+STRAY_OVERRIDES := $(strip $(foreach w,$(MAKEOVERRIDES),$(if $(or $(findstring .,$(firstword $(subst =, ,$(w)))),\
+	$(filter model=% dataset=% optimizer=% trainer=% logger=% data=% paths=% tags=% +%,$(w))),$(w))))
+
 train: venv  ## train one configuration: make train ARGS="model=gated dataset=pmnist"
+	@if [ -n '$(STRAY_OVERRIDES)' ]; then echo "make train: $(STRAY_OVERRIDES) reached make, not train.py (make takes \
+	key=value words as its own variables), so the run would silently train without them. Quote every override \
+	inside ARGS: make train ARGS=\"$(strip $(ARGS) $(STRAY_OVERRIDES))\"" >&2; exit 2; fi
 	@echo "make train: $(if $(ARGS),$(ARGS),the default experiment (AntisymmetricRNN, pixel MNIST, 50,000 iterations: hours on a CPU); the log names the iterations and the bar's ETA the time. A one-minute look: make train ARGS=trainer=debug)"
 	$(PY) train.py $(ARGS)
 

@@ -1,7 +1,7 @@
 # Figures 1-3 of the paper, regenerated into results/local/figures/ (git-ignored; PNG + PDF + a provenance JSON each);
 # UPDATE=1 writes the committed ones in results/figures/.
 #   make figures                               # fig1, fig3, and fig2 from models at initialisation (CPU, a few minutes)
-#   make figures FIG2_SWEEP=multirun/<date>/<time>   # fig2 from the trained checkpoints of a sweep
+#   make figures FIG2_SWEEP=logs/multiruns/<time>   # fig2 from the trained checkpoints of a sweep
 #   make fig2 FIG2_ARGS="--batch 4 --hidden 128"     # any extra scripts/fig2.py options
 #   make fig2-sweep [FIG2_STEPS=200] [FIG2_SWEEP_ARGS="hydra/launcher=joblib"]   # train Figure 2's 28 models
 #   make fig2 FIG2_SWEEP=logs/sweeps/fig2            # then draw it from them

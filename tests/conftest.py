@@ -104,3 +104,29 @@ def shipped_class(tmp_path, monkeypatch) -> tuple[str, Path]:
     monkeypatch.syspath_prepend(str(folder))
     yield f"{module}.Cell", marker
     sys.modules.pop(module, None)
+
+
+# A class with the constructor and forward but no final_state: the suite must refuse it before any data is read.
+NO_STATE = """
+from torch import nn
+
+
+class NoState(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, num_classes: int, nonlinearity: str = "tanh",
+                 init_std: float = 1.0) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.readout = nn.Linear(input_size, num_classes)
+
+    def forward(self, x):
+        return self.readout(x[:, -1])
+"""
+
+
+@pytest.fixture
+def on_path(monkeypatch, tmp_path) -> Path:
+    """PYTHONPATH with examples/mycell's package (and tmp_path, for broken cells) for the CLI; tmp_path is its cwd."""
+    (tmp_path / "nostate.py").write_text(NO_STATE)
+    paths = [str(REPO / "examples" / "mycell"), str(tmp_path), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    return tmp_path

@@ -1,8 +1,9 @@
 """python -m antisym.results [--runs DIR ...] [--out DIR] [--table 1|2|all] [--quick]
 
 Reads every run directory under --runs (default <log_dir>/reproduce, or <log_dir>/quick/reproduce with --quick) and
-writes table1.md, table2.md, runs.csv and rows.csv into --out (default results/local/, git-ignored, or results/quick/
-with --quick); the committed tables are results/campaign/, from results/runs/ (make reproduce-tables-only UPDATE=1).
+writes table1.md, table2.md, runs.csv and rows.csv into --out (default results/local/, git-ignored, or
+results/local/quick/ with --quick, where `make reproduce-table QUICK=1` writes them); the committed tables are
+results/campaign/, from results/runs/ (make reproduce-tables-only UPDATE=1).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", nargs="+", help="folders to scan for run directories (several allowed)")
     parser.add_argument("--logs", default=os.environ.get("ANTISYM_LOGS", "logs"), help="log_dir (default: logs)")
-    parser.add_argument("--out", help="output folder (default results/local, --quick: results/quick; git-ignored)")
+    parser.add_argument("--out", help="output folder (default results/local; --quick: results/local/quick)")
     parser.add_argument("--table", type=parse_tables, default=(1, 2), help="1, 2 or all (default)")
     parser.add_argument("--quick", action="store_true", help="QUICK smoke runs: marked as such, written apart")
     parser.add_argument("--note", default="", help="a banner at the top of the tables, e.g. what the runs are")
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
               "hold the run directories (e.g. --runs results/runs, or logs/reproduce after make reproduce-table).",
               file=sys.stderr)  # fmt: skip
         return 2
-    out = Path(args.out) if args.out else Path("results") / ("quick" if args.quick else "local")
+    out = Path(args.out) if args.out else Path("results") / "local" / ("quick" if args.quick else "")
     try:
         result = write_tables(roots, out, args.table, quick=args.quick, note=args.note)
     except QuickRunsError as err:

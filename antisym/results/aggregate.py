@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import os
 import statistics
@@ -31,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from antisym.checks import import_class
-from antisym.config import experiment_settings
-from antisym.data.tasks import TASKS, task_class
-from antisym.errors import ConfigError, UserError
+from antisym.config import experiment_settings, flatten
+from antisym.data.tasks import TASKS
+from antisym.errors import UserError
 from antisym.results.curves import plot_learning_curves
 from antisym.results.gap import ledger_rows, load_spec, render_gap
 from antisym.results.paper import (
@@ -190,18 +191,33 @@ def _row_of_class() -> dict[type, str]:
     return {cls: name for name, cls in classes.items()}
 
 
+def method_of(model: str) -> str:
+    """A row's name: the paper's method, a successor's, or for another cell its class path."""
+    return METHODS.get(model, f"`{model}`")
+
+
+def package_class(target: str) -> type | None:
+    """The class a record's `_target_` names, imported only from this package: a record is data, and a path to any
+    other module (a user's cell, or a module shipped beside a record) names no row of the paper's tables, so it is
+    never imported to find out (importing it would run its code)."""
+    if not target.startswith(f"{__package__.split('.')[0]}."):
+        return None
+    try:
+        return import_class(target)
+    except Exception:  # renamed or removed since the record was written: no row either
+        return None
+
+
 def row_model(model_cfg: Mapping[str, Any]) -> str:
     """The row a run belongs to, by the class it trained (`_target_`), never by the free label `model.name` (an
-    AntisymmetricRNN run named "gated" is an AntisymmetricRNN run). A class that is no row of the tables keeps its
-    dotted path; a config from before `_target_` existed names a built-in model by `name`."""
+    AntisymmetricRNN run named "gated" is an AntisymmetricRNN run). A class that is no row of the tables (your own
+    cell) keeps its dotted path and is a row of the tables' "Other cells"; a config from before `_target_` existed
+    names a built-in model by `name`."""
     target = model_cfg.get("_target_")
     if target is None:
         return str(model_cfg.get("name"))
-    try:
-        cls = import_class(str(target))
-    except Exception:  # a user's cell that is not importable here: not a row of the paper's tables either way
-        return str(target)
-    return _row_of_class().get(cls, str(target))
+    cls = package_class(str(target))
+    return _row_of_class().get(cls, str(target)) if cls else str(target)
 
 
 def row_dataset(dataset_cfg: Mapping[str, Any]) -> str:
@@ -210,10 +226,7 @@ def row_dataset(dataset_cfg: Mapping[str, Any]) -> str:
     target = dataset_cfg.get("_target_")
     if target is None:
         return str(dataset_cfg.get("name"))
-    try:
-        cls = task_class(dataset_cfg)
-    except ConfigError:  # a user's task that is not importable here: no column of the paper's tables either way
-        return str(target)
+    cls = package_class(str(target))
     return next((name for name, task in TASKS.items() if task is cls), str(target))
 
 
@@ -438,17 +451,21 @@ class RowResult:
         return [r for c in self.on_task_candidates for r in c.runs]
 
     @property
-    def reference(self) -> PaperRow:
-        """The paper's row, or a successor's with its authors' reported (unconfirmed) numbers."""
-        return PAPER[self.table].get(self.model) or BASELINES[self.table][self.model]
+    def reference(self) -> PaperRow | None:
+        """The paper's row, or a successor's with its authors' reported (unconfirmed) numbers; None for another cell."""
+        return PAPER[self.table].get(self.model) or BASELINES[self.table].get(self.model)
 
     @property
     def baseline(self) -> bool:
         return self.model in BASELINES[self.table]
 
     @property
+    def method(self) -> str:
+        return method_of(self.model)
+
+    @property
     def paper_acc(self) -> float | None:
-        return self.reference.acc.get(self.dataset)
+        return self.reference.acc.get(self.dataset) if self.reference else None
 
     @property
     def test_mean(self) -> float | None:
@@ -456,7 +473,17 @@ class RowResult:
 
     @property
     def delta(self) -> float | None:
-        return None if self.test_mean is None or self.paper_acc is None else 100 * self.test_mean - self.paper_acc
+        """ours - the reference number, in points; None where either is missing or the runs are shorter than the
+        reference's iterations (not comparable)."""
+        if self.test_mean is None or self.paper_acc is None or self.short:
+            return None
+        return 100 * self.test_mean - self.paper_acc
+
+    @property
+    def leading(self) -> Run | None:
+        """While no configuration is chosen: the on-task run with the best validation accuracy so far."""
+        runs = [r for r in self.on_task if r.get("best_val_acc") is not None]
+        return max(runs, key=lambda r: (float(r.get("best_val_acc")), int(r.get("steps") or 0)), default=None)
 
     @property
     def iterations(self) -> int | None:
@@ -513,12 +540,16 @@ def select(runs: Sequence[Run], task: Mapping[str, Any] | None = None) -> tuple[
 
 
 def build_rows(runs: Sequence[Run], table: int) -> list[RowResult]:
-    """The paper's rows, then each successor cell's (every column of the table) when it has runs on the table."""
+    """The paper's rows, then each successor cell's (every column of the table) when it has runs on the table, then
+    every other cell's (your own) on each column it has runs on, held to the paper's statement of the task."""
     successors = {r.model for r in runs} & BASELINES[table].keys()
+    known = PAPER[table].keys() | BASELINES[table].keys()
+    others = sorted({(r.model, r.dataset) for r in runs if r.model not in known and r.dataset in DATASETS[table]})
     rows = []
-    for model, dataset in table_rows(table) + [(m, d) for m, d in baseline_rows(table) if m in successors]:
+    for model, dataset in table_rows(table) + [(m, d) for m, d in baseline_rows(table) if m in successors] + others:
         mine = [r for r in runs if r.model == model and r.dataset == dataset]
-        task = {**PAPER_TASK.get(dataset, {}), "max_steps": ITERATIONS[dataset]} if model in PAPER[table] else {}
+        paper_task = {**PAPER_TASK.get(dataset, {}), "max_steps": ITERATIONS[dataset]}
+        task = {} if model in BASELINES[table] else paper_task
         candidates, chosen = select(mine, task)
         rows.append(RowResult(table, model, dataset, mine, candidates, chosen, task))
     return rows
@@ -548,7 +579,13 @@ def chosen_cell(row: RowResult, cand: Candidate) -> str:
 
 def acc_cell(row: RowResult) -> str:
     if row.chosen is None:
-        return progress_cell(row) if row.runs else "not run"
+        lead = row.leading
+        if lead is None:
+            return progress_cell(row) if row.runs else "not run"
+        test = f", test {pct(lead.get('test_acc'))}" if lead.get("test_acc") is not None else ""
+        of = int(lead.knobs["trainer"].get("max_steps", 0))
+        return (f"*unfinished* ({progress_cell(row)}); best so far: val {pct(lead.get('best_val_acc'))}{test} "
+                f"(a {of:,}-iteration run at {int(lead.get('steps') or 0):,})")  # fmt: skip
     mean, std = row.test_mean, row.chosen.std("test_acc")
     return f"{pct(mean)} ± {pct(std)}" if std is not None else f"{pct(mean)} (1 seed)"
 
@@ -578,7 +615,8 @@ def method_line(ref: PaperRow, name: str, rows: Sequence[RowResult]) -> str:
     cells = []
     units, params = set(), []
     for row in rows:
-        cells += [acc_cell(row), fmt_ref(row.paper_acc), fmt_delta(row.delta)]
+        delta = "— (short)" if row.short and row.paper_acc is not None else fmt_delta(row.delta)
+        cells += [acc_cell(row), fmt_ref(row.paper_acc), delta]
         if row.chosen:
             units.add(row.chosen.hidden_size)
             params.append(f"{row.params} ({COLUMNS[row.dataset]})")
@@ -663,7 +701,8 @@ def render_table(
     if quick:
         out += [
             "> **QUICK smoke run** — tiny iteration counts, hidden sizes and seeds, to check the pipeline end to",
-            f"> end. These numbers say nothing about the paper; the real table is results/table{table}.md.",
+            f"> end. These numbers say nothing about the paper; the real tables: results/campaign/table{table}.md (the",
+            "> committed records) and results/local/ (`make reproduce-table`).",
             "",
         ]
     if not runs:
@@ -727,6 +766,28 @@ def render_table(
         out += [method_line(ref, ref.method, by_model[m]) for m, ref in refs.items()]
         out += ["", *(f"- {ref.method}, reported: {ref.note}." for ref in refs.values())]
 
+    others = [row for row in rows if row.reference is None]
+    if others:
+        out += [
+            "",
+            "## Other cells",
+            "",
+            "Cells that are neither the paper's rows nor the successors (your own, by `model._target_`), on the",
+            "paper's tasks as it states them, each configuration chosen like the rows above. Their iterations are",
+            "set against the paper's: a shorter run is marked **short**, and nothing here is a difference from the",
+            "paper's numbers.",
+            "",
+            "| cell | task | ours | seeds | val acc | params | iterations (ours / paper) | configuration chosen |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in others:
+            chosen = row.chosen
+            out.append(
+                f"| {row.method} | {COLUMNS[row.dataset]} | {acc_cell(row)} | {seeds_cell(row)} | "
+                f"{pct(chosen.mean('best_val_acc')) if chosen else '—'} | {row.params} | "
+                f"{row.steps} / {row.iterations or 0:,}{' **short**' if row.short else ''} | "
+                f"{chosen.label if chosen else '—'} |"
+            )
     out += [
         "",
         "## Per row",
@@ -742,7 +803,7 @@ def render_table(
         if row.baseline and row.iterations is not None:  # a successor's own schedule, not the paper's
             iterations += " (preset)" if preset_file(row.model, row.dataset) else " (configured)"
         out.append(
-            f"| {METHODS[row.model]} | {COLUMNS[row.dataset]} | {row.preset} | {acc_cell(row)} | "
+            f"| {row.method} | {COLUMNS[row.dataset]} | {row.preset} | {acc_cell(row)} | "
             f"{seeds_cell(row)} | {ref} | {fmt_delta(row.delta)} | "
             f"{pct(chosen.mean('best_val_acc')) if chosen else '—'} | {chosen.hidden_size if chosen else '—'} | "
             f"{row.params} | {row.steps} / {iterations}{' **short**' if row.short else ''} | "
@@ -757,7 +818,7 @@ def render_table(
             detail = str(r.get("error") or unfinished_detail(r)).replace("|", "\\|").replace("\n", " ")[:200]
             steps = f"{r.get('steps') or 0:,} / {int(r.knobs['trainer'].get('max_steps', 0)):,}"
             out.append(
-                f"| {METHODS[r.model]}, {COLUMNS[r.dataset]} | {r.seed} | {r.status} | {steps} | {detail} "
+                f"| {method_of(r.model)}, {COLUMNS[r.dataset]} | {r.seed} | {r.status} | {steps} | {detail} "
                 f"| `{shown(r.path, base)}` |"
             )
     elif runs:
@@ -786,10 +847,14 @@ def render_table(
         for row in multi:
             for cand in sorted(row.candidates, key=lambda c: -(c.mean("best_val_acc") or -1.0)):
                 out.append(
-                    f"| {METHODS[row.model]}, {COLUMNS[row.dataset]} | {cand.label} | "
+                    f"| {row.method}, {COLUMNS[row.dataset]} | {cand.label} | "
                     f"{len(cand.results)}/{len(cand.runs)} | {pct(cand.mean('best_val_acc'))} | "
                     f"{pct(cand.mean('test_acc'))} | {chosen_cell(row, cand)} |"
                 )
+
+    grids = [line for row in multi for line in sweep_grid(row)]
+    if grids:
+        out += ["", "## Sweeps (best validation accuracy %, mean over seeds)", "", *grids]
 
     out += [
         "",
@@ -800,6 +865,36 @@ def render_table(
         "",
     ]
     return "\n".join(out)
+
+
+def sweep_grid(row: RowResult) -> list[str]:
+    """A row's configurations as the grid of the keys that vary between them: the last key's values as columns, the
+    others' as rows; a cell is the mean best validation accuracy (seeds in brackets), ✗ where a run diverged, · where
+    the point was not trained. Nothing where fewer than two keys vary and one of them has a single value."""
+    settings = [(c, {k: v for k, v in flatten(c.runs[0].knobs).items() if k != "trainer.eval_every"})
+                for c in row.candidates]  # fmt: skip
+    keys = sorted(k for k in set().union(*(s for _, s in settings)) if len({repr(s.get(k)) for _, s in settings}) > 1)
+    if not keys:
+        return []
+    values = {k: sorted({s.get(k) for _, s in settings}, key=repr) for k in keys}
+    *outer, inner = keys
+    cells: dict[tuple, str] = {}
+    for cand, s in settings:
+        runs = [r for r in cand.runs if r.get("best_val_acc") is not None]
+        mean = statistics.fmean(float(r.get("best_val_acc")) for r in runs) if runs else None
+        mark = " ✗" if any(r.status == "diverged" for r in cand.runs) else ""
+        cells[tuple(s.get(k) for k in keys)] = f"{pct(mean)} ({len(runs)}){mark}"
+    head = ", ".join(k.split(".", 1)[1] if "." in k else k for k in outer) or " "
+    lines = [f"{row.method}, {COLUMNS[row.dataset]}:", "",
+             f"| {head} \\ {inner.split('.', 1)[-1]} | "
+             + " | ".join("default" if v is None else str(v) for v in values[inner]) + " |",
+             "|---|" + "---|" * len(values[inner])]  # fmt: skip
+    for combo in itertools.product(*(values[k] for k in outer)):
+        if not any(key[: len(outer)] == combo for key in cells):
+            continue
+        label = ", ".join("default" if v is None else str(v) for v in combo) or "all"
+        lines.append(f"| {label} | " + " | ".join(cells.get((*combo, v), "·") for v in values[inner]) + " |")
+    return [*lines, ""]
 
 
 def run_record(run: Run, selected: bool, base: Path) -> dict[str, Any]:
@@ -838,7 +933,7 @@ def row_record(row: RowResult) -> dict[str, Any]:
     chosen = row.chosen
     return {
         "table": row.table,
-        "method": METHODS[row.model],
+        "method": row.method.strip("`"),
         "dataset": row.dataset,
         "model": row.model,
         "preset": preset_name(row.model, row.dataset) if preset_file(row.model, row.dataset) else None,
@@ -851,14 +946,14 @@ def row_record(row: RowResult) -> dict[str, Any]:
         "paper_acc": None if row.paper_acc is None else round(row.paper_acc / 100, 4),
         "delta": None if row.delta is None else round(row.delta / 100, 6),
         "units": chosen.hidden_size if chosen else None,
-        "paper_units": paper.units,
+        "paper_units": paper.units if paper else None,
         "params": row.params if chosen else None,
-        "paper_params": paper.params,
+        "paper_params": paper.params if paper else None,
         "steps": row.steps if chosen else None,
         "paper_iterations": row.iterations,
         "n_configs": len(row.candidates),
         "not_completed": len(row.not_completed),
-        "reference": f"reported by the authors: {paper.note}" if row.baseline else "the paper",
+        "reference": f"reported by the authors: {paper.note}" if row.baseline else "the paper" if paper else None,
     }
 
 
@@ -892,7 +987,8 @@ def write_tables(
         raise QuickRunsError(
             "QUICK runs (config quick=true) found under "
             + ", ".join(map(str, roots))
-            + ": they never go into the full tables. Pass --quick (writes results/quick/) or point --runs elsewhere."
+            + ": they never go into the full tables. Pass --quick (writes results/local/quick/) or point --runs "
+            "elsewhere."
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

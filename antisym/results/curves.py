@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from antisym.provenance import provenance
-from antisym.results.paper import COLUMNS, DATASETS, METHODS, reference_iterations
+from antisym.results.paper import COLUMNS, DATASETS, reference_iterations
 
 
 def row_curve(row: Any) -> dict[str, Any] | None:
@@ -36,7 +36,7 @@ def row_curve(row: Any) -> dict[str, Any] | None:
             by_step[step].append(acc)
     steps = sorted(by_step)
     return {
-        "method": METHODS[row.model],
+        "method": row.method,
         "model": row.model,
         "dataset": row.dataset,
         "config": cand.label,

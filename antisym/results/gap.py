@@ -284,7 +284,7 @@ def render_gap(rows: Sequence[LedgerRow], table_rows: Mapping[tuple[str, str], A
         paper = PAPER[TABLE_OF_DATASET[row.dataset]][row.model].acc[row.dataset]
         title = f"{METHODS[row.model]}, {COLUMNS[row.dataset]} (Table {TABLE_OF_DATASET[row.dataset]})"
         out += ["", f'<a id="{row.anchor}"></a>', "", f"## {title}", ""]
-        if ours is not None and ours.test_mean is not None:
+        if ours is not None and ours.delta is not None:
             n = len(ours.chosen.results)
             gap = f"ours {100 * ours.test_mean:.1f} ({n} seed{'s' * (n > 1)}) against the paper's {paper}: " \
                   f"{ours.delta:+.1f} points"  # fmt: skip

@@ -24,6 +24,7 @@ crash or a preemption therefore loses at most the steps since the last checkpoin
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import shutil
 import subprocess
@@ -124,6 +125,28 @@ def plan(
                 run_dir = log_root / preset / f"seed{seed}"
                 jobs.append(TableRun(preset, dataset, seed, run_dir, run_state(run_dir, wanted, rerun_diverged)))
     return jobs
+
+
+def unknown_rows(rows: Sequence[str], tables: Sequence[int]) -> str:
+    """Why some of `rows` name no row of `tables` (a mistyped name, or a row of the other table), or "": a limit that
+    matches nothing would train nothing and rewrite the tables as if it had."""
+    valid = {t: [preset_name(m, d) for m, d in table_rows(t)] for t in (1, 2)}
+    known = {p: t for t, presets in valid.items() for p in presets} | {
+        p.split("/")[-1]: t for t, presets in valid.items() for p in presets
+    }
+    bad = [r for r in rows if known.get(r) not in tables]
+    if not bad:
+        return ""
+    other = [r for r in bad if r in known]
+    why = f"{', '.join(other)} belong{'s' * (len(other) == 1)} to Table {known[other[0]]}, not to --table " \
+          f"{','.join(map(str, tables))}; " if other else ""  # fmt: skip
+    names = ", ".join(p.split("/")[-1] for t in tables for p in valid[t])
+    near = difflib.get_close_matches(bad[0].split("/")[-1], [p.split("/")[-1] for t in tables for p in valid[t]], 1)
+    hint = f" (did you mean {near[0]}?)" if near and bad[0] not in known else ""
+    return (
+        f"ROWS/--rows names {', '.join(bad)}, no row of the table(s) asked for{hint}: {why}nothing was trained and no "
+        f"table was rewritten. Rows of table(s) {','.join(map(str, tables))}: {names} (or table<N>/<row>)."
+    )
 
 
 def launch_groups(jobs: Sequence[TableRun], quick: bool) -> list[tuple[list[str], list[int], tuple[str, ...]]]:
@@ -232,7 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs = Path(args.logs).resolve()
     log_root = logs / "quick" / "reproduce" if args.quick else logs / "reproduce"
     out_dir = Path(args.results) / "quick" if args.quick else Path(args.results)
-    rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    unknown = unknown_rows(rows or [], args.table)
+    if unknown:
+        print(f"error: {unknown}", file=sys.stderr)
+        return 2
     tag = "QUICK " if args.quick else ""
     started = time.time()
 

@@ -1,0 +1,86 @@
+"""What a newcomer meets: their own cell in the tables, a sweep as a grid, mistakes refused before anything runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from antisym.results import write_tables
+from antisym.results.reproduce import main as reproduce_main
+from tests.conftest import REPO
+from tests.test_custom_cell import train_mycell
+from tests.test_results import tiny_run
+
+EVIL = """
+import pathlib
+pathlib.Path(__file__).with_name("imported").write_text("a record's _target_ ran code")
+"""
+
+
+def test_your_cell_lands_in_other_cells_without_a_delta_and_without_being_imported(tiny_data, on_path, tmp_path):
+    """examples/mycell trained on pMNIST is a row of Table 1's "Other cells" (chosen like the paper's rows, its short
+    run marked short, no Δ against the paper); the tables read it without importing it, and a record naming a module
+    shipped beside it is data: the module never runs."""
+    root, _ = tiny_data
+    proc = train_mycell(on_path, f"data.root={root}", "hydra.run.dir=runs/mine")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (on_path / "evil.py").write_text(EVIL)  # beside a copied record, on the path, as a shipped archive would be
+    copy = on_path / "runs" / "evil"
+    copy.mkdir()
+    for name in ("summary.json", "metrics.jsonl"):
+        (copy / name).write_text((on_path / "runs" / "mine" / name).read_text())
+    cfg = (on_path / "runs" / "mine" / "config.yaml").read_text()
+    (copy / "config.yaml").write_text(cfg.replace("_target_: mycell.ElmanRNN", "_target_: evil.Cell"))
+    sys.path.insert(0, str(on_path))
+    try:
+        write_tables([on_path / "runs"], tmp_path / "out", tables=(1,))
+    finally:
+        sys.path.remove(str(on_path))
+    assert not (on_path / "imported").exists()
+    md = (tmp_path / "out" / "table1.md").read_text()
+    others = md.split("## Other cells")[1].split("\n## ")[0]
+    line = next(x for x in others.splitlines() if x.startswith("| `mycell.ElmanRNN` | pMNIST |"))
+    assert "**short**" in line and "(1 seed)" in line and "| `evil.Cell` | pMNIST |" in others
+    beside = md.split("## Beside the paper")[1].split("\n## ")[0]
+    assert "mycell" not in beside
+
+
+def test_a_short_run_of_a_paper_row_gets_no_delta(tiny_data, tmp_path):
+    root, _ = tiny_data
+    tiny_run(root, tmp_path / "logs" / "debug", "table1/asym_pmnist")
+    rows = write_tables([tmp_path / "logs"], tmp_path / "out", tables=(1,))[1]
+    asym = next(r for r in rows if (r.model, r.dataset) == ("asym", "pmnist"))
+    assert asym.chosen is not None and asym.short and asym.delta is None
+    line = next(x for x in (tmp_path / "out" / "table1.md").read_text().splitlines() if x.startswith("| Antisymm"))
+    assert "| 95.8 | — (short) |" in line
+
+
+def test_a_sweep_reads_as_a_grid_with_diverged_points_marked(tiny_data, tmp_path):
+    root, _ = tiny_data
+    for eps in ("0.01", "1e38"):  # 1e38 overflows h at the first step: diverged
+        for gamma in ("0.01", "1.0"):
+            tiny_run(root, tmp_path / "logs" / f"{eps}_{gamma}", "table1/asym_mnist", f"model.eps={eps}",
+                     f"model.gamma={gamma}")  # fmt: skip
+    write_tables([tmp_path / "logs"], tmp_path / "out", tables=(1,))
+    grid = (tmp_path / "out" / "table1.md").read_text().split("## Sweeps")[1].split("\n## ")[0].splitlines()
+    head = next(i for i, x in enumerate(grid) if x.startswith("| eps \\ gamma |"))
+    assert grid[head] == "| eps \\ gamma | 0.01 | 1.0 |"
+    assert grid[head + 2].startswith("| 0.01 | ") and "✗" not in grid[head + 2]
+    assert grid[head + 3].startswith("| 1e+38 | ") and grid[head + 3].count("✗") == 2
+
+
+def test_rows_that_name_nothing_are_refused_and_write_nothing(tmp_path, capsys):
+    results = tmp_path / "results"
+    args = ["--quick", "--dry-run", "--logs", str(tmp_path / "logs"), "--results", str(results)]
+    assert reproduce_main([*args, "--rows", "asym_mnst"]) == 2
+    assert "did you mean asym_mnist?" in capsys.readouterr().err
+    assert reproduce_main([*args, "--rows", "asym_mnist", "--table", "2"]) == 2
+    assert "asym_mnist belongs to Table 1, not to --table 2" in capsys.readouterr().err
+    assert not results.exists() and not (tmp_path / "logs").exists()
+
+
+def test_make_train_refuses_overrides_that_reached_make_unquoted():
+    proc = subprocess.run(["make", "train", "ARGS=trainer=debug", "model=gated", "model.eps=0.1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode != 0 and "reached make, not train.py" in proc.stderr
+    assert 'make train ARGS="trainer=debug model.eps=0.1 model=gated"' in proc.stderr
