@@ -23,6 +23,7 @@ from antisym.data import DataError, build_task
 from antisym.errors import CheckpointError, ConfigError, UserError
 from antisym.provenance import code_version, git_state
 from antisym.results import write_tables
+from antisym.results.verify import main as verify_main
 from antisym.training import load_run_model, run
 from antisym.training.rundir import RunLock, effective_status, read_metrics, segments_before
 from antisym.training.runs import RunState, run_state
@@ -318,6 +319,27 @@ def test_torn_last_metrics_line_is_dropped_and_a_torn_middle_line_named(tiny_dat
     metrics.write_text("\n".join([lines[0], "{torn", *lines[1:]]) + "\n")
     with pytest.raises(CheckpointError, match=r"metrics.jsonl line 2 is damaged"):
         read_metrics(metrics)
+
+
+def test_a_metrics_line_that_is_no_row_is_skipped_by_readers_and_refused_by_a_resume(tiny_data, tmp_path, caplog):
+    """`42` (JSON, not a row) and a validation row without its step: every reader skips them, naming file and line;
+    a resume, which rewrites the file from its rows, refuses before it writes anything (the completed record
+    stays completed, its numbers kept)."""
+    root, _ = tiny_data
+    done = run(compose_cfg(root, "trainer.max_steps=3", "trainer.eval_every=3"), tmp_path)
+    metrics = tmp_path / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([lines[0], "42", '{"split": "val", "acc": 0.5}', *lines[1:]]) + "\n")
+    with caplog.at_level("WARNING", logger="antisym"):
+        rows = read_metrics(metrics)
+    assert [r["step"] for r in rows] == [json.loads(line)["step"] for line in lines]
+    assert f"{metrics}: skipped line 2, 3: not a metrics row" in caplog.text
+    assert verify_main([str(tmp_path), "--no-eval"]) == 0  # a reader: the record still agrees with itself
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(CheckpointError, match=r"metrics.jsonl line 2, 3 is not a metrics row .* nothing was written"):
+        run(compose_cfg(root, "trainer.max_steps=6", "trainer.eval_every=3", "trainer.resume=true"), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert json.loads((tmp_path / "summary.json").read_text())["test_acc"] == done["test_acc"]
 
 
 # ------------------------------------------------------------------------------------------ 8: bad values

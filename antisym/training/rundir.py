@@ -83,18 +83,34 @@ def read_summary(run_dir: str | Path) -> dict | None:
         ) from None
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl. A torn last line (what a kill mid-write leaves) is dropped with a warning; a
-    damaged line elsewhere is an error naming the file and the line."""
+def is_row(row: Any) -> bool:
+    """A metrics row as the trainer writes it: a JSON object with an integer step, a split, and a numeric (or null)
+    accuracy where it has one."""
+    acc = row.get("acc") if isinstance(row, dict) else None
+    return (
+        isinstance(row, dict)
+        and isinstance(row.get("step"), int)
+        and not isinstance(row.get("step"), bool)
+        and isinstance(row.get("split"), str)
+        and (acc is None or (isinstance(acc, int | float) and not isinstance(acc, bool)))
+    )
+
+
+def read_metrics(path: Path, strict: bool = False) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl. A torn last line (what a kill mid-write leaves) is dropped with a warning; a line
+    elsewhere that is not JSON is an error naming the file and the line (the file was damaged). A JSON line that is
+    not a row (`42`, a row without its step: a hand edit) is skipped with a warning naming file and line, so it
+    damages no reader; with `strict` (a resume, which rewrites the file from its rows) it is an error too, raised
+    before anything is written."""
     if not path.is_file():
         return []
     lines = path.read_text().splitlines()
-    rows = []
+    rows, skipped = [], []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 log.warning("%s: dropped a torn last line (the run was stopped while writing it).", path)
@@ -103,6 +119,19 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
                 f"{path} line {i + 1} is damaged (not JSON) and is not the last line, so it is not a torn write. "
                 "Repair or delete that line, then run again."
             ) from None
+        if is_row(row):
+            rows.append(row)
+        else:
+            skipped.append(str(i + 1))
+    if skipped and strict:
+        raise CheckpointError(
+            f"{path} line {', '.join(skipped)} is not a metrics row (a JSON object with an integer step and a "
+            "split, as the trainer writes). A resume rewrites the file from its rows and would drop it, so nothing "
+            "was written: repair or delete that line, then resume again."
+        )
+    if skipped:
+        log.warning("%s: skipped line %s: not a metrics row (a JSON object with an integer step and a split).",
+                    path, ", ".join(skipped))  # fmt: skip
     return rows
 
 

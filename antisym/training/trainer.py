@@ -43,6 +43,7 @@ from antisym.training.rundir import (
     RunLock,
     SettingsChangedError,
     Snapshot,
+    read_metrics,
     read_summary,
     record_settings,
     remove_if_empty,
@@ -317,6 +318,8 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
     if skips_completed(run_dir, cfg, previous, t.skip_completed, t.resume):
         return previous
     source = resume_source(run_dir, cfg, t.resume)
+    if source is not None and source.parent.parent == run_dir:  # the metrics a resume rewrites: refused if not rows
+        read_metrics(run_dir / METRICS_FILE, strict=True)
     state = None
     if source is not None:
         state = load_checkpoint(
