@@ -30,7 +30,7 @@ def test_tables_carry_learning_curves_from_the_runs_metrics(tiny_data, tmp_path)
             max(accs),
         )
     assert (curve["reference_acc"], curve["reference_iterations"]) == (98.0, 50_000)  # the paper's, at its length
-    assert seeds_label(curve) == "2 seeds"
+    assert seeds_label(curve) == "seeds 0, 1 to 2"
 
 
 def test_an_unfinished_row_draws_its_leading_configuration_marked_unfinished(tiny_data, tmp_path):
@@ -55,10 +55,10 @@ def test_an_unfinished_row_draws_its_leading_configuration_marked_unfinished(tin
 
 
 def test_a_curve_whose_seeds_stop_at_different_steps_says_how_many_it_averages_where():
-    """An unfinished seed's curve ends early: the legend names the seeds at the last point and the extra ones' end."""
-    curve = {"steps": [1000, 2000, 3000, 4000], "seeds_per_step": [3, 2, 2, 1]}
-    assert seeds_label(curve) == "1 seed, 3 to 1,000"
-    assert seeds_label({"steps": [5], "seeds_per_step": [1]}) == "1 seed"
+    """An unfinished seed's curve ends early: the legend names each seed and how far it reaches."""
+    curve = {"seeds_reach": {"0": 4000, "1": 3000, "2": 1000, "3": 3000}}
+    assert seeds_label(curve) == "seed 0 to 4,000; seeds 1, 3 to 3,000; seed 2 to 1,000"
+    assert seeds_label({"seeds_reach": {"0": 5}}) == "seed 0 to 5"
 
 
 def test_no_curves_without_validation_rows(tmp_path):

@@ -1003,7 +1003,8 @@ def write_tables(
         if plot_learning_curves(result[table], table, out_dir):
             text += (
                 f"\nLearning curves: `table{table}_curves.png` (validation accuracy against iteration per row, mean "
-                "over seeds with a min-max band; a star at the final test accuracy reported, at its iteration count).\n"
+                "over seeds with a min-max band, the seeds and how far each reaches in the legend; dashed: the test "
+                "accuracy reported, the paper's or a successor's authors').\n"
             )
         tmp = out_dir / f"table{table}.md.tmp"
         tmp.write_text(text)

@@ -2,7 +2,9 @@
 
 Per row, validation accuracy against iteration for the row's reported configuration (or, while no run of it has a
 result, the configuration whose runs went furthest): the mean over seeds with a band from the lowest to the highest
-seed, and the paper's final number (a successor's: its authors' reported one) as a star at its iteration count.
+seed, and the paper's final number (a successor's: its authors' reported one) as a dashed level, with a star at its
+iteration count where the runs shown reach that far (the x-axis fits the runs; the legend says which seeds reach
+where).
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ def row_curve(row: Any) -> dict[str, Any] | None:
         return max((int(r.get("steps") or 0), float(r.get("best_val_acc") or 0.0)) for r in c.runs)
 
     cand = row.chosen or max(row.on_task_candidates, key=progress, default=None)
-    per_run = [curve for curve in (run.val_curve() for run in cand.runs) if curve] if cand else []
+    per_run = [(run.seed, curve) for run in (cand.runs if cand else []) if (curve := run.val_curve())]
     if not per_run:
         return None
+    reach: dict[int, int] = {}
+    for seed, curve in per_run:
+        reach[seed] = max(reach.get(seed, 0), max(curve))
     by_step: dict[int, list[float]] = defaultdict(list)
-    for curve in per_run:
+    for _, curve in per_run:
         for step, acc in curve.items():
             by_step[step].append(acc)
     steps = sorted(by_step)
@@ -47,20 +52,24 @@ def row_curve(row: Any) -> dict[str, Any] | None:
         "low": [min(by_step[s]) for s in steps],
         "high": [max(by_step[s]) for s in steps],
         "seeds_per_step": [len(by_step[s]) for s in steps],
+        "seeds_reach": {str(seed): step for seed, step in sorted(reach.items())},  # each seed's last validation
         "reference_acc": row.paper_acc,
+        "successor": row.baseline,
         "reference_iterations": reference_iterations(row.model, row.dataset),
     }
 
 
 def seeds_label(curve: Mapping[str, Any]) -> str:
-    """How many seeds the curve's mean holds: at its last point, and more up to where an unfinished seed stops."""
-    counts = curve["seeds_per_step"]
-    last, most = counts[-1], max(counts)
-    label = f"{last} seed{'' if last == 1 else 's'}"
-    if most > last:
-        upto = max(s for s, n in zip(curve["steps"], counts, strict=True) if n == most)
-        label += f", {most} to {upto:,}"
-    return label
+    """Which seeds the curve's mean holds and how far each reaches: "seeds 0, 1 to 10,000" or, with a seed still
+    training, "seed 0 to 10,000; seed 1 to 1,000"."""
+    by_end: dict[int, list[str]] = defaultdict(list)
+    for seed, end in curve["seeds_reach"].items():
+        by_end[int(end)].append(str(seed))
+    parts = [
+        f"seed{'s' * (len(seeds) > 1)} {', '.join(seeds)} to {end:,}"
+        for end, seeds in sorted(by_end.items(), reverse=True)
+    ]
+    return "; ".join(parts)
 
 
 def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list[Path] | None:
@@ -72,6 +81,7 @@ def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list
     if not curves:
         return None
     columns = DATASETS[table]
+    right = max(max(c["steps"]) for c in curves) * 1.04  # the runs shown; a reference further out is a dashed level
     with figure_style():
         fig, axes = plt.subplots(1, len(columns), figsize=(5.4 * len(columns), 3.8), squeeze=False)
         for ax, dataset in zip(axes[0], columns, strict=True):
@@ -89,14 +99,19 @@ def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list
                     label=f"{c['method']} ({seeds_label(c)}{'' if c['finished'] else ', unfinished'})",
                 )
                 ax.fill_between(c["steps"], pct[1], pct[2], color=color, alpha=0.2, lw=0)
-                if c["reference_acc"] is not None and c["reference_iterations"]:
-                    ax.plot([c["reference_iterations"]], [c["reference_acc"]], marker="*", ms=11, color=color)
-            ax.set_title(f"{COLUMNS[dataset]} (star: the reported test accuracy)")
+                if c["reference_acc"] is not None:
+                    ax.axhline(c["reference_acc"], color=color, lw=1.0, ls="--", alpha=0.8)
+                    if c["reference_iterations"] and c["reference_iterations"] <= right:
+                        ax.plot([c["reference_iterations"]], [c["reference_acc"]], marker="*", ms=11, color=color)
+            whose = "the paper's" + (", a successor's its authors'" if any(c["successor"] for c in drawn) else "")
+            ax.set_title(f"{COLUMNS[dataset]} (dashed: {whose} reported test accuracy)")
             ax.set_xlabel("iteration")
             ax.set_ylabel("validation accuracy (%)")
+            ax.set_xlim(0, right)
             if drawn:
                 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)  # below: off the curves
             else:
+                ax.set_ylim(0, 100)
                 ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="#777777")
         meta = provenance("antisym.results", {"table": table}, started) | {"curves": curves}
         return save_figure(fig, out_dir, f"table{table}_curves", meta)
