@@ -4,15 +4,20 @@ is verified (its checkpoint gives the counts the trainer recorded), and each kin
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from antisym.data import build_task
+from antisym.results import verify as verify_module
 from antisym.results.verify import main
 from antisym.training.rundir import load_run_model
-from tests.conftest import make_tiny_data
+from tests.conftest import REPO, make_tiny_data
 from tests.test_results import tiny_run
 
 
@@ -249,3 +254,47 @@ def test_a_hand_edited_record_differs_whatever_it_keeps_consistent(tiny_data, tm
     segments = [{**s, "device": gpu} for s in summary["segments"]]
     edit_json(runs / "asym" / "summary.json", device=gpu, segments=segments)
     differs(f"summary says step 2 was trained on {gpu}, but checkpoints/best.pt holds tensors saved on cpu")
+
+
+def test_reuse_falls_back_on_the_committed_report_and_says_what_it_will_evaluate(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
+    """A fresh clone has no results/local/ report: --reuse then takes the committed report's counts (its keys are
+    relative to its own folder), and the line before the first run says how many runs will be evaluated again."""
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    tiny_run(root, runs / "asym", "table1/asym_mnist")
+    committed = tmp_path / "committed" / "report.md"
+    assert main([str(runs), "--data-root", str(root), "--out", str(committed)]) == 0
+    assert "1 of 1 finished runs to evaluate again" in capsys.readouterr().err
+    monkeypatch.setattr(verify_module, "COMMITTED_COUNTS", committed.with_suffix(".json"))
+    local = tmp_path / "local" / "quick" / "report.md"  # no .json here yet
+    assert main([str(runs), "--data-root", str(root), "--out", str(local), "--reuse"]) == 0
+    assert "0 of 1 finished runs to evaluate again (1 carried over from earlier reports)" in capsys.readouterr().err
+    assert "re-evaluation carried over from the report of" in local.read_text()
+    assert "../../runs/asym" in json.loads(local.with_suffix(".json").read_text())["runs"]
+
+
+def test_ctrl_c_writes_a_partial_report_and_exits_130(tiny_data, tmp_path):
+    """Ctrl-C during a long check: no traceback, a report of the runs checked so far, and its .json keeps the
+    counts of those not reached, so --reuse goes on from there."""
+    root, _ = tiny_data
+    runs = tmp_path / "runs"
+    tiny_run(root, runs / "r00", "table1/asym_mnist")
+    for i in range(1, 40):
+        shutil.copytree(runs / "r00", runs / f"r{i:02}")
+    out = tmp_path / "report.md"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "antisym.results.verify", str(runs), "--data-root", str(root), "--out", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    while "r00: verified" not in (line := proc.stderr.readline()):  # the plan, warnings, then the first run checked
+        assert line, "verify ended before its first run was checked"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Run again with --reuse to go on from here." in stderr
+    report = out.read_text()
+    assert "**Interrupted (Ctrl-C) after " in report and "of 40 run directories" in report
+    assert "`runs/r00` | completed" in report and "`runs/r39`" not in report
+    assert "runs/r00" in json.loads(out.with_suffix(".json").read_text())["runs"]

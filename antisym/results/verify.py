@@ -24,7 +24,12 @@ folders (default results/runs):
 With `--out FILE`, each finished run's re-evaluated counts also go to FILE's `.json` beside it, with a hash of the
 run's config, summary, metrics and best checkpoint. `--reuse` carries those counts over for a run whose files hash
 the same (the record checks and the data check run again; only the evaluation is skipped, and a note says from
-which report): a session re-checks what its lanes finished in minutes, not the whole records' half hour.
+which report): a session re-checks what its lanes finished in minutes, not the whole records' half hour. A run that
+FILE's .json lacks (a fresh clone has no results/local/) takes the committed report's counts,
+results/verify_records.json. Before the first run, a line on stderr says how many runs will be evaluated again.
+
+Ctrl-C stops at once: the report (and its .json, keeping the earlier counts of the runs not reached) says what was
+checked before it, so `--reuse` goes on from there; exit 130.
 
 A record is data, never code: a run whose config names a class from outside the antisym package (and torch's
 optimizers) is not re-evaluated, and the note says why, unless `--allow-target package.module.Class` names it.
@@ -73,6 +78,8 @@ from antisym.training.trainer import DTYPES, eval_size, evaluate
 from antisym.trust import UntrustedTargetError, check_targets
 
 OTHER_DEVICE_TOLERANCE = 2  # examples a split may differ by when re-evaluated on another kind of device
+# The committed report's counts: what --reuse falls back on where --out's own .json lacks a run (a fresh clone).
+COMMITTED_COUNTS = Path(__file__).resolve().parents[2] / "results" / "verify_records.json"
 
 
 @dataclass
@@ -377,7 +384,7 @@ def verify_run(
         return verdict
     allowed = tolerance if tolerance is not None else (0 if kinds == {device.type} else OTHER_DEVICE_TOLERANCE)
     verdict.files_hash = files_hash(run.path)
-    same = earlier and earlier.get("hash") == verdict.files_hash and earlier.get("device") == device.type
+    same = carried(run, earlier, device)
     if same:
         counts = {k: tuple(v) for k, v in earlier["counts"].items()}
     else:
@@ -418,6 +425,7 @@ def render(verdicts: list[Verdict], base: Path, header: dict[str, Any]) -> str:
         f"{' (uncommitted changes)' if header['git_dirty'] else ''}, {header['device']}, torch "
         f"{header['versions'].get('torch')}, {header['wall_time_s']:.0f} s. Data: {header['data']}. "
         f"Tolerance: {header['tolerance']}.",
+        *(["", f"**{header['partial']}**"] if header.get("partial") else []),
         "",
         "Correct predictions of each finished run's best checkpoint, as its record says → as evaluated again here. "
         "What each check is: `python -m antisym.results.verify --help`.",
@@ -449,12 +457,19 @@ def render(verdicts: list[Verdict], base: Path, header: dict[str, Any]) -> str:
 
 
 def write_counts(
-    path: Path, verdicts: list[Verdict], base: Path, header: dict[str, Any], tolerance: int | None
+    path: Path,
+    verdicts: list[Verdict],
+    base: Path,
+    header: dict[str, Any],
+    tolerance: int | None,
+    kept: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Each re-evaluated run's counts with the hash of its files, for a later --reuse; a carried entry keeps the
-    date and commit of the report that evaluated it."""
+    date and commit of the report that evaluated it. `kept`: earlier entries (by absolute path) of runs this check
+    did not reach (it was interrupted), so that a --reuse after it loses nothing."""
     here = {"date": header["date_utc"], "commit": header["git_commit"]}
-    runs = {
+    runs = {shown(p, base): entry for p, entry in (kept or {}).items()}
+    runs |= {
         shown(v.path, base): (v.counted or here)
         | {"hash": v.files_hash, "device": header["device_kind"], "counts": v.counts}
         for v in verdicts
@@ -464,12 +479,38 @@ def write_counts(
 
 
 def read_counts(path: Path, tolerance: int | None) -> dict[str, dict[str, Any]]:
-    """The runs of an earlier --out's .json, if it was judged with the same --tolerance (else none)."""
+    """The runs of an earlier --out's .json by absolute path (its keys are relative to its folder), if it was judged
+    with the same --tolerance (else none)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
-    return data.get("runs", {}) if data.get("tolerance") == tolerance else {}
+    runs = data.get("runs", {}) if data.get("tolerance") == tolerance else {}
+    return {str((path.parent / key).resolve()): entry for key, entry in runs.items()}
+
+
+def earlier_counts(out: Path, tolerance: int | None) -> dict[str, dict[str, Any]]:
+    """What --reuse carries over: --out's own .json, and for the runs it lacks the committed report's."""
+    return read_counts(COMMITTED_COUNTS, tolerance) | read_counts(out.with_suffix(".json"), tolerance)
+
+
+def carried(run: Run, earlier: dict[str, Any] | None, device: torch.device) -> bool:
+    """Whether `earlier` (a report's entry for this run) stands in for evaluating it again on `device`."""
+    return bool(earlier) and earlier.get("hash") == files_hash(run.path) and earlier.get("device") == device.type
+
+
+def plan_line(runs: list[Run], earlier: dict[str, dict[str, Any]], device: torch.device | None) -> str:
+    """What the check will cost, said before it starts: how many finished runs it evaluates again."""
+    finished = [r for r in runs if r.status in FINISHED]
+    if device is None:
+        return f"verify: {len(runs)} run directories, records only (--no-eval)"
+    reused = sum(carried(r, earlier.get(str(r.path.resolve())), device) for r in finished)
+    return (
+        f"verify: {len(runs)} run directories; {len(finished) - reused} of {len(finished)} finished runs to evaluate "
+        "again"
+        + (f" ({reused} carried over from earlier reports)" if reused else "")
+        + f" on {device} (about a minute each for a noise-padded run on one core)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,33 +553,48 @@ def main(argv: list[str] | None = None) -> int:
     device = None if args.no_eval else torch.device(args.device)
     out = Path(args.out) if args.out else None
     base = out.parent if out else Path.cwd()
-    earlier = read_counts(out.with_suffix(".json"), args.tolerance) if args.reuse and out else {}
+    earlier = earlier_counts(out, args.tolerance) if args.reuse and out else {}
     runs, unreadable = scan_runs(args.folders)
-    verdicts = []
-    for run in runs:  # a line each on stderr: re-evaluating a noise-padded run takes a minute on one core
-        t0 = time.time()
-        earlier_entry = earlier.get(shown(run.path, base))
-        verdicts.append(verify_run(run, args.data_root, device, args.tolerance, earlier_entry, args.allow_target))
-        print(f"{run.path}: {verdicts[-1].verdict} ({time.time() - t0:.0f} s)", file=sys.stderr)
-    for path, why in unreadable:
-        verdicts.append(Verdict(path, "unreadable", 0, failures=[why]))
-    if not verdicts:
+    if not runs and not unreadable:
         print(f"error: no run directories under {', '.join(args.folders)}.", file=sys.stderr)
         return 2
+    print(plan_line(runs, earlier, device), file=sys.stderr)
+    verdicts: list[Verdict] = []
+    try:
+        for run in runs:  # a line each on stderr: re-evaluating a noise-padded run takes a minute on one core
+            t0 = time.time()
+            earlier_entry = earlier.get(str(run.path.resolve()))
+            verdicts.append(verify_run(run, args.data_root, device, args.tolerance, earlier_entry, args.allow_target))
+            print(f"{run.path}: {verdicts[-1].verdict} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: report what was checked, keep the counts of the runs not reached
+        pass
+    unreached = [str(r.path.resolve()) for r in runs[len(verdicts) :]]
+    verdicts += [Verdict(path, "unreadable", 0, failures=[why]) for path, why in unreadable]
     header = provenance("antisym.results.verify", vars(args), started, args.device)
     tolerance = f"{args.tolerance} examples" if args.tolerance is not None else (
         f"0 examples for runs trained on {args.device}, {OTHER_DEVICE_TOLERANCE} for the others")  # fmt: skip
     data = "not evaluated (--no-eval)" if args.no_eval else (args.data_root or "each run's data.root")
     header.update(git_commit=commit, git_dirty=dirty, command=command_line(), tolerance=tolerance, data=data,
                   device_kind=torch.device(args.device).type)  # fmt: skip
+    if unreached:
+        header["partial"] = (f"Interrupted (Ctrl-C) after {len(runs) - len(unreached)} of {len(runs)} run "
+                             f"directories: the other {len(unreached)} are not in this report.")  # fmt: skip
+        print(f"{header['partial']} Run again with --reuse to go on from here.", file=sys.stderr)
     report = render(verdicts, base, header)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
-        write_counts(out.with_suffix(".json"), verdicts, base, header, args.tolerance)
+        kept = {p: e for p, e in earlier.items() if p in set(unreached)}
+        write_counts(out.with_suffix(".json"), verdicts, base, header, args.tolerance, kept)
     print(report, end="")
+    if unreached:
+        return 130
     return 1 if any(v.failures for v in verdicts) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before the first run or while the report was written: no report to trust
+        print("interrupted: no report written; run the same command again.", file=sys.stderr)
+        sys.exit(130)
