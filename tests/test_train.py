@@ -153,6 +153,34 @@ def test_a_divergence_at_step_1_is_reported_at_step_1_everywhere(tiny_data, tmp_
     assert "after 0 steps" not in caplog.text
 
 
+def test_the_test_split_is_evaluated_once_when_the_best_checkpoint_is_the_final_model(tiny_data, tmp_path, caplog):
+    """The only validation is at the last step: its checkpoint is the final model, so one test evaluation gives both
+    numbers (on pixel MNIST, most of a five-step look's time); the final line reads as words and numbers."""
+    root, _ = tiny_data
+    with caplog.at_level(logging.INFO, logger="antisym"):
+        summary = run(compose_cfg(root, "trainer.eval_every=6"), tmp_path)
+    assert summary["best_step"] == 6 and summary["test_acc"] == summary["final_test_acc"] is not None
+    assert [m for m in caplog.messages if "test examples" in m] == [
+        f"{tmp_path}: final model, test on 16 test examples"
+    ]
+    assert caplog.messages[-1] == (
+        f"{tmp_path}: completed after 6 steps: best val acc {summary['best_val_acc']:.4f} at step 6, test acc "
+        f"{summary['test_acc']:.4f} at that checkpoint"
+    )
+
+
+def test_a_divergence_at_step_1_evaluates_nothing_and_says_so(tiny_data, tmp_path, caplog):
+    """Diverged at its first step, a run holds no checkpoint and no trained model: nothing is evaluated, and no
+    line reads `None`."""
+    root, _ = tiny_data
+    with caplog.at_level(logging.INFO, logger="antisym"):
+        summary = run(compose_cfg(root, "model.eps=1e38"), tmp_path)
+    assert (summary["test_acc"], summary["final_test_acc"], summary["best_step"]) == (None, None, None)
+    assert not [m for m in caplog.messages if "test examples" in m]
+    assert caplog.messages[-1] == f"{tmp_path}: diverged at step 1 (0 steps completed): no checkpoint to evaluate"
+    assert "None" not in caplog.text
+
+
 def test_the_progress_bar_closes_on_the_last_evaluations_best(tiny_data, tmp_path, capsys):
     """The only evaluation is at the last step: the bar's final postfix shows its accuracy, not "-"."""
     root, _ = tiny_data

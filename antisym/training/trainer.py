@@ -606,7 +606,9 @@ def _checkpoint(m: Member) -> None:
 
 
 def _finish(m: Member) -> dict[str, Any]:
-    """Test accuracy at the best-validation checkpoint and of the final model; the summary written and returned."""
+    """Test accuracy at the best-validation checkpoint and of the final model; the summary written and returned.
+    Where the best checkpoint is the final model, the test split is evaluated once (on pixel tasks it takes most of
+    a short run); a run that diverged at its first step has no model worth evaluating, and says so."""
     summary, best = m.summary, m.best
     summary.update(
         status=m.status,
@@ -615,9 +617,12 @@ def _finish(m: Member) -> dict[str, Any]:
         best_step=best["step"] if best["step"] >= 0 else None,
     )
     if m.status != "interrupted":
-        summary["final_test_acc"] = _evaluate(m, "test", "final model, test")["acc"]
-        summary["test_acc"] = None
-        if best["step"] >= 0:
+        summary["test_acc"] = summary["final_test_acc"] = None
+        if m.step > 0:
+            summary["final_test_acc"] = _evaluate(m, "test", "final model, test")["acc"]
+        if best["step"] == m.step:  # the best checkpoint holds these very weights
+            summary["test_acc"] = summary["final_test_acc"]
+        elif best["step"] >= 0:
             best_state = load_checkpoint(m.run_dir / BEST_CHECKPOINT, "Retrain the run: its best checkpoint is lost.")
             m.model.load_state_dict(best_state["model"])
             summary["test_acc"] = _evaluate(m, "test", f"best checkpoint (step {best['step']}), test")["acc"]
@@ -628,8 +633,7 @@ def _finish(m: Member) -> dict[str, Any]:
     summary["wall_time_s"] = time.time() - m.t0
     m.metrics.close(summary)
     write_json(summary, m.run_dir / SUMMARY_FILE)
-    log.info("%s: %s: best val acc %s, test acc %s", m.run_dir, how_it_ended(summary), summary["best_val_acc"],
-             summary.get("test_acc"))  # fmt: skip
+    log.info("%s: %s", m.run_dir, result_line(summary))
     return summary
 
 
@@ -639,6 +643,23 @@ def how_it_ended(summary: dict[str, Any]) -> str:
     if summary["status"] == "diverged":
         return f"diverged at step {summary['diverged_at_step']} ({summary['steps']} steps completed)"
     return f"{summary['status']} after {summary['steps']} steps"
+
+
+def result_line(summary: dict[str, Any]) -> str:
+    """The final log line: how the run ended and what was evaluated, in words where a number is absent (never
+    `None`: a run that diverged at its first step has no checkpoint, an interrupted one no test evaluation)."""
+    ended, best, test, final = (how_it_ended(summary), summary.get("best_step"), summary.get("test_acc"),
+                                summary.get("final_test_acc"))  # fmt: skip
+    if best is None and final is None:
+        return f"{ended}: " + ("no checkpoint to evaluate" if summary["status"] == "diverged" else "no validation yet")
+    said = [f"best val acc {summary['best_val_acc']:.4f} at step {best:,}" if best is not None else "no validation"]
+    if test is not None:
+        said.append(f"test acc {test:.4f} at that checkpoint")
+    if final is not None and best != summary["steps"]:
+        said.append(f"final model's test acc {final:.4f}")
+    if summary["status"] == "interrupted":
+        said.append("test split not evaluated until the run finishes")
+    return f"{ended}: {', '.join(said)}"
 
 
 def _fail(member: Member, err: BaseException) -> BaseException:
