@@ -84,3 +84,20 @@ def test_make_train_refuses_overrides_that_reached_make_unquoted():
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode != 0 and "reached make, not train.py" in proc.stderr
     assert 'make train ARGS="trainer=debug model.eps=0.1 model=gated"' in proc.stderr
+
+
+def test_a_run_evaluated_on_part_of_the_splits_is_compared_never_chosen(tiny_data, tmp_path):
+    """trainer.eval_limit validates and tests on a few examples: its accuracies mean something else, so the row's
+    number never comes from it, whatever its validation accuracy; it is listed with why."""
+    from antisym.results.aggregate import on_subset
+
+    root, _ = tiny_data
+    full = tiny_run(root, tmp_path / "logs" / "full", "table1/asym_mnist", "trainer.seed=0")
+    tiny_run(root, tmp_path / "logs" / "limited", "table1/asym_mnist", "trainer.seed=0", "trainer.eval_limit=2")
+    rows = write_tables([tmp_path / "logs"], tmp_path / "out", tables=(1,))[1]
+    asym = next(r for r in rows if (r.model, r.dataset) == ("asym", "mnist"))
+    assert len(asym.candidates) == 2 and asym.chosen is not None
+    assert [r.path.name for r in asym.chosen.runs] == ["full"] and asym.test_mean == full["test_acc"]
+    md = (tmp_path / "out" / "table1.md").read_text()
+    assert "| never: eval_limit=2: evaluated on that many examples, not the whole splits |" in md
+    assert all(on_subset(r) for r in asym.runs)  # the tiny data sets are subsets of the official releases

@@ -33,6 +33,7 @@ from typing import Any
 
 from antisym.checks import import_class
 from antisym.config import experiment_settings, flatten
+from antisym.data.files import CIFAR_BATCH_SIZE, MNIST_SIZES
 from antisym.data.tasks import TASKS
 from antisym.errors import UserError
 from antisym.results.curves import plot_learning_curves
@@ -68,6 +69,12 @@ from antisym.training.rundir import (
 )
 from antisym.training.runs import compose
 
+OFFICIAL_SIZES = {  # (train + validation, test) examples of each task's official release
+    "mnist": (MNIST_SIZES[True], MNIST_SIZES[False]),
+    "pmnist": (MNIST_SIZES[True], MNIST_SIZES[False]),
+    "cifar10": (5 * CIFAR_BATCH_SIZE, CIFAR_BATCH_SIZE),
+    "noisy_cifar10": (5 * CIFAR_BATCH_SIZE, CIFAR_BATCH_SIZE),
+}
 SKIP_DIRS = {".hydra", ".submitit", CHECKPOINT_DIR, "wandb", SUPERSEDED}
 RUNS_CSV_FIELDS = (
     "table",
@@ -367,6 +374,16 @@ def _progress(run: Run) -> tuple[bool, int]:
     return run.status == "completed", int(run.get("steps") or 0)
 
 
+def on_subset(run: Run) -> bool:
+    """Trained or tested on fewer examples than the official release of its task holds (train + validation, test),
+    as its summary counts them; a run of a task this suite does not know the release of is never a subset."""
+    official = OFFICIAL_SIZES.get(run.dataset)
+    sizes = [run.get(k) for k in ("train_size", "val_size", "test_size")]
+    if official is None or None in sizes:
+        return False
+    return (int(sizes[0]) + int(sizes[1]), int(sizes[2])) != official
+
+
 def full_length(run: Run) -> bool:
     """Configured for the row's reference iterations (the paper's; a successor's preset's) or more."""
     return int(run.knobs["trainer"].get("max_steps", 0)) >= (reference_iterations(run.model, run.dataset) or 0)
@@ -409,13 +426,21 @@ class Candidate:
 
     def off_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """The settings of `task` (the paper's statement of it: data settings, and `max_steps`, its iterations, which
-        a run may fall short of but not exceed) that this configuration trained otherwise."""
-        data = self.runs[0].knobs["dataset"]
+        a run may fall short of but not exceed) that this configuration trained otherwise; and, for any row, an
+        evaluation on part of the splits (`trainer.eval_limit`), whose accuracies mean something else."""
+        data, trainer = self.runs[0].knobs["dataset"], self.runs[0].knobs["trainer"]
         off = {k: data[k] for k, v in task.items() if k != "max_steps" and k in data and data[k] != v}
-        steps = int(self.runs[0].knobs["trainer"].get("max_steps", 0))
+        steps = int(trainer.get("max_steps", 0))
         if "max_steps" in task and steps > task["max_steps"]:
             off["max_steps"] = steps
+        if trainer.get("eval_limit"):
+            off["eval_limit"] = trainer["eval_limit"]
         return off
+
+    @property
+    def subset(self) -> bool:
+        """Trained or tested on fewer examples than the task's official release holds (data.allow_subset)."""
+        return any(on_subset(r) for r in self.runs)
 
     @property
     def hidden_size(self) -> int:
@@ -526,13 +551,16 @@ def select(runs: Sequence[Run], task: Mapping[str, Any] | None = None) -> tuple[
     """Group runs by configuration; choose the highest mean best-val accuracy (then more seeds, then the key).
     Where the row has a paper-length run, only paper-length configurations are chosen: a short screen stays in the
     comparison, and the row shows "k of N iterations" until its paper-length runs finish. A configuration trained on
-    data settings other than `task`'s (the paper's statement of the task) is compared, never chosen: it answers
-    another question than the paper's row."""
+    data settings other than `task`'s (the paper's statement of the task), or evaluated on part of the splits, is
+    compared, never chosen: it answers another question than the paper's row. Where the row has runs on the whole
+    data, a configuration trained on a subset of it is never chosen either."""
     groups: dict[str, Candidate] = {}
     for run in runs:
         groups.setdefault(run.key, Candidate(run.key)).runs.append(run)
     candidates = sorted(groups.values(), key=lambda c: c.label)
     on_task = [c for c in candidates if not c.off_task(task or {})]
+    if any(not c.subset for c in on_task):
+        on_task = [c for c in on_task if not c.subset]
     paper_length = any(full_length(r) for c in on_task for r in c.runs)
     scored = [c for c in on_task if c.results and (not paper_length or all(full_length(r) for r in c.runs))]
     chosen = max(scored, key=lambda c: (c.mean("best_val_acc"), len(c.results), c.key), default=None)
@@ -570,10 +598,16 @@ def progress_cell(row: RowResult) -> str:
 
 
 def chosen_cell(row: RowResult, cand: Candidate) -> str:
-    """✓ for the row's configuration; for one trained on other data settings than the paper's, why it never is."""
+    """✓ for the row's configuration; for one that answers another question (other data settings than the paper's,
+    an evaluation on part of the splits, a subset beside whole-data runs), why it never is."""
     off = cand.off_task(row.task)
-    if off:
-        return "never: " + ", ".join(f"{k}={v}, the paper's {row.task[k]}" for k, v in off.items())
+    why = [f"{k}={v}, the paper's {row.task[k]}" for k, v in off.items() if k in row.task]
+    if "eval_limit" in off:
+        why.append(f"eval_limit={off['eval_limit']}: evaluated on that many examples, not the whole splits")
+    if cand.subset and any(not c.subset for c in row.candidates):
+        why.append("a subset of the data (data.allow_subset), beside runs on all of it")
+    if why:
+        return "never: " + "; ".join(why)
     return "✓" if cand is row.chosen else ""
 
 
