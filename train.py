@@ -10,6 +10,7 @@ summary.json says so and the last line counts them), 2 when a job was refused as
 130 when interrupted.
 """
 
+import os
 import shlex
 import sys
 from collections import Counter
@@ -30,6 +31,7 @@ CONF = Path(__file__).resolve().parent / "conf"
 # hydra.run.dir names the run by model.name: checked before Hydra makes the directory (conf/hydra/default.yaml).
 OmegaConf.register_new_resolver("run_name", lambda name: check_name("model.name", name), replace=True)
 OUTCOMES: Counter[str] = Counter()  # the jobs of a sweep trained in this process, by how they ended
+NEW_FOLDERS: set[Path] = set()  # paths.log_dir and the folders above it that this command would create
 
 
 def again(extra: list[str]) -> str:
@@ -65,16 +67,20 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     overrides = list(hydra_cfg.overrides.task)
+    job_log = Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"  # Hydra's, opened before this call
+    logged_before = job_log.stat().st_size if job_log.is_file() else 0
     try:
         summary = run(cfg, hydra_cfg.runtime.output_dir, overrides=overrides)
     except KeyboardInterrupt:  # a second Ctrl-C: recorded as interrupted at the last checkpoint's step
         summary = read_summary(hydra_cfg.runtime.output_dir) or {"status": "interrupted", "steps": 0}
     except UserError as err:  # one paragraph, no traceback: the message says what to change
         run_dir = Path(hydra_cfg.runtime.output_dir)
-        remove_if_empty(run_dir, but=(f"{hydra_cfg.job.name}.log",))  # Hydra made it, and the folders above it
+        if job_log.is_file():  # a refusal writes nothing: not even its lines in an earlier run's log
+            os.truncate(job_log, logged_before)
+        remove_if_empty(run_dir, but=(job_log.name,))  # Hydra made it, and the folders above it
         log_dir = Path(str(cfg.paths.log_dir)).resolve()
         for folder in run_dir.resolve().parents:
-            if folder == log_dir or log_dir not in folder.parents:
+            if (folder == log_dir or log_dir not in folder.parents) and folder not in NEW_FOLDERS:
                 break
             remove_if_empty(folder)
         if multirun:  # the other jobs still run; the sweep exits 2 at the end
@@ -129,6 +135,8 @@ if __name__ == "__main__":
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if command is not None and command.log_dir:
+        NEW_FOLDERS.update(f for f in (command.log_dir, *command.log_dir.parents) if not f.exists())
     try:
         main()
     except KeyboardInterrupt:  # the interrupted job has printed how to resume it and the sweep

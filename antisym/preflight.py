@@ -48,6 +48,7 @@ class Command:
 
     multirun: bool
     jobs: int  # how many jobs it starts (1 for a single run)
+    log_dir: Path | None = None  # paths.log_dir as composed, absolute: a refused run removes what it created there
 
 
 def _one_paragraph(err: BaseException) -> str:
@@ -256,7 +257,8 @@ def check_command(argv: Sequence[str], calling_file: str, config_path: str, conf
                 raise
             where = f"A job of this sweep of {len(jobs)} ({' '.join(current)})"
             raise type(err)(f"{where}: {err} Nothing was started.") from None
-        return Command(multirun=bool(args.multirun), jobs=max(len(jobs), 1))
+        log_dir = Path(str(cfg.paths.log_dir)).resolve() if "paths" in cfg else None
+        return Command(multirun=bool(args.multirun), jobs=max(len(jobs), 1), log_dir=log_dir)
     finally:
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None  # type: ignore[assignment]

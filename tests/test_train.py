@@ -321,4 +321,29 @@ def test_a_run_refused_once_its_data_is_read_leaves_no_folder(tiny_data, tmp_pat
     root, _ = tiny_data  # 40 training examples: a batch of 64 is refused once the data is read
     proc = cli(*TINY, f"data.root={root}", "trainer.batch_size=64", f"paths.log_dir={tmp_path / 'logs'}")
     assert proc.returncode == 2 and "is larger than the training set" in proc.stderr and "Traceback" not in proc.stderr
-    assert list((tmp_path / "logs").iterdir()) == []  # neither its run directory nor the folders above it
+    assert not (tmp_path / "logs").exists()  # neither its run directory nor the folders above it, paths.log_dir
+    (tmp_path / "logs").mkdir()  # included, where this command made it; a folder that was there stays
+    proc = cli(*TINY, f"data.root={root}", "trainer.batch_size=64", f"paths.log_dir={tmp_path / 'logs'}")
+    assert proc.returncode == 2 and list((tmp_path / "logs").iterdir()) == []
+
+
+def test_a_refused_resume_writes_nothing_to_the_runs_log(tiny_data, tmp_path):
+    root, _ = tiny_data
+    assert cli(*TINY, f"data.root={root}", f"hydra.run.dir={tmp_path}").returncode == 0
+    logged = (tmp_path / "train.log").read_bytes()
+    proc = cli(*TINY, f"data.root={root}", f"hydra.run.dir={tmp_path}", "trainer.resume=true", "model.hidden_size=9")
+    assert proc.returncode == 2 and "under other settings (model.hidden_size: 8 -> 9)" in proc.stderr
+    assert (tmp_path / "train.log").read_bytes() == logged
+
+
+def test_a_superseded_run_takes_its_log_along(tiny_data, tmp_path):
+    """A fresh start in a run's directory moves the earlier run's files aside, its train.log among them: the new
+    log holds only the new run's lines."""
+    root, _ = tiny_data
+    assert cli(*TINY, f"data.root={root}", f"hydra.run.dir={tmp_path}", "trainer.max_steps=3").returncode == 0
+    first = (tmp_path / "train.log").read_text()
+    assert cli(*TINY, f"data.root={root}", f"hydra.run.dir={tmp_path}").returncode == 0
+    (moved,) = (tmp_path / "superseded").iterdir()
+    assert (moved / "train.log").read_text() == first and "3 of 3 iterations to train" in first
+    log = (tmp_path / "train.log").read_text()
+    assert "6 of 6 iterations to train" in log and "3 of 3 iterations" not in log

@@ -233,6 +233,9 @@ def move_aside(run_dir: Path, reason: str) -> Path | None:
     dest.mkdir(parents=True)
     for name in present:
         shutil.move(str(run_dir / name), dest / name)
+    for log_file in run_dir.glob("*.log"):  # Hydra's job log: copied and emptied, not moved, as this run's
+        shutil.copy2(log_file, dest / log_file.name)  # handler holds it open and goes on appending to it
+        os.truncate(log_file, 0)
     (dest / "REASON").write_text(reason + "\n")
     log.warning("%s: earlier files moved to %s (%s)", run_dir, dest, reason)
     return dest

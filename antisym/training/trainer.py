@@ -230,8 +230,9 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
     results: list[dict[str, Any] | BaseException | None] = [None] * len(jobs)
     refused: list[tuple[Path, bool]] = []  # (run dir, whether it was there before)
     threads = (jobs[0].cfg.get("trainer") or {}).get("threads", 0) if jobs else 0
+    applied = None  # set before the segments record it; logged only once something trains (a refusal logs nothing)
     if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0:  # else refused in _prepare
-        log.info("torch threads: %d (trainer.threads=%d)", apply_threads(threads), threads)
+        applied = apply_threads(threads)
     with ExitStack() as locks:
         members: list[Member] = []
         for i, job in enumerate(jobs):
@@ -256,6 +257,8 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
                 members.append(prepared)
             else:
                 results[i] = prepared
+        if members:
+            log.info("torch threads: %d (trainer.threads=%d)", applied, threads)
         with flushed_denormals(bool(members) and members[0].trainer.flush_denormal):  # a pack shares one setting
             _train(members)
         for member in members:
