@@ -163,7 +163,7 @@ def cmd_lane(args: argparse.Namespace) -> int:
                   archive=False)  # fmt: skip
     code, _ = run_lease(lease)
     for last in args.records.glob(f"*/*/{LAST_CHECKPOINT}"):  # a finished record keeps what a collected one keeps
-        if run_state(last.parents[1]).finished:
+        if run_state(last.parents[1]).finished and last.parents[2].name not in plan.keep_last:
             last.unlink()
     write_tables([args.records], args.tables)
     after = blocks(plan, args.records, planned)

@@ -24,7 +24,7 @@ from typing import Any
 
 from antisym.errors import ConfigError
 from antisym.training.rundir import FINISHED, read_summary
-from antisym.training.runs import WAITING, RunState, compose, compose_where_present, run_state
+from antisym.training.runs import WAITING, RunState, compose, compose_where_present, growing, run_state
 
 PLAN_DIR = Path(__file__).resolve().parents[1] / "conf" / "campaign"
 # solo: one run at a time; packed: consecutive runs of a block that can share a pack (antisym.training.runs) are
@@ -72,6 +72,8 @@ class Plan:
     concurrent: int = 1  # packs trained side by side (threads, a CUDA stream each): small packs leave SMs idle
     # device kind -> what it trains, in order: (block, its seeds or None for all); a block may come back for the rest
     lanes: Mapping[str, tuple[tuple[str, tuple[int, ...] | None], ...]] = field(default_factory=dict)
+    # blocks whose finished records keep checkpoints/last.pt, so that a later plan can train them longer (the same run)
+    keep_last: frozenset[str] = frozenset()
 
     def block_runs(self, block: str) -> list[PlannedRun]:
         return [r for r in self.runs if r.block == block]
@@ -159,12 +161,15 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
     where_present = tuple(str(o) for o in spec.get("where_present") or [])
     runs: list[PlannedRun] = []
     blocks: list[str] = []
+    keep_last: set[str] = set()
     for block in spec.get("blocks") or []:
         bname = str(block["name"])
         if bname in blocks:
             raise ConfigError(f"plan {name}: block {bname} is listed twice")
         blocks.append(bname)
         seeds = [int(s) for s in block.get("seeds", spec.get("seeds", [0]))]
+        if block.get("keep_last"):
+            keep_last.add(bname)
         entries = [e for raw in block["runs"] for e in _entry_runs(bname, raw, shared, blocks[:-1])]
         for seed in seeds:
             for e in entries:
@@ -180,7 +185,7 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
         str(k): tuple(_lane_entry(name, str(k), e, blocks) for e in v) for k, v in (spec.get("lanes") or {}).items()
     }
     packed = pack_size if launcher == "packed" else 1
-    return Plan(name, launcher, tuple(blocks), tuple(runs), packed, concurrent, lanes)
+    return Plan(name, launcher, tuple(blocks), tuple(runs), packed, concurrent, lanes, frozenset(keep_last))
 
 
 def _lane_entry(plan: str, lane: str, entry: Any, blocks: Sequence[str]) -> tuple[str, tuple[int, ...] | None]:
@@ -208,6 +213,10 @@ def planned_state(records: Path, run: PlannedRun) -> RunState:
     finished: a seed started under an earlier choice (points added to its screen since) resumes only once the screen
     has chosen again, and then only if the choice is the same (the trainer refuses a resume under other settings)."""
     state = run_state(records / run.rel_dir)
+    longer = [int(o.split("=", 1)[1]) for o in run.overrides if o.startswith("trainer.max_steps=")]
+    grows = growing(records / run.rel_dir, state.status, state.steps, longer[-1]) if longer else None
+    if grows is not None:  # a plan that raised the length of a run that kept its last checkpoint (keep_last)
+        return grows
     if run.waiting and not state.finished and state.status != "running":
         detail = f"{state.steps:,} steps recorded; " if state.status != "missing" else ""
         return RunState(WAITING, state.steps, f"{detail}waits for {run.select} to choose its point")

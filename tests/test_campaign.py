@@ -721,6 +721,36 @@ def test_cpu_lane_trains_its_blocks_in_place_and_prints_the_commit_message(tiny_
     assert main(["lane", *args, "--budget-s", "60", "--lane", "gpu"]) == 2  # no such lane: one paragraph, exit 2
 
 
+def test_a_kept_run_trains_on_when_its_plan_raises_its_length(tiny_data, tmp_path):
+    """A keep_last block's finished record keeps last.pt through the lane's end; a plan that raises its max_steps then
+    trains the same run on (resumed, one record, its first steps untouched), where a block without keep_last has
+    dropped it and the record stays finished."""
+    root, _ = tiny_data
+    records = tmp_path / "runs"
+
+    def lane(steps: int) -> None:
+        blocks = [{"name": name, "seeds": [0], **extra, "runs": [{"preset": "table1/asym_mnist",
+                   "overrides": [f"trainer.max_steps={steps}"]}]}
+                  for name, extra in (("kept", {"keep_last": True}), ("dropped", {}))]  # fmt: skip
+        spec = {"launcher": "solo", "overrides": [*TINY, "trainer.eval_every=2"], "lanes": {"cpu": ["kept", "dropped"]},
+                "blocks": blocks}  # fmt: skip
+        args = ["--plan", _write_plan(tmp_path, spec), "--records", str(records), "--data-root", str(root)]
+        assert main(["lane", *args, "--budget-s", "600", "--margin-s", "0", "--threads", "1", "--tables",
+                     str(tmp_path / "tables"), "--out", str(tmp_path / "out")]) == 0  # fmt: skip
+
+    lane(2)
+    kept, dropped = records / "kept" / "asym_mnist_seed0", records / "dropped" / "asym_mnist_seed0"
+    assert (kept / "checkpoints" / "last.pt").is_file() and not (dropped / "checkpoints" / "last.pt").exists()
+    first = [row for row in losses(kept) if row[1] == "train"]
+    plan = load_plan(tmp_path / "tiny.yaml")
+    assert planned_state(records, plan.block_runs("kept")[0]).status == "completed"
+    lane(4)
+    grown, other = (json.loads((run / "summary.json").read_text()) for run in (kept, dropped))
+    assert (grown["status"], grown["steps"], other["steps"]) == ("completed", 4, 2)
+    assert [row for row in losses(kept) if row[1] == "train"][: len(first)] == first
+    assert [segment["from_step"] for segment in grown["segments"]] == [0, 2]
+
+
 def test_a_second_lane_passes_over_the_run_another_lane_trains(tiny_data, tmp_path):
     """Two lanes on one machine (make cpu-campaign CPU_LANE=2): a run whose lock a live process holds is "running",
     its summary written or not yet, and the lane trains the next one instead of failing on the lock."""

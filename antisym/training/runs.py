@@ -70,9 +70,12 @@ def run_state(run_dir: Path, wanted: Mapping[str, Any] | None = None, rerun_dive
     else:
         status = effective_status(run_dir, summary)
     cfg = load_config(run_dir) if wanted is not None and run_dir.is_dir() else None
-    diffs = settings_differences(cfg, wanted, allow_longer=status != "completed") if cfg else []
+    grows = growing(run_dir, status, steps, int(wanted["trainer"]["max_steps"])) if wanted is not None else None
+    diffs = settings_differences(cfg, wanted, allow_longer=status != "completed" or grows is not None) if cfg else []
     if diffs:
         return RunState("stale", steps, "; ".join(diffs))
+    if grows is not None:
+        return grows
     if status == "diverged" and rerun_diverged:
         return RunState("failed", steps, "diverged; rerun asked for (--rerun-diverged)")
     if status == "failed":
@@ -81,6 +84,14 @@ def run_state(run_dir: Path, wanted: Mapping[str, Any] | None = None, rerun_dive
         return RunState(status, steps)
     has_ckpt = (run_dir / LAST_CHECKPOINT).is_file()
     return RunState(status, steps, "resumes from checkpoints/last.pt" if has_ckpt else "no checkpoint: starts again")
+
+
+def growing(run_dir: Path, status: str, steps: int, max_steps: int) -> RunState | None:
+    """A completed run that kept its last checkpoint, asked for more steps: the same run goes on (a constant lr
+    changes nothing already trained; the trainer refuses where the schedule depends on max_steps)."""
+    if status != "completed" or steps >= max_steps or not (run_dir / LAST_CHECKPOINT).is_file():
+        return None
+    return RunState("incomplete", steps, f"completed at {steps:,}; trains on to {max_steps:,} from checkpoints/last.pt")
 
 
 def compose(preset: str, overrides: Sequence[str], config_dir: Path = CONF_DIR) -> dict[str, Any]:
