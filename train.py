@@ -10,22 +10,40 @@ summary.json says so and the last line counts them), 2 when a job was refused as
 130 when interrupted.
 """
 
-import os
-import shlex
+import signal
 import sys
-from collections import Counter
-from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+STOPPED: list[int] = []  # the signals that stopped this command before a run handled them
 
-from antisym.checks import check_name
-from antisym.errors import UserError
-from antisym.preflight import check_command
-from antisym.training import run
-from antisym.training.rundir import read_summary, remove_if_empty
+
+def note_signal(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM while the imports take their seconds: noted, and honoured once they are done (a
+    KeyboardInterrupt inside an import would be a traceback), whatever the shell set them to (a background job's
+    SIGINT is ignored)."""
+    STOPPED.append(signum)
+
+
+if __name__ == "__main__":
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, note_signal)
+
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import shlex  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from antisym.checks import check_name  # noqa: E402
+from antisym.errors import UserError  # noqa: E402
+from antisym.preflight import check_command  # noqa: E402
+from antisym.training import run  # noqa: E402
+from antisym.training.rundir import read_summary, remove_if_empty  # noqa: E402
 
 CONF = Path(__file__).resolve().parent / "conf"
 # hydra.run.dir names the run by model.name: checked before Hydra makes the directory (conf/hydra/default.yaml).
@@ -62,6 +80,20 @@ def what_to_try(cfg: DictConfig) -> str:
     return f"{tip}, or start from a preset tuned for model={name}: {', '.join(presets)}." if presets else f"{tip}."
 
 
+def leave_nothing(cfg: DictConfig, run_dir: Path, job_log: Path, logged_before: int) -> None:
+    """Undo what Hydra made for a job that wrote nothing: its lines in the run's log, the run directory and the
+    folders above it that this command created."""
+    with contextlib.suppress(OSError):
+        if job_log.is_file():
+            os.truncate(job_log, logged_before)
+    remove_if_empty(run_dir, but=(job_log.name,))
+    log_dir = Path(str(cfg.paths.log_dir)).resolve()
+    for folder in run_dir.resolve().parents:
+        if (folder == log_dir or log_dir not in folder.parents) and folder not in NEW_FOLDERS:
+            break
+        remove_if_empty(folder)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
@@ -69,38 +101,33 @@ def main(cfg: DictConfig) -> float | None:
     overrides = list(hydra_cfg.overrides.task)
     job_log = Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"  # Hydra's, opened before this call
     logged_before = job_log.stat().st_size if job_log.is_file() else 0
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        summary = run(cfg, hydra_cfg.runtime.output_dir, overrides=overrides)
-    except KeyboardInterrupt:  # a second Ctrl-C: recorded as interrupted at the last checkpoint's step
-        summary = read_summary(hydra_cfg.runtime.output_dir) or {"status": "interrupted", "steps": 0}
+        summary = run(cfg, run_dir, overrides=overrides)
+    except KeyboardInterrupt:  # a second Ctrl-C, or a signal while starting: recorded at the last checkpoint's step
+        summary = read_summary(run_dir)
+        if (summary or {}).get("status") not in ("interrupted", "running"):  # stopped before it wrote anything
+            leave_nothing(cfg, run_dir, job_log, logged_before)
+            raise  # said below: no job recorded an outcome
     except UserError as err:  # one paragraph, no traceback: the message says what to change
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        if job_log.is_file():  # a refusal writes nothing: not even its lines in an earlier run's log
-            os.truncate(job_log, logged_before)
-        remove_if_empty(run_dir, but=(job_log.name,))  # Hydra made it, and the folders above it
-        log_dir = Path(str(cfg.paths.log_dir)).resolve()
-        for folder in run_dir.resolve().parents:
-            if (folder == log_dir or log_dir not in folder.parents) and folder not in NEW_FOLDERS:
-                break
-            remove_if_empty(folder)
+        if not err.recorded:  # a refusal writes nothing
+            leave_nothing(cfg, run_dir, job_log, logged_before)
         if multirun:  # the other jobs still run; the sweep exits 2 at the end
             print(f"error in job {hydra_cfg.job.num} ({hydra_cfg.runtime.output_dir}): {err}", file=sys.stderr)
             OUTCOMES["refused"] += 1
             return None
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    status = summary.get("status")
+    status = "interrupted" if summary.get("status") == "running" else summary.get("status")  # killed while starting
     OUTCOMES[status or "unknown"] += 1
     if status == "interrupted":
         where = f"hydra.run.dir={hydra_cfg.runtime.output_dir}"
         searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath")]  # a user's conf/
         job = [sys.executable, sys.argv[0], *overrides, *searchpath, "trainer.resume=true", where]  # this job alone
         command = shlex.join(job) if multirun else again(["trainer.resume=true", where])
-        print(
-            f"interrupted ({summary.get('stop_reason')}) at step {summary['steps']} of {summary.get('max_steps')}; "
-            f"resume with: {command}",
-            file=sys.stderr,
-        )
+        why = summary.get("stop_reason") or "stopped while starting"
+        of = f" of {summary['max_steps']}" if summary.get("max_steps") else ""
+        print(f"interrupted ({why}) at step {summary.get('steps', 0)}{of}; resume with: {command}", file=sys.stderr)
         if multirun:
             sweep = again(
                 ["trainer.resume=true", "trainer.skip_completed=true", f"hydra.sweep.dir={hydra_cfg.sweep.dir}"]
@@ -129,17 +156,42 @@ def sweep_end(jobs: int) -> int:
     return 2 if OUTCOMES["refused"] else 0
 
 
+def stop_at_startup(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM once the imports are done, until a run installs its own handler (and after): stop now,
+    as Ctrl-C does."""
+    STOPPED.append(signum)
+    raise KeyboardInterrupt
+
+
+def stopped_before_any_run() -> None:
+    print("interrupted before any run started: nothing was written", file=sys.stderr)
+    sys.exit(130)
+
+
 if __name__ == "__main__":
+    logging.raiseExceptions = False  # a log line a full disk cannot take is dropped: the run's paragraph says why
+    if STOPPED:
+        stopped_before_any_run()
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, stop_at_startup)
     try:
         command = check_command(sys.argv[1:], __file__, config_path="conf", config_name="config")
+    except KeyboardInterrupt:
+        stopped_before_any_run()
     except UserError as err:
+        if STOPPED:  # Hydra's composition took the KeyboardInterrupt for an error of its own
+            stopped_before_any_run()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if STOPPED:
+        stopped_before_any_run()
     if command is not None and command.log_dir:
         NEW_FOLDERS.update(f for f in (command.log_dir, *command.log_dir.parents) if not f.exists())
     try:
         main()
-    except KeyboardInterrupt:  # the interrupted job has printed how to resume it and the sweep
+    except KeyboardInterrupt:  # an interrupted job has printed how to resume it and the sweep
+        if not OUTCOMES:
+            stopped_before_any_run()
         sys.exit(130)
     if command is not None and command.multirun:
         sys.exit(sweep_end(command.jobs))

@@ -4,6 +4,8 @@
 class UserError(Exception):
     """Bad input (a config value, a data folder, a checkpoint path); the message says what to change."""
 
+    recorded = False  # True once the run it stopped had started training and wrote its record: not a refusal
+
 
 class ConfigError(UserError, ValueError):
     """A config value the equations, the data or the optimizer cannot take."""

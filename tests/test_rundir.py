@@ -515,17 +515,16 @@ def test_an_unwritable_run_directory_is_one_paragraph_and_leaves_no_partial_file
             run(compose_cfg(root), tmp_path / "ro")
     import antisym.training.checkpoint as checkpoint
 
-    real_save = torch.save
+    real_write = checkpoint.atomic_write_bytes
     calls = []
 
-    def disk_full_on_second_save(obj, path, *args, **kwargs):
+    def disk_full_on_third_write(path, data):
         calls.append(path)
         if len(calls) > 2:  # best.pt and last.pt of the first validation are written, then the disk is full
-            Path(path).write_bytes(b"")
             raise OSError(28, "No space left on device", str(path))
-        return real_save(obj, path, *args, **kwargs)
+        return real_write(path, data)
 
-    monkeypatch.setattr(checkpoint.torch, "save", disk_full_on_second_save)
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", disk_full_on_third_write)
     with pytest.raises(UserError, match=r"cannot be written \(No space left on device .*at step 6"):
         run(compose_cfg(root), tmp_path / "full")
     summary = json.loads((tmp_path / "full" / "summary.json").read_text())

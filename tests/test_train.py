@@ -6,8 +6,10 @@ import json
 import logging
 import math
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -347,3 +349,49 @@ def test_a_superseded_run_takes_its_log_along(tiny_data, tmp_path):
     assert (moved / "train.log").read_text() == first and "3 of 3 iterations to train" in first
     log = (tmp_path / "train.log").read_text()
     assert "6 of 6 iterations to train" in log and "3 of 3 iterations" not in log
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 300 kB filesystem (tmpfs; needs root), to fill."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.mark.parametrize("free_kb", [4, 40])
+def test_a_full_disk_is_one_paragraph_and_leaves_no_half_written_file(tiny_data, small_disk, free_kb):
+    """Full at the start (4 kB free): exit 2, nothing left, no 'Logging error'. Full mid-run (40 kB: the settings
+    fit, the checkpoints do not): exit 2, and every file there is whole (the permutation loads)."""
+    root, _ = tiny_data
+    (small_disk / "fill").write_bytes(b"\0" * ((300 - free_kb) * 1024))
+    run_dir = small_disk / "run"
+    proc = cli(*TINY, "dataset=pmnist", f"data.root={root}", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 2 and f"{run_dir} cannot be written (No space left on device" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr
+    if free_kb == 4:
+        assert not run_dir.exists()
+        return
+    assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "run.lock").exists()
+    assert sorted(torch.load(run_dir / "permutation.pt").tolist()) == list(range(784))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] in ("failed", "running")  # 'running' with its lock free reads as interrupted
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_starting_stops_at_once_and_writes_nothing(tiny_data, tmp_path, sig):
+    """Ctrl-C or SIGTERM while the imports and the composition take their seconds: exit 130 and nothing written,
+    even where the shell that started it ignores SIGINT (a background job)."""
+    root, _ = tiny_data
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *TINY, f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted before any run started: nothing was written" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "run").exists()

@@ -6,8 +6,8 @@ A checkpoint is written to a temporary file and renamed into place, so a crash n
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import pickle
 import re
 from pathlib import Path
@@ -17,20 +17,19 @@ import torch
 from torch import nn
 
 from antisym.errors import CheckpointError
+from antisym.training.rundir import atomic_write_bytes
 
 log = logging.getLogger("antisym")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save whole or not at all: the old file stays, and no temporary file is left, if writing fails."""
+    """torch.save whole or not at all: the old file stays, and no temporary file is left, if writing fails.
+    Serialised in memory first: torch.save to a full disk raises a RuntimeError ("unexpected pos") where a plain
+    write raises the OSError (ENOSPC) that names the folder to fix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_data(path: Path, what_to_do: str) -> Any:

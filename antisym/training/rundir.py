@@ -458,11 +458,17 @@ class RunLock:
         stale = f.read().strip()
         if stale:
             log.warning("%s: taking over a stale lock left by a process that is gone (%s)", self.path, stale)
-        f.seek(0)
-        f.truncate()
         since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}) + "\n")
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}) + "\n")
+            f.flush()
+        except OSError:  # a full disk: no lock file left behind (closing drops the flock)
+            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the unwritten buffer fails again on close
+                f.close()
+            raise
         self.file = f
         return self
 

@@ -8,6 +8,7 @@ run ends leaves a summary whose `status` says how: completed, diverged, failed o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
@@ -39,6 +40,7 @@ from antisym.training.rundir import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
     METRICS_FILE,
+    PERMUTATION_FILE,
     SUMMARY_FILE,
     RunLock,
     SettingsChangedError,
@@ -246,6 +248,7 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
                 continue
             except OSError as err:  # a read-only folder, a full disk: this member only, nothing half-written
                 results[i] = unwritable(job.run_dir, err, "before training started; nothing was trained")
+                refused.append((job.run_dir, existed))
                 continue
             except Exception as err:  # this member only: refused, invalid or unreadable
                 results[i] = err
@@ -361,9 +364,14 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
         if previous is not None and previous.get("data_files"):  # what it trained on: checked once data is found
             summary["data_files"] = previous["data_files"]
         summary["started_at"] = state.get("started_at", summary["started_at"])
-    record_settings(run_dir, cfg, job.overrides)
     summary["device"] = segment["device"]
-    write_json(summary, run_dir / SUMMARY_FILE)
+    try:
+        record_settings(run_dir, cfg, job.overrides)
+        write_json(summary, run_dir / SUMMARY_FILE)
+    except BaseException:  # a full disk, a signal: the directory as it was, nothing half-recorded
+        with contextlib.suppress(OSError):
+            before.restore()
+        raise
     elapsed_before = float(state.get("wall_time_s", 0.0)) if state is not None else 0.0
     return Member(job, settings, device, summary, state, source, time.time() - elapsed_before, before)
 
@@ -481,7 +489,8 @@ def _train(members: list[Member]) -> None:
             for m in live:
                 if m.status is None:
                     m.result = _fail(m, err)
-                    m.metrics.close()
+                    with contextlib.suppress(OSError):  # a full disk fails the buffered rows' flush too
+                        m.metrics.close()
         finally:
             for m in live:
                 m.bar.close()
@@ -521,7 +530,7 @@ def _setup(member: Member) -> None:
             f"examples after the validation split); set trainer.batch_size <= {len(member.tasks['train'])}."
         )
     if member.tasks["train"].permutation is not None:
-        torch.save(member.tasks["train"].permutation.cpu(), member.run_dir / "permutation.pt")
+        atomic_save(member.tasks["train"].permutation.cpu(), member.run_dir / PERMUTATION_FILE)
     spec = member.tasks["train"].spec
     with GLOBAL_RNG:
         torch.manual_seed(t.seed)
@@ -669,11 +678,12 @@ def _fail(member: Member, err: BaseException) -> BaseException:
     """Record a member that stopped on an error (or a second Ctrl-C, as interrupted at its last checkpoint)."""
     interrupted = isinstance(err, KeyboardInterrupt)
     member.status = "interrupted" if interrupted else "failed"
+    if isinstance(err, OSError) and not isinstance(err, UserError) and member.metrics is None:
+        err = unwritable(member.run_dir, err, "before training started; nothing was trained")
     if isinstance(err, UserError) and member.metrics is None:
-        member.before.restore()  # refused while setting up (data, batch size): the directory as it was
+        with contextlib.suppress(OSError):  # refused while setting up (data, batch size, a full disk): the
+            member.before.restore()  # directory as it was
         return err
-    if isinstance(err, OSError) and not isinstance(err, UserError):
-        err = unwritable(member.run_dir, err, f"at step {member.step}")
     if interrupted:  # stopped at once: the steps since the last checkpoint are lost, the record says so
         member.summary.update(status="interrupted", steps=member.saved_step, stop_reason="SIGINT (second)")
     else:  # a checkpoint that failed to load still holds its step
@@ -682,6 +692,11 @@ def _fail(member: Member, err: BaseException) -> BaseException:
     member.summary["wall_time_s"] = time.time() - member.t0
     try:
         write_json(member.summary, member.run_dir / SUMMARY_FILE)
-    except OSError as write_err:  # the disk that failed the run fails its summary too: the log says so
-        log.error("%s: the summary could not be written either (%s)", member.run_dir, write_err)
+        said = f"its {SUMMARY_FILE} says so"
+    except OSError:  # the disk that failed the run fails its summary too: it still says 'running' (killed)
+        said = f"its {SUMMARY_FILE} could not be written either and reads as interrupted"
+    if isinstance(err, OSError) and not isinstance(err, UserError):
+        err = unwritable(member.run_dir, err, f"at step {member.step}; {said}")
+    if isinstance(err, UserError):
+        err.recorded = True  # stopped after it started training: its log lines are its own
     return err
