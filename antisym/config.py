@@ -57,6 +57,7 @@ LENGTH_KEYS = ("trainer.max_steps", "dataset.max_steps")
 ADDED_KEYS: dict[str, Any] = {
     "trainer.eval_limit": 0,  # 0: whole splits, as every evaluation before the key
     "model.gate_bias": 0.0,  # the gated cells' gate bias at init: 0, as the paper's "biases 0"
+    "model.init_reading": "variance",  # N(0, s) of Appendix C read as a variance, as every run before the key
     "optimizer.initial_accumulator_value": 0.0,  # Adagrad's starting sum of squared gradients: torch's 0
 }
 TOP_LEVEL = ("model", "dataset", "optimizer", "trainer", "data", "logger", "paths", "tags", "seeds", "preset", "quick")

@@ -82,7 +82,7 @@ def test_paper_plan_order_and_presets():
         "table2_noisy_layout": 2,
         "table2_noisy_shared": 1,
         "gap_budget": 1,
-        "gap_noisy": 8,
+        "gap_noisy": 9,
         "gap_table1": 6,
         "table2_pixel": 12,
         "table1_lstm": 6,
@@ -149,6 +149,7 @@ def test_gap_candidates_change_one_open_choice_each_against_the_rows_own_runs():
         "asym_noisy_cifar10_optimizersgd_seed0": {
             "optimizer._target_": ("torch.optim.Adagrad", "torch.optim.SGD"), "optimizer.momentum": (None, 0.9),
             "optimizer.nesterov": (None, False)},
+        "asym_noisy_cifar10_init_readingstd_seed0": {"model.init_reading": (None, "std")},
     }  # fmt: skip
     (budget,) = plan.block_runs("gap_budget")
     cfg = compose_run(budget, [])[0]
@@ -180,9 +181,9 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
         "gap_budget/asym_noisy_cifar10_seed0",
     ]
     # The gap ledger's candidates come before the rest of the shared-noise run and before seeds 1 and 2.
-    assert [r.block for r in cpu[15:30]] == ["gap_noisy"] * 8 + ["gap_table1"] * 6 + ["table2_noisy_shared"]
-    assert [r.seed for r in cpu[30:38]] == [k for k in (1, 2) for _ in range(4)]
-    assert {r.block for r in cpu[30:38]} == {"table2_noisy"} and {r.block for r in cpu[38:]} == {"table1_screen"}
+    assert [r.block for r in cpu[15:31]] == ["gap_noisy"] * 9 + ["gap_table1"] * 6 + ["table2_noisy_shared"]
+    assert [r.seed for r in cpu[31:39]] == [k for k in (1, 2) for _ in range(4)]
+    assert {r.block for r in cpu[31:39]} == {"table2_noisy"} and {r.block for r in cpu[39:]} == {"table1_screen"}
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from antisym.models import build_model, count_parameters
+from antisym.models import AblationRNN, AntisymmetricRNN, GatedAntisymmetricRNN, build_model, count_parameters
 
 pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
@@ -171,3 +171,19 @@ def test_invalid_model_values_are_rejected(override, message):
     cfg = {"name": "asym", "hidden_size": 4, "eps": 0.1, "gamma": 0.01, "init_std": 1.0, **override}
     with pytest.raises(ValueError, match=message):
         build_model(cfg, 1, 10)
+
+
+@pytest.mark.parametrize("cls", [AntisymmetricRNN, GatedAntisymmetricRNN, AblationRNN])
+def test_init_reading_takes_appendix_cs_second_argument_as_a_variance_or_a_standard_deviation(cls):
+    """Appendix C: V ~ N(0, 1/m), W ~ N(0, sigma_w^2/n). Read as variances (the default) the draws have standard
+    deviations 1/sqrt(m) and sigma_w/sqrt(n); read as standard deviations (three public re-implementations), 1/m and
+    sigma_w/n. Measured on the drawn weights (tens of thousands of entries: within 3%)."""
+    m, n, sigma = 96, 256, 2.0
+    torch.manual_seed(0)
+    for reading, expected in (("variance", (m**-0.5, sigma * n**-0.5)), ("std", (1 / m, sigma / n))):
+        model = cls(m, n, 10, eps=0.01, gamma=0.01, init_std=sigma, init_reading=reading)
+        v = model.cell.input_proj.weight.detach()
+        w = model.cell.hidden_weight.detach()
+        assert float(v.std()) == pytest.approx(expected[0], rel=0.03), reading
+        assert float(w.std()) == pytest.approx(expected[1], rel=0.03), reading
+        assert not model.cell.input_proj.bias.any()

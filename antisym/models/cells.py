@@ -28,27 +28,47 @@ def euler_step(u_t: Tensor, h: Tensor, a: Tensor, eps: float | Tensor, gated: bo
 class EulerCell(nn.Module):
     """Base class: input projection V x + b for all steps, then Euler steps on the recurrent matrix.
 
-    Subclasses define `recurrent_matrix()` and `gated`. Rows are batch elements, so the paper's A h is `h @ A.T`.
+    Subclasses define `make_hidden_weight()`, `hidden_weight`, `recurrent_matrix()` and `gated`. Rows are batch
+    elements, so the paper's A h is `h @ A.T`.
     """
 
     gated: bool = False
     eps: Tensor  # 0-d buffers
     gamma: Tensor
 
-    def __init__(self, input_size: int, hidden_size: int, eps: float, gamma: float) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        eps: float,
+        gamma: float,
+        init_std: float = 1.0,
+        reading: str = "variance",
+    ) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
         # Buffers, not floats: members of a pack may differ in them (antisym.models.ensemble).
         register_settings(self, eps=eps, gamma=gamma)
-        # Candidate (and, when gated, gate) input weights V_h, V_z and biases b_h, b_z in one Linear.
+        # Candidate (and, when gated, gate) input weights V_h, V_z and biases b_h, b_z in one Linear; created before
+        # the recurrent weights, an order that checkpoints' optimizer states and seeded inits depend on.
         self.input_proj = nn.Linear(input_size, hidden_size * (2 if self.gated else 1))
+        self.make_hidden_weight()
+        self.init_weights(init_std, reading)
 
-    def init_weights(self, init_std: float) -> None:
-        """Appendix C: input-to-hidden N(0, 1/m), hidden-to-hidden N(0, sigma_w^2/n), biases 0."""
-        nn.init.normal_(self.input_proj.weight, std=1.0 / math.sqrt(self.input_size))
+    def make_hidden_weight(self) -> None:
+        """Create the recurrent parameters (uninitialised: init_weights draws them)."""
+        raise NotImplementedError
+
+    def init_weights(self, init_std: float, reading: str = "variance") -> None:
+        """Appendix C: input-to-hidden N(0, 1/m), hidden-to-hidden N(0, sigma_w^2/n), biases 0. The paper writes
+        N(mean, variance); `reading="std"` takes the second argument as a standard deviation (1/m, sigma_w/n), as
+        three public re-implementations do."""
+        m, n = self.input_size, self.hidden_size
+        scale = (1.0 / m, init_std / n) if reading == "std" else (1.0 / math.sqrt(m), init_std / math.sqrt(n))
+        nn.init.normal_(self.input_proj.weight, std=scale[0])
         nn.init.zeros_(self.input_proj.bias)
-        nn.init.normal_(self.hidden_weight, std=init_std / math.sqrt(self.hidden_size))
+        nn.init.normal_(self.hidden_weight, std=scale[1])
 
     @property
     def hidden_weight(self) -> nn.Parameter:
@@ -80,12 +100,10 @@ class AntisymmetricCell(EulerCell):
     parameter counts equal the paper's (9,674 at n=128, m=1).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, eps: float, gamma: float, init_std: float = 1.0) -> None:
-        super().__init__(input_size, hidden_size, eps, gamma)
-        n = hidden_size
+    def make_hidden_weight(self) -> None:
+        n = self.hidden_size
         self.register_buffer("triu_index", torch.triu_indices(n, n, offset=1), persistent=False)
         self.w_upper = nn.Parameter(torch.empty(n * (n - 1) // 2))
-        self.init_weights(init_std)
 
     @property
     def hidden_weight(self) -> nn.Parameter:
@@ -111,10 +129,8 @@ class AblationCell(EulerCell):
 
     gated = True
 
-    def __init__(self, input_size: int, hidden_size: int, eps: float, gamma: float, init_std: float = 1.0) -> None:
-        super().__init__(input_size, hidden_size, eps, gamma)
-        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
-        self.init_weights(init_std)
+    def make_hidden_weight(self) -> None:
+        self.weight_hh = nn.Parameter(torch.empty(self.hidden_size, self.hidden_size))
 
     @property
     def hidden_weight(self) -> nn.Parameter:

@@ -143,11 +143,12 @@ class EulerModel(EulerClassifier):
         eps: float,
         gamma: float,
         init_std: float = 1.0,
+        init_reading: Literal["variance", "std"] = "variance",
         impl: Literal["eager", "fused", "auto"] = "eager",
         precision: Literal["ieee", "tf32x3", "tf32", "bf16"] = "ieee",
     ) -> None:
         check_recurrence_args(hidden_size, eps, gamma, init_std)
-        cell = self.cell_class(input_size, hidden_size, eps=eps, gamma=gamma, init_std=init_std)
+        cell = self.cell_class(input_size, hidden_size, eps=eps, gamma=gamma, init_std=init_std, reading=init_reading)
         super().__init__(cell, num_classes, impl=impl, precision=precision)
 
 
@@ -169,11 +170,12 @@ class GatedEulerModel(EulerModel):
         eps: float,
         gamma: float,
         init_std: float = 1.0,
+        init_reading: Literal["variance", "std"] = "variance",
         gate_bias: float = 0.0,
         impl: Literal["eager", "fused", "auto"] = "eager",
         precision: Literal["ieee", "tf32x3", "tf32", "bf16"] = "ieee",
     ) -> None:
-        super().__init__(input_size, hidden_size, num_classes, eps, gamma, init_std, impl=impl, precision=precision)
+        super().__init__(input_size, hidden_size, num_classes, eps, gamma, init_std, init_reading, impl, precision)
         with torch.no_grad():  # the projection's bias is [b_h | b_z] (antisym.models.cells.EulerCell)
             self.cell.input_proj.bias[hidden_size:].fill_(gate_bias)
 

@@ -132,7 +132,7 @@ ROWS_CSV_FIELDS = (
 
 # Keys a paper row's label names only where a run set them (their defaults are left out of the knobs: ADDED_KEYS).
 ADDED_OPTIMIZER_KEYS = ("initial_accumulator_value",)
-PAPER_MODEL_KEYS = ("_target_", "name", "hidden_size", "impl", "precision", "eps", "gamma", "init_std")
+PAPER_MODEL_KEYS = ("_target_", "name", "hidden_size", "impl", "precision", "eps", "gamma", "init_std")  # named above
 
 
 def run_knobs(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -710,7 +710,9 @@ def unfinished_detail(run: Run) -> str:
     """Why a run has no final result: where it diverged, or how it stopped and what resuming it does."""
     if run.status == "diverged":
         reason = run.get("diverged_reason") or "non-finite loss"
-        return f"{reason} at step {run.get('diverged_at_step')}; best val checkpoint at step {run.get('best_step')}"
+        best = run.get("best_step")
+        kept = f"best val checkpoint at step {best:,}" if best is not None else "no validation before it: no checkpoint"
+        return f"{reason} at step {run.get('diverged_at_step')}; {kept}"
     if run.status == "running":
         return "training now (a live process holds its lock): its record moves as it trains"
     stop = run.get("stop_reason") or "killed: no clean stop recorded"
