@@ -123,7 +123,9 @@ def check_top_level(cfg: Mapping[str, Any]) -> None:
     unknown += [f"{s}.{k}" for s, known in sections.items() for k in sorted(cfg.get(s) or {}) if k not in known]
     if not unknown:
         return
-    known = [k for k in (*TOP_LEVEL, *flatten(cfg)) if k.split(".")[0] in TOP_LEVEL and k not in unknown]
+    # `seeds` is the reproduce driver's list, never read by a run: `+seed=3` means trainer.seed, not it.
+    names = (*TOP_LEVEL, *flatten(cfg))
+    known = [k for k in names if k.split(".")[0] in TOP_LEVEL and k not in unknown and k != "seeds"]
     hints = []
     for key in unknown:
         tail = key.rsplit(".", 1)[-1]

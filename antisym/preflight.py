@@ -214,6 +214,23 @@ def _jobs(hydra: Hydra, cfg: DictConfig, multirun: bool) -> Jobs:
     return Jobs([list(job) for job in BasicSweeper.split_arguments(rest, None)[0]], swept)
 
 
+def _check_seeds(overrides: Sequence[str], multirun: bool) -> None:
+    """Refuse `seeds` on a run's command line: it is the presets' list for the reproduce driver, which trains one run
+    per seed through trainer.seed; a run reads trainer.seed alone, so `+seeds=3` would train seed 0 as if asked."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") != "seeds":
+            continue
+        if multirun and not ("," in value and not value.startswith("[")):
+            continue  # a list, not a sweep: the reproduce driver passes its overrides (seeds=[0,1] too) to a multirun
+        raise ConfigError(
+            f"`{override}` sets no seed of a run: `seeds` is the presets' list of seeds for make reproduce-table, "
+            "and a run trains trainer.seed alone (0 unless set), whatever `seeds` says. Give trainer.seed=3 for one "
+            "run with seed 3, or -m trainer.seed=0,1,2 for one run per seed (checked before any job started; "
+            "nothing was written)."
+        )
+
+
 def _check_job(task_cfg: dict[str, Any], local: bool) -> None:
     from antisym.training.trainer import check_settings  # torch and the models load once the command composes
 
@@ -228,6 +245,7 @@ def check_command(argv: Sequence[str], calling_file: str, config_path: str, conf
     args = get_args_parser().parse_args(list(argv))
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.experimental_rerun:
         return None
+    _check_seeds(args.overrides, bool(args.multirun))
     config_name = args.config_name or config_name
     search_path = create_automatic_config_search_path(calling_file, None, args.config_path or config_path)
     if args.config_dir is not None:

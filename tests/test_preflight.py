@@ -48,3 +48,23 @@ def test_a_bad_override_is_refused_with_the_fix(tmp_path, overrides, message):
     text = str(refused.value)
     assert "\n" not in text and not (tmp_path / "run").exists()
     assert ("Fix the spelling" in text) == (message == "Fix the spelling"), text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["+seeds=3"],
+        ["+experiment=table1/asym_pmnist", "seeds=3"],  # the preset has `seeds`: it would compose and train seed 0
+        ["-m", "+experiment=table1/asym_pmnist", "seeds=0,1,2"],  # a sweep of jobs that all train seed 0
+    ],
+)
+def test_seeds_on_a_runs_command_line_is_refused_with_trainer_seed(tmp_path, argv):
+    with pytest.raises(ConfigError, match=r"trainer.seed=3 for one run .* -m trainer.seed=0,1,2 for one run per seed"):
+        check_command([*argv, f"hydra.run.dir={tmp_path / 'run'}"], str(REPO / "train.py"), "conf", "config")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_list_of_seeds_in_a_multirun_is_the_reproduce_drivers_and_goes_through():
+    argv = ["-m", "+experiment=table1/asym_pmnist", "seeds=[0,1]", "trainer.seed=0,1"]
+    command = check_command(argv, str(REPO / "train.py"), "conf", "config")
+    assert command is not None and command.jobs == 2

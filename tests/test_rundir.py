@@ -665,7 +665,7 @@ def test_settings_are_written_whole_or_not_at_all(tiny_data, tmp_path, monkeypat
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("+seed=3", r"key\(s\) this suite does not read: seed \(did you mean seeds or trainer.seed\?\)"),
+        ("+seed=3", r"key\(s\) this suite does not read: seed \(did you mean trainer.seed\?\)"),
         ("+foo=1", r"does not read: foo\."),
         ("+logger.foo=1", r"does not read: logger.foo\."),
         ("model.name=../../outside", r"model.name='../../outside' cannot name a run directory"),
