@@ -101,3 +101,15 @@ def test_a_run_evaluated_on_part_of_the_splits_is_compared_never_chosen(tiny_dat
     md = (tmp_path / "out" / "table1.md").read_text()
     assert "| never: eval_limit=2: evaluated on that many examples, not the whole splits |" in md
     assert all(on_subset(r) for r in asym.runs)  # the tiny data sets are subsets of the official releases
+
+
+def test_help_lists_the_groups_a_run_chooses_from_and_nothing_else():
+    """train.py --help: every group of a run with its options; not the campaign's plans, nor the part each sweep
+    includes (sweep/_resumable), which are no options of a run."""
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    assert "model: ablation, asym, cornn, gated, lipschitz, lstm" in groups
+    assert "sweep: fig2, fig2_lstm, focus, paper_grid, paper_grid_lstm" in groups
+    assert "campaign" not in groups and "_resumable" not in groups
