@@ -54,7 +54,8 @@ LOCAL_RUNS = $(if $(LOGS)$(filter 1 true yes,$(QUICK))$(wildcard logs/reproduce)
 # checkpoints, its provenance, and each finished run's best checkpoint evaluated again on its validation and test
 # splits (DATA= or ANTISYM_DATA; a noise-padded run takes about a minute on one core). RUNS= the folders (default
 # results/runs); VERIFY_FLAGS="--no-eval" checks the records only. UPDATE=1 writes the committed report; REUSE=1
-# evaluates again only the runs whose files changed since the report's .json (the others' counts carried over).
+# evaluates again only the runs whose files changed since the report's .json, or else the committed one's
+# (results/verify_records.json), the others' counts carried over.
 RUNS ?= results/runs
 VERIFY_FLAGS ?=
 VERIFY_OUT = $(if $(filter 1 true yes,$(UPDATE)),results/verify_records.md,$(RESULTS)/verify_records.md)
