@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from antisym.errors import ConfigError
 from antisym.models import AblationRNN, AntisymmetricRNN, GatedAntisymmetricRNN, build_model, count_parameters
 
 pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
@@ -187,3 +188,13 @@ def test_init_reading_takes_appendix_cs_second_argument_as_a_variance_or_a_stand
         assert float(v.std()) == pytest.approx(expected[0], rel=0.03), reading
         assert float(w.std()) == pytest.approx(expected[1], rel=0.03), reading
         assert not model.cell.input_proj.bias.any()
+
+
+def test_gate_bias_opens_the_gated_cells_gate_and_is_refused_where_there_is_none():
+    """b_z at init is the second half of the projection's bias ([b_h | b_z]); sigmoid(1) ~ 0.73 opens the gate."""
+    for cls in (GatedAntisymmetricRNN, AblationRNN):
+        model = cls(3, 8, 10, eps=0.01, gamma=0.01, gate_bias=1.0)
+        bias = model.cell.input_proj.bias.detach()
+        assert torch.equal(bias, torch.cat([torch.zeros(8), torch.ones(8)]))
+    with pytest.raises(ConfigError, match="has no gate"):
+        AntisymmetricRNN(3, 8, 10, eps=0.01, gamma=0.01, gate_bias=1.0)

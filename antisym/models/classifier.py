@@ -131,36 +131,11 @@ def check_recurrence_args(hidden_size: int, eps: float, gamma: float, init_std: 
 
 
 class EulerModel(EulerClassifier):
-    """An EulerClassifier built from keyword settings (what a model config's `_target_` names)."""
+    """An EulerClassifier built from keyword settings (what a model config's `_target_` names). `gate_bias` is the
+    input gate's bias b_z at init, for the gated cells only: the paper says biases 0 (the gate starts near 0.5,
+    halving the effective eps); one public re-implementation opens it at 1."""
 
     cell_class: type[EulerCell]
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_classes: int,
-        eps: float,
-        gamma: float,
-        init_std: float = 1.0,
-        init_reading: Literal["variance", "std"] = "variance",
-        impl: Literal["eager", "fused", "auto"] = "eager",
-        precision: Literal["ieee", "tf32x3", "tf32", "bf16"] = "ieee",
-    ) -> None:
-        check_recurrence_args(hidden_size, eps, gamma, init_std)
-        cell = self.cell_class(input_size, hidden_size, eps=eps, gamma=gamma, init_std=init_std, reading=init_reading)
-        super().__init__(cell, num_classes, impl=impl, precision=precision)
-
-
-class AntisymmetricRNN(EulerModel):
-    """Eq. 12: h_t = h_{t-1} + eps tanh((W - W^T - gamma I) h_{t-1} + V x_t + b), readout on h_T."""
-
-    cell_class = AntisymmetricCell
-
-
-class GatedEulerModel(EulerModel):
-    """An EulerModel whose cell has an input gate, with the gate's bias b_z at init as a setting: the paper says
-    biases 0 (the gate starts near 0.5, halving the effective eps); one public re-implementation opens it at 1."""
 
     def __init__(
         self,
@@ -175,18 +150,31 @@ class GatedEulerModel(EulerModel):
         impl: Literal["eager", "fused", "auto"] = "eager",
         precision: Literal["ieee", "tf32x3", "tf32", "bf16"] = "ieee",
     ) -> None:
-        super().__init__(input_size, hidden_size, num_classes, eps, gamma, init_std, init_reading, impl, precision)
+        check_recurrence_args(hidden_size, eps, gamma, init_std)
+        if gate_bias and not self.cell_class.gated:
+            raise ConfigError(
+                f"model.gate_bias={gate_bias} sets an input gate's bias, and {type(self).__name__} has no gate; "
+                "drop the key, or use the gated model (model=gated) or the ablation model (model=ablation)."
+            )
+        cell = self.cell_class(input_size, hidden_size, eps=eps, gamma=gamma, init_std=init_std, reading=init_reading)
+        super().__init__(cell, num_classes, impl=impl, precision=precision)
         with torch.no_grad():  # the projection's bias is [b_h | b_z] (antisym.models.cells.EulerCell)
             self.cell.input_proj.bias[hidden_size:].fill_(gate_bias)
 
 
-class GatedAntisymmetricRNN(GatedEulerModel):
+class AntisymmetricRNN(EulerModel):
+    """Eq. 12: h_t = h_{t-1} + eps tanh((W - W^T - gamma I) h_{t-1} + V x_t + b), readout on h_T."""
+
+    cell_class = AntisymmetricCell
+
+
+class GatedAntisymmetricRNN(EulerModel):
     """Eq. 13: the gated cell, gate and candidate sharing W - W^T - gamma I."""
 
     cell_class = GatedAntisymmetricCell
 
 
-class AblationRNN(GatedEulerModel):
+class AblationRNN(EulerModel):
     """Sec. 5.4: the gated cell with one unstructured matrix (minus gamma I) shared by gate and candidate."""
 
     cell_class = AblationCell
