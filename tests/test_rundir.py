@@ -550,6 +550,19 @@ def test_time_limit_stops_cleanly_and_resumes(tiny_data, tmp_path):
     assert done["status"] == "completed" and done["steps"] == 60
 
 
+def test_a_clock_set_back_changes_neither_the_time_limit_nor_the_wall_time(tiny_data, tmp_path, monkeypatch):
+    """The budget and the wall time are measured on time.monotonic: the wall clock going back an hour at every
+    reading (NTP, a suspended laptop, a VM restored) leaves both as they are."""
+    root, _ = tiny_data
+    real = time.time
+    readings = iter(range(10**9))
+    monkeypatch.setattr(time, "time", lambda: real() - 3600.0 * next(readings))
+    summary = run(compose_cfg(root, "trainer.max_steps=200", "trainer.eval_every=100", "trainer.time_limit_s=0.05"),
+                  tmp_path)  # fmt: skip
+    assert summary["status"] == "interrupted" and summary["stop_reason"] == "time_limit" and summary["steps"] < 200
+    assert summary["wall_time_s"] >= 0.05 and all(r["time_s"] >= 0 for r in read_rows(tmp_path) if "time_s" in r)
+
+
 # ------------------------------------------------------------------------------------------ 10: W&B
 
 

@@ -285,7 +285,7 @@ class Member:
     summary: dict[str, Any]
     state: dict[str, Any] | None
     state_path: Path | None
-    t0: float  # the run's wall-clock origin: now minus the time spent before a resume
+    t0: float  # time.monotonic() at the start less the time before a resume: a clock set back changes nothing
     before: Snapshot  # the directory's files before this call: put back if it is refused before its first step
     index: int = 0
     status: str | None = None  # None while training
@@ -373,7 +373,7 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
             before.restore()
         raise
     elapsed_before = float(state.get("wall_time_s", 0.0)) if state is not None else 0.0
-    return Member(job, settings, device, summary, state, source, time.time() - elapsed_before, before)
+    return Member(job, settings, device, summary, state, source, time.monotonic() - elapsed_before, before)
 
 
 def check_settings(cfg: Any, *, device: bool = True) -> tuple[RunConfig, torch.device | None]:
@@ -402,7 +402,7 @@ def _train(members: list[Member]) -> None:
                 m.result = _fail(m, err)
             except KeyboardInterrupt as err:  # a second Ctrl-C while loading: nothing trained since the checkpoint
                 m.result = crash = _fail(m, err)
-        started = time.time()
+        started = time.monotonic()
         live = [m for m in members if m.status is None]
         for m in live:
             m.bar = tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress)
@@ -414,7 +414,7 @@ def _train(members: list[Member]) -> None:
                     if m.step >= m.trainer.max_steps:
                         m.status = "completed"
                 limit = min((m.trainer.time_limit_s for m in active if m.trainer.time_limit_s), default=0.0)
-                if stop.reason is None and limit and time.time() - started > limit:
+                if stop.reason is None and limit and time.monotonic() - started > limit:
                     stop.reason = "time_limit"
                 active = [m for m in active if m.status is None]
                 if stop.reason is not None:
@@ -471,7 +471,7 @@ def _train(members: list[Member]) -> None:
                         acc = (out.argmax(-1) == y).float().mean().item()
                         lr = m.optimizer.param_groups[0]["lr"]
                         row = {"loss": loss, "acc": acc, "grad_norm": grad_norm, "lr": lr}
-                        m.metrics.log({"step": step, "split": "train", **row, "time_s": time.time() - m.t0})
+                        m.metrics.log({"step": step, "split": "train", **row, "time_s": time.monotonic() - m.t0})
                     if t.jacobian_every > 0 and step % t.jacobian_every == 0:
                         stats = jacobian_eigen_stats(m.model, m.jacobian_x)
                         m.metrics.log({"step": step, "split": "jacobian", **stats})
@@ -607,7 +607,7 @@ def _checkpoint(m: Member) -> None:
         "noise_gen": m.noise_gen.get_state(),
         "step": m.step,
         "best": m.best,
-        "wall_time_s": time.time() - m.t0,
+        "wall_time_s": time.monotonic() - m.t0,
         "started_at": m.summary["started_at"],
         "segments": m.summary["segments"],
     }
@@ -642,7 +642,7 @@ def _finish(m: Member) -> dict[str, Any]:
         m.metrics.log(
             {"step": m.step, "split": "test", "acc": summary["test_acc"], "final_acc": summary["final_test_acc"]}
         )
-    summary["wall_time_s"] = time.time() - m.t0
+    summary["wall_time_s"] = time.monotonic() - m.t0
     m.metrics.close(summary)
     write_json(summary, m.run_dir / SUMMARY_FILE)
     log.info("%s: %s", m.run_dir, result_line(summary))
@@ -689,7 +689,7 @@ def _fail(member: Member, err: BaseException) -> BaseException:
     else:  # a checkpoint that failed to load still holds its step
         on_disk = max(member.step, (member.state or {}).get("step", 0))
         member.summary.update(status="failed", steps=on_disk, error=f"{type(err).__name__}: {err}")
-    member.summary["wall_time_s"] = time.time() - member.t0
+    member.summary["wall_time_s"] = time.monotonic() - member.t0
     try:
         write_json(member.summary, member.run_dir / SUMMARY_FILE)
         said = f"its {SUMMARY_FILE} says so"
