@@ -13,7 +13,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,19 +34,34 @@ def _git(*args: str) -> str | None:
 COMMIT_ENV = "ANTISYM_COMMIT"
 
 
-def code_version() -> dict[str, Any]:
+def code_version(modules: Sequence[str] = ()) -> dict[str, Any]:
     """`git_commit` and `git_dirty` of the code running: from git, else as ANTISYM_COMMIT names them (then with
     `git_commit_source`); None for both where neither says. results/ is left out of the comparison: it holds outputs,
-    which a script regenerating them changes as it goes."""
+    which a script regenerating them changes as it goes. Untracked files count only where they are among the files
+    of `modules` (the classes a run was told to import): the commit does not hold that code, so the run is dirty and
+    `git_untracked` names them."""
     commit = _git("rev-parse", "HEAD")
     if commit is not None:
         dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
-        return {"git_commit": commit, "git_dirty": bool(dirty) if dirty is not None else None}
+        version = {"git_commit": commit, "git_dirty": bool(dirty) if dirty is not None else None}
+        untracked = untracked_files(modules)
+        if untracked:
+            version.update(git_dirty=True, git_untracked=untracked)
+        return version
     named = os.environ.get(COMMIT_ENV, "").strip()
     if named:
         sha = named.removesuffix("-dirty")
         return {"git_commit": sha, "git_dirty": sha != named, "git_commit_source": COMMIT_ENV}
     return {"git_commit": None, "git_dirty": None}
+
+
+def untracked_files(modules: Sequence[str]) -> list[str]:
+    """The files of the imported `modules` that lie in this repository and that git neither tracks nor ignores, as
+    paths from its root."""
+    files = [getattr(sys.modules.get(name), "__file__", None) for name in modules]
+    inside = [str(path) for f in files if f and (path := Path(f).resolve()).is_relative_to(REPO_ROOT)]
+    listed = _git("ls-files", "--others", "--exclude-standard", "--", *inside) if inside else None
+    return sorted(listed.splitlines()) if listed else []
 
 
 def git_state() -> tuple[str | None, bool | None]:

@@ -131,6 +131,21 @@ def test_a_copy_without_git_names_its_commit_by_environment(monkeypatch):
     assert code_version() == {"git_commit": None, "git_dirty": None}
 
 
+def test_a_model_in_a_file_git_does_not_track_makes_the_run_dirty_and_is_named(tiny_data, tmp_path):
+    """The commit does not hold a model class in an untracked file of the repository: the run is recorded as dirty,
+    naming the file (a file git ignores, or one of another folder, is no part of the commit's tree either way)."""
+    root, _ = tiny_data
+    name = f"_untracked_cell_{os.getpid()}"
+    module = REPO / "tests" / f"{name}.py"
+    module.write_text("from antisym.models import AntisymmetricRNN\n\n\nclass Cell(AntisymmetricRNN):\n    pass\n")
+    try:
+        summary = run(compose_cfg(root, "trainer.max_steps=1", f"model._target_=tests.{name}.Cell"), tmp_path)
+    finally:
+        module.unlink()
+    assert summary["git_dirty"] is True and summary["git_untracked"] == [f"tests/{name}.py"]
+    assert summary["segments"][0]["git_untracked"] == [f"tests/{name}.py"]
+
+
 def test_each_segment_records_the_commit_device_and_torch_that_trained_it(tiny_data, tmp_path):
     root, _ = tiny_data
     run(compose_cfg(root, "trainer.max_steps=3", "trainer.threads=1"), tmp_path)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from antisym.config import RunConfig, TrainerConfig, as_container
-from antisym.data import DataError, SequenceTask, build_task, task_files, task_spec
+from antisym.data import DataError, SequenceTask, build_task, task_class, task_files, task_spec
 from antisym.data.files import check_present, fingerprint
 from antisym.errors import ConfigError, UserError
 from antisym.models import build_model, count_parameters, pack_forward
@@ -339,7 +339,11 @@ def _prepare(job: Job) -> Member | dict[str, Any]:
                 f"{source}); set trainer.max_steps >= {state['step']} or start a new run."
             )
     start_step = state.get("step", 0) if state is not None else 0
-    version = code_version()
+    imported = (settings.model.target, settings.optimizer.target, task_class(settings.task))
+    version = code_version(modules=[cls.__module__ for cls in imported])
+    if version.get("git_untracked"):
+        log.warning("%s: recorded as dirty: it imports files git does not track: %s", run_dir,
+                    ", ".join(version["git_untracked"]))  # fmt: skip
     segment = {
         "from_step": start_step,
         "at": now(),
