@@ -27,6 +27,9 @@ from antisym.training.rundir import FINISHED, read_summary
 from antisym.training.runs import WAITING, RunState, compose, compose_where_present, growing, run_state
 
 PLAN_DIR = Path(__file__).resolve().parents[1] / "conf" / "campaign"
+# An unfinished screen point whose best validation accuracy so far trails a finished point's by this much cannot win
+# in what is left of a screen (the gated Table 1 points at 3,982 of 5,000 trail the leaders by 25-75 points)
+OUT_OF_RUNNING = 0.25
 # solo: one run at a time; packed: consecutive runs of a block that can share a pack (antisym.training.runs) are
 # trained as one, at most the plan's pack_size together.
 LAUNCHERS = ("solo", "packed")
@@ -70,8 +73,11 @@ class Plan:
     runs: tuple[PlannedRun, ...]
     pack_size: int = 1
     concurrent: int = 1  # packs trained side by side (threads, a CUDA stream each): small packs leave SMs idle
-    # device kind -> what it trains, in order: (block, its seeds or None for all); a block may come back for the rest
-    lanes: Mapping[str, tuple[tuple[str, tuple[int, ...] | None], ...]] = field(default_factory=dict)
+    # device kind -> what it trains, in order: (block, its seeds or None for all, its runs by name or None for all);
+    # a block may come back for the rest
+    lanes: Mapping[str, tuple[tuple[str, tuple[int, ...] | None, tuple[str, ...] | None], ...]] = field(
+        default_factory=dict
+    )
     # blocks whose finished records keep checkpoints/last.pt, so that a later plan can train them longer (the same run)
     keep_last: frozenset[str] = frozenset()
 
@@ -85,7 +91,10 @@ class Plan:
         if lane not in self.lanes:
             raise ConfigError(f"plan {self.name} has no lane {lane!r}; its lanes: {', '.join(self.lanes) or 'none'}.")
         runs = (
-            r for block, seeds in self.lanes[lane] for r in self.block_runs(block) if seeds is None or r.seed in seeds
+            r
+            for block, seeds, names in self.lanes[lane]
+            for r in self.block_runs(block)
+            if (seeds is None or r.seed in seeds) and (names is None or r.name in names)
         )
         return list(dict.fromkeys(runs))  # a run listed again (a block's other seeds) keeps its first place
 
@@ -182,20 +191,35 @@ def expand(spec: Mapping[str, Any], name: str) -> Plan:
     if len(set(dirs)) != len(dirs):
         raise ConfigError(f"plan {name}: two runs share a directory: {sorted({d for d in dirs if dirs.count(d) > 1})}")
     lanes = {
-        str(k): tuple(_lane_entry(name, str(k), e, blocks) for e in v) for k, v in (spec.get("lanes") or {}).items()
+        str(k): tuple(_lane_entry(name, str(k), e, blocks, runs) for e in v)
+        for k, v in (spec.get("lanes") or {}).items()
     }
     packed = pack_size if launcher == "packed" else 1
     return Plan(name, launcher, tuple(blocks), tuple(runs), packed, concurrent, lanes, frozenset(keep_last))
 
 
-def _lane_entry(plan: str, lane: str, entry: Any, blocks: Sequence[str]) -> tuple[str, tuple[int, ...] | None]:
-    """One item of a lane's list: a block name (all its runs), or {block, seeds} (those seeds' runs only)."""
-    block, seeds = (entry.get("block"), entry.get("seeds")) if isinstance(entry, Mapping) else (entry, None)
+def _lane_entry(
+    plan: str, lane: str, entry: Any, blocks: Sequence[str], runs: Sequence[PlannedRun]
+) -> tuple[str, tuple[int, ...] | None, tuple[str, ...] | None]:
+    """One item of a lane's list: a block name (all its runs), or {block, seeds, runs} (those seeds' runs only, and
+    only the runs of those names: e.g. the points of a screen that can still win)."""
+    if isinstance(entry, Mapping):
+        block, seeds, names = entry.get("block"), entry.get("seeds"), entry.get("runs")
+    else:
+        block, seeds, names = entry, None, None
     if block not in blocks:
         raise ConfigError(f"plan {plan}: lane {lane} names blocks [{block!r}] the plan lacks (blocks: {list(blocks)}).")
     if seeds is not None and not (isinstance(seeds, list) and seeds and all(type(k) is int for k in seeds)):
         raise ConfigError(f"plan {plan}: lane {lane}'s {block} takes seeds as a list of integers, got {seeds!r}.")
-    return str(block), None if seeds is None else tuple(seeds)
+    if names is not None:
+        known = {r.name for r in runs if r.block == block}
+        unknown = [n for n in names if n not in known] if isinstance(names, list) else [names]
+        if unknown or not names:
+            raise ConfigError(
+                f"plan {plan}: lane {lane}'s {block} names runs {unknown or names!r} the block lacks; its runs are "
+                f"named like {sorted(known)[:2]} (<preset's name>_<grid point>_seed<k>)."
+            )
+    return str(block), None if seeds is None else tuple(seeds), None if names is None else tuple(names)
 
 
 def load_plan(plan: str | Path) -> Plan:
@@ -225,11 +249,12 @@ def planned_state(records: Path, run: PlannedRun) -> RunState:
 
 def choose_point(plan: Plan, records: Path, block: str, preset: str) -> PlannedRun | None:
     """The run of `block` whose grid point of `preset` has the highest mean best validation accuracy over its
-    completed runs (the first such in plan order on a tie); None while any of those runs is unfinished or none
-    completed. Test accuracy never enters the choice."""
+    completed runs (the first such in plan order on a tie); None while none completed, or while a run is unfinished
+    that could still win: one with no validation yet, or whose best so far is within OUT_OF_RUNNING of the leader.
+    Test accuracy never enters the choice."""
     runs = [r for r in plan.block_runs(block) if r.preset == preset]
     summaries = [read_summary(records / r.rel_dir) or {} for r in runs]
-    if not runs or any(s.get("status") not in FINISHED for s in summaries):
+    if not runs:
         return None
     scores: dict[tuple[str, ...], list[float]] = {}
     first: dict[tuple[str, ...], PlannedRun] = {}
@@ -240,6 +265,11 @@ def choose_point(plan: Plan, records: Path, block: str, preset: str) -> PlannedR
     if not scores:
         return None
     best = max(scores, key=lambda p: sum(scores[p]) / len(scores[p]))
+    leader = sum(scores[best]) / len(scores[best])
+    for summary in summaries:
+        so_far = summary.get("best_val_acc")
+        if summary.get("status") not in FINISHED and (so_far is None or so_far + OUT_OF_RUNNING >= leader):
+            return None
     return first[best]
 
 

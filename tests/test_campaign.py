@@ -28,7 +28,7 @@ from campaign.device import device_command
 from campaign.gpu_check.parity import ParityResult
 from campaign.lease import Lease, run_lease
 from campaign.limits import FILES_BACK, MAX_COMMAND
-from campaign.plan import compose_run, expand, load_plan, plan_path, planned_state, planned_steps, resolve
+from campaign.plan import choose_point, compose_run, expand, load_plan, plan_path, planned_state, planned_steps, resolve
 from campaign.records import RecordError, archive_records, collect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,9 +181,17 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
         "gap_budget/asym_noisy_cifar10_seed0",
     ]
     # The gap ledger's candidates come before the rest of the shared-noise run and before seeds 1 and 2.
-    assert [r.block for r in cpu[15:31]] == ["gap_noisy"] * 9 + ["gap_table1"] * 6 + ["table2_noisy_shared"]
-    assert [r.seed for r in cpu[31:39]] == [k for k in (1, 2) for _ in range(4)]
-    assert {r.block for r in cpu[31:39]} == {"table2_noisy"} and {r.block for r in cpu[39:]} == {"table1_screen"}
+    assert [r.block for r in cpu[15:30]] == ["gap_noisy"] * 9 + ["gap_table1"] * 6
+    # Then the gated Table 1 screen's points that can still win (eps 0.01, lr 0.1 and 0.2), and Table 1's seed 0.
+    finish = cpu[30:38]
+    assert {r.block for r in finish} == {"table1_screen"} and {r.preset for r in finish} == {
+        "table1/gated_mnist", "table1/gated_pmnist"}  # fmt: skip
+    assert {p for r in finish for p in r.point} >= {"model.eps=0.01", "optimizer.lr=0.1", "optimizer.lr=0.2"}
+    assert {p for r in finish for p in r.point}.isdisjoint({"model.eps=0.1", "optimizer.lr=0.5", "optimizer.lr=1.0"})
+    assert [(r.block, r.seed) for r in cpu[38:43]] == [("table1", 0)] * 4 + [("table2_noisy_shared", 0)]
+    assert [r.seed for r in cpu[43:51]] == [k for k in (1, 2) for _ in range(4)]
+    assert {r.block for r in cpu[43:51]} == {"table2_noisy"} and {r.block for r in cpu[51:]} == {"table1_screen"}
+    assert len(cpu[51:]) == 64 - 8  # the rest of the screen, each run listed once (a finished one is passed over)
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
@@ -290,6 +298,30 @@ def test_select_takes_the_screens_best_point_once_it_is_finished(tmp_path, capsy
     with pytest.raises(ConfigError, match="needs no grid of its own and a block listed before"):
         expand({"blocks": [{"name": "b", "runs": [{"preset": "table1/asym_mnist", "select": "later"}]},
                            {"name": "later", "runs": ["table1/asym_mnist"]}]}, "x")  # fmt: skip
+
+
+def test_a_screen_chooses_once_no_unfinished_point_can_win_and_a_lane_can_take_some_of_its_runs(tmp_path):
+    """An unfinished point trailing the finished leader by OUT_OF_RUNNING or more cannot win what is left: the screen
+    chooses without it; one closer, or one with no validation yet, still holds the choice. A lane may list some runs
+    of a block by name (and refuses a name the block lacks)."""
+    plan, records = expand(SCREEN_PLAN, "screen"), tmp_path / "records"
+    mnist = [r for r in plan.block_runs("screen") if r.preset == "table1/asym_mnist"]
+    for run, (status, val) in zip(mnist, [("completed", 0.5), ("completed", 0.9), ("interrupted", 0.66),
+                                          ("interrupted", 0.3)], strict=True):  # fmt: skip
+        screen_record(records, run.rel_dir, status, val)
+    assert choose_point(plan, records, "screen", "table1/asym_mnist") is None  # 0.66 + 0.25 >= 0.9: could win
+    shutil.rmtree(records / mnist[2].rel_dir)
+    screen_record(records, mnist[2].rel_dir, "interrupted", 0.64)
+    assert choose_point(plan, records, "screen", "table1/asym_mnist") is mnist[1]
+    shutil.rmtree(records / mnist[3].rel_dir)
+    screen_record(records, mnist[3].rel_dir, "interrupted", None)  # started, nothing validated yet: it may win
+    assert choose_point(plan, records, "screen", "table1/asym_mnist") is None
+    names = [mnist[0].name, mnist[3].name]
+    spec = {**SCREEN_PLAN, "lanes": {"cpu": [{"block": "screen", "runs": names}, "seeds"]}}
+    lane = expand(spec, "screen").lane_runs("cpu")
+    assert [r.name for r in lane[:2]] == names and {r.block for r in lane[2:]} == {"seeds"}
+    with pytest.raises(ConfigError, match="names runs \\['nope_seed0'\\] the block lacks"):
+        expand({**spec, "lanes": {"cpu": [{"block": "screen", "runs": ["nope_seed0"]}]}}, "screen")
 
 
 def test_a_lease_trains_the_screen_then_the_seeds_at_its_choice(tiny_data, tmp_path):
