@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.hydra import Hydra
 from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
@@ -28,10 +29,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import OverrideType
+from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from antisym.data.files import check_present
@@ -169,13 +170,20 @@ class Jobs:
 
     compositions: list[list[str]]
     swept: dict[str, list[Any]]  # plain value keys swept over (model.eps=0.01,0.1): key -> values
+    sweep: bool = True  # a multirun: each job has a hydra.sweep.subdir (a run's is "")
 
     def __len__(self) -> int:
         return len(self.compositions) * math.prod(len(v) for v in self.swept.values())
 
-    def each(self, hydra: Hydra, cfg: DictConfig) -> Iterator[tuple[list[str], dict[str, Any]]]:
-        """(what sets the job apart: its swept overrides; its resolved config without the hydra section), by job."""
+    def each(self, hydra: Hydra, cfg: DictConfig) -> Iterator[tuple[list[str], dict[str, Any], str]]:
+        """(what sets the job apart: its swept overrides; its resolved config without the hydra section; its
+        hydra.sweep.subdir), by job."""
+        parse = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides
+        # each swept value with its override, parsed once: a job's override_dirname lists its overrides
+        choices = [[(k, v, parse([f"{k}={v}"])[0]) for v in values] for k, values in self.swept.items()]
+        num = 0
         for composition in self.compositions:
+            fixed = parse(composition)
             apart = [o for o in composition if not all(o in c for c in self.compositions)]
             first = [f"{k}={v[0]}" for k, v in self.swept.items()]
             job_cfg = hydra.config_loader.load_sweep_config(cfg, [*composition, *first])
@@ -183,19 +191,33 @@ class Jobs:
                 job_cfg.hydra.job.num = job_cfg.hydra.job.id = 0
             HydraConfig.instance().set_config(job_cfg)  # interpolations that read the Hydra config resolve as in a job
             task = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
-            for values in itertools.product(*self.swept.values()):
+            for picked in itertools.product(*choices):
                 job = copy.deepcopy(task)
-                for key, value in zip(self.swept, values, strict=True):
+                for key, value, _ in picked:
                     OmegaConf.update(job, key, value, merge=False)
-                overrides = [*apart, *(f"{k}={v}" for k, v in zip(self.swept, values, strict=True))]
-                yield overrides, OmegaConf.to_container(job, resolve=True)
+                    OmegaConf.update(job_cfg, key, value, merge=False)  # the subdir may name it
+                subdir = _subdir(job_cfg, [*fixed, *(o for *_, o in picked)], num) if self.sweep else ""
+                yield [*apart, *(f"{k}={v}" for k, v, _ in picked)], OmegaConf.to_container(job, resolve=True), subdir
+                num += 1
+
+
+def _subdir(job_cfg: DictConfig, overrides: list[Override], num: int) -> str:
+    """hydra.sweep.subdir of job `num`, as the launchers resolve it: with the job's number, id and override_dirname
+    (the numbers of the jobs are the launchers', whatever their order here)."""
+    dirname = job_cfg.hydra.job.config.override_dirname
+    with read_write(job_cfg.hydra), open_dict(job_cfg.hydra):  # read-only since HydraConfig took it
+        job_cfg.hydra.job.num = job_cfg.hydra.job.id = num
+        job_cfg.hydra.job.override_dirname = get_overrides_dirname(
+            overrides, list(dirname.exclude_keys), str(dirname.item_sep), str(dirname.kv_sep)
+        )
+    return str(OmegaConf.select(job_cfg, "hydra.sweep.subdir"))
 
 
 def _jobs(hydra: Hydra, cfg: DictConfig, multirun: bool) -> Jobs:
     """The jobs the command starts, as the basic sweeper expands them (one job for a run)."""
     task = [str(o) for o in cfg.hydra.overrides.task]
     if not multirun:
-        return Jobs([task], {})
+        return Jobs([task], {}, sweep=False)
     if not str(cfg.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
         return Jobs([], {})  # another sweeper picks its jobs as it goes: each job is checked when it starts
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
@@ -231,6 +253,19 @@ def _check_seeds(overrides: Sequence[str], multirun: bool) -> None:
         )
 
 
+def _shared_run_dir(cfg: DictConfig, jobs: int, subdir: str, first: list[str], later: list[str]) -> ConfigError:
+    """Two jobs of a sweep in one run directory: the later would move the earlier's run to superseded/ (or resume
+    it), and the sweep would count both as trained."""
+    pattern = OmegaConf.to_container(cfg.hydra.sweep)["subdir"]  # as given, unresolved
+    apart = ", ".join(o.split("=", 1)[0].lstrip("+~") for o in later if o not in first)
+    return ConfigError(
+        f"Two jobs of this sweep of {jobs} would train in one run directory: hydra.sweep.subdir={pattern} gives "
+        f"{subdir!r} to the job {' '.join(first)} and to the job {' '.join(later)}, and the later would supersede "
+        f"the earlier's run. Put what sets the jobs apart ({apart}) in the subdir, or use ${{hydra.job.num}} (the "
+        "default) or ${hydra.job.override_dirname}. Nothing was started."
+    )
+
+
 def _check_job(task_cfg: dict[str, Any], local: bool) -> None:
     from antisym.training.trainer import check_settings  # torch and the models load once the command composes
 
@@ -264,10 +299,15 @@ def check_command(argv: Sequence[str], calling_file: str, config_path: str, conf
         launcher = str(cfg.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]
         local = launcher in LOCAL_LAUNCHERS
         current: list[str] = args.overrides
+        first_in: dict[str, list[str]] = {}  # each job's run directory (a sweep's subdir): the first job in it
+        shared: tuple[str, list[str], list[str]] | None = None
         try:
-            for overrides, task_cfg in jobs.each(hydra, cfg):
+            for overrides, task_cfg, subdir in jobs.each(hydra, cfg):
                 current = overrides
                 _check_job(task_cfg, local)
+                if jobs.sweep and first_in.setdefault(subdir, overrides) is not overrides:
+                    shared = (subdir, first_in[subdir], overrides)
+                    break
         except (HydraException, OmegaConfBaseException) as err:
             raise _composition_error(hydra, config_name, current, err) from None
         except UserError as err:
@@ -275,6 +315,8 @@ def check_command(argv: Sequence[str], calling_file: str, config_path: str, conf
                 raise
             where = f"A job of this sweep of {len(jobs)} ({' '.join(current)})"
             raise type(err)(f"{where}: {err} Nothing was started.") from None
+        if shared is not None:
+            raise _shared_run_dir(cfg, len(jobs), *shared)
         log_dir = Path(str(cfg.paths.log_dir)).resolve() if "paths" in cfg else None
         return Command(multirun=bool(args.multirun), jobs=max(len(jobs), 1), log_dir=log_dir)
     finally:

@@ -3,6 +3,7 @@ its refusals point at the fix."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -68,3 +69,25 @@ def test_a_list_of_seeds_in_a_multirun_is_the_reproduce_drivers_and_goes_through
     argv = ["-m", "+experiment=table1/asym_pmnist", "seeds=[0,1]", "trainer.seed=0,1"]
     command = check_command(argv, str(REPO / "train.py"), "conf", "config")
     assert command is not None and command.jobs == 2
+
+
+@pytest.mark.parametrize(
+    ("subdir", "shared"),
+    [
+        ("same", "same"),
+        ("${model.gamma}", "0.01"),  # names a key the sweep does not set apart
+        ("${model.eps}", None),
+        ("${hydra.job.override_dirname}", None),
+        ("${hydra.job.num}", None),
+    ],
+)
+def test_a_sweep_whose_jobs_would_share_a_run_directory_is_refused(tmp_path, subdir, shared):
+    """The later job would move the earlier's run to superseded/, and the sweep would count both as completed."""
+    argv = ["-m", "model.eps=0.01,0.1", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"hydra.sweep.subdir={subdir}"]
+    if shared is None:
+        assert check_command(argv, str(REPO / "train.py"), "conf", "config").jobs == 2
+        return
+    refusal = rf"hydra.sweep.subdir={re.escape(subdir)} gives '{shared}' to the job model.eps=0.01 and to the job "
+    with pytest.raises(ConfigError, match=refusal + r"model.eps=0.1, and the later would supersede"):
+        check_command(argv, str(REPO / "train.py"), "conf", "config")
+    assert not (tmp_path / "sweep").exists()
