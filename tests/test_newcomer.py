@@ -89,7 +89,7 @@ def test_make_train_refuses_overrides_that_reached_make_unquoted():
 def test_a_run_evaluated_on_part_of_the_splits_is_compared_never_chosen(tiny_data, tmp_path):
     """trainer.eval_limit validates and tests on a few examples: its accuracies mean something else, so the row's
     number never comes from it, whatever its validation accuracy; it is listed with why."""
-    from antisym.results.aggregate import on_subset
+    from antisym.results.aggregate import on_other_data
 
     root, _ = tiny_data
     full = tiny_run(root, tmp_path / "logs" / "full", "table1/asym_mnist", "trainer.seed=0")
@@ -100,7 +100,7 @@ def test_a_run_evaluated_on_part_of_the_splits_is_compared_never_chosen(tiny_dat
     assert [r.path.name for r in asym.chosen.runs] == ["full"] and asym.test_mean == full["test_acc"]
     md = (tmp_path / "out" / "table1.md").read_text()
     assert "| never: eval_limit=2: evaluated on that many examples, not the whole splits |" in md
-    assert all(on_subset(r) for r in asym.runs)  # the tiny data sets are subsets of the official releases
+    assert all(on_other_data(r) for r in asym.runs)  # the tiny data sets are subsets of the official releases
 
 
 def test_help_lists_the_groups_a_run_chooses_from_and_nothing_else():
@@ -113,3 +113,17 @@ def test_help_lists_the_groups_a_run_chooses_from_and_nothing_else():
     assert "model: ablation, asym, cornn, gated, lipschitz, lstm" in groups
     assert "sweep: fig2, fig2_lstm, focus, paper_grid, paper_grid_lstm" in groups
     assert "campaign" not in groups and "_resumable" not in groups
+
+
+def test_a_run_on_other_data_is_never_a_row_beside_one_on_the_official_release(tiny_data, real_data_root, tmp_path):
+    """A row with a run on the official MNIST and one on a tiny subset: the subset run is compared, never chosen,
+    whatever its accuracy; alone, it would still be the row's (nothing better to report, and labelled short)."""
+    root, _ = tiny_data
+    fast = ("trainer.eval_batch_size=2000", "dataset.val_size=1000")
+    tiny_run(real_data_root, tmp_path / "logs" / "official", "table1/asym_mnist", *fast, "data.allow_subset=false")
+    tiny_run(root, tmp_path / "logs" / "subset", "table1/asym_mnist", "optimizer.lr=0.3")
+    rows = write_tables([tmp_path / "logs"], tmp_path / "out", tables=(1,))[1]
+    asym = next(r for r in rows if (r.model, r.dataset) == ("asym", "mnist"))
+    assert [r.path.name for r in asym.chosen.runs] == ["official"]
+    md = (tmp_path / "out" / "table1.md").read_text()
+    assert "never: other data than the official release's (a subset, or altered examples), beside runs on it" in md

@@ -33,6 +33,33 @@ def test_the_shared_mnist_is_the_official_release_and_the_cifar_copy_is_not(real
         assert not any(f["official"] for f in fingerprint(real_data_root, CIFAR_PATHS).values())
 
 
+def test_a_re_pickled_copy_has_the_official_content_and_altered_examples_do_not(real_data_root, tmp_path):
+    """Content, not bytes: every shared file's content is the official release's (the CIFAR-10 batches were
+    re-pickled); the test batch pickled again in another protocol is still official content, and with its first
+    image zeroed, or two labels swapped, it is other data, which the tables never report as a paper's row."""
+    import pickle
+
+    if not (real_data_root / "cifar-10-batches-py" / "test_batch").is_file():
+        pytest.skip("real CIFAR-10 not available")
+    shared = fingerprint(real_data_root, (*MNIST_PATHS, *CIFAR_PATHS))
+    assert {f["content"] for f in shared.values()} == {"official"}
+    with open(real_data_root / "cifar-10-batches-py" / "test_batch", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    for name, change in (("same", None), ("zeroed", "data"), ("swapped", "labels")):
+        copy = dict(batch)
+        if change == "data":
+            copy[b"data"] = batch[b"data"].copy()
+            copy[b"data"][0] = 0
+        elif change == "labels":
+            copy[b"labels"] = [batch[b"labels"][1], batch[b"labels"][0], *batch[b"labels"][2:]]
+        folder = tmp_path / name / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        (folder / "test_batch").write_bytes(pickle.dumps(copy, protocol=4))
+        (entry,) = fingerprint(tmp_path / name, ["cifar-10-batches-py/test_batch"]).values()
+        assert entry["content"] == ("official" if change is None else "other"), name
+        assert not entry["official"]
+
+
 @pytest.mark.slow
 def test_small_model_learns_real_mnist(real_data_root, tmp_path):
     cfg = compose_cfg(

@@ -49,6 +49,17 @@ OFFICIAL_MD5 = {
     f"{CIFAR_FOLDER}/data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     f"{CIFAR_FOLDER}/test_batch": "40351d587109b95175f43aff81a1287e",
 }
+# MD5 of the official CIFAR-10 batches' content, whatever the pickling: the images as (N, 32, 32, 3) uint8 bytes, then
+# the labels as uint8 (`content_md5`). Taken from a re-pickled copy whose labels and pixels begin as the official
+# release's (test_batch: labels 3, 8, 8, 0, 6, ...; first pixels 158, 159, 165); MNIST's IDX files are their content.
+OFFICIAL_CONTENT_MD5 = {
+    f"{CIFAR_FOLDER}/data_batch_1": "13fdb74700531b851fb8fe0036c98ad0",
+    f"{CIFAR_FOLDER}/data_batch_2": "8daf9ff7183f2ad9e75b17ce0ff1bc08",
+    f"{CIFAR_FOLDER}/data_batch_3": "25de81b3fd4e384dab73f30dc5933c76",
+    f"{CIFAR_FOLDER}/data_batch_4": "385cad04fdfe9aecef1ceaa01c1a22db",
+    f"{CIFAR_FOLDER}/data_batch_5": "5477acd9ac56f19d6a5fcb91d871c4b7",
+    f"{CIFAR_FOLDER}/test_batch": "a2d03300dfff0d937e0bb7840d48d8b7",
+}
 
 log = logging.getLogger("antisym")
 
@@ -126,6 +137,7 @@ def _corrupt(path: Path, why: str) -> DataError:
 _READ: dict[tuple, tuple[Tensor, Tensor]] = {}  # the last few files read (reused, below)
 _READ_LOCK = threading.Lock()  # packs side by side build their tasks in threads
 _MD5: dict[tuple, str] = {}  # file state -> MD5 (fingerprint, below)
+_CONTENT: dict[tuple, str] = {}  # file state -> content MD5 of a CIFAR-10 batch (content_md5)
 
 
 def _state(path: Path) -> tuple:
@@ -134,9 +146,22 @@ def _state(path: Path) -> tuple:
     return str(path), s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns
 
 
+def content_md5(path: Path) -> str:
+    """The MD5 of a CIFAR-10 batch's content (images, then labels, as uint8 bytes): equal for any pickling of the
+    same examples, different for altered pixels or labels."""
+    images, labels = _read_cifar_batch(path)
+    h = hashlib.md5(usedforsecurity=False)
+    h.update(images.numpy().tobytes())
+    h.update(labels.to(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def fingerprint(root: str | Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per data file (relative to root): its size, MD5 and whether it is the official release's file. Recorded in
-    a run's summary, so that a run is never continued on other data; computed once per file state and process."""
+    """Per data file (relative to root): its size, MD5, whether it is the official release's file, and whether its
+    content is the official release's (`content`: "official", or "other" for a subset or altered examples; a
+    re-pickled CIFAR-10 batch is another file with the official content). Recorded in a run's summary, so that a run
+    is never continued on other data and a table never reports one on altered data as the paper's; computed once per
+    file state and process."""
     out = {}
     for name in names:
         path = Path(root) / name
@@ -148,7 +173,16 @@ def fingerprint(root: str | Path, names: Sequence[str]) -> dict[str, dict[str, A
                     while chunk := f.read(1 << 22):
                         h.update(chunk)
                 _MD5[key] = h.hexdigest()
-        out[name] = {"size": key[2], "md5": _MD5[key], "official": _MD5[key] == OFFICIAL_MD5.get(name)}
+            if name in OFFICIAL_CONTENT_MD5 and key not in _CONTENT:
+                _CONTENT[key] = content_md5(path)
+        official = _MD5[key] == OFFICIAL_MD5.get(name)
+        same = official or (name in OFFICIAL_CONTENT_MD5 and _CONTENT[key] == OFFICIAL_CONTENT_MD5[name])
+        out[name] = {
+            "size": key[2],
+            "md5": _MD5[key],
+            "official": official,
+            "content": "official" if same else "other",
+        }
     return out
 
 

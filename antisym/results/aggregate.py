@@ -374,14 +374,15 @@ def _progress(run: Run) -> tuple[bool, int]:
     return run.status == "completed", int(run.get("steps") or 0)
 
 
-def on_subset(run: Run) -> bool:
-    """Trained or tested on fewer examples than the official release of its task holds (train + validation, test),
-    as its summary counts them; a run of a task this suite does not know the release of is never a subset."""
+def on_other_data(run: Run) -> bool:
+    """Trained or tested on other examples than the official release of its task: fewer (train + validation, test,
+    as its summary counts them), or a data file whose recorded content is not the release's. A task this suite does
+    not know the release of, or a record from before contents were recorded, is never taken for other data."""
     official = OFFICIAL_SIZES.get(run.dataset)
     sizes = [run.get(k) for k in ("train_size", "val_size", "test_size")]
-    if official is None or None in sizes:
-        return False
-    return (int(sizes[0]) + int(sizes[1]), int(sizes[2])) != official
+    if official is not None and None not in sizes and (int(sizes[0]) + int(sizes[1]), int(sizes[2])) != official:
+        return True
+    return any(f.get("content") == "other" for f in (run.get("data_files") or {}).values())
 
 
 def full_length(run: Run) -> bool:
@@ -438,9 +439,10 @@ class Candidate:
         return off
 
     @property
-    def subset(self) -> bool:
-        """Trained or tested on fewer examples than the task's official release holds (data.allow_subset)."""
-        return any(on_subset(r) for r in self.runs)
+    def other_data(self) -> bool:
+        """Trained or tested on other examples than the task's official release: fewer (data.allow_subset), or files
+        whose content differs from it (altered pixels or labels)."""
+        return any(on_other_data(r) for r in self.runs)
 
     @property
     def hidden_size(self) -> int:
@@ -552,15 +554,15 @@ def select(runs: Sequence[Run], task: Mapping[str, Any] | None = None) -> tuple[
     Where the row has a paper-length run, only paper-length configurations are chosen: a short screen stays in the
     comparison, and the row shows "k of N iterations" until its paper-length runs finish. A configuration trained on
     data settings other than `task`'s (the paper's statement of the task), or evaluated on part of the splits, is
-    compared, never chosen: it answers another question than the paper's row. Where the row has runs on the whole
-    data, a configuration trained on a subset of it is never chosen either."""
+    compared, never chosen: it answers another question than the paper's row. Where the row has runs on the official
+    release's data, a configuration trained on other data (a subset, altered examples) is never chosen either."""
     groups: dict[str, Candidate] = {}
     for run in runs:
         groups.setdefault(run.key, Candidate(run.key)).runs.append(run)
     candidates = sorted(groups.values(), key=lambda c: c.label)
     on_task = [c for c in candidates if not c.off_task(task or {})]
-    if any(not c.subset for c in on_task):
-        on_task = [c for c in on_task if not c.subset]
+    if any(not c.other_data for c in on_task):
+        on_task = [c for c in on_task if not c.other_data]
     paper_length = any(full_length(r) for c in on_task for r in c.runs)
     scored = [c for c in on_task if c.results and (not paper_length or all(full_length(r) for r in c.runs))]
     chosen = max(scored, key=lambda c: (c.mean("best_val_acc"), len(c.results), c.key), default=None)
@@ -599,13 +601,13 @@ def progress_cell(row: RowResult) -> str:
 
 def chosen_cell(row: RowResult, cand: Candidate) -> str:
     """✓ for the row's configuration; for one that answers another question (other data settings than the paper's,
-    an evaluation on part of the splits, a subset beside whole-data runs), why it never is."""
+    an evaluation on part of the splits, other data beside runs on the official release's), why it never is."""
     off = cand.off_task(row.task)
     why = [f"{k}={v}, the paper's {row.task[k]}" for k, v in off.items() if k in row.task]
     if "eval_limit" in off:
         why.append(f"eval_limit={off['eval_limit']}: evaluated on that many examples, not the whole splits")
-    if cand.subset and any(not c.subset for c in row.candidates):
-        why.append("a subset of the data (data.allow_subset), beside runs on all of it")
+    if cand.other_data and any(not c.other_data for c in row.candidates):
+        why.append("other data than the official release's (a subset, or altered examples), beside runs on it")
     if why:
         return "never: " + "; ".join(why)
     return "✓" if cand is row.chosen else ""

@@ -579,8 +579,9 @@ def _setup(member: Member) -> None:
 
 
 def check_data(member: Member, files: dict[str, dict[str, Any]]) -> None:
-    """Record the data files a run reads (size, MD5, official or not); refuse to continue a run on other files than
-    it trained on (a resume under another data.root is fine where the files are the same)."""
+    """Record the data files a run reads (size, MD5, whether file and content are the official release's); refuse to
+    continue a run on other files than it trained on (a resume under another data.root is fine where the files are
+    the same)."""
     before = member.summary.get("data_files")
     if before:
         changed = [f"{name} (MD5 {before.get(name, {}).get('md5')} -> {now['md5']})"
@@ -591,12 +592,13 @@ def check_data(member: Member, files: dict[str, dict[str, Any]]) -> None:
                 f"{'; '.join(changed)}. Continuing it would report a run of neither. Point data.root at the files "
                 "it trained on, or start the run afresh in another directory."
             )
-    other = [name for name, f in files.items() if not f["official"]]
+    other = [name for name, f in files.items() if f.get("content") == "other"]
     if other:
         meant = "a subset is meant (data.allow_subset=true)" if member.settings.data.allow_subset else (
-            "a re-pickled copy, or altered data: its content was checked, not its origin")  # fmt: skip
-        log.warning("%s: not the official release's file(s) (MD5 differs): %s; %s.", member.run_dir,
-                    ", ".join(other), meant)  # fmt: skip
+            "altered examples")  # fmt: skip
+        log.warning("%s: other examples than the official release's in %s (%s): the tables never report this run "
+                    "as a paper's row beside runs on the official data.", member.run_dir, ", ".join(other),
+                    meant)  # fmt: skip
     member.summary["data_files"] = files
 
 
