@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "antisym"
 # Lower layers never import higher ones at load time (an import inside a function is a deliberate late binding).
 LAYERS = (
-    ("antisym.errors", "antisym.checks", "antisym.provenance"),
+    ("antisym.errors", "antisym.checks", "antisym.provenance", "antisym.trust", "antisym.groups"),
     ("antisym.data", "antisym.models", "antisym.kernels"),
     ("antisym.config",),
     ("antisym.training", "antisym.preflight"),
