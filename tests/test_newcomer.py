@@ -56,17 +56,24 @@ def test_a_short_run_of_a_paper_row_gets_no_delta(tiny_data, tmp_path):
 
 
 def test_a_sweep_reads_as_a_grid_with_diverged_points_marked(tiny_data, tmp_path):
+    """The key with the most values gives the columns (eps: 3), the others the rows; a diverged point is marked."""
     root, _ = tiny_data
-    for eps in ("0.01", "1e38"):  # 1e38 overflows h at the first step: diverged
+    for eps in ("0.01", "0.1", "1e38"):  # 1e38 overflows h at the first step: diverged
         for gamma in ("0.01", "1.0"):
             tiny_run(root, tmp_path / "logs" / f"{eps}_{gamma}", "table1/asym_mnist", f"model.eps={eps}",
                      f"model.gamma={gamma}")  # fmt: skip
-    write_tables([tmp_path / "logs"], tmp_path / "out", tables=(1,))
+    rows = write_tables([tmp_path / "logs"], tmp_path / "out", tables=(1,))[1]
+    asym = next(r for r in rows if (r.model, r.dataset) == ("asym", "mnist"))
+    val = {(c.runs[0].cfg["model"]["gamma"], c.runs[0].cfg["model"]["eps"]): c.mean("best_val_acc")
+           for c in asym.candidates}  # fmt: skip
     grid = (tmp_path / "out" / "table1.md").read_text().split("## Sweeps")[1].split("\n## ")[0].splitlines()
-    head = next(i for i, x in enumerate(grid) if x.startswith("| eps \\ gamma |"))
-    assert grid[head] == "| eps \\ gamma | 0.01 | 1.0 |"
-    assert grid[head + 2].startswith("| 0.01 | ") and "✗" not in grid[head + 2]
-    assert grid[head + 3].startswith("| 1e+38 | ") and grid[head + 3].count("✗") == 2
+    head = next(i for i, x in enumerate(grid) if x.startswith("| gamma \\ eps |"))
+    assert grid[head] == "| gamma \\ eps | 0.01 | 0.1 | 1e+38 |"
+    for line, gamma in zip(grid[head + 2 : head + 4], (0.01, 1.0), strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == str(gamma) and cells[1].startswith(f"{100 * val[(gamma, 0.01)]:.1f} (1)")
+        assert cells[2].startswith(f"{100 * val[(gamma, 0.1)]:.1f} (1)") and "✗" not in cells[1] + cells[2]
+        assert cells[3].endswith("✗")
 
 
 def test_rows_that_name_nothing_are_refused_and_write_nothing(tmp_path, capsys):

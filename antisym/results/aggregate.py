@@ -906,22 +906,24 @@ def render_table(
 
 
 def sweep_grid(row: RowResult) -> list[str]:
-    """A row's configurations as the grid of the keys that vary between them: the last key's values as columns, the
-    others' as rows; a cell is the mean best validation accuracy (seeds in brackets), ✗ where a run diverged, · where
-    the point was not trained. Nothing where fewer than two keys vary and one of them has a single value."""
+    """A row's configurations as the grid of the keys that vary between them: the values of the one with the most
+    (a length never) as columns, the others' as rows; a cell is the mean best validation accuracy (seeds in
+    brackets), ✗ where a run diverged, · where the point was not trained. Nothing where no key varies."""
     settings = [(c, {k: v for k, v in flatten(c.runs[0].knobs).items() if k != "trainer.eval_every"})
                 for c in row.candidates]  # fmt: skip
     keys = sorted(k for k in set().union(*(s for _, s in settings)) if len({repr(s.get(k)) for _, s in settings}) > 1)
     if not keys:
         return []
     values = {k: sorted({s.get(k) for _, s in settings}, key=repr) for k in keys}
-    *outer, inner = keys
+    swept = [k for k in keys if not k.endswith("max_steps")] or keys  # a length is a row's label, not a column
+    inner = max(swept, key=lambda k: (len(values[k]), k))  # the key with the most values: the columns
+    outer = [k for k in keys if k != inner]
     cells: dict[tuple, str] = {}
     for cand, s in settings:
         runs = [r for r in cand.runs if r.get("best_val_acc") is not None]
         mean = statistics.fmean(float(r.get("best_val_acc")) for r in runs) if runs else None
         mark = " ✗" if any(r.status == "diverged" for r in cand.runs) else ""
-        cells[tuple(s.get(k) for k in keys)] = f"{pct(mean)} ({len(runs)}){mark}"
+        cells[tuple(s.get(k) for k in (*outer, inner))] = f"{pct(mean)} ({len(runs)}){mark}"
     head = ", ".join(k.split(".", 1)[1] if "." in k else k for k in outer) or " "
     lines = [f"{row.method}, {COLUMNS[row.dataset]}:", "",
              f"| {head} \\ {inner.split('.', 1)[-1]} | "
