@@ -28,7 +28,7 @@ from antisym.data import build_task
 from antisym.models import build_model
 from antisym.models.jacobian import eigen_moduli, end_to_end_jacobian
 from antisym.provenance import REPO_ROOT
-from antisym.training.rundir import BEST_CHECKPOINT, SUPERSEDED, load_run_model
+from antisym.training.rundir import BEST_CHECKPOINT, CONFIG_FILE, SUPERSEDED, load_run_model
 
 PAPER_GAMMAS = (0.001, 0.01, 0.1, 1.0, 5.0, 10.0)
 PAPER_LENGTHS = (100, 200, 400, 800)
@@ -157,7 +157,7 @@ def find_runs(sweep_dir: str | Path) -> list[Path]:
     `.hydra/config.yaml`) and `checkpoints/best.pt`; superseded runs are not among them."""
     root = Path(sweep_dir)
     best = sorted(p.parent.parent for p in root.glob(f"**/{BEST_CHECKPOINT}") if SUPERSEDED not in p.parts)
-    return [r for r in best if (r / "config.yaml").is_file() or (r / ".hydra" / "config.yaml").is_file()]
+    return [r for r in best if (r / CONFIG_FILE).is_file() or (r / ".hydra" / CONFIG_FILE).is_file()]
 
 
 def sweep_points(

@@ -58,8 +58,10 @@ from antisym.results.paper import (
 )
 from antisym.training.rundir import (
     CHECKPOINT_DIR,
+    CONFIG_FILE,
     FINISHED,
     METRICS_FILE,
+    SUMMARY_FILE,
     SUPERSEDED,
     effective_status,
     load_config,
@@ -305,7 +307,7 @@ class Run:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "summary.json").is_file() or (path / "config.yaml").is_file() or (path / ".hydra").is_dir()
+    return (path / SUMMARY_FILE).is_file() or (path / CONFIG_FILE).is_file() or (path / ".hydra").is_dir()
 
 
 def read_run(path: Path) -> Run | str:

@@ -70,6 +70,7 @@ from antisym.training.rundir import (
     LAST_CHECKPOINT,
     METRICS_FILE,
     PERMUTATION_FILE,
+    SUMMARY_FILE,
     read_metrics,
     recorded_segments,
 )
@@ -296,7 +297,7 @@ def data_problem(run: Run, data_root: str) -> tuple[str | None, str | None]:
 def files_hash(run_dir: Path) -> str:
     """sha256 over what a re-evaluation reads of a run: config, permutation, summary, metrics, best checkpoint."""
     digest = hashlib.sha256()
-    for name in ("config.yaml", "permutation.pt", "summary.json", METRICS_FILE, BEST_CHECKPOINT):
+    for name in (CONFIG_FILE, PERMUTATION_FILE, SUMMARY_FILE, METRICS_FILE, BEST_CHECKPOINT):
         path = run_dir / name
         digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"absent") + b"\0")
     return digest.hexdigest()
