@@ -37,7 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from antisym.data.files import check_present
 from antisym.data.tasks import task_files
-from antisym.errors import ConfigError, UserError
+from antisym.errors import ConfigError, RunDirError, UserError
 
 LOCAL_LAUNCHERS = ("BasicLauncher", "PackedLauncher")  # jobs run on this machine: its data and devices count
 _ABSENT = object()  # OmegaConf.select's answer for a key that is not there (None is a value)
@@ -274,6 +274,23 @@ def _check_job(task_cfg: dict[str, Any], local: bool) -> None:
         check_present(settings.data.root, task_files(settings.task))
 
 
+def _check_writable(cfg: Any, multirun: bool) -> None:
+    """Where the command writes (hydra.run.dir, or a sweep's hydra.sweep.dir) must take files: on a read-only
+    folder Hydra's own log setup stops with a traceback before any run could refuse it. The nearest folder that
+    exists is asked (the rest would be created in it)."""
+    try:
+        target = Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir)).resolve()
+    except (HydraException, OmegaConfBaseException):  # a folder named by what only a job knows: its run checks it
+        return
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(
+            f"{existing} is read-only (or not writable by this user), so nothing can be written under {target}. "
+            "Point the run elsewhere (hydra.run.dir=..., a sweep's hydra.sweep.dir=..., or paths.log_dir=...), or "
+            "make the folder writable. Nothing was started."
+        )
+
+
 def check_command(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> Command | None:
     """Compose every job of `train.py argv` and check it; raises UserError (one paragraph) for the first bad job.
     None where Hydra only shows something (--help, --cfg, --info, shell completion): there is nothing to check."""
@@ -317,6 +334,7 @@ def check_command(argv: Sequence[str], calling_file: str, config_path: str, conf
             raise type(err)(f"{where}: {err} Nothing was started.") from None
         if shared is not None:
             raise _shared_run_dir(cfg, len(jobs), *shared)
+        _check_writable(cfg, bool(args.multirun))
         log_dir = Path(str(cfg.paths.log_dir)).resolve() if "paths" in cfg else None
         return Command(multirun=bool(args.multirun), jobs=max(len(jobs), 1), log_dir=log_dir)
     finally:

@@ -395,3 +395,18 @@ def test_a_signal_while_starting_stops_at_once_and_writes_nothing(tiny_data, tmp
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted before any run started: nothing was written" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "run").exists()
+
+
+def test_a_read_only_run_directory_is_one_paragraph_before_anything_starts(tiny_data, small_disk):
+    """A run or sweep folder on a read-only filesystem: exit 2 naming it, no traceback (Hydra's log setup would
+    raise one first)."""
+    root, _ = tiny_data
+    (small_disk / "run").mkdir()
+    if subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode:
+        pytest.skip("cannot remount the tmpfs read-only here")
+    single = [*TINY, f"data.root={root}", f"hydra.run.dir={small_disk / 'run'}"]
+    sweep = ["-m", *TINY, f"data.root={root}", "model.eps=0.01,0.1", f"hydra.sweep.dir={small_disk / 's'}"]
+    for args in (single, sweep):
+        proc = cli(*args)
+        assert proc.returncode == 2 and "is read-only (or not writable by this user)" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and "Nothing was started." in proc.stderr
