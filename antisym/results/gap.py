@@ -43,8 +43,9 @@ Curve = dict[int, float]  # step -> validation accuracy (a fraction)
 
 
 @dataclass
-class Candidate:
-    """The records of one row that change the same settings from the setup: seed -> validation curve."""
+class Change:
+    """The records of one row that change the same settings from the setup (a candidate; the setup's own runs are
+    the empty change), and their validation curves by seed."""
 
     change: tuple[tuple[str, Any], ...]
     runs: list[Any] = field(default_factory=list)  # aggregate.Run
@@ -63,10 +64,6 @@ class Candidate:
     @property
     def max_steps(self) -> int:
         return max(int(r.knobs["trainer"].get("max_steps", 0)) for r in self.runs)
-
-    @property
-    def steps_done(self) -> int:
-        return max(int(r.get("steps") or 0) for r in self.runs)
 
     @property
     def label(self) -> str:
@@ -123,23 +120,23 @@ class LedgerRow:
     dataset: str
     decide_at: int
     setup_label: str
-    base: Candidate
-    candidates: list[Candidate]
+    base: Change
+    candidates: list[Change]
 
     @property
     def anchor(self) -> str:
         return f"{self.model}-{self.dataset}"
 
     @property
-    def budget(self) -> list[Candidate]:
+    def budget(self) -> list[Change]:
         return [c for c in self.candidates if dict(c.change).keys() == {"trainer.max_steps"}]
 
     @property
-    def screens(self) -> list[Candidate]:
+    def screens(self) -> list[Change]:
         return [c for c in self.candidates if dict(c.change).keys() <= GRID]
 
     @property
-    def open_choices(self) -> list[Candidate]:
+    def open_choices(self) -> list[Change]:
         return [c for c in self.candidates if c not in self.budget and c not in self.screens]
 
 
@@ -156,12 +153,12 @@ def ledger_rows(runs: Sequence[Any], spec: Mapping[str, Any]) -> list[LedgerRow]
         cfg = compose(entry["preset"], list(entry.get("setup") or []))
         model, dataset = row_model(cfg["model"]), row_dataset(cfg["dataset"])
         setup = experiment_settings(cfg)
-        groups: dict[tuple, Candidate] = {}
+        groups: dict[tuple, Change] = {}
         for run in runs:
             if run.model == model and run.dataset == dataset and not run.quick:
                 change = changes(experiment_settings(run.cfg), setup, ITERATIONS[dataset])
-                groups.setdefault(change, Candidate(change)).runs.append(run)
-        base = groups.pop((), Candidate(()))
+                groups.setdefault(change, Change(change)).runs.append(run)
+        base = groups.pop((), Change(()))
         setup_label = ", ".join(entry.get("setup") or []) or "the preset as it is"
         rows.append(LedgerRow(entry["preset"], model, dataset, int(entry["decide_at"]), setup_label, base,
                               sorted(groups.values(), key=lambda c: c.label)))  # fmt: skip
@@ -175,7 +172,7 @@ def _pct(values: Sequence[float]) -> str:
     return f"{mean} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else mean
 
 
-def decision_step(row: LedgerRow, cand: Candidate) -> int:
+def decision_step(row: LedgerRow, cand: Change) -> int:
     """Where a candidate is read: the furthest step at or past the row's decision step (within the paper's length)
     at which both it and the setup have a validation, so that a candidate continued past it is read where it got
     to; the row's decision step while there is none."""
@@ -185,14 +182,14 @@ def decision_step(row: LedgerRow, cand: Candidate) -> int:
     return max(common, default=row.decide_at)
 
 
-def _runs_cell(cand: Candidate, base_dir: Path) -> str:
+def _runs_cell(cand: Change, base_dir: Path) -> str:
     from antisym.results.aggregate import shown
 
     return "<br>".join(f"[{run.path.name}]({shown(run.path, base_dir)}) ({int(run.get('steps') or 0):,} of "
                        f"{int(run.knobs['trainer'].get('max_steps', 0)):,})" for run in cand.runs)  # fmt: skip
 
 
-def _paper_says(cand: Candidate, choices: Mapping[str, Any], dataset: str) -> str:
+def _paper_says(cand: Change, choices: Mapping[str, Any], dataset: str) -> str:
     said = []
     for key, value in cand.change:
         off = PAPER_TASK.get(dataset, {}).get(key.removeprefix("dataset."))
@@ -202,7 +199,7 @@ def _paper_says(cand: Candidate, choices: Mapping[str, Any], dataset: str) -> st
     return "; ".join(said)
 
 
-def candidate_line(row: LedgerRow, cand: Candidate, spec: Mapping[str, Any], base_dir: Path, paper: bool = True) -> str:
+def candidate_line(row: LedgerRow, cand: Change, spec: Mapping[str, Any], base_dir: Path, paper: bool = True) -> str:
     """One candidate's row of the ledger (a point of the paper's own grid: without the paper's column, and read
     without the continue-if-rising-faster clause)."""
     at = decision_step(row, cand)
@@ -219,7 +216,7 @@ def candidate_line(row: LedgerRow, cand: Candidate, spec: Mapping[str, Any], bas
     )
 
 
-def budget_line(row: LedgerRow, cand: Candidate, base_dir: Path) -> str:
+def budget_line(row: LedgerRow, cand: Change, base_dir: Path) -> str:
     paper = ITERATIONS[row.dataset]
     if not cand.curves:
         return f"- Budget: {_runs_cell(cand, base_dir)}: no validation yet."
