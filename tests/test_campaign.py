@@ -69,8 +69,8 @@ def test_paper_plan_order_and_presets():
     assert (plan.launcher, plan.pack_size, plan.concurrent) == ("packed", 32, 2)
     assert plan.blocks == (
         "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_noisy_layout",
-        "table2_noisy_shared", "gap_budget", "gap_noisy", "gap_table1", "table2_pixel", "table1_lstm", "fig2",
-        "baselines", "table1_preset",
+        "table2_noisy_shared", "gap_budget", "gap_noisy", "gap_noisy_seed1", "gap_table1", "table2_pixel",
+        "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -83,6 +83,7 @@ def test_paper_plan_order_and_presets():
         "table2_noisy_shared": 1,
         "gap_budget": 1,
         "gap_noisy": 9,
+        "gap_noisy_seed1": 1,
         "gap_table1": 6,
         "table2_pixel": 12,
         "table1_lstm": 6,
@@ -181,17 +182,18 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
         "gap_budget/asym_noisy_cifar10_seed0",
     ]
     # The gap ledger's candidates come before the rest of the shared-noise run and before seeds 1 and 2.
-    assert [r.block for r in cpu[15:30]] == ["gap_noisy"] * 9 + ["gap_table1"] * 6
+    assert [r.block for r in cpu[15:31]] == ["gap_noisy"] * 9 + ["gap_noisy_seed1"] + ["gap_table1"] * 6
+    assert cpu[24].name == "gated_noisy_cifar10_gate_bias1.0_seed1"  # seed 1 where seed 0 came within 3 points
     # Then the gated Table 1 screen's points that can still win (eps 0.01, lr 0.1 and 0.2), and Table 1's seed 0.
-    finish = cpu[30:38]
+    finish = cpu[31:39]
     assert {r.block for r in finish} == {"table1_screen"} and {r.preset for r in finish} == {
         "table1/gated_mnist", "table1/gated_pmnist"}  # fmt: skip
     assert {p for r in finish for p in r.point} >= {"model.eps=0.01", "optimizer.lr=0.1", "optimizer.lr=0.2"}
     assert {p for r in finish for p in r.point}.isdisjoint({"model.eps=0.1", "optimizer.lr=0.5", "optimizer.lr=1.0"})
-    assert [(r.block, r.seed) for r in cpu[38:43]] == [("table1", 0)] * 4 + [("table2_noisy_shared", 0)]
-    assert [r.seed for r in cpu[43:51]] == [k for k in (1, 2) for _ in range(4)]
-    assert {r.block for r in cpu[43:51]} == {"table2_noisy"} and {r.block for r in cpu[51:]} == {"table1_screen"}
-    assert len(cpu[51:]) == 64 - 8  # the rest of the screen, each run listed once (a finished one is passed over)
+    assert [(r.block, r.seed) for r in cpu[39:44]] == [("table1", 0)] * 4 + [("table2_noisy_shared", 0)]
+    assert [r.seed for r in cpu[44:52]] == [k for k in (1, 2) for _ in range(4)]
+    assert {r.block for r in cpu[44:52]} == {"table2_noisy"} and {r.block for r in cpu[52:]} == {"table1_screen"}
+    assert len(cpu[52:]) == 64 - 8  # the rest of the screen, each run listed once (a finished one is passed over)
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
