@@ -1037,7 +1037,8 @@ def write_tables(
     # Both tables' rows always go into the CSVs (so TABLE=1 does not drop Table 2's runs); the markdown is written
     # for the tables asked for.
     result = {table: build_rows([r for r in runs if r.table == table], table) for table in (1, 2)}
-    ledger = [] if quick else ledger_rows(runs, load_spec())
+    spec = load_spec()
+    ledger = [] if quick else ledger_rows(runs, spec)
     for table in tables:
         mine = [r for r in runs if r.table == table]
         anchors = [(row.model, row.dataset) for row in ledger]
@@ -1053,7 +1054,7 @@ def write_tables(
         os.replace(tmp, out_dir / f"table{table}.md")
     if ledger:
         by_row = {(row.model, row.dataset): row for rows in result.values() for row in rows}
-        text = render_gap(ledger, by_row, load_spec(), len(runs), out_dir, command_line())
+        text = render_gap(ledger, by_row, spec, len(runs), out_dir, command_line())
         (out_dir / "gap.md.tmp").write_text(text)
         os.replace(out_dir / "gap.md.tmp", out_dir / "gap.md")
     selected = {id(r) for rows in result.values() for row in rows if row.chosen for r in row.chosen.results}

@@ -19,6 +19,7 @@ points of the paper's own grid (lr, eps, gamma) are the screens, listed apart. W
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -50,10 +51,11 @@ class Change:
     change: tuple[tuple[str, Any], ...]
     runs: list[Any] = field(default_factory=list)  # aggregate.Run
 
-    @property
+    @functools.cached_property
     def curves(self) -> dict[int, Curve]:
         """One curve per seed; two records of one seed (a screen point and a paper-length run) are merged, the
-        further-trained one first."""
+        further-trained one first. Read once (every candidate of a row is set against the setup's curves), after
+        ledger_rows has filed every run."""
         out: dict[int, Curve] = {}
         for run in sorted(self.runs, key=lambda r: -int(r.get("steps") or 0)):
             curve = out.setdefault(run.seed, {})
@@ -221,18 +223,18 @@ def budget_line(row: LedgerRow, cand: Change, base_dir: Path) -> str:
     if not cand.curves:
         return f"- Budget: {_runs_cell(cand, base_dir)}: no validation yet."
     seed, curve = next(iter(cand.curves.items()))
-    marks = [s for s in sorted(curve) if s % max(paper // 5, 1) == 0 or s == max(curve)]
-    points = ", ".join(f"{s:,}: {100 * curve[s]:.1f}" for s in marks) or "no validation yet"
-    last = max(curve, default=0)
-    climb = (f"; {100 * (curve[last] - curve[last - 2000]):+.1f} over its last 2,000"
-             if last - 2000 in curve else "")  # fmt: skip
+    every, last = max(paper // 5, 1), max(curve)
+    points = ", ".join(f"{s:,}: {100 * curve[s]:.1f}" for s in sorted(curve) if s % every == 0 or s == last)
+    climb = f"; {100 * (curve[last] - curve[last - 2000]):+.1f} over its last 2,000" if last - 2000 in curve else ""
     setup = row.base.curves.get(seed, {})
     same = [s for s in curve if s in setup]
-    agree = (f"; equal to the setup's seed {seed} at {len(same)} of {len(same)} common steps"
-             if same and all(abs(curve[s] - setup[s]) < 1e-9 for s in same)
-             else f"; the setup's seed {seed} at the same steps: "
-             + ", ".join(f"{s:,}: {100 * setup[s]:.1f}" for s in same if s % max(paper // 5, 1) == 0)
-             if same else "")  # fmt: skip
+    if not same:
+        agree = ""
+    elif all(abs(curve[s] - setup[s]) < 1e-9 for s in same):
+        agree = f"; equal to the setup's seed {seed} at {len(same)} of {len(same)} common steps"
+    else:
+        marked = ", ".join(f"{s:,}: {100 * setup[s]:.1f}" for s in same if s % every == 0)
+        agree = f"; the setup's seed {seed} at the same steps: {marked}"
     return f"- Budget: {_runs_cell(cand, base_dir)}, seed {seed}, validation at {points}{climb}{agree}."
 
 
