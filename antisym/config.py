@@ -35,6 +35,7 @@ FREE_KEYS = (
     "trainer.log_every",
     "trainer.eval_batch_size",
     "trainer.jacobian_every",
+    "trainer.test_every_eval",  # a test pass beside each validation reads the model, never trains or chooses
     "trainer.jacobian_batch",
     "trainer.time_limit_s",
     "trainer.threads",
@@ -164,6 +165,7 @@ class TrainerConfig(Section):
     threads: int = 0
     flush_denormal: bool = True
     eval_limit: int = 0
+    test_every_eval: bool = False
 
     def __post_init__(self) -> None:
         for key in ("max_steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "jacobian_batch"):

@@ -410,3 +410,36 @@ def test_a_read_only_run_directory_is_one_paragraph_before_anything_starts(tiny_
         proc = cli(*args)
         assert proc.returncode == 2 and "is read-only (or not writable by this user)" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and "Nothing was started." in proc.stderr
+
+
+def test_test_every_eval_tests_at_each_validation_and_the_tables_show_the_best_beside_the_chosen(tiny_data, tmp_path):
+    """trainer.test_every_eval reads the model only: it may be turned on at a resume (the run stays the same run),
+    its passes agree with the end-of-run test of the same weights, and the table's sensitivity section reports the
+    best of them beside the best-validation checkpoint's test, never instead of it."""
+    from antisym.results.aggregate import write_tables
+
+    root, _ = tiny_data
+    run_dir = tmp_path / "runs" / "probe"
+    common = ["dataset=pmnist", "trainer.eval_every=2"]
+    run(compose_cfg(root, *common, "trainer.max_steps=4"), run_dir)
+    summary = run(
+        compose_cfg(root, *common, "trainer.max_steps=8", "trainer.resume=true", "trainer.test_every_eval=true"),
+        run_dir,
+    )
+    rows = read_rows(run_dir)
+    probes = {r["step"]: r["acc"] for r in rows if r["split"] == "test_probe"}
+    assert sorted(probes) == [6, 8]  # the passes start where the key was turned on
+    assert [r["step"] for r in rows if r["split"] == "val"] == [2, 4, 6, 8]
+    assert probes[8] == summary["final_test_acc"]  # the final model, tested by _finish on its own
+    if summary["best_step"] in probes:
+        assert probes[summary["best_step"]] == summary["test_acc"]  # best.pt reloaded from disk and tested again
+    seen = {**probes, summary["best_step"]: summary["test_acc"]}
+    best = max(seen.values())
+
+    write_tables([tmp_path / "runs"], tmp_path / "tables", tables=(1,))
+    section = (tmp_path / "tables" / "table1.md").read_text().split("## Sensitivity")[1]
+    line = next(row for row in section.splitlines() if row.startswith("| AntisymmetricRNN | pMNIST |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2:5] == [f"{100 * summary['test_acc']:.1f}", f"{100 * best:.1f}",
+                          f"{100 * (best - summary['test_acc']):+.1f}"]  # fmt: skip
+    assert cells[6] == "1 of 1"

@@ -56,6 +56,7 @@ from antisym.results.paper import (
     reference_iterations,
     table_rows,
 )
+from antisym.results.sensitivity import sensitivity_lines
 from antisym.training.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -295,10 +296,10 @@ class Run:
     def get(self, key: str) -> Any:
         return (self.summary or {}).get(key)
 
-    def val_curve(self) -> dict[int, float]:
-        """Validation accuracy by step, from metrics.jsonl."""
+    def curve(self, split: str = "val") -> dict[int, float]:
+        """Accuracy by step on a split of metrics.jsonl: validation, or TEST_PROBE (trainer.test_every_eval)."""
         rows = read_metrics(self.path / METRICS_FILE)
-        return {int(r["step"]): float(r["acc"]) for r in rows if r.get("split") == "val" and "step" in r}
+        return {int(r["step"]): float(r["acc"]) for r in rows if r.get("split") == split and "step" in r}
 
     @property
     def has_result(self) -> bool:
@@ -895,6 +896,7 @@ def render_table(
     grids = [line for row in multi for line in sweep_grid(row)]
     if grids:
         out += ["", "## Sweeps (best validation accuracy %, mean over seeds)", "", *grids]
+    out += sensitivity_lines(rows)
 
     out += [
         "",

@@ -59,7 +59,7 @@ class Change:
         out: dict[int, Curve] = {}
         for run in sorted(self.runs, key=lambda r: -int(r.get("steps") or 0)):
             curve = out.setdefault(run.seed, {})
-            for step, acc in run.val_curve().items():
+            for step, acc in run.curve().items():
                 curve.setdefault(step, acc)
         return {seed: curve for seed, curve in sorted(out.items()) if curve}
 

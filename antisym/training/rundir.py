@@ -30,6 +30,7 @@ CONFIG_FILE = "config.yaml"  # the resolved settings that trained this run
 OVERRIDES_FILE = "overrides.yaml"  # the command-line overrides that composed them
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
+TEST_PROBE = "test_probe"  # metrics.jsonl split of a test pass at a validation (trainer.test_every_eval)
 PERMUTATION_FILE = "permutation.pt"  # pMNIST: the pixel order this run trained on
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"  # everything to continue exactly (removed once a record is finished)

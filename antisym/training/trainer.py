@@ -42,6 +42,7 @@ from antisym.training.rundir import (
     METRICS_FILE,
     PERMUTATION_FILE,
     SUMMARY_FILE,
+    TEST_PROBE,
     RunLock,
     SettingsChangedError,
     Snapshot,
@@ -482,6 +483,9 @@ def _train(members: list[Member]) -> None:
                     if step % t.eval_every == 0 or step == t.max_steps:
                         val = _evaluate(m, "val", f"step {step}, validation")
                         m.metrics.log({"step": step, "split": "val", **val})
+                        if t.test_every_eval:  # reported beside the chosen checkpoint's test, never chooses it
+                            test = _evaluate(m, "test", f"step {step}, test (trainer.test_every_eval)")
+                            m.metrics.log({"step": step, "split": TEST_PROBE, **test})
                         if val["acc"] > m.best["val_acc"]:
                             m.best = {"val_acc": val["acc"], "step": step}
                             atomic_save({"model": m.model.state_dict(), "step": step}, m.run_dir / BEST_CHECKPOINT)
