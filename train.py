@@ -44,7 +44,7 @@ from antisym.errors import UserError  # noqa: E402
 from antisym.groups import run_groups  # noqa: E402
 from antisym.preflight import check_command  # noqa: E402
 from antisym.training import run  # noqa: E402
-from antisym.training.rundir import read_summary, remove_if_empty  # noqa: E402
+from antisym.training.rundir import Status, read_summary, remove_if_empty  # noqa: E402
 
 CONF = Path(__file__).resolve().parent / "conf"
 # hydra.run.dir names the run by model.name: checked before Hydra makes the directory (conf/hydra/default.yaml).
@@ -108,7 +108,10 @@ def main(cfg: DictConfig) -> float | None:
         summary = run(cfg, run_dir, overrides=overrides)
     except KeyboardInterrupt:  # a second Ctrl-C, or a signal while starting: recorded at the last checkpoint's step
         summary = read_summary(run_dir)
-        if (summary or {}).get("status") not in ("interrupted", "running"):  # stopped before it wrote anything
+        if (summary or {}).get("status") not in (
+            Status.INTERRUPTED,
+            Status.RUNNING,
+        ):  # stopped before it wrote anything
             leave_nothing(cfg, run_dir, job_log, logged_before)
             raise  # said below: no job recorded an outcome
     except UserError as err:  # one paragraph, no traceback: the message says what to change
@@ -120,9 +123,11 @@ def main(cfg: DictConfig) -> float | None:
             return None
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    status = "interrupted" if summary.get("status") == "running" else summary.get("status")  # killed while starting
+    status = (
+        Status.INTERRUPTED if summary.get("status") == Status.RUNNING else summary.get("status")
+    )  # killed while starting
     OUTCOMES[status or "unknown"] += 1
-    if status == "interrupted":
+    if status == Status.INTERRUPTED:
         where = f"hydra.run.dir={hydra_cfg.runtime.output_dir}"
         searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath")]  # a user's conf/
         job = [sys.executable, sys.argv[0], *overrides, *searchpath, "trainer.resume=true", where]  # this job alone
@@ -139,7 +144,7 @@ def main(cfg: DictConfig) -> float | None:
             sys.exit(130)
         if summary.get("stop_reason") != "time_limit":
             raise KeyboardInterrupt  # a signal stops the whole sweep, as Ctrl-C asks
-    if status == "diverged" and not multirun:
+    if status == Status.DIVERGED and not multirun:
         print(
             f"diverged: {summary.get('diverged_reason')} at step {summary.get('diverged_at_step')} "
             f"({diverged_settings(cfg)}); summary in {hydra_cfg.runtime.output_dir}/summary.json. "

@@ -267,7 +267,7 @@ def _shared_run_dir(cfg: DictConfig, jobs: int, subdir: str, first: list[str], l
 
 
 def _check_job(task_cfg: dict[str, Any], local: bool) -> None:
-    from antisym.training.trainer import check_settings  # torch and the models load once the command composes
+    from antisym.training.member import check_settings  # torch and the models load once the command composes
 
     settings, _ = check_settings(task_cfg, device=local)
     if local and not settings.data.download:

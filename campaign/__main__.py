@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from antisym.errors import UserError
-from antisym.training.rundir import LAST_CHECKPOINT
+from antisym.training.rundir import LAST_CHECKPOINT, Status
 from antisym.training.runs import run_state
 from campaign.limits import CALL_S, CARRY_BYTES, MIB
 from campaign.plan import load_plan, planned_state, planned_steps, resolve
@@ -39,7 +39,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"campaign {plan.name}: {len(plan.runs)} runs in {len(plan.blocks)} blocks, records in {args.records}")
     print("\n".join(block_lines(rows)))
     machine = f"cpu: {cpu_name()}"
-    lanes = args.lanes or max(1, sum(row["states"].get("running", 0) for row in rows))  # the runs training now
+    lanes = args.lanes or max(1, sum(row["states"].get(Status.RUNNING, 0) for row in rows))  # the runs training now
     print("\n" + "\n".join(rate_lines(rows, rates_here(plan, args.records, machine), machine, lanes)))
     return 0
 

@@ -240,7 +240,7 @@ def run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
 
 
 def _run_lease(lease: Lease) -> tuple[int, dict[str, Any]]:
-    from antisym.training.trainer import resolve_device
+    from antisym.training.devices import resolve_device
 
     started = lease.clock()
     device = resolve_device(lease.device)

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from antisym.errors import ConfigError
-from antisym.training.rundir import FINISHED, read_summary
-from antisym.training.runs import WAITING, RunState, compose, compose_where_present, growing, run_state
+from antisym.training.rundir import FINISHED, Status, read_summary
+from antisym.training.runs import RunState, compose, compose_where_present, growing, run_state
 
 PLAN_DIR = Path(__file__).resolve().parents[1] / "conf" / "campaign"
 # An unfinished screen point whose best validation accuracy so far trails a finished point's by this much cannot win
@@ -241,9 +241,9 @@ def planned_state(records: Path, run: PlannedRun) -> RunState:
     grows = growing(records / run.rel_dir, state.status, state.steps, longer[-1]) if longer else None
     if grows is not None:  # a plan that raised the length of a run that kept its last checkpoint (keep_last)
         return grows
-    if run.waiting and not state.finished and state.status != "running":
-        detail = f"{state.steps:,} steps recorded; " if state.status != "missing" else ""
-        return RunState(WAITING, state.steps, f"{detail}waits for {run.select} to choose its point")
+    if run.waiting and not state.finished and state.status != Status.RUNNING:
+        detail = f"{state.steps:,} steps recorded; " if state.status != Status.MISSING else ""
+        return RunState(Status.WAITING, state.steps, f"{detail}waits for {run.select} to choose its point")
     return state
 
 
@@ -260,7 +260,7 @@ def choose_point(plan: Plan, records: Path, block: str, preset: str) -> PlannedR
     first: dict[tuple[str, ...], PlannedRun] = {}
     for run, summary in zip(runs, summaries, strict=True):
         first.setdefault(run.point, run)
-        if summary.get("status") == "completed" and summary.get("best_val_acc") is not None:
+        if summary.get("status") == Status.COMPLETED and summary.get("best_val_acc") is not None:
             scores.setdefault(run.point, []).append(float(summary["best_val_acc"]))
     if not scores:
         return None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from antisym.provenance import cpu_name
-from antisym.training.rundir import METRICS_FILE, read_metrics, read_summary, recorded_segments
+from antisym.training.rundir import METRICS_FILE, Status, read_metrics, read_summary, recorded_segments
 from campaign.plan import Plan, planned_state, resolve
 
 RATE_ROWS = 200  # the latest logged training intervals of a block that its rate is measured over
@@ -32,7 +32,7 @@ def blocks(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[dict[s
                 "block": block,
                 "runs": len(runs),
                 "states": dict(Counter(s.status for s in states.values())),
-                "completed": sum(s.status == "completed" for s in states.values()),
+                "completed": sum(s.status == Status.COMPLETED for s in states.values()),
                 "steps_done": sum(min(s.steps, planned[d]) for d, s in states.items()),
                 "steps_planned": sum(planned[r.rel_dir] for r in runs),
                 "left_by_preset": dict(left),

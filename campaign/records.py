@@ -37,6 +37,7 @@ from antisym.training.rundir import (
     SUMMARY_FILE,
     SUPERSEDED,
     RunLock,
+    Status,
     load_config,
     lock_holder,
     move_aside,
@@ -255,7 +256,7 @@ def collect(archives: Iterable[Path], records: Path, allow_older: bool = False) 
                 "run being trained here is collected once it stops; a record of other settings belongs in another "
                 "run directory (the plan names one per setting), so check which lease or plan wrote the archive."
             )
-        states = {u: _unit_state(records / u, "missing") for u in units}
+        states = {u: _unit_state(records / u, Status.MISSING) for u in units}
         older = []
         for unit in units:
             before, after = states[unit], _unit_state(staging / "new" / unit, "record")

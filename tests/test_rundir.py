@@ -496,7 +496,7 @@ def test_a_killed_run_reads_back_at_its_last_checkpoints_step(tiny_data, tmp_pat
 def test_a_second_ctrl_c_mid_step_records_the_last_checkpoint_not_the_step_reached(tiny_data, tmp_path, monkeypatch):
     """The second Ctrl-C raised inside step 40 (in-process, so it lands mid-step every time): the steps since the
     checkpoint at 25 are lost, and the record says 25, the step a resume continues from."""
-    import antisym.training.trainer as trainer
+    import antisym.training.pack as pack
 
     root, _ = tiny_data
     calls = []
@@ -508,7 +508,7 @@ def test_a_second_ctrl_c_mid_step_records_the_last_checkpoint_not_the_step_reach
             os.kill(os.getpid(), signal.SIGINT)
         return 1.0
 
-    monkeypatch.setattr(trainer, "lr_factor", ctrl_c_twice_at_step_40)
+    monkeypatch.setattr(pack, "lr_factor", ctrl_c_twice_at_step_40)
     with pytest.raises(KeyboardInterrupt):
         run(compose_cfg(root, "trainer.max_steps=100", "trainer.eval_every=25"), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -614,7 +614,7 @@ def test_summary_records_a_dirty_tree(tiny_data, tmp_path):
 
 
 def test_sampler_checkpoint_is_small_and_continues_the_same_order():
-    from antisym.training.trainer import BatchSampler
+    from antisym.training.sampling import BatchSampler
 
     full = BatchSampler(55000, 128, seed=3)
     expected = [full.next() for _ in range(1000)]  # crosses two epoch boundaries (429 batches an epoch)
@@ -745,10 +745,10 @@ def test_a_signal_in_any_phase_keeps_the_contract(tiny_data, tmp_path, monkeypat
     """SIGINT while the data loads stops at the first step boundary (interrupted, a checkpoint at step 0); one in
     the final evaluation lets the finished run complete; a second one there records interrupted at the last
     checkpoint, which a resume completes. Never a `running` summary, never steps 0 for a run that trained."""
-    import antisym.training.trainer as trainer
+    import antisym.training.member as member
 
     root, _ = tiny_data
-    real_fingerprint, real_evaluate = trainer.fingerprint, trainer.evaluate
+    real_fingerprint, real_evaluate = member.fingerprint, member.evaluate
     times = 2 if phase.endswith("twice") else 1
 
     def fingerprint_then_signal(*args):
@@ -765,9 +765,9 @@ def test_a_signal_in_any_phase_keeps_the_contract(tiny_data, tmp_path, monkeypat
         return real_evaluate(model, task, *args)
 
     if phase == "data loading":
-        monkeypatch.setattr(trainer, "fingerprint", fingerprint_then_signal)
+        monkeypatch.setattr(member, "fingerprint", fingerprint_then_signal)
     else:
-        monkeypatch.setattr(trainer, "evaluate", evaluate_then_signal)
+        monkeypatch.setattr(member, "evaluate", evaluate_then_signal)
     cfg = compose_cfg(root, "trainer.max_steps=6", "trainer.eval_every=3")
     if times == 2:
         with pytest.raises(KeyboardInterrupt):

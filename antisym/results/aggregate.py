@@ -64,6 +64,7 @@ from antisym.training.rundir import (
     METRICS_FILE,
     SUMMARY_FILE,
     SUPERSEDED,
+    Status,
     effective_status,
     load_config,
     read_metrics,
@@ -374,7 +375,7 @@ def collect_runs(roots: Iterable[str | Path]) -> list[Run]:
 
 
 def _progress(run: Run) -> tuple[bool, int]:
-    return run.status == "completed", int(run.get("steps") or 0)
+    return run.status == Status.COMPLETED, int(run.get("steps") or 0)
 
 
 def on_other_data(run: Run) -> bool:
@@ -530,7 +531,7 @@ class RowResult:
 
     @property
     def not_completed(self) -> list[Run]:
-        return [r for r in self.runs if r.status != "completed"]
+        return [r for r in self.runs if r.status != Status.COMPLETED]
 
     @property
     def params(self) -> str:
@@ -633,7 +634,7 @@ def seeds_cell(row: RowResult) -> str:
     if row.chosen is None:
         return "0"
     n = len(row.chosen.results)
-    diverged = sum(r.status == "diverged" for r in row.chosen.results)
+    diverged = sum(r.status == Status.DIVERGED for r in row.chosen.results)
     missing = row.chosen.seeds_without_result
     twins = len(row.chosen.duplicates)
     extra = [f"{diverged} diverged"] * bool(diverged) + [f"{missing} without result"] * bool(missing)
@@ -713,12 +714,12 @@ def table_header(cols: Sequence[str], reference: str, whose: str) -> list[str]:
 
 def unfinished_detail(run: Run) -> str:
     """Why a run has no final result: where it diverged, or how it stopped and what resuming it does."""
-    if run.status == "diverged":
+    if run.status == Status.DIVERGED:
         reason = run.get("diverged_reason") or "non-finite loss"
         best = run.get("best_step")
         kept = f"best val checkpoint at step {best:,}" if best is not None else "no validation before it: no checkpoint"
         return f"{reason} at step {run.get('diverged_at_step')}; {kept}"
-    if run.status == "running":
+    if run.status == Status.RUNNING:
         return "training now (a live process holds its lock): its record moves as it trains"
     stop = run.get("stop_reason") or "killed: no clean stop recorded"
     return f"{run.status} ({stop}): resumes from its last checkpoint"
@@ -926,7 +927,7 @@ def sweep_grid(row: RowResult) -> list[str]:
     for cand, s in settings:
         runs = [r for r in cand.runs if r.get("best_val_acc") is not None]
         mean = statistics.fmean(float(r.get("best_val_acc")) for r in runs) if runs else None
-        mark = " ✗" if any(r.status == "diverged" for r in cand.runs) else ""
+        mark = " ✗" if any(r.status == Status.DIVERGED for r in cand.runs) else ""
         cells[tuple(s.get(k) for k in (*outer, inner))] = f"{pct(mean)} ({len(runs)}){mark}"
     head = ", ".join(k.split(".", 1)[1] if "." in k else k for k in outer) or " "
     lines = [f"{row.method}, {COLUMNS[row.dataset]}:", "",

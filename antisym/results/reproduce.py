@@ -38,6 +38,7 @@ from pathlib import Path
 from antisym.results.__main__ import parse_tables
 from antisym.results.aggregate import QuickRunsError, write_tables
 from antisym.results.paper import preset_name, table_rows
+from antisym.training.rundir import Status
 from antisym.training.runs import RunState, compose, run_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -270,9 +271,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"{tag}reproduce: tables {', '.join(map(str, args.table))}, {len(jobs)} runs under {log_root}")
     for job in jobs:
-        actions = {"completed": "skip", "diverged": "keep", "stale": "move aside, rerun", "missing": "run"}
+        actions = {
+            Status.COMPLETED: "skip",
+            Status.DIVERGED: "keep",
+            Status.STALE: "move aside, rerun",
+            Status.MISSING: "run",
+        }
         status, detail = job.state.status, job.state.detail
-        action = actions.get(status, "leave (being written)" if status == "running" else "rerun (resume)")
+        action = actions.get(status, "leave (being written)" if status == Status.RUNNING else "rerun (resume)")
         print(f"  {job.preset:32s} seed{job.seed:<3d} {status:10s} -> {action}" + (f"  [{detail}]" if detail else ""))
     groups = launch_groups(jobs, args.quick)
     if not groups:
@@ -283,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             continue
         for job in jobs:
-            if job.state.status == "stale" and job.preset in presets and job.seed in seeds:
+            if job.state.status == Status.STALE and job.preset in presets and job.seed in seeds:
                 print(f"  moved stale {job.run_dir} -> {move_stale(job, log_root)}")
         proc = subprocess.run(cmd, cwd=REPO, env=child_env(args.launcher, args.jobs))
         if proc.returncode != 0:

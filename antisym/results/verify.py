@@ -63,6 +63,8 @@ from antisym.models.ensemble import cast
 from antisym.provenance import commit_known, git_state, provenance
 from antisym.results.aggregate import Run, command_line, scan_runs, shown
 from antisym.training.checkpoint import load_checkpoint, load_permutation, saved_device_kinds
+from antisym.training.devices import DTYPES
+from antisym.training.evaluation import eval_size, evaluate
 from antisym.training.rundir import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -71,11 +73,11 @@ from antisym.training.rundir import (
     METRICS_FILE,
     PERMUTATION_FILE,
     SUMMARY_FILE,
+    Status,
     read_metrics,
     recorded_segments,
 )
 from antisym.training.threads import flushed_denormals
-from antisym.training.trainer import DTYPES, eval_size, evaluate
 from antisym.trust import UntrustedTargetError, check_targets
 
 OTHER_DEVICE_TOLERANCE = 2  # examples a split may differ by when re-evaluated on another kind of device
@@ -99,7 +101,7 @@ class Verdict:
 
     @property
     def verdict(self) -> str:
-        if self.status == "running":
+        if self.status == Status.RUNNING:
             return "training now: not checked"
         if self.failures:
             return "DIFFERS"
@@ -183,7 +185,7 @@ def length_problems(run: Run, rows: list[dict[str, Any]]) -> list[str]:
     end = max((r["step"] for r in rows if isinstance(r.get("step"), int)), default=None)
     if end != steps:
         problems.append(f"summary says {steps} steps; metrics.jsonl's rows end at step {end}")
-    if run.status == "completed" and steps != max_steps:
+    if run.status == Status.COMPLETED and steps != max_steps:
         problems.append(f"completed after {steps} steps, but trainer.max_steps is {max_steps}")
     if summary.get("max_steps", max_steps) != max_steps:
         problems.append(f"summary says max_steps {summary['max_steps']}; config.yaml's trainer.max_steps {max_steps}")
@@ -346,7 +348,7 @@ def verify_run(
     re-evaluated."""
     summary = run.summary or {}
     verdict = Verdict(run.path, run.status, int(summary.get("steps") or 0))
-    if run.status == "running":
+    if run.status == Status.RUNNING:
         return verdict
     try:
         rows = read_metrics(run.path / METRICS_FILE)

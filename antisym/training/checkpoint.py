@@ -115,7 +115,7 @@ def restore_noise(noise_gen: torch.Generator, saved: torch.Tensor, step: int) ->
 def restore_train_state(
     state: dict[str, Any], path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sampler, noise_gen
 ) -> dict[str, Any]:
-    """Restore the objects from a last.pt checkpoint (written by trainer._checkpoint, read from `path` by
+    """Restore the objects from a last.pt checkpoint (written by member.save_checkpoint, read from `path` by
     `load_checkpoint`); returns the rest (step, best, wall time, dates)."""
     try:
         model.load_state_dict(state["model"])

@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,26 @@ PERMUTATION_FILE = "permutation.pt"  # pMNIST: the pixel order this run trained 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"  # everything to continue exactly (removed once a record is finished)
 BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.pt"  # the weights at the best validation accuracy
-FINISHED = ("completed", "diverged")  # a result either way: never trained again unless asked
+
+
+class Status(StrEnum):
+    """A run's state. summary.json records the first five: `running` until the run ends completed, diverged, failed
+    or interrupted (a `running` record whose lock no process holds reads as interrupted). The drivers derive the
+    others for a planned run (runs.run_state): no record yet, a record of other settings, a completed run whose
+    plan raised its max_steps, a run whose settings come from runs not finished."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    MISSING = "missing"
+    STALE = "stale"
+    INCOMPLETE = "incomplete"
+    WAITING = "waiting"
+
+
+FINISHED = (Status.COMPLETED, Status.DIVERGED)  # a result either way: never trained again unless asked
 LOCK_FILE = "run.lock"
 SUPERSEDED = "superseded"
 RUN_FILES = (CONFIG_FILE, OVERRIDES_FILE, SUMMARY_FILE, METRICS_FILE, CHECKPOINT_DIR, PERMUTATION_FILE, "wandb")
@@ -317,7 +337,7 @@ def skips_completed(
     with trainer.resume (training it longer)."""
     from antisym.config import settings_differences
 
-    completed = previous is not None and previous.get("status") == "completed"
+    completed = previous is not None and previous.get("status") == Status.COMPLETED
     if not (skip_completed and completed) or (saved := saved_settings(run_dir)) is None:
         return False
     if not settings_differences(saved, cfg, allow_longer=False):
@@ -325,7 +345,9 @@ def skips_completed(
         return True
     diffs = settings_differences(saved, cfg)
     if diffs or resume is False:
-        raise settings_changed(run_dir, diffs or ["trainer.max_steps raised; add trainer.resume=true"], "completed")
+        raise settings_changed(
+            run_dir, diffs or ["trainer.max_steps raised; add trainer.resume=true"], Status.COMPLETED
+        )
     return False
 
 
@@ -417,9 +439,9 @@ def lock_holder(run_dir: Path) -> dict | None:
 
 def effective_status(run_dir: Path, summary: dict | None) -> str:
     """The summary's status, except that 'running' without a live writer means the process was killed."""
-    status = (summary or {}).get("status", "incomplete")
-    if status == "running" and lock_holder(run_dir) is None:
-        return "interrupted"
+    status = (summary or {}).get("status", Status.INCOMPLETE)
+    if status == Status.RUNNING and lock_holder(run_dir) is None:
+        return Status.INTERRUPTED
     return status
 
 

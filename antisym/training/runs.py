@@ -29,6 +29,7 @@ from antisym.data import task_family, task_spec
 from antisym.training.rundir import (
     FINISHED,
     LAST_CHECKPOINT,
+    Status,
     effective_status,
     holds_run,
     load_config,
@@ -37,14 +38,14 @@ from antisym.training.rundir import (
 )
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-WAITING = "waiting"  # a run whose settings are chosen from runs not finished yet: nothing to train
-TODO = ("missing", "interrupted", "stale", "failed", "incomplete")  # what a driver trains (failed: where it retries)
+# what a driver trains (failed: where it retries)
+TODO = (Status.MISSING, Status.INTERRUPTED, Status.STALE, Status.FAILED, Status.INCOMPLETE)
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class RunState:
-    status: str  # missing | waiting | stale | the summary's effective status (completed, diverged, failed, ...)
+    status: str  # a Status: missing | waiting | stale | incomplete | the summary's effective status
     steps: int = 0
     detail: str = ""  # why, where the status alone does not say it (the settings that differ, the error)
 
@@ -54,7 +55,7 @@ class RunState:
 
     def todo(self, retry_failed: bool = False) -> bool:
         """Whether a driver trains it now: never a finished, waiting or running one; a failed one if asked."""
-        return self.status in TODO and (retry_failed or self.status != "failed")
+        return self.status in TODO and (retry_failed or self.status != Status.FAILED)
 
 
 def run_state(run_dir: Path, wanted: Mapping[str, Any] | None = None, rerun_diverged: bool = False) -> RunState:
@@ -64,23 +65,25 @@ def run_state(run_dir: Path, wanted: Mapping[str, Any] | None = None, rerun_dive
     summary = read_summary(run_dir)
     steps = int((summary or {}).get("steps") or 0)
     if lock_holder(run_dir) is not None:  # another lane or launcher trains it now, its summary written or not yet
-        return RunState("running", steps, "its lock is held by a live process")
+        return RunState(Status.RUNNING, steps, "its lock is held by a live process")
     if summary is None:  # started (settings or a checkpoint written) but killed before its summary: interrupted
-        status = "interrupted" if holds_run(run_dir) else "missing"
+        status = Status.INTERRUPTED if holds_run(run_dir) else Status.MISSING
     else:
         status = effective_status(run_dir, summary)
     cfg = load_config(run_dir) if wanted is not None and run_dir.is_dir() else None
     grows = growing(run_dir, status, steps, int(wanted["trainer"]["max_steps"])) if wanted is not None else None
-    diffs = settings_differences(cfg, wanted, allow_longer=status != "completed" or grows is not None) if cfg else []
+    diffs = (
+        settings_differences(cfg, wanted, allow_longer=status != Status.COMPLETED or grows is not None) if cfg else []
+    )
     if diffs:
-        return RunState("stale", steps, "; ".join(diffs))
+        return RunState(Status.STALE, steps, "; ".join(diffs))
     if grows is not None:
         return grows
-    if status == "diverged" and rerun_diverged:
-        return RunState("failed", steps, "diverged; rerun asked for (--rerun-diverged)")
-    if status == "failed":
+    if status == Status.DIVERGED and rerun_diverged:
+        return RunState(Status.FAILED, steps, "diverged; rerun asked for (--rerun-diverged)")
+    if status == Status.FAILED:
         return RunState(status, steps, str((summary or {}).get("error", status))[:160])
-    if status in FINISHED or status == "missing":
+    if status in FINISHED or status == Status.MISSING:
         return RunState(status, steps)
     has_ckpt = (run_dir / LAST_CHECKPOINT).is_file()
     return RunState(status, steps, "resumes from checkpoints/last.pt" if has_ckpt else "no checkpoint: starts again")
@@ -89,9 +92,11 @@ def run_state(run_dir: Path, wanted: Mapping[str, Any] | None = None, rerun_dive
 def growing(run_dir: Path, status: str, steps: int, max_steps: int) -> RunState | None:
     """A completed run that kept its last checkpoint, asked for more steps: the same run goes on (a constant lr
     changes nothing already trained; the trainer refuses where the schedule depends on max_steps)."""
-    if status != "completed" or steps >= max_steps or not (run_dir / LAST_CHECKPOINT).is_file():
+    if status != Status.COMPLETED or steps >= max_steps or not (run_dir / LAST_CHECKPOINT).is_file():
         return None
-    return RunState("incomplete", steps, f"completed at {steps:,}; trains on to {max_steps:,} from checkpoints/last.pt")
+    return RunState(
+        Status.INCOMPLETE, steps, f"completed at {steps:,}; trains on to {max_steps:,} from checkpoints/last.pt"
+    )
 
 
 def compose(preset: str, overrides: Sequence[str], config_dir: Path = CONF_DIR) -> dict[str, Any]:

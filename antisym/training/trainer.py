@@ -4,211 +4,46 @@
 data is read), decides whether the directory is resumed, skipped or started afresh (refusing changed settings),
 then trains, writing the resolved config, metrics.jsonl, checkpoints/{last,best}.pt and summary.json. Every way a
 run ends leaves a summary whose `status` says how: completed, diverged, failed or interrupted.
+
+Read `_train` top to bottom: set up, step until every run has stopped, finish. What one run does in its directory
+is member.py; packing several runs into one forward pass is pack.py; when to stop is stopping.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import signal
-import threading
 import time
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from hydra.utils import to_absolute_path
-from torch import Tensor, nn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from antisym.config import RunConfig, TrainerConfig, as_container
-from antisym.data import DataError, SequenceTask, build_task, task_class, task_files, task_spec
-from antisym.data.files import check_present, fingerprint
-from antisym.errors import ConfigError, UserError
-from antisym.models import build_model, count_parameters, pack_forward
+from antisym.config import as_container
+from antisym.errors import UserError
 from antisym.models.jacobian import jacobian_eigen_stats
-from antisym.provenance import code_version, device_description
-from antisym.training.checkpoint import atomic_save, load_checkpoint, restore_train_state
-from antisym.training.metrics import MetricsLogger
-from antisym.training.optim import build_optimizer, lr_factor
-from antisym.training.rundir import (
-    BEST_CHECKPOINT,
-    LAST_CHECKPOINT,
-    METRICS_FILE,
-    PERMUTATION_FILE,
-    SUMMARY_FILE,
-    TEST_PROBE,
-    RunLock,
-    SettingsChangedError,
-    Snapshot,
-    read_metrics,
-    read_summary,
-    record_settings,
-    remove_if_empty,
-    resume_source,
-    segments_before,
-    skips_completed,
-    take_over,
-    unwritable,
-    write_json,
+from antisym.training import pack
+from antisym.training.checkpoint import atomic_save
+from antisym.training.member import (
+    Job,
+    Member,
+    evaluate_split,
+    fail,
+    finish,
+    prepare,
+    save_checkpoint,
+    set_up,
+    show_progress,
 )
+from antisym.training.rundir import BEST_CHECKPOINT, TEST_PROBE, RunLock, remove_if_empty, unwritable
+from antisym.training.stopping import StopRequest, still_training
 from antisym.training.threads import apply_threads, flushed_denormals
 
-__all__ = [
-    "DTYPES",
-    "GLOBAL_RNG",
-    "BatchSampler",
-    "Job",
-    "SettingsChangedError",
-    "check_settings",
-    "eval_size",
-    "evaluate",
-    "resolve_device",
-    "run",
-    "run_pack",
-]
+__all__ = ["Job", "run", "run_pack"]
 
 log = logging.getLogger("antisym")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}  # trainer.dtype: float64 for exactness checks
-# Held around every use of torch's global generator (seed, then initialise a model): packs trained side by side in
-# threads (the campaign's concurrent packs) would otherwise draw each other's initial weights.
-GLOBAL_RNG = threading.Lock()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but no CUDA device is available; use trainer.device=auto or cpu.")
-    return torch.device(name)
-
-
-class BatchSampler:
-    """Shuffled epochs of training indices from a seeded generator. A checkpoint holds the generator's state at the
-    start of the epoch and the position in it (a few kB, not the 55,000-index order): the order is drawn again."""
-
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size = n, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self._new_epoch()
-
-    def _new_epoch(self) -> None:
-        self.epoch_state: torch.Tensor | None = self.generator.get_state()
-        self.order = torch.randperm(self.n, generator=self.generator)
-        self.pos = 0
-
-    def next(self) -> torch.Tensor:
-        if self.pos + self.batch_size > self.n:  # drop the ragged tail, start a new epoch
-            self._new_epoch()
-        idx = self.order[self.pos : self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return idx
-
-    def state_dict(self) -> dict[str, Any]:
-        if self.epoch_state is None:  # resumed from an order-holding checkpoint, until its epoch ends
-            return {"generator": self.generator.get_state(), "order": self.order, "pos": self.pos}
-        return {"epoch_generator": self.epoch_state, "pos": self.pos}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "order" in state:  # older checkpoints hold the epoch's order itself
-            self.generator.set_state(state["generator"])
-            self.order, self.pos, self.epoch_state = state["order"], state["pos"], None
-            return
-        self.generator.set_state(state["epoch_generator"])
-        self._new_epoch()
-        self.pos = state["pos"]
-
-
-def eval_size(task: SequenceTask, limit: int) -> int:
-    """The examples an evaluation of `task` reads: all of them, or its first `limit` (trainer.eval_limit; 0: all)."""
-    return min(limit, len(task)) if limit else len(task)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    task: SequenceTask,
-    batch_size: int,
-    device: torch.device,
-    dtype: torch.dtype = torch.float32,
-    limit: int = 0,
-) -> dict[str, float]:
-    """Mean loss and accuracy over a split, or its first `limit` examples (summed on the device: one transfer at
-    the end, no sync a batch)."""
-    n = eval_size(task, limit)
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for start in range(0, n, batch_size):
-        x, y = task.batch(torch.arange(start, min(start + batch_size, n)))
-        logits = model(x.to(device, dtype))
-        y = y.to(device)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(-1) == y).sum()
-    model.train()
-    return {"loss": loss_sum.item() / max(1, n), "acc": correct.item() / max(1, n)}
-
-
-def _evaluate(m: Member, split: str, what: str) -> dict[str, float]:
-    """evaluate() of a member on a split under trainer.eval_limit, with a log line first: a long evaluation (the
-    final test set twice, on a CPU) shows what it is doing instead of looking hung."""
-    t = m.trainer
-    n = eval_size(m.tasks[split], t.eval_limit)
-    log.info(
-        "%s: %s on %d %s examples%s",
-        m.run_dir,
-        what,
-        n,
-        split,
-        " (trainer.eval_limit)" if n < len(m.tasks[split]) else "",
-    )
-    return evaluate(m.model, m.tasks[split], t.eval_batch_size, m.device, DTYPES[t.dtype], t.eval_limit)
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-class StopRequest:
-    """SIGINT / SIGTERM set a flag that the loop reads between steps, so the run stops at a step boundary with a
-    consistent checkpoint. A second Ctrl-C stops at once (no checkpoint)."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.reason is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.reason = signal.Signals(signum).name
-        log.warning("%s received: stopping after this step (Ctrl-C again to stop at once)", self.reason)
-
-    @contextmanager
-    def installed(self):
-        previous = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, self._handle)
-        except ValueError:  # not the main thread (a launcher's worker thread): signals stay as they were
-            pass
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
-@dataclass
-class Job:
-    """One run to train: its resolved config, directory and the command-line overrides that composed it."""
-
-    cfg: dict[str, Any]
-    run_dir: Path
-    overrides: list[str] | None = None
 
 
 def run(cfg: Any, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -234,33 +69,19 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
     refused: list[tuple[Path, bool]] = []  # (run dir, whether it was there before)
     threads = (jobs[0].cfg.get("trainer") or {}).get("threads", 0) if jobs else 0
     applied = None  # set before the segments record it; logged only once something trains (a refusal logs nothing)
-    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0:  # else refused in _prepare
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0:  # else refused in prepare
         applied = apply_threads(threads)
     with ExitStack() as locks:
         members: list[Member] = []
         for i, job in enumerate(jobs):
-            existed = job.run_dir.exists()
-            try:
-                locks.enter_context(RunLock(job.run_dir))
-                prepared = _prepare(job)
-            except UserError as err:  # refused, invalid or unreadable (some of these are OSErrors too)
-                results[i] = err
-                refused.append((job.run_dir, existed))
-                continue
-            except OSError as err:  # a read-only folder, a full disk: this member only, nothing half-written
-                results[i] = unwritable(job.run_dir, err, "before training started; nothing was trained")
-                refused.append((job.run_dir, existed))
-                continue
-            except Exception as err:  # this member only: refused, invalid or unreadable
-                results[i] = err
-                continue
-            if isinstance(prepared, Member):
-                if pack_id is not None:
-                    prepared.summary["pack"] = {"id": pack_id, "member": i, "size": len(jobs)}
-                prepared.index = i
-                members.append(prepared)
-            else:
+            prepared = _prepare(job, locks, refused)
+            if not isinstance(prepared, Member):  # skipped (its summary) or refused (the exception)
                 results[i] = prepared
+                continue
+            prepared.index = i
+            if pack_id is not None:
+                prepared.summary["pack"] = {"id": pack_id, "member": i, "size": len(jobs)}
+            members.append(prepared)
         if members:
             log.info("torch threads: %d (trainer.threads=%d)", applied, threads)
         with flushed_denormals(bool(members) and members[0].trainer.flush_denormal):  # a pack shares one setting
@@ -275,438 +96,114 @@ def run_pack(jobs: list[Job], pack_id: str | None = None) -> list[dict[str, Any]
     return results  # type: ignore[return-value]
 
 
-@dataclass
-class Member:
-    """A run being trained: its settings and summary, (once set up) its data, model and training state, and (once
-    it stops) its result."""
-
-    job: Job
-    settings: RunConfig
-    device: torch.device
-    summary: dict[str, Any]
-    state: dict[str, Any] | None
-    state_path: Path | None
-    t0: float  # time.monotonic() at the start less the time before a resume: a clock set back changes nothing
-    before: Snapshot  # the directory's files before this call: put back if it is refused before its first step
-    index: int = 0
-    status: str | None = None  # None while training
-    step: int = 0
-    saved_step: int = 0  # the step of the last checkpoint on disk (last.pt)
-    best: dict[str, Any] = field(default_factory=lambda: {"val_acc": -1.0, "step": -1})
-    tasks: dict[str, SequenceTask] = field(default_factory=dict)
-    model: nn.Module | None = None
-    optimizer: torch.optim.Optimizer | None = None
-    base_lrs: list[float] = field(default_factory=list)
-    sampler: BatchSampler | None = None
-    noise_gen: torch.Generator | None = None
-    metrics: MetricsLogger | None = None
-    jacobian_x: Tensor | None = None
-    bar: tqdm | None = None
-    result: dict[str, Any] | BaseException | None = None  # the summary, or the exception that stopped it
-
-    @property
-    def run_dir(self) -> Path:
-        return self.job.run_dir
-
-    @property
-    def trainer(self) -> TrainerConfig:
-        return self.settings.trainer
-
-
-def _prepare(job: Job) -> Member | dict[str, Any]:
-    """Check the settings and decide what this directory does: skip (returns the completed summary), refuse (raises),
-    resume or start afresh (returns the member, its settings recorded and a running summary written)."""
-    cfg, run_dir = job.cfg, job.run_dir
-    settings, device = check_settings(cfg)  # a refusal here writes nothing
-    if not settings.data.download:
-        check_present(to_absolute_path(settings.data.root), task_files(settings.task))
-    previous = read_summary(run_dir)
-    t = settings.trainer
-    if skips_completed(run_dir, cfg, previous, t.skip_completed, t.resume):
-        return previous
-    source = resume_source(run_dir, cfg, t.resume)
-    if source is not None and source.parent.parent == run_dir:  # the metrics a resume rewrites: refused if not rows
-        read_metrics(run_dir / METRICS_FILE, strict=True)
-    state = None
-    if source is not None:
-        state = load_checkpoint(
-            source,
-            "Resume from a good copy, or start again with trainer.resume=false (the old files are kept in "
-            "superseded/).",
-        )
-        if state.get("step", 0) > t.max_steps:
-            raise ConfigError(
-                f"trainer.max_steps={t.max_steps} is below the step of the checkpoint to resume ({state['step']}, "
-                f"{source}); set trainer.max_steps >= {state['step']} or start a new run."
-            )
-    start_step = state.get("step", 0) if state is not None else 0
-    imported = (settings.model.target, settings.optimizer.target, task_class(settings.task))
-    version = code_version(modules=[cls.__module__ for cls in imported])
-    if version.get("git_untracked"):
-        log.warning("%s: recorded as dirty: it imports files git does not track: %s", run_dir,
-                    ", ".join(version["git_untracked"]))  # fmt: skip
-    segment = {
-        "from_step": start_step,
-        "at": now(),
-        **version,
-        "git_commit": version["git_commit"] or "unknown",
-        "device": device_description(str(device)),
-        "torch": str(torch.__version__),  # a plain str: checkpoints load with weights_only
-        "flush_denormal": settings.trainer.flush_denormal,
-    }
-    summary: dict[str, Any] = {
-        "status": "running",
-        "steps": start_step,  # what a resume of it continues from
-        **{k: v for k, v in segment.items() if k.startswith("git_")},  # commit, dirty, and where the commit came from
-        "started_at": segment["at"],
-        "model": cfg.get("model", {}).get("name"),
-        "dataset": cfg.get("dataset", {}).get("name"),
-        "tags": list(cfg.get("tags") or []),
-    }
-    before = take_over(run_dir, source)
-    summary["segments"] = [*(segments_before(state, previous) if state is not None else []), segment]
-    if state is not None:
-        if previous is not None and previous.get("data_files"):  # what it trained on: checked once data is found
-            summary["data_files"] = previous["data_files"]
-        summary["started_at"] = state.get("started_at", summary["started_at"])
-    summary["device"] = segment["device"]
+def _prepare(job: Job, locks: ExitStack, refused: list[tuple[Path, bool]]) -> Member | dict[str, Any] | BaseException:
+    """A job's member under its directory's lock (held by `locks`), or the summary of a completed run it skips, or
+    the exception that refused it (this member only; one that leaves nothing half-written goes into `refused`)."""
+    existed = job.run_dir.exists()
     try:
-        record_settings(run_dir, cfg, job.overrides)
-        write_json(summary, run_dir / SUMMARY_FILE)
-    except BaseException:  # a full disk, a signal: the directory as it was, nothing half-recorded
-        with contextlib.suppress(OSError):
-            before.restore()
-        raise
-    elapsed_before = float(state.get("wall_time_s", 0.0)) if state is not None else 0.0
-    return Member(job, settings, device, summary, state, source, time.monotonic() - elapsed_before, before)
-
-
-def check_settings(cfg: Any, *, device: bool = True) -> tuple[RunConfig, torch.device | None]:
-    """Every check that needs neither data nor a run directory: the config's values and types, the model built once
-    on the CPU (its constructor checks its own ranges) and, with `device`, the device there. train.py runs it on
-    every job of a command before Hydra starts any."""
-    settings = RunConfig.from_cfg(cfg)
-    spec = task_spec(settings.task)
-    with GLOBAL_RNG:
-        build_model(settings.model, spec.input_size, spec.num_classes)
-    return settings, resolve_device(settings.trainer.device) if device else None
+        locks.enter_context(RunLock(job.run_dir))
+        return prepare(job)
+    except UserError as err:  # refused, invalid or unreadable (some of these are OSErrors too)
+        refused.append((job.run_dir, existed))
+        return err
+    except OSError as err:  # a read-only folder, a full disk: nothing half-written
+        refused.append((job.run_dir, existed))
+        return unwritable(job.run_dir, err, "before training started; nothing was trained")
+    except Exception as err:
+        return err
 
 
 def _train(members: list[Member]) -> None:
-    """The loop, read top to bottom: set every member up, then step them together until each has stopped, then
-    finish each. Every member takes its own batch, the forward passes run as one pack, one backward, and each
-    member's optimizer steps on its own gradient; logging, validation and checkpoints follow each member's step.
-    Each member's summary, or the exception that stopped it, is left in `member.result`."""
+    """The loop: set every member up, step them until each has stopped, finish each. Each member's summary, or the
+    exception that stopped it, is left in `member.result`; a solo run's crash (or second Ctrl-C) is raised."""
     stop = StopRequest()
-    crash: BaseException | None = None
     with stop.installed(), logging_redirect_tqdm():  # a signal in any phase stops cleanly; log lines keep the bar
-        for m in members:
-            try:
-                _setup(m)  # a signal while the data load sets the flag: the loop then stops at its first check
-            except Exception as err:
-                m.result = _fail(m, err)
-            except KeyboardInterrupt as err:  # a second Ctrl-C while loading: nothing trained since the checkpoint
-                m.result = crash = _fail(m, err)
-        started = time.monotonic()
+        crash = _set_up(members)
         live = [m for m in members if m.status is None]
-        for m in live:
-            m.bar = tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress)
-        try:
-            while True:
-                # At each step boundary (the first included): completed runs, trainer.time_limit_s and signals.
-                active = [m for m in live if m.status is None]
-                for m in active:
-                    if m.step >= m.trainer.max_steps:
-                        m.status = "completed"
-                limit = min((m.trainer.time_limit_s for m in active if m.trainer.time_limit_s), default=0.0)
-                if stop.reason is None and limit and time.monotonic() - started > limit:
-                    stop.reason = "time_limit"
-                active = [m for m in active if m.status is None]
-                if stop.reason is not None:
-                    for m in active:
-                        m.status = "interrupted"
-                        m.summary["stop_reason"] = stop.reason
-                        _checkpoint(m)
-                    break
-                if not active:
-                    break
-
-                # A batch per member, at its own learning rate.
-                xs, ys = [], []
-                for m in active:
-                    for group, base in zip(m.optimizer.param_groups, m.base_lrs, strict=True):
-                        group["lr"] = base * lr_factor(m.trainer, m.step)
-                    x, y = m.tasks["train"].batch(m.sampler.next(), m.noise_gen)
-                    xs.append(x.to(m.device, DTYPES[m.trainer.dtype]))
-                    ys.append(y.to(m.device))
-
-                # Forward as one pack, loss, backward, clip.
-                logits = pack_forward([m.model for m in active], xs)
-                losses = torch.stack([F.cross_entropy(out, y) for out, y in zip(logits, ys, strict=True)])
-                for m in active:
-                    m.optimizer.zero_grad(set_to_none=True)
-                losses.sum().backward()  # members' parameters are disjoint: each gets its own gradient
-                # clip_grad_norm_ with an infinite bound only measures; the norm is logged and checked either way.
-                # Every member's loss and norm come to the host in one transfer: one sync per member would idle the
-                # GPU between.
-                norms = [
-                    nn.utils.clip_grad_norm_(m.model.parameters(), m.trainer.grad_clip or math.inf) for m in active
-                ]
-                host = torch.stack([losses.detach(), torch.stack(norms).to(losses.dtype)]).tolist()
-
-                # Each member's optimizer step (none where its loss or gradient norm is not finite), logging,
-                # validation and checkpoint.
-                for m, out, y, loss, grad_norm in zip(active, logits, ys, *host, strict=True):
-                    t = m.trainer
-                    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                        # Stop before the step: the parameters and the checkpoints written so far stay finite.
-                        m.status = "diverged"
-                        what = "loss" if not math.isfinite(loss) else "gradient norm"
-                        m.summary.update(diverged_at_step=m.step + 1, diverged_reason=f"non-finite {what}")
-                        kept = "no checkpoint yet"
-                        if m.best["step"] >= 0:
-                            kept = f"checkpoints up to step {m.best['step']} are kept"
-                        log.warning("%s: non-finite %s (loss %s, gradient norm %s) at step %d: stopping; %s.",
-                                    m.run_dir, what, loss, grad_norm, m.step + 1, kept)  # fmt: skip
-                        continue
-                    m.optimizer.step()
-                    m.step += 1
-                    step = m.step
-                    if step % t.log_every == 0 or step == 1:
-                        acc = (out.argmax(-1) == y).float().mean().item()
-                        lr = m.optimizer.param_groups[0]["lr"]
-                        row = {"loss": loss, "acc": acc, "grad_norm": grad_norm, "lr": lr}
-                        m.metrics.log({"step": step, "split": "train", **row, "time_s": time.monotonic() - m.t0})
-                    if t.jacobian_every > 0 and step % t.jacobian_every == 0:
-                        stats = jacobian_eigen_stats(m.model, m.jacobian_x)
-                        m.metrics.log({"step": step, "split": "jacobian", **stats})
-                    if step % t.eval_every == 0 or step == t.max_steps:
-                        val = _evaluate(m, "val", f"step {step}, validation")
-                        m.metrics.log({"step": step, "split": "val", **val})
-                        if t.test_every_eval:  # reported beside the chosen checkpoint's test, never chooses it
-                            test = _evaluate(m, "test", f"step {step}, test (trainer.test_every_eval)")
-                            m.metrics.log({"step": step, "split": TEST_PROBE, **test})
-                        if val["acc"] > m.best["val_acc"]:
-                            m.best = {"val_acc": val["acc"], "step": step}
-                            atomic_save({"model": m.model.state_dict(), "step": step}, m.run_dir / BEST_CHECKPOINT)
-                        _checkpoint(m)
-                    _show_progress(m, loss)
-                    m.bar.update(1)
-        except BaseException as err:  # a crash of the shared computation, or a second Ctrl-C: the members still
-            crash = err  # training fail; those that had finished are finished below as usual
-            for m in live:
-                if m.status is None:
-                    m.result = _fail(m, err)
-                    with contextlib.suppress(OSError):  # a full disk fails the buffered rows' flush too
-                        m.metrics.close()
-        finally:
-            for m in live:
-                m.bar.close()
-
-        for m in live:
-            if m.result is None:
-                try:  # a first signal here lets the final evaluation finish: the run was done
-                    m.result = _finish(m)
-                except (Exception, KeyboardInterrupt) as err:  # a second Ctrl-C in the final evaluation
-                    m.result = _fail(m, err)
-                    crash = crash or (err if isinstance(err, KeyboardInterrupt) else None)
+        crash = _steps(live, stop) or crash
+        finished = _finish(live)
+        crash = crash or finished
     if crash is not None and len(members) == 1:
         stopped = members[0].result
         raise stopped if isinstance(stopped, UserError | KeyboardInterrupt) else crash
 
 
-def _show_progress(m: Member, loss: float) -> None:
-    """The bar's postfix, set every step after that step's validation: the bar closes on the run's best validation
-    accuracy, the one the final log line reports, not the one before the last evaluation."""
-    best_val = f"{m.best['val_acc']:.3f}" if m.best["step"] >= 0 else "-"
-    m.bar.set_postfix(loss=f"{loss:.3f}", best_val=best_val, refresh=False)
+def _set_up(members: list[Member]) -> BaseException | None:
+    """Data, model and optimizer of each member; one that fails to set up stops alone."""
+    crash = None
+    for m in members:
+        try:
+            set_up(m)  # a signal while the data load sets the flag: the loop then stops at its first check
+        except Exception as err:
+            m.result = fail(m, err)
+        except KeyboardInterrupt as err:  # a second Ctrl-C while loading: nothing trained since the checkpoint
+            m.result = crash = fail(m, err)
+    return crash
 
 
-def _setup(member: Member) -> None:
-    """Data, model, optimizer, sampler and generators of one member, restored from its checkpoint when resuming."""
-    t, device = member.trainer, member.device
-    data = member.settings.data
-    root = to_absolute_path(data.root)
-    member.tasks = {
-        split: build_task(member.settings.task, root, split, data.download, data.allow_subset).to(device)
-        for split in ("train", "val", "test")
-    }
-    check_data(member, fingerprint(root, member.tasks["train"].task.files))
-    if t.batch_size > len(member.tasks["train"]):
-        raise ConfigError(
-            f"trainer.batch_size={t.batch_size} is larger than the training set ({len(member.tasks['train']):,} "
-            f"examples after the validation split); set trainer.batch_size <= {len(member.tasks['train'])}."
-        )
-    if member.tasks["train"].permutation is not None:
-        atomic_save(member.tasks["train"].permutation.cpu(), member.run_dir / PERMUTATION_FILE)
-    spec = member.tasks["train"].spec
-    with GLOBAL_RNG:
-        torch.manual_seed(t.seed)
-        model = build_model(member.settings.model, spec.input_size, spec.num_classes)
-    member.model = model.to(device, DTYPES[t.dtype])
-    member.optimizer = build_optimizer(member.settings.optimizer, member.model)
-    member.base_lrs = [g["lr"] for g in member.optimizer.param_groups]
-    member.sampler = BatchSampler(len(member.tasks["train"]), t.batch_size, t.seed)
-    member.noise_gen = torch.Generator(device=device).manual_seed(t.seed + 1)
-    member.summary.update(
-        params=count_parameters(member.model),
-        train_size=len(member.tasks["train"]),
-        val_size=len(member.tasks["val"]),
-        test_size=len(member.tasks["test"]),
-        max_steps=t.max_steps,
-    )
-    if member.state is not None:
-        rest = restore_train_state(
-            member.state, member.state_path, member.model, member.optimizer, member.sampler, member.noise_gen
-        )
-        member.step, member.best = rest["step"], rest["best"]
-        member.saved_step = member.step
-        log.info("resumed from %s at step %d", member.state_path, member.step)
-    if t.jacobian_every > 0:  # a fixed validation batch for the Jacobian metric
-        n = min(t.jacobian_batch, len(member.tasks["val"]))
-        member.jacobian_x = member.tasks["val"].batch(torch.arange(n))[0].to(device, DTYPES[t.dtype])
-    cfg = member.job.cfg
-    resume_step = member.step if member.state is not None else None
-    member.metrics = MetricsLogger(
-        member.run_dir / METRICS_FILE, member.settings.wandb, cfg, member.run_dir, resume_step
-    )
-    log.info(
-        "%s on %s: %d parameters, %s, %d of %d iterations to train, run dir %s",
-        member.summary["model"],
-        member.summary["dataset"],
-        member.summary["params"],
-        device,
-        t.max_steps - member.step,
-        t.max_steps,
-        member.run_dir,
-    )
-
-
-def check_data(member: Member, files: dict[str, dict[str, Any]]) -> None:
-    """Record the data files a run reads (size, MD5, whether file and content are the official release's); refuse to
-    continue a run on other files than it trained on (a resume under another data.root is fine where the files are
-    the same)."""
-    before = member.summary.get("data_files")
-    if before:
-        changed = [f"{name} (MD5 {before.get(name, {}).get('md5')} -> {now['md5']})"
-                   for name, now in files.items() if before.get(name, {}).get("md5") != now["md5"]]  # fmt: skip
-        if changed:
-            raise DataError(
-                f"{member.run_dir} trained on other data files than those under {member.settings.data.root}: "
-                f"{'; '.join(changed)}. Continuing it would report a run of neither. Point data.root at the files "
-                "it trained on, or start the run afresh in another directory."
-            )
-    other = [name for name, f in files.items() if f.get("content") == "other"]
-    if other:
-        meant = "a subset is meant (data.allow_subset=true)" if member.settings.data.allow_subset else (
-            "altered examples")  # fmt: skip
-        log.warning("%s: other examples than the official release's in %s (%s): the tables never report this run "
-                    "as a paper's row beside runs on the official data.", member.run_dir, ", ".join(other),
-                    meant)  # fmt: skip
-    member.summary["data_files"] = files
-
-
-def _checkpoint(m: Member) -> None:
-    """last.pt: everything needed to continue exactly (model, optimizer, sampler and noise generator states, step,
-    best validation result, and the elapsed wall time and start date, which survive a resume); the running summary
-    takes its step, so a run killed outright (SIGKILL, a lease's end) is read back at the step it resumes from."""
-    state = {
-        "model": m.model.state_dict(),
-        "optimizer": m.optimizer.state_dict(),
-        "sampler": m.sampler.state_dict(),
-        "noise_gen": m.noise_gen.get_state(),
-        "step": m.step,
-        "best": m.best,
-        "wall_time_s": time.monotonic() - m.t0,
-        "started_at": m.summary["started_at"],
-        "segments": m.summary["segments"],
-    }
-    atomic_save(state, m.run_dir / LAST_CHECKPOINT)
-    m.saved_step = m.step
-    m.summary.update(steps=m.step, wall_time_s=state["wall_time_s"])  # a killed run's record still says how far
-    write_json(m.summary, m.run_dir / SUMMARY_FILE)
-
-
-def _finish(m: Member) -> dict[str, Any]:
-    """Test accuracy at the best-validation checkpoint and of the final model; the summary written and returned.
-    Where the best checkpoint is the final model, the test split is evaluated once (on pixel tasks it takes most of
-    a short run); a run that diverged at its first step has no model worth evaluating, and says so."""
-    summary, best = m.summary, m.best
-    summary.update(
-        status=m.status,
-        steps=m.step,
-        best_val_acc=best["val_acc"] if best["step"] >= 0 else None,
-        best_step=best["step"] if best["step"] >= 0 else None,
-    )
-    if m.status != "interrupted":
-        summary["test_acc"] = summary["final_test_acc"] = None
-        if m.step > 0:
-            summary["final_test_acc"] = _evaluate(m, "test", "final model, test")["acc"]
-        if best["step"] == m.step:  # the best checkpoint holds these very weights
-            summary["test_acc"] = summary["final_test_acc"]
-        elif best["step"] >= 0:
-            best_state = load_checkpoint(m.run_dir / BEST_CHECKPOINT, "Retrain the run: its best checkpoint is lost.")
-            m.model.load_state_dict(best_state["model"])
-            summary["test_acc"] = _evaluate(m, "test", f"best checkpoint (step {best['step']}), test")["acc"]
-        summary["finished_at"] = now()
-        m.metrics.log(
-            {"step": m.step, "split": "test", "acc": summary["test_acc"], "final_acc": summary["final_test_acc"]}
-        )
-    summary["wall_time_s"] = time.monotonic() - m.t0
-    m.metrics.close(summary)
-    write_json(summary, m.run_dir / SUMMARY_FILE)
-    log.info("%s: %s", m.run_dir, result_line(summary))
-    return summary
-
-
-def how_it_ended(summary: dict[str, Any]) -> str:
-    """The final log line's account of a run's length: `steps` counts the steps completed (what a resume continues
-    from), so a run that diverged at step k says so beside its k - 1 completed steps, as the divergence warning does."""
-    if summary["status"] == "diverged":
-        return f"diverged at step {summary['diverged_at_step']} ({summary['steps']} steps completed)"
-    return f"{summary['status']} after {summary['steps']} steps"
-
-
-def result_line(summary: dict[str, Any]) -> str:
-    """The final log line: how the run ended and what was evaluated, in words where a number is absent (never
-    `None`: a run that diverged at its first step has no checkpoint, an interrupted one no test evaluation)."""
-    ended, best, test, final = (how_it_ended(summary), summary.get("best_step"), summary.get("test_acc"),
-                                summary.get("final_test_acc"))  # fmt: skip
-    if best is None and final is None:
-        return f"{ended}: " + ("no checkpoint to evaluate" if summary["status"] == "diverged" else "no validation yet")
-    said = [f"best val acc {summary['best_val_acc']:.4f} at step {best:,}" if best is not None else "no validation"]
-    if test is not None:
-        said.append(f"test acc {test:.4f} at that checkpoint")
-    if final is not None and best != summary["steps"]:
-        said.append(f"final model's test acc {final:.4f}")
-    if summary["status"] == "interrupted":
-        said.append("test split not evaluated until the run finishes")
-    return f"{ended}: {', '.join(said)}"
-
-
-def _fail(member: Member, err: BaseException) -> BaseException:
-    """Record a member that stopped on an error (or a second Ctrl-C, as interrupted at its last checkpoint)."""
-    interrupted = isinstance(err, KeyboardInterrupt)
-    member.status = "interrupted" if interrupted else "failed"
-    if isinstance(err, OSError) and not isinstance(err, UserError) and member.metrics is None:
-        err = unwritable(member.run_dir, err, "before training started; nothing was trained")
-    if isinstance(err, UserError) and member.metrics is None:
-        with contextlib.suppress(OSError):  # refused while setting up (data, batch size, a full disk): the
-            member.before.restore()  # directory as it was
-        return err
-    if interrupted:  # stopped at once: the steps since the last checkpoint are lost, the record says so
-        member.summary.update(status="interrupted", steps=member.saved_step, stop_reason="SIGINT (second)")
-    else:  # a checkpoint that failed to load still holds its step
-        on_disk = max(member.step, (member.state or {}).get("step", 0))
-        member.summary.update(status="failed", steps=on_disk, error=f"{type(err).__name__}: {err}")
-    member.summary["wall_time_s"] = time.monotonic() - member.t0
+def _steps(live: list[Member], stop: StopRequest) -> BaseException | None:
+    """Step the members until each has stopped (stopping.py decides when). A crash of the shared computation, or a
+    second Ctrl-C, fails the members still training and is returned; those that had stopped finish as usual."""
+    started = time.monotonic()
+    for m in live:
+        m.bar = tqdm(total=m.trainer.max_steps, initial=m.step, disable=not m.trainer.progress)
     try:
-        write_json(member.summary, member.run_dir / SUMMARY_FILE)
-        said = f"its {SUMMARY_FILE} says so"
-    except OSError:  # the disk that failed the run fails its summary too: it still says 'running' (killed)
-        said = f"its {SUMMARY_FILE} could not be written either and reads as interrupted"
-    if isinstance(err, OSError) and not isinstance(err, UserError):
-        err = unwritable(member.run_dir, err, f"at step {member.step}; {said}")
-    if isinstance(err, UserError):
-        err.recorded = True  # stopped after it started training: its log lines are its own
-    return err
+        while active := still_training(live, stop, started):
+            for m, out in pack.step(active):
+                _after_step(m, out)
+    except BaseException as err:
+        for m in (m for m in live if m.status is None):
+            m.result = fail(m, err)
+            with contextlib.suppress(OSError):  # a full disk fails the buffered rows' flush too
+                m.metrics.close()
+        return err
+    finally:
+        for m in live:
+            m.bar.close()
+    return None
+
+
+def _after_step(m: Member, out: pack.StepOut) -> None:
+    """The member's optimizer step on its own gradient, then what follows a step: a training row, the Jacobian
+    metric, and at each validation its checkpoints."""
+    t = m.trainer
+    m.optimizer.step()
+    m.step += 1
+    if m.step % t.log_every == 0 or m.step == 1:
+        acc = (out.logits.argmax(-1) == out.y).float().mean().item()
+        row = {"loss": out.loss, "acc": acc, "grad_norm": out.grad_norm, "lr": m.optimizer.param_groups[0]["lr"]}
+        m.metrics.log({"step": m.step, "split": "train", **row, "time_s": time.monotonic() - m.t0})
+    if t.jacobian_every > 0 and m.step % t.jacobian_every == 0:
+        m.metrics.log({"step": m.step, "split": "jacobian", **jacobian_eigen_stats(m.model, m.jacobian_x)})
+    if m.step % t.eval_every == 0 or m.step == t.max_steps:
+        _validate(m)
+    show_progress(m, out.loss)
+    m.bar.update(1)
+
+
+def _validate(m: Member) -> None:
+    """Validation accuracy, a test pass beside it under trainer.test_every_eval (reported, never choosing), best.pt
+    where validation improved, and last.pt."""
+    val = evaluate_split(m, "val", f"step {m.step}, validation")
+    m.metrics.log({"step": m.step, "split": "val", **val})
+    if m.trainer.test_every_eval:
+        test = evaluate_split(m, "test", f"step {m.step}, test (trainer.test_every_eval)")
+        m.metrics.log({"step": m.step, "split": TEST_PROBE, **test})
+    if val["acc"] > m.best["val_acc"]:
+        m.best = {"val_acc": val["acc"], "step": m.step}
+        atomic_save({"model": m.model.state_dict(), "step": m.step}, m.run_dir / BEST_CHECKPOINT)
+    save_checkpoint(m)
+
+
+def _finish(live: list[Member]) -> KeyboardInterrupt | None:
+    """Each member that stopped without an error finishes: its test evaluations and summary."""
+    crash = None
+    for m in live:
+        if m.result is not None:
+            continue
+        try:  # a first signal here lets the final evaluation finish: the run was done
+            m.result = finish(m)
+        except (Exception, KeyboardInterrupt) as err:  # a second Ctrl-C in the final evaluation
+            m.result = fail(m, err)
+            crash = crash or (err if isinstance(err, KeyboardInterrupt) else None)
+    return crash
