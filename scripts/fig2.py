@@ -33,7 +33,7 @@ from antisym.analysis.spectra import (  # noqa: E402
 from antisym.analysis.style import save_figure  # noqa: E402
 from antisym.errors import UserError  # noqa: E402
 from antisym.provenance import provenance  # noqa: E402
-from antisym.training.rundir import read_summary  # noqa: E402
+from antisym.training.rundir import OVERRIDES_FILE, read_summary  # noqa: E402
 
 
 def run_records(runs: list[str]) -> dict[str, dict]:
@@ -43,8 +43,8 @@ def run_records(runs: list[str]) -> dict[str, dict]:
     for run in runs:
         # The run's own record of the overrides that trained it (older runs: Hydra's .hydra/ copy).
         overrides = next(
-            (p for p in (Path(run) / "overrides.yaml", Path(run) / ".hydra" / "overrides.yaml") if p.is_file()),
-            Path(run) / "overrides.yaml",
+            (p for p in (Path(run) / OVERRIDES_FILE, Path(run) / ".hydra" / "overrides.yaml") if p.is_file()),
+            Path(run) / OVERRIDES_FILE,
         )
         records[run] = {
             "summary": read_summary(run) or {},

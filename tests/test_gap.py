@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from antisym.results import write_tables
-from antisym.results.aggregate import collect_runs, select
 from antisym.results.gap import changes, ledger_rows, load_spec, render_gap, verdict
+from antisym.results.rows import collect_runs, select
 from tests.test_results import TINY, tiny_run
 
 

@@ -96,7 +96,7 @@ def test_make_train_refuses_overrides_that_reached_make_unquoted():
 def test_a_run_evaluated_on_part_of_the_splits_is_compared_never_chosen(tiny_data, tmp_path):
     """trainer.eval_limit validates and tests on a few examples: its accuracies mean something else, so the row's
     number never comes from it, whatever its validation accuracy; it is listed with why."""
-    from antisym.results.aggregate import on_other_data
+    from antisym.results.rows import on_other_data
 
     root, _ = tiny_data
     full = tiny_run(root, tmp_path / "logs" / "full", "table1/asym_mnist", "trainer.seed=0")

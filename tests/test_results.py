@@ -19,8 +19,9 @@ from omegaconf import OmegaConf
 
 from antisym.models import build_model, count_parameters
 from antisym.results import write_tables
-from antisym.results.aggregate import QuickRunsError, collect_runs
+from antisym.results.aggregate import QuickRunsError
 from antisym.results.paper import ITERATIONS, PAPER, TABLE_OF_DATASET, preset_name, table_rows
+from antisym.results.rows import collect_runs
 from antisym.training import run
 from antisym.training.rundir import RunLock
 from tests.conftest import REPO

@@ -21,7 +21,7 @@ from antisym.results.paper import COLUMNS, DATASETS, reference_iterations
 
 
 def row_curve(row: Any) -> dict[str, Any] | None:
-    """The curve of one aggregate.RowResult: its chosen configuration, else, unfinished, the one furthest along on the
+    """The curve of one rows.RowResult: its chosen configuration, else, unfinished, the one furthest along on the
     row's task (of those, the best validation so far: a screen's 16 points stand at one step); None when none of its
     runs has a validation row yet."""
 

@@ -31,6 +31,8 @@ from omegaconf import OmegaConf
 
 from antisym.config import experiment_settings
 from antisym.results.paper import COLUMNS, ITERATIONS, METHODS, PAPER, PAPER_TASK, TABLE_OF_DATASET
+from antisym.results.render import shown
+from antisym.results.rows import row_dataset, row_model
 from antisym.training.runs import compose
 
 SPEC = Path(__file__).resolve().parents[2] / "conf" / "campaign" / "gap.yaml"
@@ -49,7 +51,7 @@ class Change:
     the empty change), and their validation curves by seed."""
 
     change: tuple[tuple[str, Any], ...]
-    runs: list[Any] = field(default_factory=list)  # aggregate.Run
+    runs: list[Any] = field(default_factory=list)  # rows.Run
 
     @functools.cached_property
     def curves(self) -> dict[int, Curve]:
@@ -147,8 +149,7 @@ def load_spec(path: Path = SPEC) -> dict[str, Any]:
 
 
 def ledger_rows(runs: Sequence[Any], spec: Mapping[str, Any]) -> list[LedgerRow]:
-    """Each spec row's setup, its own runs and its candidates, from the records (aggregate.Run)."""
-    from antisym.results.aggregate import row_dataset, row_model
+    """Each spec row's setup, its own runs and its candidates, from the records (rows.Run)."""
 
     rows = []
     for entry in spec["rows"]:
@@ -185,8 +186,6 @@ def decision_step(row: LedgerRow, cand: Change) -> int:
 
 
 def _runs_cell(cand: Change, base_dir: Path) -> str:
-    from antisym.results.aggregate import shown
-
     return "<br>".join(f"[{run.path.name}]({shown(run.path, base_dir)}) ({int(run.get('steps') or 0):,} of "
                        f"{int(run.knobs['trainer'].get('max_steps', 0)):,})" for run in cand.runs)  # fmt: skip
 

@@ -16,7 +16,7 @@ from antisym.training.rundir import TEST_PROBE
 
 
 def best_test(run: Any) -> tuple[float, int] | None:
-    """(accuracy, step) of an aggregate.Run's best test pass: its test passes at validations and the reported test
+    """(accuracy, step) of an rows.Run's best test pass: its test passes at validations and the reported test
     at the best-validation checkpoint; None for a run without test passes (the key off, or a run before it)."""
     probes = run.curve(TEST_PROBE)
     if not probes:
@@ -28,7 +28,7 @@ def best_test(run: Any) -> tuple[float, int] | None:
 
 
 def sensitivity_lines(rows: Sequence[Any]) -> list[str]:
-    """The tables' sensitivity section: per aggregate.RowResult whose chosen runs tested at every validation, the
+    """The tables' sensitivity section: per rows.RowResult whose chosen runs tested at every validation, the
     mean best-test accuracy against the reported mean; nothing where no chosen run did."""
     lines = []
     for row in rows:

@@ -61,7 +61,8 @@ from antisym.errors import UserError
 from antisym.models import build_model, count_parameters
 from antisym.models.ensemble import cast
 from antisym.provenance import commit_known, git_state, provenance
-from antisym.results.aggregate import Run, command_line, scan_runs, shown
+from antisym.results.render import command_line, shown
+from antisym.results.rows import Run, scan_runs
 from antisym.training.checkpoint import load_checkpoint, load_permutation, saved_device_kinds
 from antisym.training.devices import DTYPES
 from antisym.training.evaluation import eval_size, evaluate
