@@ -9,7 +9,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from antisym.config import flatten
@@ -203,9 +203,37 @@ def render_table(
     base: Path = Path("."),
     ledger: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """Table <table> in markdown; paths are printed relative to `base`, the folder the table is written to; `ledger`:
-    the (model, dataset) rows of the gap ledger written beside it."""
-    cols = DATASETS[table]
+    """Table <table> in markdown, section by section; paths are printed relative to `base`, the folder the table is
+    written to; `ledger`: the (model, dataset) rows of the gap ledger written beside it."""
+    by_model: dict[str, list[RowResult]] = {}
+    for row in rows:
+        by_model.setdefault(row.model, []).append(row)
+    multi = [row for row in rows if len(row.candidates) > 1]
+    sections = [
+        _preamble(table, rows, runs, roots, quick, note, base),
+        _beside_the_paper(table, by_model, ledger),
+        _successors(table, by_model),
+        _other_cells(rows),
+        _per_row(rows),
+        _not_finished(rows, runs, base),
+        _not_counted(rows, skipped, base),
+        _compared(multi),
+        sensitivity_lines(rows),
+        _provenance(runs),
+    ]
+    return "\n".join(line for section in sections for line in section)
+
+
+def _preamble(
+    table: int,
+    rows: Sequence[RowResult],
+    runs: Sequence[Run],
+    roots: Sequence[Path],
+    quick: bool,
+    note: str,
+    base: Path,
+) -> list[str]:
+    """Notes on what kind of table this is (QUICK, no runs, short rows), its title and how it was built."""
     out = [f"> **{note}**", ""] if note else []
     if quick:
         out += [
@@ -231,13 +259,16 @@ def render_table(
         "configuration of the row with the highest mean validation accuracy (test accuracy never enters the choice)",
         "among those trained on the task as the paper states it (docs/tables.md). Δ = ours − paper, in points.",
         "",
-        "## Beside the paper",
-        "",
-        *table_header(cols, "paper", "paper"),
     ]
-    by_model: dict[str, list[RowResult]] = {}
-    for row in rows:
-        by_model.setdefault(row.model, []).append(row)
+    return out
+
+
+def _beside_the_paper(
+    table: int, by_model: Mapping[str, list[RowResult]], ledger: Sequence[tuple[str, str]]
+) -> list[str]:
+    """The paper's rows and ours beside them, the rows it quotes, the gap ledger's links and the paper's notes."""
+    cols = DATASETS[table]
+    out = ["## Beside the paper", "", *table_header(cols, "paper", "paper")]
     for model, paper_row in PAPER[table].items():
         out.append(method_line(paper_row, paper_row.method + ("¹" if paper_row.note else ""), by_model[model]))
     for other in OTHER_ROWS[table]:
@@ -258,6 +289,13 @@ def render_table(
             "The paper's # params column is for pixel-by-pixel CIFAR-10 (m=3); noise padded (m=96) models have "
             "more input weights (our counts show both).",
         ]
+    return out
+
+
+def _successors(table: int, by_model: Mapping[str, list[RowResult]]) -> list[str]:
+    """The later cells beside their authors' reported numbers."""
+    cols = DATASETS[table]
+    out: list[str] = []
     successors = [m for m in BASELINES[table] if m in by_model]
     if successors:
         out += [
@@ -274,7 +312,12 @@ def render_table(
         refs = {m: BASELINES[table][m] for m in successors}
         out += [method_line(ref, ref.method, by_model[m]) for m, ref in refs.items()]
         out += ["", *(f"- {ref.method}, reported: {ref.note}." for ref in refs.values())]
+    return out
 
+
+def _other_cells(rows: Sequence[RowResult]) -> list[str]:
+    """Cells that are neither the paper's nor the successors'."""
+    out: list[str] = []
     others = [row for row in rows if row.reference is None]
     if others:
         out += [
@@ -297,7 +340,12 @@ def render_table(
                 f"{row.steps} / {row.iterations or 0:,}{' **short**' if row.short else ''} | "
                 f"{chosen.label if chosen else '—'} |"
             )
-    out += [
+    return out
+
+
+def _per_row(rows: Sequence[RowResult]) -> list[str]:
+    """Every row: preset, ours, seeds, the paper's, Δ, size, iterations and the configuration chosen."""
+    out = [
         "",
         "## Per row",
         "",
@@ -318,9 +366,13 @@ def render_table(
             f"{row.params} | {row.steps} / {iterations}{' **short**' if row.short else ''} | "
             f"{chosen.label if chosen else '—'} | {len(row.candidates)} |"
         )
+    return out
 
+
+def _not_finished(rows: Sequence[RowResult], runs: Sequence[Run], base: Path) -> list[str]:
+    """The runs that diverged, failed or did not finish, with why."""
     bad = [r for row in rows for r in row.not_completed]
-    out += ["", "## Runs that diverged, failed or did not finish", ""]
+    out = ["", "## Runs that diverged, failed or did not finish", ""]
     if bad:
         out += ["| row | seed | status | steps | detail | run directory |", "|---|---|---|---|---|---|"]
         for r in bad:
@@ -334,7 +386,12 @@ def render_table(
         out.append("None: every run behind this table completed.")
     else:
         out.append("No runs: nothing has been trained for this table yet.")
+    return out
 
+
+def _not_counted(rows: Sequence[RowResult], skipped: Sequence[tuple[Path, str]], base: Path) -> list[str]:
+    """Run directories counted once (a copy of a seed) or not at all (unreadable), with why."""
+    out: list[str] = []
     twins = [(r, kept) for row in rows for c in row.candidates for r, kept in c.duplicates]
     if twins or skipped:
         out += ["", "## Run directories not counted", "", "| run directory | why |", "|---|---|"]
@@ -343,8 +400,12 @@ def render_table(
                 for r, kept in twins]  # fmt: skip
         out += [f"| `{shown(path, base)}` | {why.replace(str(path), shown(path, base)).replace('|', '/')} |"
                 for path, why in skipped]  # fmt: skip
+    return out
 
-    multi = [row for row in rows if len(row.candidates) > 1]
+
+def _compared(multi: Sequence[RowResult]) -> list[str]:
+    """The configurations each row compared, and their sweeps as grids."""
+    out: list[str] = []
     if multi:
         out += [
             "",
@@ -364,9 +425,12 @@ def render_table(
     grids = [line for row in multi for line in sweep_grid(row)]
     if grids:
         out += ["", "## Sweeps (best validation accuracy %, mean over seeds)", "", *grids]
-    out += sensitivity_lines(rows)
+    return out
 
-    out += [
+
+def _provenance(runs: Sequence[Run]) -> list[str]:
+    """Where the runs came from, and the command that wrote the table."""
+    return [
         "",
         "## Provenance",
         "",
@@ -374,7 +438,6 @@ def render_table(
         f"- generated: {time.strftime('%Y-%m-%dT%H:%M:%S%z')} by `{command_line()}`",
         "",
     ]
-    return "\n".join(out)
 
 
 def sweep_grid(row: RowResult) -> list[str]:
