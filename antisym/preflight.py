@@ -269,7 +269,7 @@ def _shared_run_dir(cfg: DictConfig, jobs: int, subdir: str, first: list[str], l
 def _check_job(task_cfg: dict[str, Any], local: bool) -> None:
     from antisym.training.member import check_settings  # torch and the models load once the command composes
 
-    settings, _ = check_settings(task_cfg, device=local)
+    settings, _, _ = check_settings(task_cfg, device=local)
     if local and not settings.data.download:
         check_present(settings.data.root, task_files(settings.task))
 

@@ -111,7 +111,7 @@ def prepare(job: Job) -> Member | dict[str, Any]:
     """Check the settings and decide what this directory does: skip (returns the completed summary), refuse (raises),
     resume or start afresh (returns the member, its settings recorded and a running summary written)."""
     cfg, run_dir = job.cfg, job.run_dir
-    settings, device = check_settings(cfg)  # a refusal here writes nothing
+    settings, device, model = check_settings(cfg)  # a refusal here writes nothing
     if not settings.data.download:
         check_present(to_absolute_path(settings.data.root), task_files(settings.task))
     previous = read_summary(run_dir)
@@ -172,18 +172,20 @@ def prepare(job: Job) -> Member | dict[str, Any]:
             before.restore()
         raise
     elapsed_before = float(state.get("wall_time_s", 0.0)) if state is not None else 0.0
-    return Member(job, settings, device, summary, state, source, time.monotonic() - elapsed_before, before)
+    t0 = time.monotonic() - elapsed_before
+    return Member(job, settings, device, summary, state, source, t0, before, model=model)
 
 
-def check_settings(cfg: Any, *, device: bool = True) -> tuple[RunConfig, torch.device | None]:
-    """Every check that needs neither data nor a run directory: the config's values and types, the model built once
-    on the CPU (its constructor checks its own ranges) and, with `device`, the device there. train.py runs it on
-    every job of a command before Hydra starts any."""
+def check_settings(cfg: Any, *, device: bool = True) -> tuple[RunConfig, torch.device | None, nn.Module]:
+    """Every check that needs neither data nor a run directory: the config's values and types, the model (built on
+    the CPU from the run's seed: its constructor checks its own ranges, and the run trains this very model) and,
+    with `device`, the device there. train.py runs it on every job of a command before Hydra starts any."""
     settings = RunConfig.from_cfg(cfg)
     spec = task_spec(settings.task)
     with GLOBAL_RNG:
-        build_model(settings.model, spec.input_size, spec.num_classes)
-    return settings, resolve_device(settings.trainer.device) if device else None
+        torch.manual_seed(settings.trainer.seed)
+        model = build_model(settings.model, spec.input_size, spec.num_classes)
+    return settings, resolve_device(settings.trainer.device) if device else None, model
 
 
 def evaluate_split(m: Member, split: str, what: str) -> dict[str, float]:
@@ -226,11 +228,7 @@ def set_up(member: Member) -> None:
         )
     if member.tasks["train"].permutation is not None:
         atomic_save(member.tasks["train"].permutation.cpu(), member.run_dir / PERMUTATION_FILE)
-    spec = member.tasks["train"].spec
-    with GLOBAL_RNG:
-        torch.manual_seed(t.seed)
-        model = build_model(member.settings.model, spec.input_size, spec.num_classes)
-    member.model = model.to(device, DTYPES[t.dtype])
+    member.model = member.model.to(device, DTYPES[t.dtype])  # as check_settings built it, from the run's seed
     member.optimizer = build_optimizer(member.settings.optimizer, member.model)
     member.base_lrs = [g["lr"] for g in member.optimizer.param_groups]
     member.sampler = BatchSampler(len(member.tasks["train"]), t.batch_size, t.seed)
