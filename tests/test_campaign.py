@@ -69,8 +69,8 @@ def test_paper_plan_order_and_presets():
     assert (plan.launcher, plan.pack_size, plan.concurrent) == ("packed", 32, 2)
     assert plan.blocks == (
         "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_noisy_layout",
-        "table2_noisy_shared", "gap_budget", "gap_noisy", "gap_noisy_seed1", "gap_table1", "table2_pixel",
-        "table1_lstm", "fig2", "baselines", "table1_preset",
+        "table2_noisy_shared", "gap_budget", "gap_noisy", "gap_noisy_seed1", "gap_noisy_below", "gap_table1",
+        "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -83,7 +83,8 @@ def test_paper_plan_order_and_presets():
         "table2_noisy_shared": 1,
         "gap_budget": 1,
         "gap_noisy": 9,
-        "gap_noisy_seed1": 1,
+        "gap_noisy_seed1": 3,
+        "gap_noisy_below": 2,
         "gap_table1": 6,
         "table2_pixel": 12,
         "table1_lstm": 6,
