@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from typing import Any
 
 from antisym.results.paper import COLUMNS
+from antisym.results.rows import RowResult, Run
 from antisym.training.rundir import TEST_PROBE
 
 
-def best_test(run: Any) -> tuple[float, int] | None:
-    """(accuracy, step) of an rows.Run's best test pass: its test passes at validations and the reported test
+def best_test(run: Run) -> tuple[float, int] | None:
+    """(accuracy, step) of a run's best test pass: its test passes at validations and the reported test
     at the best-validation checkpoint; None for a run without test passes (the key off, or a run before it)."""
     probes = run.curve(TEST_PROBE)
     if not probes:
@@ -27,8 +27,8 @@ def best_test(run: Any) -> tuple[float, int] | None:
     return probes[step], step
 
 
-def sensitivity_lines(rows: Sequence[Any]) -> list[str]:
-    """The tables' sensitivity section: per rows.RowResult whose chosen runs tested at every validation, the
+def sensitivity_lines(rows: Sequence[RowResult]) -> list[str]:
+    """The tables' sensitivity section: per row whose chosen runs tested at every validation, the
     mean best-test accuracy against the reported mean; nothing where no chosen run did."""
     lines = []
     for row in rows:
