@@ -5,10 +5,16 @@ in a sweep would only be found when its job's turn came, after the jobs before i
 composed as Hydra will compose it (the same search path, the basic sweeper's grid, `hydra.sweeper.params`) and each
 job goes through `check_settings`: a mistyped key, an unknown group option or a bad value is one paragraph and exit 2
 before anything is written or trained.
+
+Only Hydra's public API is used (the Compose API's initialisation, the `ConfigLoader` interface, the override
+parser), so a Hydra release that moves its internals leaves the check as it is. Two things Hydra does internally are
+spelled out here instead, each a few lines: the basic sweeper's cartesian product and `hydra.job.override_dirname`.
+`--config-dir D` is checked as `hydra.searchpath=[file://D]`: the same configs, unless D shadows a file of conf/.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 import itertools
@@ -16,15 +22,13 @@ import math
 import os
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.config_loader_impl import get_overrides_dirname
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra._internal.hydra import Hydra
-from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
-from hydra.core.config_search_path import SearchPathQuery
+from hydra import initialize_config_dir
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.object_type import ObjectType
@@ -75,16 +79,15 @@ def _without(overrides: list[str], key: str) -> list[str]:
     return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
 
 
-def _group_options(hydra: Hydra, group: str, config_name: str, overrides: list[str]) -> list[str]:
+def _group_options(loader: ConfigLoader, group: str, config_name: str, overrides: list[str]) -> list[str]:
     """A group's options as a user types them, those in its subfolders too (experiment: table1/asym_pmnist, ...)."""
-    loader = hydra.config_loader
     names = loader.get_group_options(group, ObjectType.CONFIG, config_name, overrides)
     for sub in loader.get_group_options(group, ObjectType.GROUP, config_name, overrides):
-        names += [f"{sub}/{name}" for name in _group_options(hydra, f"{group}/{sub}", config_name, overrides)]
+        names += [f"{sub}/{name}" for name in _group_options(loader, f"{group}/{sub}", config_name, overrides)]
     return names
 
 
-def _missing_option(hydra: Hydra, config_name: str, overrides: list[str], path: str, listed: bool) -> str:
+def _missing_option(loader: ConfigLoader, config_name: str, overrides: list[str], path: str, listed: bool) -> str:
     """`group=name` naming no option of its group: the closest options, and all of them where Hydra `listed` none
     (it lists none for a group whose options lie in subfolders, as the presets do)."""
     for override in overrides:
@@ -92,7 +95,7 @@ def _missing_option(hydra: Hydra, config_name: str, overrides: list[str], path: 
         group = key.lstrip("+~").split("@")[0]
         if f"{group}/{name}" != path:
             continue
-        options = _group_options(hydra, group, config_name, [o for o in overrides if o != override])
+        options = _group_options(loader, group, config_name, [o for o in overrides if o != override])
         close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
         hint = f"Did you mean {' or '.join(f'{key}={c}' for c in close)}? " if close else ""
         return hint + ("" if listed else f"(the options of {group}: {_by_folder(options)}) ")
@@ -108,16 +111,16 @@ def _by_folder(options: list[str]) -> str:
     return "; ".join(f"{folder}: {' '.join(names)}" if folder else " ".join(names) for folder, names in folders.items())
 
 
-def _has_key(hydra: Hydra, config_name: str, overrides: list[str], key: str) -> bool:
+def _has_key(loader: ConfigLoader, config_name: str, overrides: list[str], key: str) -> bool:
     """Whether the config composed with `overrides` has `key` (an option may take keys from its own defaults)."""
     try:
-        cfg = hydra.compose_config(config_name, overrides, run_mode=RunMode.RUN, validate_sweep_overrides=False)
+        cfg = loader.load_configuration(config_name, overrides, RunMode.RUN, validate_sweep_overrides=False)
     except (HydraException, OmegaConfBaseException):
         return False
     return OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT
 
 
-def _options_with(hydra: Hydra, config_name: str, overrides: list[str], cfg: DictConfig, key: str) -> str:
+def _options_with(loader: ConfigLoader, config_name: str, overrides: list[str], cfg: DictConfig, key: str) -> str:
     """`key` is not in the chosen option of its group (optimizer.momentum with adagrad): the options that have it, as
     "fix the spelling" would send the user after a typo that is not there. "" where no option has it."""
     choices = cfg.hydra.runtime.choices
@@ -126,8 +129,8 @@ def _options_with(hydra: Hydra, config_name: str, overrides: list[str], cfg: Dic
     if group is None:
         return ""
     rest = _without(overrides, group)
-    options = [o for o in _group_options(hydra, group, config_name, rest) if o != choices[group]]
-    having = [f"{group}={o}" for o in options if _has_key(hydra, config_name, [*rest, f"{group}={o}"], key)]
+    options = [o for o in _group_options(loader, group, config_name, rest) if o != choices[group]]
+    having = [f"{group}={o}" for o in options if _has_key(loader, config_name, [*rest, f"{group}={o}"], key)]
     if not having:
         return ""
     leaf = key[len(group) + 1 :]
@@ -138,7 +141,7 @@ def _options_with(hydra: Hydra, config_name: str, overrides: list[str], cfg: Dic
     )
 
 
-def _composition_error(hydra: Hydra, config_name: str, overrides: list[str], err: BaseException) -> UserError:
+def _composition_error(loader: ConfigLoader, config_name: str, overrides: list[str], err: BaseException) -> UserError:
     """Hydra's composition errors as one paragraph; a key that is not there gets the options of its group that have
     it, else the nearest keys, not Hydra's advice to add it with `+` (a run refuses keys that its classes do not take);
     an option that is not there gets the nearest options."""
@@ -148,8 +151,8 @@ def _composition_error(hydra: Hydra, config_name: str, overrides: list[str], err
         key = missing.group(1)
         rest = _without(overrides, key)
         try:
-            cfg = hydra.compose_config(config_name, rest, run_mode=RunMode.RUN, validate_sweep_overrides=False)
-            elsewhere = _options_with(hydra, config_name, rest, cfg, key)
+            cfg = loader.load_configuration(config_name, rest, RunMode.RUN, validate_sweep_overrides=False)
+            elsewhere = _options_with(loader, config_name, rest, cfg, key)
             hint = nearest_keys(cfg, key)
         except (HydraException, OmegaConfBaseException):
             elsewhere = hint = ""
@@ -158,7 +161,7 @@ def _composition_error(hydra: Hydra, config_name: str, overrides: list[str], err
         return ConfigError(f"`{key}` is not a setting of this config. {hint} Fix the spelling of the override.")
     option = re.search(r"Could not find '([^']+)'", text)
     hint = (
-        _missing_option(hydra, config_name, overrides, option.group(1), "Available options" in text) if option else ""
+        _missing_option(loader, config_name, overrides, option.group(1), "Available options" in text) if option else ""
     )
     return ConfigError(f"{_one_paragraph(err)} {hint}(checked before any job started; nothing was written)")
 
@@ -175,10 +178,10 @@ class Jobs:
     def __len__(self) -> int:
         return len(self.compositions) * math.prod(len(v) for v in self.swept.values())
 
-    def each(self, hydra: Hydra, cfg: DictConfig) -> Iterator[tuple[list[str], dict[str, Any], str]]:
+    def each(self, loader: ConfigLoader, cfg: DictConfig) -> Iterator[tuple[list[str], dict[str, Any], str]]:
         """(what sets the job apart: its swept overrides; its resolved config without the hydra section; its
         hydra.sweep.subdir), by job."""
-        parse = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides
+        parse = OverridesParser.create(config_loader=loader).parse_overrides
         # each swept value with its override, parsed once: a job's override_dirname lists its overrides
         choices = [[(k, v, parse([f"{k}={v}"])[0]) for v in values] for k, values in self.swept.items()]
         num = 0
@@ -186,7 +189,7 @@ class Jobs:
             fixed = parse(composition)
             apart = [o for o in composition if not all(o in c for c in self.compositions)]
             first = [f"{k}={v[0]}" for k, v in self.swept.items()]
-            job_cfg = hydra.config_loader.load_sweep_config(cfg, [*composition, *first])
+            job_cfg = loader.load_sweep_config(cfg, [*composition, *first])
             with open_dict(job_cfg):
                 job_cfg.hydra.job.num = job_cfg.hydra.job.id = 0
             HydraConfig.instance().set_config(job_cfg)  # interpolations that read the Hydra config resolve as in a job
@@ -207,13 +210,30 @@ def _subdir(job_cfg: DictConfig, overrides: list[Override], num: int) -> str:
     dirname = job_cfg.hydra.job.config.override_dirname
     with read_write(job_cfg.hydra), open_dict(job_cfg.hydra):  # read-only since HydraConfig took it
         job_cfg.hydra.job.num = job_cfg.hydra.job.id = num
-        job_cfg.hydra.job.override_dirname = get_overrides_dirname(
+        job_cfg.hydra.job.override_dirname = _override_dirname(
             overrides, list(dirname.exclude_keys), str(dirname.item_sep), str(dirname.kv_sep)
         )
     return str(OmegaConf.select(job_cfg, "hydra.sweep.subdir"))
 
 
-def _jobs(hydra: Hydra, cfg: DictConfig, multirun: bool) -> Jobs:
+def _override_dirname(overrides: list[Override], exclude_keys: list[str], item_sep: str, kv_sep: str) -> str:
+    """hydra.job.override_dirname as Hydra spells it: the overrides as typed, less the excluded keys, sorted, joined."""
+    lines = sorted(str(o.input_line) for o in overrides if o.key_or_group not in exclude_keys)
+    return item_sep.join(lines).replace("=", kv_sep)
+
+
+def _grid(overrides: list[Override]) -> list[list[str]]:
+    """The basic sweeper's jobs: one per combination of the sweeps' values, each override in its place."""
+    values = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+        if o.is_sweep_override()
+        else [f"{o.get_key_element()}={o.get_value_element_as_str()}"]
+        for o in overrides
+    ]
+    return [list(job) for job in itertools.product(*values)]
+
+
+def _jobs(loader: ConfigLoader, cfg: DictConfig, multirun: bool) -> Jobs:
     """The jobs the command starts, as the basic sweeper expands them (one job for a run)."""
     task = [str(o) for o in cfg.hydra.overrides.task]
     if not multirun:
@@ -221,19 +241,29 @@ def _jobs(hydra: Hydra, cfg: DictConfig, multirun: bool) -> Jobs:
     if not str(cfg.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
         return Jobs([], {})  # another sweeper picks its jobs as it goes: each job is checked when it starts
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
-    parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(params + task)
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + task)
     # BasicSweeper.split_arguments: the last override of a key replaces the earlier ones in their place, so a value on
     # the command line replaces the sweeper's params for its key (model.eps=0.01 over +sweep=focus's grid).
     last = list({o.get_key_element(): o for o in parsed}.values())
-    repository = hydra.config_loader.repository
     sweeps = [
         o for o in last
         if o.is_sweep_override() and o.is_discrete_sweep() and o.type == OverrideType.CHANGE and o.package is None
-        and not repository.group_exists(o.key_or_group)
+        and not _is_group(loader, o.key_or_group)
     ]  # fmt: skip
+    other = next((o for o in last if o.is_sweep_override() and not o.is_discrete_sweep()), None)
+    if other is not None:
+        raise ConfigError(
+            f"`{other.input_line}`: the basic sweeper takes lists of values (a,b,c, choice(...) or range(...)); "
+            "interval(...) is for a sampling sweeper (Optuna's, Nevergrad's). List the values. Nothing was started."
+        )
     swept = {o.key_or_group: list(o.sweep_iterator()) for o in sweeps}
-    rest = [o for o in last if o not in sweeps]
-    return Jobs([list(job) for job in BasicSweeper.split_arguments(rest, None)[0]], swept)
+    return Jobs(_grid([o for o in last if o not in sweeps]), swept)
+
+
+def _is_group(loader: ConfigLoader, key: str) -> bool:
+    """Whether `key` names a config group (model, experiment/table1), whose values choose files, not values."""
+    parent, _, leaf = key.rpartition("/")
+    return leaf in loader.list_groups(parent)
 
 
 def _check_seeds(overrides: Sequence[str], multirun: bool) -> None:
@@ -291,52 +321,87 @@ def _check_writable(cfg: Any, multirun: bool) -> None:
         )
 
 
+def _arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line as `hydra.main` parses it: its flags (those that only show something included) and the
+    overrides."""
+    parser = argparse.ArgumentParser(add_help=False, prog="train.py")
+    for flag in ("--help -h", "--hydra-help", "--version", "--resolve", "--run -r", "--multirun -m",
+                 "--shell-completion -sc"):  # fmt: skip
+        parser.add_argument(*flag.split(), action="store_true")
+    for flag in ("--cfg -c", "--package -p", "--config-path -cp", "--config-name -cn", "--config-dir -cd",
+                 "--experimental-rerun"):  # fmt: skip
+        parser.add_argument(*flag.split())
+    parser.add_argument("--info", "-i", nargs="?", const="all")
+    parser.add_argument("overrides", nargs="*")
+    return parser.parse_args(list(argv))
+
+
+def _config_loader(calling_file: str, config_path: str, config_dir: str | None) -> AbstractContextManager[None]:
+    """Hydra initialised on the config folder `hydra.main(config_path=...)` reads (relative to `calling_file`)."""
+    folder = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(calling_file)), config_path))
+    if config_dir is not None and not os.path.isdir(config_dir):
+        raise ConfigError(f"--config-dir {config_dir}: no such folder; give the folder of your configs.")
+    GlobalHydra.instance().clear()
+    return initialize_config_dir(config_dir=folder, job_name=Path(calling_file).stem, version_base="1.3")
+
+
+def _with_config_dir(overrides: list[str], config_dir: str | None) -> list[str]:
+    """`--config-dir D` as the search path entry it adds (after any the command gives itself)."""
+    if config_dir is None:
+        return overrides
+    given = [o for o in overrides if o.split("=", 1)[0] == "hydra.searchpath"]
+    entries = [e.strip() for o in given for e in o.split("=", 1)[1].strip("[]").split(",") if e.strip()]
+    entries.append(f"file://{os.path.abspath(config_dir)}")
+    return [*(o for o in overrides if o not in given), f"hydra.searchpath=[{','.join(entries)}]"]
+
+
 def check_command(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> Command | None:
     """Compose every job of `train.py argv` and check it; raises UserError (one paragraph) for the first bad job.
     None where Hydra only shows something (--help, --cfg, --info, shell completion): there is nothing to check."""
-    args = get_args_parser().parse_args(list(argv))
+    args = _arguments(argv)
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.experimental_rerun:
         return None
     _check_seeds(args.overrides, bool(args.multirun))
     config_name = args.config_name or config_name
-    search_path = create_automatic_config_search_path(calling_file, None, args.config_path or config_path)
-    if args.config_dir is not None:
-        if not os.path.isdir(args.config_dir):
-            raise ConfigError(f"--config-dir {args.config_dir}: no such folder; give the folder of your configs.")
-        search_path.prepend("command-line", f"file://{os.path.abspath(args.config_dir)}", SearchPathQuery("schema"))
+    overrides = _with_config_dir(args.overrides, args.config_dir)
     mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN
-    GlobalHydra.instance().clear()
-    hydra = Hydra.create_main_hydra2(task_name=Path(calling_file).stem, config_search_path=search_path)
+    with _config_loader(calling_file, args.config_path or config_path, args.config_dir):
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            return _check_jobs(loader, config_name, overrides, mode)
+        finally:
+            HydraConfig.instance().cfg = None  # type: ignore[assignment]
+
+
+def _check_jobs(loader: ConfigLoader, config_name: str, overrides: list[str], mode: RunMode) -> Command:
+    """check_command's work once Hydra is initialised: compose the command, then each job, and check them."""
+    multirun = mode == RunMode.MULTIRUN
     try:
-        try:
-            cfg = hydra.compose_config(config_name, args.overrides, run_mode=mode)
-            jobs = _jobs(hydra, cfg, args.multirun)
-        except (HydraException, OmegaConfBaseException) as err:
-            raise _composition_error(hydra, config_name, args.overrides, err) from None
-        launcher = str(cfg.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]
-        local = launcher in LOCAL_LAUNCHERS
-        current: list[str] = args.overrides
-        first_in: dict[str, list[str]] = {}  # each job's run directory (a sweep's subdir): the first job in it
-        shared: tuple[str, list[str], list[str]] | None = None
-        try:
-            for overrides, task_cfg, subdir in jobs.each(hydra, cfg):
-                current = overrides
-                _check_job(task_cfg, local)
-                if jobs.sweep and first_in.setdefault(subdir, overrides) is not overrides:
-                    shared = (subdir, first_in[subdir], overrides)
-                    break
-        except (HydraException, OmegaConfBaseException) as err:
-            raise _composition_error(hydra, config_name, current, err) from None
-        except UserError as err:
-            if not args.multirun:
-                raise
-            where = f"A job of this sweep of {len(jobs)} ({' '.join(current)})"
-            raise type(err)(f"{where}: {err} Nothing was started.") from None
-        if shared is not None:
-            raise _shared_run_dir(cfg, len(jobs), *shared)
-        _check_writable(cfg, bool(args.multirun))
-        log_dir = Path(str(cfg.paths.log_dir)).resolve() if "paths" in cfg else None
-        return Command(multirun=bool(args.multirun), jobs=max(len(jobs), 1), log_dir=log_dir)
-    finally:
-        GlobalHydra.instance().clear()
-        HydraConfig.instance().cfg = None  # type: ignore[assignment]
+        cfg = loader.load_configuration(config_name, overrides, mode)
+        jobs = _jobs(loader, cfg, multirun)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise _composition_error(loader, config_name, overrides, err) from None
+    launcher = str(cfg.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]
+    local = launcher in LOCAL_LAUNCHERS
+    current: list[str] = overrides
+    first_in: dict[str, list[str]] = {}  # each job's run directory (a sweep's subdir): the first job in it
+    shared: tuple[str, list[str], list[str]] | None = None
+    try:
+        for job_overrides, task_cfg, subdir in jobs.each(loader, cfg):
+            current = job_overrides
+            _check_job(task_cfg, local)
+            if jobs.sweep and first_in.setdefault(subdir, job_overrides) is not job_overrides:
+                shared = (subdir, first_in[subdir], job_overrides)
+                break
+    except (HydraException, OmegaConfBaseException) as err:
+        raise _composition_error(loader, config_name, current, err) from None
+    except UserError as err:
+        if not multirun:
+            raise
+        where = f"A job of this sweep of {len(jobs)} ({' '.join(current)})"
+        raise type(err)(f"{where}: {err} Nothing was started.") from None
+    if shared is not None:
+        raise _shared_run_dir(cfg, len(jobs), *shared)
+    _check_writable(cfg, multirun)
+    log_dir = Path(str(cfg.paths.log_dir)).resolve() if "paths" in cfg else None
+    return Command(multirun=multirun, jobs=max(len(jobs), 1), log_dir=log_dir)

@@ -87,3 +87,17 @@ def test_no_import_cycle_at_load_time():
 
     for name in graph:
         visit(name, ())
+
+
+def test_nothing_outside_the_tests_imports_hydras_internals():
+    """Hydra's public API only (hydra._internal moves between releases); tests may read it to check against."""
+    sources = [*PACKAGE.rglob("*.py"), *(REPO / "campaign").rglob("*.py"), *(REPO / "hydra_plugins").rglob("*.py")]
+    sources += [*(REPO / "scripts").glob("*.py"), REPO / "train.py"]
+    private = [
+        f"{path.relative_to(REPO)}: {module}"
+        for path in sources
+        for node in ast.walk(ast.parse(path.read_text()))
+        for module in (node.module if isinstance(node, ast.ImportFrom) else None, *imported(node))
+        if module and module.startswith("hydra._")
+    ]
+    assert not private

@@ -91,3 +91,55 @@ def test_a_sweep_whose_jobs_would_share_a_run_directory_is_refused(tmp_path, sub
     with pytest.raises(ConfigError, match=refusal + r"model.eps=0.1, and the later would supersede"):
         check_command(argv, str(REPO / "train.py"), "conf", "config")
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["model=asym,gated", "model.eps=0.01,0.1", "optimizer.lr=range(0.1,0.3,0.1)"],
+        ["+experiment=table1/asym_pmnist", "+sweep=focus", "trainer.seed=0,1"],
+        ["model.gamma=0.01,0.1", "optimizer.lr=0.1", "hydra.job.config.override_dirname.exclude_keys=[optimizer.lr]"],
+    ],
+)
+def test_the_grid_and_subdirs_are_those_of_hydras_own_sweeper(tmp_path, argv):
+    """The check's own few lines against Hydra's internals (the basic sweeper's product, override_dirname): the
+    jobs it checks, in order, with the run directories the launcher gives them."""
+    from hydra import initialize_config_dir
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from antisym import preflight
+
+    sweep = [*argv, f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=${hydra.job.override_dirname}"]
+    command = check_command(["-m", *sweep], str(REPO / "train.py"), "conf", "config")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        cfg = loader.load_configuration("config", sweep, preflight.RunMode.MULTIRUN)
+        params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides([*params, *sweep])
+        last = list({o.get_key_element(): o for o in parsed}.values())
+        hydras = BasicSweeper.split_arguments(last, None)[0]
+        assert preflight._grid(last) == hydras and command is not None and command.jobs == len(hydras)
+        dirname = cfg.hydra.job.config.override_dirname
+        for job in hydras:
+            overrides = OverridesParser.create(config_loader=loader).parse_overrides(job)
+            expected = get_overrides_dirname(overrides, list(dirname.exclude_keys), dirname.item_sep, dirname.kv_sep)
+            assert (
+                preflight._override_dirname(overrides, list(dirname.exclude_keys), dirname.item_sep, dirname.kv_sep)
+                == expected
+            )
+
+
+def test_config_dir_adds_a_folder_of_configs(tmp_path, monkeypatch):
+    """-cd examples/mycell/conf: the example's model composes and is checked, a typo in its keys refused."""
+    monkeypatch.syspath_prepend(str(REPO / "examples" / "mycell"))
+    argv = ["-cd", str(REPO / "examples" / "mycell" / "conf"), "model=mycell", f"hydra.run.dir={tmp_path / 'run'}"]
+    command = check_command([*argv, "data.download=true"], str(REPO / "train.py"), "conf", "config")
+    assert command is not None and command.jobs == 1
+    with pytest.raises(ConfigError, match="model.hidden_sise.* Fix the spelling"):
+        check_command([*argv, "model.hidden_sise=8"], str(REPO / "train.py"), "conf", "config")
+    with pytest.raises(ConfigError, match="no such folder"):
+        check_command(["-cd", str(tmp_path / "nowhere"), "model=asym"], str(REPO / "train.py"), "conf", "config")
