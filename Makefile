@@ -35,7 +35,7 @@ train: venv  ## train one configuration: make train ARGS="model=gated dataset=pm
 	@if [ -n '$(STRAY_OVERRIDES)' ]; then echo "make train: $(STRAY_OVERRIDES) reached make, not train.py (make takes \
 	key=value words as its own variables), so the run would silently train without them. Quote every override \
 	inside ARGS: make train ARGS=\"$(strip $(ARGS) $(STRAY_OVERRIDES))\"" >&2; exit 2; fi
-	@echo "make train: $(if $(ARGS),$(ARGS),the default experiment (AntisymmetricRNN, pixel MNIST, 50,000 iterations: hours on a CPU); the log names the iterations and the bar's ETA the time. A one-minute look: make train ARGS=trainer=debug)"
+	@echo "make train: $(if $(ARGS),$(ARGS),the default experiment (AntisymmetricRNN, pixel MNIST, 50,000 iterations: hours on a CPU); the log names the iterations and the bar's ETA the time. A one-minute look: make train ARGS=debug=smoke)"
 	$(PY) train.py $(ARGS)
 
 test: venv  ## run the test suite (what CI runs), one worker per core

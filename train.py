@@ -76,7 +76,7 @@ def what_to_try(cfg: DictConfig) -> str:
     train with their own published optimizer settings, which only their presets carry."""
     name = cfg.model.get("name", "")
     presets = sorted(
-        f"+experiment={p.parent.name}/{p.stem}" for p in (CONF / "experiment").glob(f"*/{name}_*.yaml") if name
+        f"experiment={p.parent.name}/{p.stem}" for p in (CONF / "experiment").glob(f"*/{name}_*.yaml") if name
     )
     tip = "Lower optimizer.lr, clip gradients (trainer.grad_clip=1.0) or reduce the model's step size"
     return f"{tip}, or start from a preset tuned for model={name}: {', '.join(presets)}." if presets else f"{tip}."

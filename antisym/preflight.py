@@ -146,6 +146,13 @@ def _composition_error(loader: ConfigLoader, config_name: str, overrides: list[s
     it, else the nearest keys, not Hydra's advice to add it with `+` (a run refuses keys that its classes do not take);
     an option that is not there gets the nearest options."""
     text = str(err)
+    twice = re.search(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'", text)
+    if twice and f"+{twice.group(1)}={twice.group(2)}" in overrides:
+        group, option = twice.groups()
+        return ConfigError(
+            f"`+{group}={option}`: {group} is a group of the defaults list (conf/config.yaml), chosen like model or "
+            f"dataset: give {group}={option}, without the +. Nothing was started."
+        )
     missing = re.search(r"Could not override '([^']+)'", text)
     if missing and "To append to your config use +" in text:
         key = missing.group(1)
@@ -243,7 +250,7 @@ def _jobs(loader: ConfigLoader, cfg: DictConfig, multirun: bool) -> Jobs:
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + task)
     # BasicSweeper.split_arguments: the last override of a key replaces the earlier ones in their place, so a value on
-    # the command line replaces the sweeper's params for its key (model.eps=0.01 over +sweep=focus's grid).
+    # the command line replaces the sweeper's params for its key (model.eps=0.01 over sweep=focus's grid).
     last = list({o.get_key_element(): o for o in parsed}.values())
     sweeps = [
         o for o in last

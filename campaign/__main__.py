@@ -50,7 +50,7 @@ def cmd_next(args: argparse.Namespace) -> int:
     print(f"campaign {plan.name}: {len(todo)} of {len(plan.runs)} runs to do; the next {min(args.n, len(todo))}:")
     for run, state in todo[: args.n]:
         chosen = f"  at the point of {run.chosen}" if run.chosen else ""
-        print(f"  {run.rel_dir:60s} {state.status:11s} step {state.steps:>6,}  +experiment={run.preset}{chosen}")
+        print(f"  {run.rel_dir:60s} {state.status:11s} step {state.steps:>6,}  experiment={run.preset}{chosen}")
     waiting = sorted({f"{r.select} ({r.preset})" for r in plan.runs if r.waiting})
     if waiting:
         print(f"waiting for a screen to finish: {', '.join(waiting)}")

@@ -2,7 +2,7 @@
 
 A plan is blocks in order of value per device-minute; a block lists entries, each a preset (a string) or a mapping
 {preset, overrides, grid}. Every entry x grid point x seed is one run in <records>/<block>/<run>/, composed as
-`train.py +experiment=<preset> <plan overrides> <entry overrides> <grid point> trainer.seed=<k>`. Within a block the
+`train.py experiment=<preset> <plan overrides> <entry overrides> <grid point> trainer.seed=<k>`. Within a block the
 seeds are the outer loop, so every row gets its first seed before any row gets its second. The plan's
 `where_present` overrides apply to the runs whose config has the key (model.impl: the LSTM and the baselines have none).
 
@@ -299,7 +299,7 @@ def compose_run(run: PlannedRun, extra: Sequence[str] = ()) -> tuple[dict[str, A
 
 
 def _may_set_length(override: str) -> bool:
-    """Whether an override can change trainer.max_steps: a config group's choice (trainer=debug) or a max_steps key."""
+    """Whether an override can change trainer.max_steps: a config group's choice (debug=smoke) or a max_steps key."""
     key = override.split("=", 1)[0].lstrip("+~")
     return "." not in key or key.endswith("max_steps")
 

@@ -27,5 +27,5 @@ fig2: venv  ## Figure 2 (Jacobian eigenvalues; FIG2_SWEEP=<dir> from trained mod
 
 # The 28 training runs behind a trained Figure 2 (conf/sweep/fig2*.yaml); rerunning skips completed runs.
 fig2-sweep: venv  ## train Figure 2's 28 models (FIG2_STEPS= for a short version)
-	$(PY) train.py -m +sweep=fig2 data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)
-	$(PY) train.py -m +sweep=fig2_lstm data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)
+	$(PY) train.py -m sweep=fig2 data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)
+	$(PY) train.py -m sweep=fig2_lstm data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)

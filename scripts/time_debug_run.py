@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How long a newcomer's first look takes: `train.py trainer=debug`, end to end, as a user runs it.
+"""How long a newcomer's first look takes: `train.py debug=smoke`, end to end, as a user runs it.
 
     .venv/bin/python scripts/time_debug_run.py --data-root ../shared/data      # -> results/debug_run_cpu.md
     .venv/bin/python scripts/time_debug_run.py --data-root ../shared/data --repeats 5 --args dataset=pmnist
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.repeats):
             load = os.getloadavg()[0]
-            command = [sys.executable, str(REPO / "train.py"), "trainer=debug", *args.args,
+            command = [sys.executable, str(REPO / "train.py"), "debug=smoke", *args.args,
                        f"data.root={Path(args.data_root).resolve()}", f"hydra.run.dir={tmp}/run{k}"]  # fmt: skip
             t0 = time.perf_counter()
             proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> Path:
     meta = run_meta("scripts/time_debug_run.py", vars(args), started, "cpu", args.commit)
     lines = header(meta, "The debug run, end to end")
     lines += [
-        f"`train.py {' '.join(['trainer=debug', *args.args])}` (20 iterations, evaluations on trainer.eval_limit "
+        f"`train.py {' '.join(['debug=smoke', *args.args])}` (20 iterations, evaluations on trainer.eval_limit "
         f"examples), {args.repeats} fresh processes on {os.cpu_count()} cores, each with the torch threads its trainer "
         "chose (auto; the device line above is this script's own process).",
         "",

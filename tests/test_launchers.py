@@ -33,7 +33,7 @@ def train(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def two_job_sweep(root: Path, sweep_dir: Path, *launcher: str) -> subprocess.CompletedProcess:
     return train(
         "-m",
-        "+experiment=table1/asym_mnist",
+        "experiment=table1/asym_mnist",
         *TINY,
         f"data.root={root}",
         "trainer.seed=0,1",
@@ -86,7 +86,7 @@ def test_joblib_launcher_two_job_sweep_through_the_driver(tiny_data, tmp_path):
 
 def test_slurm_launcher_config_composes():
     proc = train(
-        "+experiment=table1/asym_pmnist",
+        "experiment=table1/asym_pmnist",
         "hydra/launcher=slurm",
         "hydra.launcher.partition=gpu",
         "hydra.launcher.timeout_min=240",
@@ -106,6 +106,6 @@ def test_slurm_launcher_config_composes():
         "submitit_folder: ${hydra.sweep.dir}/.submitit/%j",
     ):
         assert line in out, out
-    info = train("+experiment=table1/asym_pmnist", "hydra/launcher=slurm", "--info", "defaults")
+    info = train("experiment=table1/asym_pmnist", "hydra/launcher=slurm", "--info", "defaults")
     assert info.returncode == 0 and "hydra/launcher/submitit_slurm" in info.stdout
     assert "experiment/table1/asym_pmnist" in info.stdout

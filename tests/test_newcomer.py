@@ -87,10 +87,10 @@ def test_rows_that_name_nothing_are_refused_and_write_nothing(tmp_path, capsys):
 
 
 def test_make_train_refuses_overrides_that_reached_make_unquoted():
-    proc = subprocess.run(["make", "train", "ARGS=trainer=debug", "model=gated", "model.eps=0.1"], cwd=REPO,
+    proc = subprocess.run(["make", "train", "ARGS=debug=smoke", "model=gated", "model.eps=0.1"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode != 0 and "reached make, not train.py" in proc.stderr
-    assert 'make train ARGS="trainer=debug model.eps=0.1 model=gated"' in proc.stderr
+    assert 'make train ARGS="debug=smoke model.eps=0.1 model=gated"' in proc.stderr
 
 
 def test_a_run_evaluated_on_part_of_the_splits_is_compared_never_chosen(tiny_data, tmp_path):

@@ -13,7 +13,7 @@ from antisym.errors import ConfigError
 from antisym.preflight import check_command
 from tests.conftest import REPO
 
-FOCUS = ["-m", "+experiment=table1/asym_pmnist", "+sweep=focus"]  # eps 2 x gamma 3 x lr 2 = 12 jobs
+FOCUS = ["-m", "experiment=table1/asym_pmnist", "sweep=focus"]  # eps 2 x gamma 3 x lr 2 = 12 jobs
 
 
 def test_a_value_on_the_command_line_replaces_the_sweeps_grid_for_its_key(tmp_path):
@@ -36,10 +36,11 @@ def test_a_value_on_the_command_line_replaces_the_sweeps_grid_for_its_key(tmp_pa
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["+experiment=table1/asym_pmnst"], r"Did you mean \+experiment=table1/asym_pmnist .*table2: ablation_cifar10"),
+        (["experiment=table1/asym_pmnst"], r"Did you mean experiment=table1/asym_pmnist .*table2: ablation_cifar10"),
         (["optimizer.momentum=0.9"], "not a setting of optimizer=adagrad; optimizer=sgd has momentum"),
         (["model=lstm", "model.eps=0.1"], "not a setting of model=lstm; model=ablation, model=asym, .* have eps"),
         (["optimizer.momentm=0.9"], "Fix the spelling"),  # no optimizer has it: a typo
+        (["+experiment=table1/asym_pmnist"], r"give experiment=table1/asym_pmnist, without the \+"),  # the old habit
     ],
 )
 def test_a_bad_override_is_refused_with_the_fix(tmp_path, overrides, message):
@@ -55,8 +56,8 @@ def test_a_bad_override_is_refused_with_the_fix(tmp_path, overrides, message):
     "argv",
     [
         ["+seeds=3"],
-        ["+experiment=table1/asym_pmnist", "seeds=3"],  # the preset has `seeds`: it would compose and train seed 0
-        ["-m", "+experiment=table1/asym_pmnist", "seeds=0,1,2"],  # a sweep of jobs that all train seed 0
+        ["experiment=table1/asym_pmnist", "seeds=3"],  # the preset has `seeds`: it would compose and train seed 0
+        ["-m", "experiment=table1/asym_pmnist", "seeds=0,1,2"],  # a sweep of jobs that all train seed 0
     ],
 )
 def test_seeds_on_a_runs_command_line_is_refused_with_trainer_seed(tmp_path, argv):
@@ -66,7 +67,7 @@ def test_seeds_on_a_runs_command_line_is_refused_with_trainer_seed(tmp_path, arg
 
 
 def test_a_list_of_seeds_in_a_multirun_is_the_reproduce_drivers_and_goes_through():
-    argv = ["-m", "+experiment=table1/asym_pmnist", "seeds=[0,1]", "trainer.seed=0,1"]
+    argv = ["-m", "experiment=table1/asym_pmnist", "seeds=[0,1]", "trainer.seed=0,1"]
     command = check_command(argv, str(REPO / "train.py"), "conf", "config")
     assert command is not None and command.jobs == 2
 
@@ -97,7 +98,7 @@ def test_a_sweep_whose_jobs_would_share_a_run_directory_is_refused(tmp_path, sub
     "argv",
     [
         ["model=asym,gated", "model.eps=0.01,0.1", "optimizer.lr=range(0.1,0.3,0.1)"],
-        ["+experiment=table1/asym_pmnist", "+sweep=focus", "trainer.seed=0,1"],
+        ["experiment=table1/asym_pmnist", "sweep=focus", "trainer.seed=0,1"],
         ["model.gamma=0.01,0.1", "optimizer.lr=0.1", "hydra.job.config.override_dirname.exclude_keys=[optimizer.lr]"],
     ],
 )

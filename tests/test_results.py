@@ -74,15 +74,15 @@ def k_rounded(n: int) -> str:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_has_the_papers_row(preset):
-    cfg = compose_cfg(f"+experiment={preset}")
+    cfg = compose_cfg(f"experiment={preset}")
     table = int(preset[5])
     model, dataset = cfg.model.name, cfg.dataset.name
     paper = PAPER[table][model]
     assert preset == preset_name(model, dataset) and cfg.preset.name == preset and TABLE_OF_DATASET[dataset] == table
     assert cfg.model.hidden_size == paper.units and cfg.trainer.batch_size == 128
     assert cfg.trainer.max_steps == ITERATIONS[dataset] and len(cfg.seeds) >= 2
-    # trainer=debug shortens a preset as it does a plain run (the preset sets no trainer.max_steps of its own).
-    debug = compose_cfg(f"+experiment={preset}", "trainer=debug").trainer
+    # debug=smoke shortens a preset as it does a plain run: it comes after the presets in the defaults list.
+    debug = compose_cfg(f"experiment={preset}", "debug=smoke").trainer
     assert (debug.max_steps, debug.eval_limit, debug.batch_size) == (20, 500, 128)
     # Parameters counted from the model the preset builds; Table 2's column is for pixel CIFAR-10 (m=3).
     if dataset != "noisy_cifar10":
@@ -94,9 +94,34 @@ def test_preset_has_the_papers_row(preset):
     assert f"conf/experiment/README.md, section {preset}." in text and f"\n### {preset}\n" in reasons
 
 
+@pytest.mark.parametrize("debug", ["smoke", "quick"])
+def test_the_debug_group_shrinks_every_preset_and_nothing_else(debug):
+    """debug=<name> sets its keys over any preset (the baselines' own lengths and batch sizes too) and leaves the
+    rest of the row as the preset has it; quick's noise-padded rows get their shorter sequence."""
+    wanted = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "debug" / f"{debug}.yaml"))
+    presets = sorted(str(p.relative_to(REPO / "conf" / "experiment").with_suffix(""))
+                     for p in (REPO / "conf" / "experiment").glob("*/*.yaml"))  # fmt: skip
+    assert len(presets) > len(PRESETS)
+    for preset in presets:
+        plain = OmegaConf.to_container(compose_cfg(f"experiment={preset}"), resolve=True)
+        shrunk = OmegaConf.to_container(compose_cfg(f"experiment={preset}", f"debug={debug}"), resolve=True)
+        for section, values in wanted.items():
+            for key, value in values.items() if isinstance(values, dict) else [(None, values)]:
+                got = shrunk[section] if key is None else shrunk[section][key]
+                assert got == value, (preset, section, key)
+                if key is not None:
+                    plain[section][key] = value
+                else:
+                    plain[section] = value
+        if debug == "quick" and plain["dataset"]["name"] == "noisy_cifar10":
+            assert shrunk["dataset"]["seq_len"] == 64
+            plain["dataset"]["seq_len"] = 64
+        assert shrunk == plain, preset
+
+
 def test_preset_values_are_overridable():
     cfg = compose_cfg(
-        "+experiment=table1/asym_pmnist",
+        "experiment=table1/asym_pmnist",
         "model.eps=0.1",
         "optimizer=sgd",
         "optimizer.lr=0.3",
@@ -111,22 +136,22 @@ def test_preset_values_are_overridable():
 
 
 def test_sweeps_compose():
-    cfg = compose_cfg("+experiment=table1/asym_pmnist", "+sweep=paper_grid", hydra=True)
+    cfg = compose_cfg("experiment=table1/asym_pmnist", "sweep=paper_grid", hydra=True)
     assert dict(cfg.hydra.sweeper.params) == PAPER_GRID
     assert cfg.trainer.skip_completed and cfg.trainer.resume
-    lstm = compose_cfg("+experiment=table2/lstm_cifar10", "+sweep=paper_grid_lstm", hydra=True)
+    lstm = compose_cfg("experiment=table2/lstm_cifar10", "sweep=paper_grid_lstm", hydra=True)
     assert set(lstm.hydra.sweeper.params) == {"optimizer", "optimizer.lr", "model.init_std"}
     for preset in PRESETS:
         check_focus_sweep(preset)
     # Figure 2: T in {100, 200, 400, 800}, gamma in {0.001, 0.01, 0.1, 1, 5, 10} and the LSTM (Figure 2), all
     # into one folder, each run its model's noise-padded Table 2 preset
-    fig2 = compose_cfg("+sweep=fig2", hydra=True)
+    fig2 = compose_cfg("sweep=fig2", hydra=True)
     assert dict(fig2.hydra.sweeper.params) == {
         "dataset.seq_len": "100,200,400,800",
         "model.gamma": "0.001,0.01,0.1,1.0,5.0,10.0",
     }
     assert fig2.preset.name == "table2/asym_noisy_cifar10" and fig2.dataset.name == "noisy_cifar10"
-    lstm = compose_cfg("+sweep=fig2_lstm", hydra=True)
+    lstm = compose_cfg("sweep=fig2_lstm", hydra=True)
     assert dict(lstm.hydra.sweeper.params) == {"dataset.seq_len": "100,200,400,800"}
     assert lstm.model.name == "lstm" and lstm.hydra.sweep.dir == fig2.hydra.sweep.dir
     for sweep in (fig2, lstm):  # every sweep reruns as resume + skip_completed (conf/sweep/_resumable.yaml)
@@ -134,10 +159,10 @@ def test_sweeps_compose():
 
 
 def check_focus_sweep(preset: str) -> None:
-    """`-m +experiment=<preset> +sweep=focus` sweeps the grid the preset lists under preset.focus: 2-3 knobs that
+    """`-m experiment=<preset> sweep=focus` sweeps the grid the preset lists under preset.focus: 2-3 knobs that
     exist in the config, each grid containing the preset's own value, into sweeps/focus/<preset>/ under run names
     that tell every grid point apart."""
-    cfg = compose_cfg(f"+experiment={preset}", "+sweep=focus", hydra=True)
+    cfg = compose_cfg(f"experiment={preset}", "sweep=focus", hydra=True)
     grid = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)  # resolved at sweep time, as Hydra does
     assert grid == OmegaConf.to_container(cfg.preset.focus) and 2 <= len(grid) <= 3, preset
     subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
@@ -151,7 +176,7 @@ def check_focus_sweep(preset: str) -> None:
 
 
 def tiny_run(root: Path, run_dir: Path, preset: str, *overrides: str) -> dict:
-    return run(compose_cfg(f"+experiment={preset}", *TINY, f"data.root={root}", *overrides), run_dir)
+    return run(compose_cfg(f"experiment={preset}", *TINY, f"data.root={root}", *overrides), run_dir)
 
 
 def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
@@ -188,7 +213,7 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
     # An interrupted run: Hydra's .hydra/ and the config are there, the summary is not.
     interrupted = logs / "lstm_pmnist" / "seed0"
     (interrupted / ".hydra").mkdir(parents=True)
-    OmegaConf.save(compose_cfg("+experiment=table1/lstm_pmnist", *TINY), interrupted / ".hydra" / "config.yaml")
+    OmegaConf.save(compose_cfg("experiment=table1/lstm_pmnist", *TINY), interrupted / ".hydra" / "config.yaml")
     tiny_run(root, logs / "t2" / "seed0", "table2/gated_noisy_cifar10", "dataset.seq_len=33")
 
     out = tmp_path / "results"
@@ -239,7 +264,7 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
 
 def test_quick_runs_never_go_into_full_tables(tiny_data, tmp_path):
     root, _ = tiny_data
-    tiny_run(root, tmp_path / "logs" / "r" / "seed0", "table1/asym_mnist", "+quick=true")
+    tiny_run(root, tmp_path / "logs" / "r" / "seed0", "table1/asym_mnist", "debug=quick")
     with pytest.raises(QuickRunsError):
         write_tables([tmp_path / "logs"], tmp_path / "results")
     assert not (tmp_path / "results").exists()
@@ -315,7 +340,7 @@ def test_stale_run_is_moved_aside_and_rerun(tiny_data, tmp_path):
     logs = tmp_path / "logs"
     quick = logs / "quick" / "reproduce"
     overrides = [*reproduce.QUICK_OVERRIDES, f"data.root={root}", *TINY_DATA]
-    tiny_run(root, quick / "table1" / "asym_mnist" / "seed0", "table1/asym_mnist", *reproduce.QUICK_OVERRIDES)
+    run(compose_cfg("experiment=table1/asym_mnist", *overrides), quick / "table1" / "asym_mnist" / "seed0")
     (job,) = reproduce.plan([1], quick, overrides, [0], True, False, ["asym_mnist"])
     assert job.state.status == "completed"
     (job,) = reproduce.plan([1], quick, [*overrides, "optimizer.lr=0.2"], [0], True, False, ["asym_mnist"])
@@ -335,7 +360,7 @@ def test_interrupted_run_under_changed_settings_is_stale_not_resumed(tiny_data, 
     quick = tmp_path / "logs" / "quick" / "reproduce"
     overrides = [*reproduce.QUICK_OVERRIDES, f"data.root={root}", *TINY_DATA]
     run_dir = quick / "table1" / "asym_mnist" / "seed0"
-    stopped = tiny_run(root, run_dir, "table1/asym_mnist", *reproduce.QUICK_OVERRIDES, "trainer.time_limit_s=1e-9")
+    stopped = run(compose_cfg("experiment=table1/asym_mnist", *overrides, "trainer.time_limit_s=1e-9"), run_dir)
     assert stopped["status"] == "interrupted"
     (job,) = reproduce.plan([1], quick, overrides, [0], True, False, ["asym_mnist"])
     assert job.state.status == "interrupted" and job.state.todo()

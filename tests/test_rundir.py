@@ -601,7 +601,7 @@ def test_diverged_cli_run_exits_3(tiny_data, tmp_path):
     assert proc.returncode == 3 and "diverged: non-finite" in proc.stderr
     # What it ran with and what to try, down to the presets made for this model.
     assert "(Adagrad lr 0.1, no clipping)" in proc.stderr and "Lower optimizer.lr" in proc.stderr
-    assert "+experiment=table2/ablation_cifar10, +experiment=table2/ablation_noisy_cifar10." in proc.stderr
+    assert "experiment=table2/ablation_cifar10, experiment=table2/ablation_noisy_cifar10." in proc.stderr
 
 
 def test_summary_records_a_dirty_tree(tiny_data, tmp_path):

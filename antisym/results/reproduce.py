@@ -15,7 +15,7 @@ launching, each of those directories is classified from its summary.json:
     stale       trained (completed or not) under other settings than the preset now has: moved to
                 <logs>/reproduce.stale/... and rerun from scratch, never resumed
 
-The runs still to do go to Hydra as `train.py -m +experiment=<rows> trainer.seed=<seeds>` multiruns (one per set of
+The runs still to do go to Hydra as `train.py -m experiment=<rows> trainer.seed=<seeds>` multiruns (one per set of
 rows sharing the same missing seeds), with hydra.sweep.dir/subdir pointing at those fixed directories,
 trainer.resume=true and trainer.skip_completed=true, on Hydra's launcher of choice. Running the command again after a
 crash or a preemption therefore loses at most the steps since the last checkpoint (trainer.eval_every).
@@ -42,20 +42,7 @@ from antisym.training.rundir import Status
 from antisym.training.runs import RunState, compose, run_state
 
 REPO = Path(__file__).resolve().parents[2]
-# QUICK: the same pipeline at a size a laptop CPU runs in minutes. The data, splits and evaluation sets are the
-# real ones; evaluating them in batches of 10,000 keeps the eager CPU loop's per-step overhead from dominating.
-QUICK_OVERRIDES = (
-    "+quick=true",
-    "model.hidden_size=8",
-    "trainer.max_steps=4",
-    "trainer.batch_size=16",
-    "trainer.eval_every=2",
-    "trainer.log_every=2",
-    "trainer.eval_batch_size=10000",
-)
-# ++: a multirun over several presets composes its sweep-level config before any preset is applied, where the
-# key does not exist yet; ++ adds it there and overrides it in every job.
-QUICK_DATASET_OVERRIDES = {"noisy_cifar10": ("++dataset.seq_len=64",)}  # 32 image rows + 32 noise steps
+QUICK_OVERRIDES = ("debug=quick",)  # the pipeline at a laptop's size, its runs marked (conf/debug/quick.yaml)
 QUICK_SEEDS = 2
 LAUNCHERS = {  # make's LAUNCHER= value -> Hydra launcher overrides
     "basic": (),
@@ -113,9 +100,7 @@ def plan(
             if rows and preset not in rows and preset.split("/")[-1] not in rows:
                 continue
             try:
-                wanted = compose(
-                    preset, [*overrides, *QUICK_DATASET_OVERRIDES.get(dataset, ())] if quick else overrides
-                )
+                wanted = compose(preset, overrides)
             except Exception as err:  # Hydra's ConfigCompositionException: an override this row has no key for
                 raise OverrideError(preset, overrides, err) from None
             row_seeds = list(seeds) if seeds is not None else [int(s) for s in wanted.get("seeds", [0])]
@@ -150,19 +135,16 @@ def unknown_rows(rows: Sequence[str], tables: Sequence[int]) -> str:
     )
 
 
-def launch_groups(jobs: Sequence[TableRun], quick: bool) -> list[tuple[list[str], list[int], tuple[str, ...]]]:
-    """Rows that miss the same seeds (and need the same per-dataset overrides) share one Hydra multirun."""
+def launch_groups(jobs: Sequence[TableRun]) -> list[tuple[list[str], list[int]]]:
+    """Rows that miss the same seeds share one Hydra multirun."""
     missing: dict[str, list[int]] = defaultdict(list)
-    dataset_of = {}
     for job in jobs:
         if job.state.todo(retry_failed=True):
             missing[job.preset].append(job.seed)
-            dataset_of[job.preset] = job.dataset
-    groups: dict[tuple, list[str]] = defaultdict(list)
+    groups: dict[tuple[int, ...], list[str]] = defaultdict(list)
     for preset, seeds in missing.items():
-        extra = QUICK_DATASET_OVERRIDES.get(dataset_of[preset], ()) if quick else ()
-        groups[(tuple(sorted(seeds)), extra)].append(preset)
-    return [(presets, list(seeds), extra) for (seeds, extra), presets in groups.items()]
+        groups[tuple(sorted(seeds))].append(preset)
+    return [(presets, list(seeds)) for seeds, presets in groups.items()]
 
 
 def hydra_command(
@@ -180,7 +162,7 @@ def hydra_command(
         sys.executable,
         str(REPO / "train.py"),
         "-m",
-        f"+experiment={','.join(presets)}",
+        f"experiment={','.join(presets)}",
         f"trainer.seed={','.join(str(s) for s in seeds)}",
         f"hydra.sweep.dir={log_root}",
         "hydra.sweep.subdir=${preset.name}/seed${trainer.seed}",
@@ -280,11 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         status, detail = job.state.status, job.state.detail
         action = actions.get(status, "leave (being written)" if status == Status.RUNNING else "rerun (resume)")
         print(f"  {job.preset:32s} seed{job.seed:<3d} {status:10s} -> {action}" + (f"  [{detail}]" if detail else ""))
-    groups = launch_groups(jobs, args.quick)
+    groups = launch_groups(jobs)
     if not groups:
         print(f"{tag}reproduce: nothing to run.")
-    for presets, seeds, extra in groups:
-        cmd = hydra_command(presets, seeds, log_root, args.launcher, args.jobs, [*overrides, *extra])
+    for presets, seeds in groups:
+        cmd = hydra_command(presets, seeds, log_root, args.launcher, args.jobs, overrides)
         print("$ " + " ".join(cmd), flush=True)
         if args.dry_run:
             continue

@@ -4,7 +4,7 @@ packed launcher (hydra_plugins) and the campaign (campaign/) share.
     RunState     what a run directory holds: missing, completed, diverged, failed, interrupted, running, stale
                  (trained under other settings than wanted) or waiting (its settings are not chosen yet)
     run_state    classify one directory from its summary.json and, given the wanted settings, its config.yaml
-    compose      the config `train.py +experiment=<preset> <overrides>` runs, resolved, without starting Hydra
+    compose      the config `train.py experiment=<preset> <overrides>` runs, resolved, without starting Hydra
     pack_key     what a run must share with the other members of its pack
     group_packs  runs grouped into packs of compatible runs, in order
 
@@ -100,14 +100,14 @@ def growing(run_dir: Path, status: str, steps: int, max_steps: int) -> RunState 
 
 
 def compose(preset: str, overrides: Sequence[str], config_dir: Path = CONF_DIR) -> dict[str, Any]:
-    """The job config that `train.py +experiment=<preset> <overrides>` would run (resolved, without Hydra's run)."""
+    """The job config that `train.py experiment=<preset> <overrides>` would run (resolved, without Hydra's run)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
     job_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=[f"+experiment={preset}", *job_overrides])
+        cfg = hydra_compose(config_name="config", overrides=[f"experiment={preset}", *job_overrides])
     return OmegaConf.to_container(cfg, resolve=True)
 
 
