@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from antisym.checks import ClassConfig, Section, check_name, check_value
-from antisym.data.tasks import TaskConfig, task_config
+from antisym.data.tasks import TASKS, TaskConfig, task_config
 from antisym.errors import ConfigError
 from antisym.models import model_config
 
@@ -51,7 +51,11 @@ FREE_KEYS = (
     "hydra",
     "pack",
 )
-LENGTH_KEYS = ("trainer.max_steps", "dataset.max_steps")
+LENGTH_KEY = "trainer.max_steps"
+# Keys older records carry that the configs no longer have, with the key that holds the setting now: `as_current`
+# reads a saved config without them, and an override of one is refused naming its successor. dataset.max_steps was
+# the paper length trainer.max_steps read by interpolation.
+RETIRED_KEYS = {"dataset.max_steps": LENGTH_KEY}
 # Keys added to the configs after runs were recorded, with the value those runs had: at that value a key is the same
 # setting as its absence (one configuration in the tables, no difference on resume). Any other key the saved config
 # lacks is a difference: a config missing a key is damaged or from other code, and nothing can be said to match it.
@@ -81,10 +85,29 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def as_current(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A config as the current configs would compose it, where a record of older code differs: the RETIRED_KEYS left
+    out, and a paper task named by `dataset.name` alone given the `_target_` its config names now."""
+    out = {section: dict(value) if isinstance(value, Mapping) else value for section, value in cfg.items()}
+    for key in RETIRED_KEYS:
+        section, _, name = key.partition(".")
+        if isinstance(out.get(section), dict):
+            out[section].pop(name, None)
+    dataset = out.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("_target_") is None and dataset.get("name") in TASKS:
+        cls = TASKS[dataset["name"]]
+        out["dataset"] = {"_target_": f"{cls.__module__}.{cls.__qualname__}", **dataset}
+    return out
+
+
 def experiment_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened settings that define what a run trains (everything but the FREE_KEYS; an ADDED_KEYS key at the
-    value runs had before it existed is left out, as those runs lack it)."""
-    return {k: v for k, v in flatten(cfg).items() if not _is_free(k) and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
+    """The flattened settings that define what a run trains, read `as_current` (everything but the FREE_KEYS; an
+    ADDED_KEYS key at the value runs had before it existed is left out, as those runs lack it)."""
+    return {
+        k: v
+        for k, v in flatten(as_current(cfg)).items()
+        if not _is_free(k) and not (k in ADDED_KEYS and v == ADDED_KEYS[k])
+    }
 
 
 def settings_differences(saved: Mapping[str, Any], new: Mapping[str, Any], *, allow_longer: bool = True) -> list[str]:
@@ -100,7 +123,7 @@ def settings_differences(saved: Mapping[str, Any], new: Mapping[str, Any], *, al
     for key in sorted(a.keys() & b.keys()):
         if a[key] == b[key]:
             continue
-        longer = key in LENGTH_KEYS and _number(a[key]) and _number(b[key]) and b[key] > a[key]
+        longer = key == LENGTH_KEY and _number(a[key]) and _number(b[key]) and b[key] > a[key]
         if longer and allow_longer and not cosine:
             continue
         diffs.append(f"{key}: {a[key]!r} -> {b[key]!r}")
@@ -241,7 +264,7 @@ class RunConfig:
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> RunConfig:
-        cfg = as_container(cfg)
+        cfg = as_current(as_container(cfg))
         for section in ("model", "dataset", "optimizer", "trainer", "data"):
             if not isinstance(cfg.get(section), Mapping):
                 raise ConfigError(f"The config has no `{section}` section; run through train.py or add one.")

@@ -39,6 +39,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from antisym.config import RETIRED_KEYS
 from antisym.data.files import check_present
 from antisym.data.tasks import task_files
 from antisym.errors import ConfigError, RunDirError, UserError
@@ -156,6 +157,12 @@ def _composition_error(loader: ConfigLoader, config_name: str, overrides: list[s
     missing = re.search(r"Could not override '([^']+)'", text)
     if missing and "To append to your config use +" in text:
         key = missing.group(1)
+        if key in RETIRED_KEYS:
+            value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), "...")
+            return ConfigError(
+                f"`{key}` is not a setting any more: {RETIRED_KEYS[key]} holds it (give {RETIRED_KEYS[key]}={value}). "
+                "Nothing was started."
+            )
         rest = _without(overrides, key)
         try:
             cfg = loader.load_configuration(config_name, rest, RunMode.RUN, validate_sweep_overrides=False)

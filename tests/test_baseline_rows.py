@@ -22,7 +22,7 @@ def test_successor_runs_are_rows_beside_the_paper(tiny_data, tmp_path):
     lipschitz = logs / "lipschitz_pmnist" / "seed0"
     tiny_run(root, lipschitz, "baselines/lipschitz_pmnist")
     cfg = OmegaConf.load(lipschitz / "config.yaml")
-    cfg.trainer.max_steps = cfg.dataset.max_steps = 45_400
+    cfg.trainer.max_steps = 45_400
     OmegaConf.save(cfg, lipschitz / "config.yaml")
     stopped = tiny_run(
         root,

@@ -121,7 +121,7 @@ def _changed(cfg: dict, base: dict) -> dict[str, tuple]:
     from antisym.config import experiment_settings
 
     a, b = experiment_settings(base), experiment_settings(cfg)
-    keys = (a.keys() | b.keys()) - {"trainer.seed", "trainer.max_steps", "dataset.max_steps", "trainer.eval_every"}
+    keys = (a.keys() | b.keys()) - {"trainer.seed", "trainer.max_steps", "trainer.eval_every"}
     return {k: (a.get(k), b.get(k)) for k in sorted(keys) if a.get(k) != b.get(k)}
 
 

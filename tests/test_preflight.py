@@ -41,6 +41,7 @@ def test_a_value_on_the_command_line_replaces_the_sweeps_grid_for_its_key(tmp_pa
         (["model=lstm", "model.eps=0.1"], "not a setting of model=lstm; model=ablation, model=asym, .* have eps"),
         (["optimizer.momentm=0.9"], "Fix the spelling"),  # no optimizer has it: a typo
         (["+experiment=table1/asym_pmnist"], r"give experiment=table1/asym_pmnist, without the \+"),  # the old habit
+        (["dataset.max_steps=100"], r"trainer.max_steps holds it \(give trainer.max_steps=100\)"),  # a retired key
     ],
 )
 def test_a_bad_override_is_refused_with_the_fix(tmp_path, overrides, message):

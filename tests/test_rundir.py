@@ -66,6 +66,31 @@ def test_settings_differences_rules():
     assert settings_differences(cosine, cosine_longer) == ["trainer.max_steps: 10 -> 20"]  # the schedule's shape
 
 
+def test_a_record_of_older_code_with_a_retired_key_resumes_and_is_one_configuration(tiny_data, tmp_path):
+    """Older records carry dataset.max_steps (the paper length trainer.max_steps read by interpolation) and name a
+    paper task by dataset.name alone: read as the current configs have it, such a record is not stale, resumes, and
+    is one configuration with a new run."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from antisym.config import RunConfig
+    from antisym.results.rows import run_knobs
+
+    root, _ = tiny_data
+    run(compose_cfg(root, "dataset=pmnist", "trainer.max_steps=3"), tmp_path / "old")
+    saved = yaml.safe_load((tmp_path / "old" / "config.yaml").read_text())
+    assert saved["dataset"].pop("_target_") == "antisym.data.tasks.PermutedMNIST"
+    saved["dataset"]["max_steps"] = 50000  # as the older code wrote it
+    (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump(saved))
+    wanted = OmegaConf.to_container(compose_cfg(root, "dataset=pmnist", "trainer.max_steps=3"), resolve=True)
+    assert "max_steps" not in wanted["dataset"] and RunConfig.from_cfg(saved).trainer.max_steps == 3
+    assert run_state(tmp_path / "old", wanted).status == "completed"
+    assert run_knobs(saved) == run_knobs(wanted) and settings_differences(saved, wanted) == []
+    assert load_run_model(tmp_path / "old")[1].dataset._target_ == "antisym.data.tasks.PermutedMNIST"
+    longer = compose_cfg(root, "dataset=pmnist", "trainer.max_steps=5", "trainer.resume=true")
+    assert run(longer, tmp_path / "old")["steps"] == 5
+
+
 def test_resume_below_the_checkpoint_step_is_refused(tiny_data, tmp_path):
     root, _ = tiny_data
     run(compose_cfg(root, "trainer.max_steps=6"), tmp_path)

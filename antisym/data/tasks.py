@@ -4,8 +4,9 @@ label).
 A task is one `Task` subclass that declares everything the rest of the suite needs: its typed `Config` (the dataset
 config group's keys, checked before any data is read), its `spec` (what a model needs to know), the `files` it reads
 (the presence check and the run's data fingerprint), its pack `family`, and how its examples become sequences. The
-paper's tasks are named in `TASKS` (`dataset.name` alone picks one); any other is given by `dataset._target_`, a
-dotted path to its class, so a new task is its class, its YAML file and its test (conf/dataset/README.md).
+config names its task's class by `dataset._target_`, a dotted path, as a model's does, so a new task is its class,
+its YAML file and its test (conf/dataset/README.md). `TASKS` names the paper's four: records of older code name
+them by `dataset.name` alone (`antisym.config.as_current` reads those as the classes the configs name now).
 
 Images stay uint8 in memory; sequences are built per batch by `SequenceTask.batch`, which the trainer calls with its
 own generator so that sampling and the fresh noise of noise-padded CIFAR-10 are reproducible and resumable.
@@ -47,7 +48,6 @@ class TaskConfig(Section):
 
     name: str
     _target_: str | None = None  # the task's class, where it is not one of TASKS
-    max_steps: int = 50_000
     # Held out of the training file for checkpoint selection. 0 is refused: the best-validation checkpoint, the
     # reported test accuracy and the tables' choice of configuration all need a validation split.
     val_size: int = 5000
@@ -61,8 +61,6 @@ class TaskConfig(Section):
                 "best-validation checkpoint, which needs a validation split. Use the default 5000, or any positive "
                 "number smaller than the training set."
             )
-        if self.max_steps <= 0:
-            raise ConfigError(f"dataset.max_steps must be a positive integer, got {self.max_steps}.")
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,6 @@ class PermutedConfig(TaskConfig):
 
 @dataclass(frozen=True)
 class NoisyConfig(TaskConfig):
-    max_steps: int = 10_000
     seq_len: int = 1000
     noise: Literal["independent", "shared"] = "independent"
     noise_seed: int = 0
@@ -233,7 +230,8 @@ TASKS: dict[str, type[Task]] = {
 
 
 def task_class(cfg: Mapping[str, Any] | TaskConfig) -> type[Task]:
-    """The class of the task a dataset section names: its `_target_`, or one of TASKS by `name`."""
+    """The class of the task a dataset section names: its `_target_` (or, in a record of older code, one of TASKS by
+    `name`)."""
     if isinstance(cfg, TaskConfig):
         target, name = cfg._target_, cfg.name
     else:
@@ -252,8 +250,8 @@ def task_class(cfg: Mapping[str, Any] | TaskConfig) -> type[Task]:
         raise ConfigError(
             f"dataset._target_={target!r} cannot be imported ({type(err).__name__}: {err}). Give the full dotted "
             "path of a Task subclass (package.module.Class) and make sure its package is installed or on PYTHONPATH "
-            "(a module of this repository imports when train.py runs from its root); the paper's tasks need no "
-            "_target_: dataset=<" + "|".join(TASKS) + ">."
+            "(a module of this repository imports when train.py runs from its root); the paper's tasks: "
+            "dataset=<" + "|".join(TASKS) + ">."
         ) from None
     if not issubclass(cls, Task):
         why = "it is not a subclass of antisym.data.tasks.Task"

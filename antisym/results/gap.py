@@ -37,7 +37,7 @@ from antisym.training.runs import compose
 
 SPEC = Path(__file__).resolve().parents[2] / "conf" / "campaign" / "gap.yaml"
 # What a record may differ from the setup in and still be one of the setup's runs (or a candidate's, seed aside).
-CADENCE = {"trainer.seed", "trainer.max_steps", "dataset.max_steps", "trainer.eval_every"}
+CADENCE = {"trainer.seed", "trainer.max_steps", "trainer.eval_every"}
 GRID = {"optimizer.lr", "model.eps", "model.gamma"}  # the paper's own grid: screens, listed apart
 SLOPE_SPAN = 1000  # iterations over which "still rising faster" is read
 

@@ -149,4 +149,4 @@ def reference_iterations(model: str, dataset: str) -> int | None:
     if model not in BASELINES.get(TABLE_OF_DATASET.get(dataset, 0), {}):
         return ITERATIONS.get(dataset)
     path = preset_file(model, dataset)
-    return int(OmegaConf.load(path).dataset.max_steps) if path else None
+    return int(OmegaConf.load(path).trainer.max_steps) if path else None

@@ -208,10 +208,10 @@ class Run:
 
     @property
     def data_changes(self) -> dict[str, Any]:
-        """The dataset settings this run changed from its preset's (max_steps aside: the label's steps say it)."""
+        """The dataset settings this run changed from its preset's."""
         preset = preset_dataset(self.preset) or {}
         mine = self.knobs["dataset"]
-        return {k: v for k, v in sorted(mine.items()) if k != "max_steps" and preset.get(k, v) != v}
+        return {k: v for k, v in sorted(mine.items()) if preset.get(k, v) != v}
 
     @property
     def label(self) -> str:

@@ -195,13 +195,17 @@ def segments_before(state: dict[str, Any], previous: dict | None) -> list[dict[s
 
 
 def load_run_config(run_dir: str | Path):
-    """The resolved settings that trained a run (OmegaConf). Older runs kept only Hydra's .hydra/config.yaml."""
-    from omegaconf import OmegaConf
+    """The resolved settings that trained a run (OmegaConf), as the current configs have them (`as_current`: a
+    record of older code read without its retired keys). Older runs kept only Hydra's .hydra/config.yaml."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from antisym.config import as_current
 
     run_dir = Path(run_dir)
     for candidate in (run_dir / CONFIG_FILE, run_dir / ".hydra" / "config.yaml"):
         if candidate.is_file():
-            return OmegaConf.load(candidate)
+            cfg = OmegaConf.load(candidate)
+            return OmegaConf.create(as_current(OmegaConf.to_container(cfg))) if isinstance(cfg, DictConfig) else cfg
     raise FileNotFoundError(f"{run_dir} holds no {CONFIG_FILE}; is it a run directory?")
 
 
