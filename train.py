@@ -44,7 +44,7 @@ from antisym.errors import UserError  # noqa: E402
 from antisym.groups import run_groups  # noqa: E402
 from antisym.preflight import check_command  # noqa: E402
 from antisym.training import run  # noqa: E402
-from antisym.training.rundir import Status, read_summary, remove_if_empty  # noqa: E402
+from antisym.training.rundir import RunDir, Status, remove_if_empty  # noqa: E402
 
 CONF = Path(__file__).resolve().parent / "conf"
 # hydra.run.dir names the run by model.name: checked before Hydra makes the directory (conf/hydra/default.yaml).
@@ -107,7 +107,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         summary = run(cfg, run_dir, overrides=overrides)
     except KeyboardInterrupt:  # a second Ctrl-C, or a signal while starting: recorded at the last checkpoint's step
-        summary = read_summary(run_dir)
+        summary = RunDir(run_dir).summary()
         if (summary or {}).get("status") not in (
             Status.INTERRUPTED,
             Status.RUNNING,

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from antisym.errors import UserError
-from antisym.training.rundir import LAST_CHECKPOINT, Status
+from antisym.training.rundir import RunDir, Status
 from antisym.training.runs import run_state
 from campaign.limits import CALL_S, CARRY_BYTES, MIB
 from campaign.plan import load_plan, planned_state, planned_steps, resolve
@@ -162,8 +162,9 @@ def cmd_lane(args: argparse.Namespace) -> int:
                   device=args.device, commit=args.commit, margin_s=args.margin_s, lane=args.lane, threads=threads,
                   archive=False)  # fmt: skip
     code, _ = run_lease(lease)
-    for last in args.records.glob(f"*/*/{LAST_CHECKPOINT}"):  # a finished record keeps what a collected one keeps
-        if run_state(last.parents[1]).finished and last.parents[2].name not in plan.keep_last:
+    for run_dir in map(RunDir, args.records.glob("*/*")):  # a finished record keeps what a collected one keeps
+        last = run_dir.last_checkpoint
+        if last.is_file() and run_state(run_dir.path).finished and run_dir.path.parent.name not in plan.keep_last:
             last.unlink()
     write_tables([args.records], args.tables)
     after = blocks(plan, args.records, planned)

@@ -29,7 +29,7 @@ import torch
 
 from antisym.data import task_files
 from antisym.provenance import COMMIT_ENV
-from antisym.training.rundir import read_summary
+from antisym.training.rundir import RunDir
 from antisym.training.runs import RunState, first_pack, pack_key
 from campaign import kernel_gate, progress
 from campaign.limits import FILES_BACK
@@ -143,7 +143,7 @@ def train_group(
     for (run, _, _), run_dir, error in zip(runs, dirs, errors, strict=True):
         if error:
             log.error("%s: %s (the lease goes on)", run.rel_dir, error)
-        summary = read_summary(run_dir)
+        summary = RunDir(run_dir).summary()
         out.append(
             ({"outcome": "error", "error": error} if error else {"outcome": "trained"})
             | {"recorded": summary is not None, "stop_reason": (summary or {}).get("stop_reason")}

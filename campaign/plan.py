@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from antisym.errors import ConfigError
-from antisym.training.rundir import FINISHED, Status, read_summary
+from antisym.training.rundir import FINISHED, RunDir, Status
 from antisym.training.runs import RunState, compose, compose_where_present, growing, run_state
 
 PLAN_DIR = Path(__file__).resolve().parents[1] / "conf" / "campaign"
@@ -253,7 +253,7 @@ def choose_point(plan: Plan, records: Path, block: str, preset: str) -> PlannedR
     that could still win: one with no validation yet, or whose best so far is within OUT_OF_RUNNING of the leader.
     Test accuracy never enters the choice."""
     runs = [r for r in plan.block_runs(block) if r.preset == preset]
-    summaries = [read_summary(records / r.rel_dir) or {} for r in runs]
+    summaries = [RunDir(records / r.rel_dir).summary() or {} for r in runs]
     if not runs:
         return None
     scores: dict[tuple[str, ...], list[float]] = {}

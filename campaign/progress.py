@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from antisym.provenance import cpu_name
-from antisym.training.rundir import METRICS_FILE, Status, read_metrics, read_summary, recorded_segments
+from antisym.training.rundir import RunDir, Status, recorded_segments
 from campaign.plan import Plan, planned_state, resolve
 
 RATE_ROWS = 200  # the latest logged training intervals of a block that its rate is measured over
@@ -46,11 +46,12 @@ def _intervals(run_dir: Path, machine: str) -> list[tuple[int, float]]:
     included, over the steps its segments trained on `machine` (a run resumed on another device counts only its
     steps here; a record without segments counts whole when its device line names the machine); none across a
     resume (the steps since the last checkpoint are trained again)."""
-    segments = recorded_segments(read_summary(run_dir) or {})
+    run = RunDir(run_dir)
+    segments = recorded_segments(run.summary() or {})
     ends = [s.get("from_step") or 0 for s in segments[1:]] + [math.inf]
     here = [(s.get("from_step") or 0, end) for s, end in zip(segments, ends, strict=True)
             if str(s.get("device") or "").startswith(machine)]  # fmt: skip
-    rows = [r for r in read_metrics(run_dir / METRICS_FILE) if r.get("split") == "train" and "time_s" in r]
+    rows = [r for r in run.metrics() if r.get("split") == "train" and "time_s" in r]
     return [
         (b["step"] - a["step"], b["time_s"] - a["time_s"])
         for a, b in zip(rows, rows[1:], strict=False)

@@ -27,7 +27,6 @@ from antisym.errors import UserError
 from antisym.training.checkpoint import load_checkpoint, load_permutation
 from antisym.training.rundir import (
     BEST_CHECKPOINT,
-    CHECKPOINT_DIR,
     CONFIG_FILE,
     FINISHED,
     LAST_CHECKPOINT,
@@ -36,13 +35,8 @@ from antisym.training.rundir import (
     PERMUTATION_FILE,
     SUMMARY_FILE,
     SUPERSEDED,
-    RunLock,
+    RunDir,
     Status,
-    load_config,
-    lock_holder,
-    move_aside,
-    read_metrics,
-    read_summary,
 )
 from antisym.training.runs import RunState, run_state
 from campaign.limits import FILE_BACK_BYTES
@@ -159,20 +153,20 @@ def check_record(path: Path) -> list[str]:
         except (OSError, json.JSONDecodeError) as err:
             return [f"{path.name}: {err}"]
         return []
-    problems = []
-    if not (path / CONFIG_FILE).is_file():
+    problems, run_dir = [], RunDir(path)
+    if not run_dir.config_file.is_file():
         problems.append(f"no {CONFIG_FILE}")
     try:
-        summary = read_summary(path)
+        summary = run_dir.summary()
         if summary is None:
             problems.append(f"no {SUMMARY_FILE}")
         elif summary.get("git_commit") in UNKNOWN_COMMITS:
             problems.append(f"{SUMMARY_FILE} names no git commit")
-        read_metrics(path / METRICS_FILE)
-        for ckpt in sorted((path / CHECKPOINT_DIR).glob("*.pt")):
+        run_dir.metrics()
+        for ckpt in sorted(run_dir.checkpoints.glob("*.pt")):
             load_checkpoint(ckpt, "The record is damaged.")
-        if (path / PERMUTATION_FILE).is_file():
-            load_permutation(path / PERMUTATION_FILE, "The record is damaged.")
+        if run_dir.permutation_file.is_file():
+            load_permutation(run_dir.permutation_file, "The record is damaged.")
     except UserError as err:
         problems.append(str(err))
     return problems
@@ -202,11 +196,11 @@ def replacement_problems(units: Sequence[str], records: Path, new: Path) -> list
     problems = []
     for unit in units:
         here = records / unit
-        if (holder := lock_holder(here)) is not None:
+        if (holder := RunDir(here).lock_holder()) is not None:
             problems.append(f"{unit} is being trained here (pid {holder.get('pid', '?')} holds its run lock)")
             continue
         try:
-            mine, theirs = load_config(here), load_config(new / unit)
+            mine, theirs = RunDir(here).config(), RunDir(new / unit).config()
         except Exception:  # a config here that does not parse: it is kept in superseded/ like any other
             continue
         if mine is not None and theirs is not None and (diffs := settings_differences(mine, theirs)):
@@ -225,8 +219,9 @@ def replace_record(dest: Path, new: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         new.rename(dest)
         return
-    with RunLock(dest):
-        move_aside(dest, "replaced by a collected archive's record")
+    run_dir = RunDir(dest)
+    with run_dir.lock():
+        run_dir.move_aside("replaced by a collected archive's record")
         for item in new.iterdir():
             item.rename(dest / item.name)
 

@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from antisym.analysis.spectra import (  # noqa: E402
     PAPER_GAMMAS,
@@ -33,7 +32,7 @@ from antisym.analysis.spectra import (  # noqa: E402
 from antisym.analysis.style import save_figure  # noqa: E402
 from antisym.errors import UserError  # noqa: E402
 from antisym.provenance import provenance  # noqa: E402
-from antisym.training.rundir import OVERRIDES_FILE, read_summary  # noqa: E402
+from antisym.training.rundir import RunDir  # noqa: E402
 
 
 def run_records(runs: list[str]) -> dict[str, dict]:
@@ -41,15 +40,8 @@ def run_records(runs: list[str]) -> dict[str, dict]:
     commit's conf/ give its whole config: the figure's record of what it was drawn from."""
     records = {}
     for run in runs:
-        # The run's own record of the overrides that trained it (older runs: Hydra's .hydra/ copy).
-        overrides = next(
-            (p for p in (Path(run) / OVERRIDES_FILE, Path(run) / ".hydra" / "overrides.yaml") if p.is_file()),
-            Path(run) / OVERRIDES_FILE,
-        )
-        records[run] = {
-            "summary": read_summary(run) or {},
-            "overrides": OmegaConf.to_container(OmegaConf.load(overrides)) if overrides.is_file() else None,
-        }
+        run_dir = RunDir(run)
+        records[run] = {"summary": run_dir.summary() or {}, "overrides": run_dir.overrides()}
     return records
 
 

@@ -91,6 +91,31 @@ def test_a_record_of_older_code_with_a_retired_key_resumes_and_is_one_configurat
     assert run(longer, tmp_path / "old")["steps"] == 5
 
 
+def test_run_dir_names_the_files_a_run_writes_and_reads_them_back(tiny_data, tmp_path):
+    """RunDir, the one object readers use: each file it names is one the trainer wrote (a pMNIST run writes them
+    all), and what it reads back is what is on disk; a run of older code with Hydra's .hydra/ copies only is read
+    from there."""
+    import yaml
+
+    from antisym.training.rundir import RunDir
+
+    root, _ = tiny_data
+    run(compose_cfg(root, "dataset=pmnist", "trainer.max_steps=2"), tmp_path / "r", overrides=["dataset=pmnist"])
+    d = RunDir(tmp_path / "r")
+    named = [d.config_file, d.overrides_file, d.summary_file, d.metrics_file, d.permutation_file, d.best_checkpoint]
+    assert all(p.is_file() for p in named) and d.checkpoints.is_dir() and d.is_run() and d.has_config()
+    assert {p.name for p in d.path.iterdir()} - {"run.lock"} == {p.relative_to(d.path).parts[0] for p in named}
+    assert d.summary() == json.loads(d.summary_file.read_text()) and d.status() == "completed"
+    assert d.metrics() == read_rows(d.path) and d.overrides() == ["dataset=pmnist"]
+    assert d.config()["dataset"]["name"] == "pmnist" and d.model()[0].hidden_size > 0
+    old = tmp_path / "old" / ".hydra"
+    old.mkdir(parents=True)
+    (old / "config.yaml").write_text(d.config_file.read_text())
+    (old / "overrides.yaml").write_text(yaml.safe_dump(["model.eps=0.1"]))
+    assert RunDir(old.parent).has_config() and RunDir(old.parent).overrides() == ["model.eps=0.1"]
+    assert RunDir(tmp_path / "none").overrides() is None and RunDir(tmp_path / "none").metrics() == []
+
+
 def test_resume_below_the_checkpoint_step_is_refused(tiny_data, tmp_path):
     root, _ = tiny_data
     run(compose_cfg(root, "trainer.max_steps=6"), tmp_path)
@@ -550,7 +575,7 @@ def test_an_unwritable_run_directory_is_one_paragraph_and_leaves_no_partial_file
         raise PermissionError(13, "Permission denied", str(self.path))
 
     with monkeypatch.context() as patch:
-        patch.setattr("antisym.training.trainer.RunLock.__enter__", read_only)
+        patch.setattr("antisym.training.rundir.RunLock.__enter__", read_only)
         with pytest.raises(UserError, match=r"cannot be written \(Permission denied .*before training started"):
             run(compose_cfg(root), tmp_path / "ro")
     import antisym.training.checkpoint as checkpoint

@@ -28,7 +28,7 @@ from antisym.data import build_task
 from antisym.models import build_model
 from antisym.models.jacobian import eigen_moduli, end_to_end_jacobian
 from antisym.provenance import REPO_ROOT
-from antisym.training.rundir import BEST_CHECKPOINT, CONFIG_FILE, SUPERSEDED, load_run_model
+from antisym.training.rundir import BEST_CHECKPOINT, SUPERSEDED, RunDir
 
 PAPER_GAMMAS = (0.001, 0.01, 0.1, 1.0, 5.0, 10.0)
 PAPER_LENGTHS = (100, 200, 400, 800)
@@ -157,7 +157,7 @@ def find_runs(sweep_dir: str | Path) -> list[Path]:
     `.hydra/config.yaml`) and `checkpoints/best.pt`; superseded runs are not among them."""
     root = Path(sweep_dir)
     best = sorted(p.parent.parent for p in root.glob(f"**/{BEST_CHECKPOINT}") if SUPERSEDED not in p.parts)
-    return [r for r in best if (r / CONFIG_FILE).is_file() or (r / ".hydra" / CONFIG_FILE).is_file()]
+    return [r for r in best if RunDir(r).has_config()]
 
 
 def sweep_points(
@@ -180,7 +180,7 @@ def sweep_points(
     names: dict[tuple[str, tuple, int], list[str]] = defaultdict(list)
     sources = set()
     for run in runs:
-        model, cfg = load_run_model(run, allow=allow)
+        model, cfg = RunDir(run).model(allow=allow)
         dataset_cfg = cfg["dataset"]
         seq_len = int(dataset_cfg["seq_len"])
         x, source = noisy_cifar_inputs(seq_len, batch, data_root, seed=seed, dataset_cfg=dataset_cfg)

@@ -33,19 +33,7 @@ from antisym.results.paper import (
     reference_iterations,
     table_rows,
 )
-from antisym.training.rundir import (
-    CHECKPOINT_DIR,
-    CONFIG_FILE,
-    FINISHED,
-    METRICS_FILE,
-    SUMMARY_FILE,
-    SUPERSEDED,
-    Status,
-    effective_status,
-    load_config,
-    read_metrics,
-    read_summary,
-)
+from antisym.training.rundir import CHECKPOINT_DIR, FINISHED, SUPERSEDED, RunDir, Status
 from antisym.training.runs import compose
 
 OFFICIAL_SIZES = {  # (train + validation, test) examples of each task's official release
@@ -171,8 +159,12 @@ class Run:
     summary: dict[str, Any] | None
 
     @property
+    def dir(self) -> RunDir:
+        return RunDir(self.path)
+
+    @property
     def status(self) -> str:
-        return effective_status(self.path, self.summary)
+        return self.dir.status(self.summary)
 
     @property
     def model(self) -> str:
@@ -222,7 +214,7 @@ class Run:
 
     def curve(self, split: str = "val") -> dict[int, float]:
         """Accuracy by step on a split of metrics.jsonl: validation, or TEST_PROBE (trainer.test_every_eval)."""
-        rows = read_metrics(self.path / METRICS_FILE)
+        rows = self.dir.metrics()
         return {int(r["step"]): float(r["acc"]) for r in rows if r.get("split") == split and "step" in r}
 
     @property
@@ -231,15 +223,12 @@ class Run:
         return self.status in FINISHED and self.get("best_val_acc") is not None and self.get("test_acc") is not None
 
 
-def is_run_dir(path: Path) -> bool:
-    return (path / SUMMARY_FILE).is_file() or (path / CONFIG_FILE).is_file() or (path / ".hydra").is_dir()
-
-
 def read_run(path: Path) -> Run | str:
     """The run in a run directory, or why it cannot be counted (its config or summary missing or damaged, a damaged
     metrics line): such a directory is listed with the reason, never dropped silently."""
+    run_dir = RunDir(path)
     try:
-        cfg = load_config(path)
+        cfg = run_dir.config()
     except Exception as err:  # YAML that does not parse: a torn or hand-edited file
         return f"config.yaml cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
     if cfg is None:
@@ -248,9 +237,8 @@ def read_run(path: Path) -> Run | str:
     if missing:
         return f"config.yaml has no {', '.join(missing)} section (emptied or truncated)"
     try:
-        summary = read_summary(path)
-        if (path / METRICS_FILE).is_file():
-            read_metrics(path / METRICS_FILE)
+        summary = run_dir.summary()
+        run_dir.metrics()
     except UserError as err:
         return str(err).split(". ")[0]
     return Run(path, cfg, summary)
@@ -267,7 +255,7 @@ def scan_runs(roots: Iterable[str | Path]) -> tuple[list[Run], list[tuple[Path, 
         for dirpath, dirnames, _ in os.walk(root):
             path = Path(dirpath)
             dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            if not is_run_dir(path):
+            if not RunDir(path).is_run():
                 continue
             dirnames[:] = []  # runs do not nest
             run = read_run(path)

@@ -75,7 +75,6 @@ from antisym.training.rundir import (
     PERMUTATION_FILE,
     SUMMARY_FILE,
     Status,
-    read_metrics,
     recorded_segments,
 )
 from antisym.training.threads import flushed_denormals
@@ -131,8 +130,8 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[
     """Where a record disagrees with its own metrics, checkpoints and config (failures), what it shows of a stop
     between writing two of its files (notes), and its best validation row."""
     summary, failures, notes = run.summary or {}, [], []
-    if (run.path / PERMUTATION_FILE).is_file():
-        load_permutation(run.path / PERMUTATION_FILE, "Retrain the run.")  # a tensor, or CheckpointError
+    if (run.dir.permutation_file).is_file():
+        load_permutation(run.dir.permutation_file, "Retrain the run.")  # a tensor, or CheckpointError
     if run.status in FINISHED:
         best = best_val_row(rows)
         want = (best["acc"], best["step"]) if best else (None, None)
@@ -147,10 +146,10 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[
                 if summary.get(key) != last.get(col):
                     failures.append(f"summary says {key} {summary.get(key)}; metrics.jsonl's test row {last.get(col)}")
         failures += length_problems(run, rows)
-    elif (run.path / LAST_CHECKPOINT).is_file():
+    elif (run.dir.last_checkpoint).is_file():
         # Unfinished: last.pt is what a resume continues from. A run killed between writing last.pt and the summary
         # (or metrics.jsonl and best.pt) leaves the other one step of validation ahead: the resume settles it.
-        state = load_checkpoint(run.path / LAST_CHECKPOINT, "Resume the run to write it again.")
+        state = load_checkpoint(run.dir.last_checkpoint, "Resume the run to write it again.")
         saved, steps = int(state.get("step", 0)), summary.get("steps")
         if steps is None or steps > saved:
             failures.append(f"summary says {steps} steps; {LAST_CHECKPOINT} holds step {saved}")
@@ -164,12 +163,12 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[
     else:
         return failures, notes, None
     if best is not None:
-        if not (run.path / BEST_CHECKPOINT).is_file():
+        if not (run.dir.best_checkpoint).is_file():
             failures.append(
                 f"no {BEST_CHECKPOINT}, though metrics.jsonl has a best validation row (step {best['step']})"
             )
             return failures, notes, best
-        held = load_checkpoint(run.path / BEST_CHECKPOINT, "Retrain the run.").get("step")
+        held = load_checkpoint(run.dir.best_checkpoint, "Retrain the run.").get("step")
         if held != best["step"] and (run.status in FINISHED or held < best["step"]):
             failures.append(f"{BEST_CHECKPOINT} holds step {held}; the best validation row is step {best['step']}")
         elif held != best["step"]:
@@ -209,7 +208,7 @@ def model_problems(run: Run) -> tuple[nn.Module | None, list[str]]:
     spec = task_spec(settings.task)
     model = build_model(settings.model, spec.input_size, spec.num_classes)
     try:
-        model.load_state_dict(load_checkpoint(run.path / BEST_CHECKPOINT, "Retrain the run.")["model"])
+        model.load_state_dict(load_checkpoint(run.dir.best_checkpoint, "Retrain the run.")["model"])
     except (RuntimeError, KeyError) as err:
         return None, [f"{BEST_CHECKPOINT} does not fit the model its config builds ({str(err).splitlines()[0]})"]
     params, recorded = count_parameters(model), (run.summary or {}).get("params")
@@ -229,7 +228,7 @@ def trained_kinds(run: Run, best_step: int) -> tuple[set[str], list[str]]:
     saved; and the last segment's, which evaluated the test split), and where the summary disagrees with the
     checkpoint (an edited device is flagged, and never sets the tolerance)."""
     summary, problems = run.summary or {}, []
-    saved = saved_device_kinds(run.path / BEST_CHECKPOINT)
+    saved = saved_device_kinds(run.dir.best_checkpoint)
     said = segment_at(summary, best_step).get("device")
     if said and kind(said) not in saved:
         problems.append(f"summary says step {best_step:,} was trained on {said}, but {BEST_CHECKPOINT} holds "
@@ -315,7 +314,7 @@ def reevaluate(
     settings = RunConfig.from_cfg(run.cfg)
     summary, t = run.summary or {}, settings.trainer
     tasks = {s: build_task(settings.task, data_root, s, False, settings.data.allow_subset) for s in ("val", "test")}
-    saved = run.path / PERMUTATION_FILE
+    saved = run.dir.permutation_file
     if saved.is_file() and not torch.equal(load_permutation(saved, "Retrain the run."), tasks["val"].permutation):
         return f"{saved.name} is not the permutation its dataset.permutation_seed gives now"
     model.to(device, DTYPES[t.dtype])
@@ -352,7 +351,7 @@ def verify_run(
     if run.status == Status.RUNNING:
         return verdict
     try:
-        rows = read_metrics(run.path / METRICS_FILE)
+        rows = run.dir.metrics()
         verdict.failures, notes, best = check_record(run, rows)
     except UserError as err:
         verdict.failures.append(str(err).split(". ")[0])
@@ -364,7 +363,7 @@ def verify_run(
             verdict.notes.append("not re-evaluated: no validation row")
         return verdict
     try:
-        check_targets(run.cfg, allow, run.path / CONFIG_FILE)
+        check_targets(run.cfg, allow, run.dir.config_file)
     except UntrustedTargetError as err:
         verdict.notes.append(f"not re-evaluated: {err}")
         return verdict

@@ -31,22 +31,15 @@ from antisym.training.evaluation import eval_size, evaluate
 from antisym.training.metrics import MetricsLogger
 from antisym.training.optim import build_optimizer
 from antisym.training.rundir import (
-    BEST_CHECKPOINT,
-    LAST_CHECKPOINT,
-    METRICS_FILE,
-    PERMUTATION_FILE,
     SUMMARY_FILE,
+    RunDir,
     Snapshot,
     Status,
-    read_metrics,
-    read_summary,
-    record_settings,
     resume_source,
     segments_before,
     skips_completed,
     take_over,
     unwritable,
-    write_json,
 )
 from antisym.training.sampling import BatchSampler
 
@@ -67,6 +60,10 @@ class Job:
     cfg: dict[str, Any]
     run_dir: Path
     overrides: list[str] | None = None
+
+    @property
+    def dir(self) -> RunDir:
+        return RunDir(self.run_dir)
 
 
 @dataclass
@@ -103,6 +100,10 @@ class Member:
         return self.job.run_dir
 
     @property
+    def dir(self) -> RunDir:
+        return self.job.dir
+
+    @property
     def trainer(self) -> TrainerConfig:
         return self.settings.trainer
 
@@ -114,13 +115,13 @@ def prepare(job: Job) -> Member | dict[str, Any]:
     settings, device, model = check_settings(cfg)  # a refusal here writes nothing
     if not settings.data.download:
         check_present(to_absolute_path(settings.data.root), task_files(settings.task))
-    previous = read_summary(run_dir)
+    previous = job.dir.summary()
     t = settings.trainer
     if skips_completed(run_dir, cfg, previous, t.skip_completed, t.resume):
         return previous
     source = resume_source(run_dir, cfg, t.resume)
     if source is not None and source.parent.parent == run_dir:  # the metrics a resume rewrites: refused if not rows
-        read_metrics(run_dir / METRICS_FILE, strict=True)
+        job.dir.metrics(strict=True)
     state = None
     if source is not None:
         state = load_checkpoint(
@@ -165,8 +166,8 @@ def prepare(job: Job) -> Member | dict[str, Any]:
         summary["started_at"] = state.get("started_at", summary["started_at"])
     summary["device"] = segment["device"]
     try:
-        record_settings(run_dir, cfg, job.overrides)
-        write_json(summary, run_dir / SUMMARY_FILE)
+        job.dir.record_settings(cfg, job.overrides)
+        job.dir.write_summary(summary)
     except BaseException:  # a full disk, a signal: the directory as it was, nothing half-recorded
         with contextlib.suppress(OSError):
             before.restore()
@@ -227,7 +228,7 @@ def set_up(member: Member) -> None:
             f"examples after the validation split); set trainer.batch_size <= {len(member.tasks['train'])}."
         )
     if member.tasks["train"].permutation is not None:
-        atomic_save(member.tasks["train"].permutation.cpu(), member.run_dir / PERMUTATION_FILE)
+        atomic_save(member.tasks["train"].permutation.cpu(), member.dir.permutation_file)
     member.model = member.model.to(device, DTYPES[t.dtype])  # as check_settings built it, from the run's seed
     member.optimizer = build_optimizer(member.settings.optimizer, member.model)
     member.base_lrs = [g["lr"] for g in member.optimizer.param_groups]
@@ -252,9 +253,7 @@ def set_up(member: Member) -> None:
         member.jacobian_x = member.tasks["val"].batch(torch.arange(n))[0].to(device, DTYPES[t.dtype])
     cfg = member.job.cfg
     resume_step = member.step if member.state is not None else None
-    member.metrics = MetricsLogger(
-        member.run_dir / METRICS_FILE, member.settings.wandb, cfg, member.run_dir, resume_step
-    )
+    member.metrics = MetricsLogger(member.dir.metrics_file, member.settings.wandb, cfg, member.run_dir, resume_step)
     log.info(
         "%s on %s: %d parameters, %s, %d of %d iterations to train, run dir %s",
         member.summary["model"],
@@ -306,10 +305,10 @@ def save_checkpoint(m: Member) -> None:
         "started_at": m.summary["started_at"],
         "segments": m.summary["segments"],
     }
-    atomic_save(state, m.run_dir / LAST_CHECKPOINT)
+    atomic_save(state, m.dir.last_checkpoint)
     m.saved_step = m.step
     m.summary.update(steps=m.step, wall_time_s=state["wall_time_s"])  # a killed run's record still says how far
-    write_json(m.summary, m.run_dir / SUMMARY_FILE)
+    m.dir.write_summary(m.summary)
 
 
 def finish(m: Member) -> dict[str, Any]:
@@ -330,7 +329,7 @@ def finish(m: Member) -> dict[str, Any]:
         if best["step"] == m.step:  # the best checkpoint holds these very weights
             summary["test_acc"] = summary["final_test_acc"]
         elif best["step"] >= 0:
-            best_state = load_checkpoint(m.run_dir / BEST_CHECKPOINT, "Retrain the run: its best checkpoint is lost.")
+            best_state = load_checkpoint(m.dir.best_checkpoint, "Retrain the run: its best checkpoint is lost.")
             m.model.load_state_dict(best_state["model"])
             summary["test_acc"] = evaluate_split(m, "test", f"best checkpoint (step {best['step']}), test")["acc"]
         summary["finished_at"] = now()
@@ -339,7 +338,7 @@ def finish(m: Member) -> dict[str, Any]:
         )
     summary["wall_time_s"] = time.monotonic() - m.t0
     m.metrics.close(summary)
-    write_json(summary, m.run_dir / SUMMARY_FILE)
+    m.dir.write_summary(summary)
     log.info("%s: %s", m.run_dir, result_line(summary))
     return summary
 
@@ -388,7 +387,7 @@ def fail(member: Member, err: BaseException) -> BaseException:
         member.summary.update(status=Status.FAILED, steps=on_disk, error=f"{type(err).__name__}: {err}")
     member.summary["wall_time_s"] = time.monotonic() - member.t0
     try:
-        write_json(member.summary, member.run_dir / SUMMARY_FILE)
+        member.dir.write_summary(member.summary)
         said = f"its {SUMMARY_FILE} says so"
     except OSError:  # the disk that failed the run fails its summary too: it still says 'running' (killed)
         said = f"its {SUMMARY_FILE} could not be written either and reads as interrupted"

@@ -194,6 +194,11 @@ def segments_before(state: dict[str, Any], previous: dict | None) -> list[dict[s
     return segments
 
 
+def config_files(run_dir: Path) -> tuple[Path, Path]:
+    """Where a run's settings may be, in order: config.yaml, and Hydra's copy that older runs kept alone."""
+    return run_dir / CONFIG_FILE, run_dir / ".hydra" / CONFIG_FILE
+
+
 def load_run_config(run_dir: str | Path):
     """The resolved settings that trained a run (OmegaConf), as the current configs have them (`as_current`: a
     record of older code read without its retired keys). Older runs kept only Hydra's .hydra/config.yaml."""
@@ -202,7 +207,7 @@ def load_run_config(run_dir: str | Path):
     from antisym.config import as_current
 
     run_dir = Path(run_dir)
-    for candidate in (run_dir / CONFIG_FILE, run_dir / ".hydra" / "config.yaml"):
+    for candidate in config_files(run_dir):
         if candidate.is_file():
             cfg = OmegaConf.load(candidate)
             return OmegaConf.create(as_current(OmegaConf.to_container(cfg))) if isinstance(cfg, DictConfig) else cfg
@@ -447,6 +452,103 @@ def effective_status(run_dir: Path, summary: dict | None) -> str:
     if status == Status.RUNNING and lock_holder(run_dir) is None:
         return Status.INTERRUPTED
     return status
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run's directory: every file it holds, by what the file is, and reading them back. Readers outside the
+    training loop (the tables, verify, the figures, the campaign) go through it, never through file names."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def overrides_file(self) -> Path:
+        return self.path / OVERRIDES_FILE
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def permutation_file(self) -> Path:
+        return self.path / PERMUTATION_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / LAST_CHECKPOINT
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / BEST_CHECKPOINT
+
+    def is_run(self) -> bool:
+        """Whether the folder is a run's (a summary or a config; Hydra's .hydra/ for runs of older code)."""
+        return self.summary_file.is_file() or self.config_file.is_file() or (self.path / ".hydra").is_dir()
+
+    def has_config(self) -> bool:
+        return any(p.is_file() for p in config_files(self.path))
+
+    def summary(self) -> dict | None:
+        return read_summary(self.path)
+
+    def config(self) -> dict[str, Any] | None:
+        return load_config(self.path)
+
+    def overrides(self) -> list[str] | None:
+        """The command-line overrides that composed the run (older runs: Hydra's .hydra/ copy); None where neither
+        is."""
+        from omegaconf import OmegaConf
+
+        for path in (self.overrides_file, self.path / ".hydra" / OVERRIDES_FILE):
+            if path.is_file():
+                return [str(o) for o in OmegaConf.to_container(OmegaConf.load(path))]
+        return None
+
+    def metrics(self, strict: bool = False) -> list[dict[str, Any]]:
+        """metrics.jsonl's rows ([] where the run has written none)."""
+        return read_metrics(self.metrics_file, strict) if self.metrics_file.is_file() else []
+
+    def status(self, summary: dict | None = None) -> str:
+        """`effective_status` of the summary given (read here where none is)."""
+        return effective_status(self.path, summary if summary is not None else self.summary())
+
+    def model(self, which: str = "best", map_location: str = "cpu", allow: Iterable[str] = ()):
+        return load_run_model(self.path, which, map_location, allow)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """summary.json, whole or not at all."""
+        write_json(summary, self.summary_file)
+
+    def record_settings(self, cfg: dict[str, Any], overrides: list[str] | None) -> None:
+        record_settings(self.path, cfg, overrides)
+
+    def lock(self) -> RunLock:
+        """The writer's lock: hold it (`with run_dir.lock():`) before changing any file here."""
+        return RunLock(self.path)
+
+    def holds_run(self) -> bool:
+        return holds_run(self.path)
+
+    def lock_holder(self) -> dict | None:
+        return lock_holder(self.path)
+
+    def move_aside(self, reason: str) -> Path | None:
+        return move_aside(self.path, reason)
 
 
 class RunLock:

@@ -26,16 +26,7 @@ from typing import Any, TypeVar
 
 from antisym.config import RunConfig, settings_differences
 from antisym.data import task_family, task_spec
-from antisym.training.rundir import (
-    FINISHED,
-    LAST_CHECKPOINT,
-    Status,
-    effective_status,
-    holds_run,
-    load_config,
-    lock_holder,
-    read_summary,
-)
+from antisym.training.rundir import FINISHED, RunDir, Status
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # what a driver trains (failed: where it retries)
@@ -62,15 +53,16 @@ def run_state(run_dir: Path, wanted: Mapping[str, Any] | None = None, rerun_dive
     """The state of one run directory. With `wanted` (the resolved settings a driver would train it under), a run
     trained under other settings is `stale` whatever its status: resuming it would mix settings, skipping it would
     report the wrong ones (a longer max_steps is not a difference for an unfinished run)."""
-    summary = read_summary(run_dir)
+    record = RunDir(run_dir)
+    summary = record.summary()
     steps = int((summary or {}).get("steps") or 0)
-    if lock_holder(run_dir) is not None:  # another lane or launcher trains it now, its summary written or not yet
+    if record.lock_holder() is not None:  # another lane or launcher trains it now, its summary written or not yet
         return RunState(Status.RUNNING, steps, "its lock is held by a live process")
     if summary is None:  # started (settings or a checkpoint written) but killed before its summary: interrupted
-        status = Status.INTERRUPTED if holds_run(run_dir) else Status.MISSING
+        status = Status.INTERRUPTED if record.holds_run() else Status.MISSING
     else:
-        status = effective_status(run_dir, summary)
-    cfg = load_config(run_dir) if wanted is not None and run_dir.is_dir() else None
+        status = record.status(summary)
+    cfg = record.config() if wanted is not None and run_dir.is_dir() else None
     grows = growing(run_dir, status, steps, int(wanted["trainer"]["max_steps"])) if wanted is not None else None
     diffs = (
         settings_differences(cfg, wanted, allow_longer=status != Status.COMPLETED or grows is not None) if cfg else []
@@ -85,14 +77,14 @@ def run_state(run_dir: Path, wanted: Mapping[str, Any] | None = None, rerun_dive
         return RunState(status, steps, str((summary or {}).get("error", status))[:160])
     if status in FINISHED or status == Status.MISSING:
         return RunState(status, steps)
-    has_ckpt = (run_dir / LAST_CHECKPOINT).is_file()
+    has_ckpt = record.last_checkpoint.is_file()
     return RunState(status, steps, "resumes from checkpoints/last.pt" if has_ckpt else "no checkpoint: starts again")
 
 
 def growing(run_dir: Path, status: str, steps: int, max_steps: int) -> RunState | None:
     """A completed run that kept its last checkpoint, asked for more steps: the same run goes on (a constant lr
     changes nothing already trained; the trainer refuses where the schedule depends on max_steps)."""
-    if status != Status.COMPLETED or steps >= max_steps or not (run_dir / LAST_CHECKPOINT).is_file():
+    if status != Status.COMPLETED or steps >= max_steps or not RunDir(run_dir).last_checkpoint.is_file():
         return None
     return RunState(
         Status.INCOMPLETE, steps, f"completed at {steps:,}; trains on to {max_steps:,} from checkpoints/last.pt"

@@ -37,7 +37,7 @@ from antisym.training.member import (
     set_up,
     show_progress,
 )
-from antisym.training.rundir import BEST_CHECKPOINT, TEST_PROBE, RunLock, remove_if_empty, unwritable
+from antisym.training.rundir import TEST_PROBE, remove_if_empty, unwritable
 from antisym.training.stopping import StopRequest, still_training
 from antisym.training.threads import apply_threads, flushed_denormals
 
@@ -101,7 +101,7 @@ def _prepare(job: Job, locks: ExitStack, refused: list[tuple[Path, bool]]) -> Me
     the exception that refused it (this member only; one that leaves nothing half-written goes into `refused`)."""
     existed = job.run_dir.exists()
     try:
-        locks.enter_context(RunLock(job.run_dir))
+        locks.enter_context(job.dir.lock())
         return prepare(job)
     except UserError as err:  # refused, invalid or unreadable (some of these are OSErrors too)
         refused.append((job.run_dir, existed))
@@ -191,7 +191,7 @@ def _validate(m: Member) -> None:
         m.metrics.log({"step": m.step, "split": TEST_PROBE, **test})
     if val["acc"] > m.best["val_acc"]:
         m.best = {"val_acc": val["acc"], "step": m.step}
-        atomic_save({"model": m.model.state_dict(), "step": m.step}, m.run_dir / BEST_CHECKPOINT)
+        atomic_save({"model": m.model.state_dict(), "step": m.step}, m.dir.best_checkpoint)
     save_checkpoint(m)
 
 
