@@ -1,12 +1,14 @@
 """The config groups a run chooses from, as `python train.py --help` lists them (conf/hydra/default.yaml).
 
 Hydra's own list ($APP_CONFIG_GROUPS) is every folder of the config search path, so it would offer the campaign's
-plans (conf/campaign/) and the part every sweep includes (sweep/_resumable) as if they were options of a run.
+plans (conf/campaign/), the part every sweep includes (sweep/_resumable) and the groups the dataset or the debug
+preset chooses themselves (paper_length/, debug_dataset/) as if they were options of a run.
 """
 
 from __future__ import annotations
 
-NOT_OPTIONS = ("hydra", "campaign")  # Hydra's own groups; the campaign's plans (python -m campaign)
+# Hydra's own groups; the campaign's plans (python -m campaign); groups conf/config.yaml chooses by the dataset
+NOT_OPTIONS = ("hydra", "campaign", "paper_length", "debug_dataset")
 
 
 def run_groups() -> str:

@@ -111,8 +111,8 @@ def test_a_run_evaluated_on_part_of_the_splits_is_compared_never_chosen(tiny_dat
 
 
 def test_help_lists_the_groups_a_run_chooses_from_and_nothing_else():
-    """train.py --help: every group of a run with its options; not the campaign's plans, nor the part each sweep
-    includes (sweep/_resumable), which are no options of a run."""
+    """train.py --help: every group of a run with its options; not the campaign's plans, the part each sweep
+    includes (sweep/_resumable), nor the groups the dataset or debug preset chooses, which are no options of a run."""
     proc = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -120,6 +120,7 @@ def test_help_lists_the_groups_a_run_chooses_from_and_nothing_else():
     assert "model: ablation, asym, cornn, gated, lipschitz, lstm" in groups
     assert "sweep: fig2, fig2_lstm, focus, paper_grid, paper_grid_lstm" in groups
     assert "campaign" not in groups and "_resumable" not in groups
+    assert "debug: quick, smoke" in groups and "paper_length" not in groups and "debug_dataset" not in groups
 
 
 def test_a_run_on_other_data_is_never_a_row_beside_one_on_the_official_release(tiny_data, real_data_root, tmp_path):
