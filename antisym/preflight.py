@@ -350,11 +350,9 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def _config_loader(calling_file: str, config_path: str, config_dir: str | None) -> AbstractContextManager[None]:
+def _config_loader(calling_file: str, config_path: str) -> AbstractContextManager[None]:
     """Hydra initialised on the config folder `hydra.main(config_path=...)` reads (relative to `calling_file`)."""
     folder = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(calling_file)), config_path))
-    if config_dir is not None and not os.path.isdir(config_dir):
-        raise ConfigError(f"--config-dir {config_dir}: no such folder; give the folder of your configs.")
     GlobalHydra.instance().clear()
     return initialize_config_dir(config_dir=folder, job_name=Path(calling_file).stem, version_base="1.3")
 
@@ -363,6 +361,8 @@ def _with_config_dir(overrides: list[str], config_dir: str | None) -> list[str]:
     """`--config-dir D` as the search path entry it adds (after any the command gives itself)."""
     if config_dir is None:
         return overrides
+    if not os.path.isdir(config_dir):
+        raise ConfigError(f"--config-dir {config_dir}: no such folder; give the folder of your configs.")
     given = [o for o in overrides if o.split("=", 1)[0] == "hydra.searchpath"]
     entries = [e.strip() for o in given for e in o.split("=", 1)[1].strip("[]").split(",") if e.strip()]
     entries.append(f"file://{os.path.abspath(config_dir)}")
@@ -371,15 +371,17 @@ def _with_config_dir(overrides: list[str], config_dir: str | None) -> list[str]:
 
 def check_command(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> Command | None:
     """Compose every job of `train.py argv` and check it; raises UserError (one paragraph) for the first bad job.
-    None where Hydra only shows something (--help, --cfg, --info, shell completion): there is nothing to check."""
+    None where Hydra only shows something (--help, --version, --cfg, --info, shell completion): there is nothing to
+    check."""
     args = _arguments(argv)
-    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.experimental_rerun:
+    if (args.help or args.hydra_help or args.version or args.cfg or args.info or args.shell_completion
+            or args.experimental_rerun):  # fmt: skip
         return None
     _check_seeds(args.overrides, bool(args.multirun))
     config_name = args.config_name or config_name
     overrides = _with_config_dir(args.overrides, args.config_dir)
     mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN
-    with _config_loader(calling_file, args.config_path or config_path, args.config_dir):
+    with _config_loader(calling_file, args.config_path or config_path):
         loader = GlobalHydra.instance().config_loader()
         try:
             return _check_jobs(loader, config_name, overrides, mode)

@@ -145,3 +145,9 @@ def test_config_dir_adds_a_folder_of_configs(tmp_path, monkeypatch):
         check_command([*argv, "model.hidden_sise=8"], str(REPO / "train.py"), "conf", "config")
     with pytest.raises(ConfigError, match="no such folder"):
         check_command(["-cd", str(tmp_path / "nowhere"), "model=asym"], str(REPO / "train.py"), "conf", "config")
+
+
+@pytest.mark.parametrize("flag", [["--help"], ["--version"], ["--cfg", "job"], ["--info"]])
+def test_a_command_that_only_shows_something_is_not_checked(flag):
+    """Hydra prints and exits for these: nothing trains, so a bad value (here model.eps=-1) is not refused."""
+    assert check_command([*flag, "model.eps=-1"], str(REPO / "train.py"), "conf", "config") is None

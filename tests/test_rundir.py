@@ -105,7 +105,7 @@ def test_run_dir_names_the_files_a_run_writes_and_reads_them_back(tiny_data, tmp
     named = [d.config_file, d.overrides_file, d.summary_file, d.metrics_file, d.permutation_file, d.best_checkpoint]
     assert all(p.is_file() for p in named) and d.checkpoints.is_dir() and d.is_run() and d.has_config()
     assert {p.name for p in d.path.iterdir()} - {"run.lock"} == {p.relative_to(d.path).parts[0] for p in named}
-    assert d.summary() == json.loads(d.summary_file.read_text()) and d.status() == "completed"
+    assert d.summary() == json.loads(d.summary_file.read_text()) and d.status(d.summary()) == "completed"
     assert d.metrics() == read_rows(d.path) and d.overrides() == ["dataset=pmnist"]
     assert d.config()["dataset"]["name"] == "pmnist" and d.model()[0].hidden_size > 0
     old = tmp_path / "old" / ".hydra"

@@ -130,7 +130,7 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[
     """Where a record disagrees with its own metrics, checkpoints and config (failures), what it shows of a stop
     between writing two of its files (notes), and its best validation row."""
     summary, failures, notes = run.summary or {}, [], []
-    if (run.dir.permutation_file).is_file():
+    if run.dir.permutation_file.is_file():
         load_permutation(run.dir.permutation_file, "Retrain the run.")  # a tensor, or CheckpointError
     if run.status in FINISHED:
         best = best_val_row(rows)
@@ -146,7 +146,7 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[
                 if summary.get(key) != last.get(col):
                     failures.append(f"summary says {key} {summary.get(key)}; metrics.jsonl's test row {last.get(col)}")
         failures += length_problems(run, rows)
-    elif (run.dir.last_checkpoint).is_file():
+    elif run.dir.last_checkpoint.is_file():
         # Unfinished: last.pt is what a resume continues from. A run killed between writing last.pt and the summary
         # (or metrics.jsonl and best.pt) leaves the other one step of validation ahead: the resume settles it.
         state = load_checkpoint(run.dir.last_checkpoint, "Resume the run to write it again.")
@@ -163,7 +163,7 @@ def check_record(run: Run, rows: list[dict[str, Any]]) -> tuple[list[str], list[
     else:
         return failures, notes, None
     if best is not None:
-        if not (run.dir.best_checkpoint).is_file():
+        if not run.dir.best_checkpoint.is_file():
             failures.append(
                 f"no {BEST_CHECKPOINT}, though metrics.jsonl has a best validation row (step {best['step']})"
             )

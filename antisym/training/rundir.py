@@ -194,9 +194,10 @@ def segments_before(state: dict[str, Any], previous: dict | None) -> list[dict[s
     return segments
 
 
-def config_files(run_dir: Path) -> tuple[Path, Path]:
-    """Where a run's settings may be, in order: config.yaml, and Hydra's copy that older runs kept alone."""
-    return run_dir / CONFIG_FILE, run_dir / ".hydra" / CONFIG_FILE
+def recorded(run_dir: Path, name: str) -> Path | None:
+    """A run's config.yaml or overrides.yaml: its own, else Hydra's .hydra/ copy (older runs kept only that); None
+    where neither is."""
+    return next((p for p in (run_dir / name, run_dir / ".hydra" / name) if p.is_file()), None)
 
 
 def load_run_config(run_dir: str | Path):
@@ -207,10 +208,10 @@ def load_run_config(run_dir: str | Path):
     from antisym.config import as_current
 
     run_dir = Path(run_dir)
-    for candidate in config_files(run_dir):
-        if candidate.is_file():
-            cfg = OmegaConf.load(candidate)
-            return OmegaConf.create(as_current(OmegaConf.to_container(cfg))) if isinstance(cfg, DictConfig) else cfg
+    path = recorded(run_dir, CONFIG_FILE)
+    if path is not None:
+        cfg = OmegaConf.load(path)
+        return OmegaConf.create(as_current(OmegaConf.to_container(cfg))) if isinstance(cfg, DictConfig) else cfg
     raise FileNotFoundError(f"{run_dir} holds no {CONFIG_FILE}; is it a run directory?")
 
 
@@ -501,7 +502,7 @@ class RunDir:
         return self.summary_file.is_file() or self.config_file.is_file() or (self.path / ".hydra").is_dir()
 
     def has_config(self) -> bool:
-        return any(p.is_file() for p in config_files(self.path))
+        return recorded(self.path, CONFIG_FILE) is not None
 
     def summary(self) -> dict | None:
         return read_summary(self.path)
@@ -514,18 +515,16 @@ class RunDir:
         is."""
         from omegaconf import OmegaConf
 
-        for path in (self.overrides_file, self.path / ".hydra" / OVERRIDES_FILE):
-            if path.is_file():
-                return [str(o) for o in OmegaConf.to_container(OmegaConf.load(path))]
-        return None
+        path = recorded(self.path, OVERRIDES_FILE)
+        return None if path is None else [str(o) for o in OmegaConf.to_container(OmegaConf.load(path))]
 
     def metrics(self, strict: bool = False) -> list[dict[str, Any]]:
         """metrics.jsonl's rows ([] where the run has written none)."""
         return read_metrics(self.metrics_file, strict) if self.metrics_file.is_file() else []
 
-    def status(self, summary: dict | None = None) -> str:
-        """`effective_status` of the summary given (read here where none is)."""
-        return effective_status(self.path, summary if summary is not None else self.summary())
+    def status(self, summary: dict | None) -> str:
+        """`effective_status` of the summary the caller read (None: the run has none)."""
+        return effective_status(self.path, summary)
 
     def model(self, which: str = "best", map_location: str = "cpu", allow: Iterable[str] = ()):
         return load_run_model(self.path, which, map_location, allow)
