@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from antisym.checks import check_name  # noqa: E402
 from antisym.errors import UserError  # noqa: E402
 from antisym.groups import run_groups  # noqa: E402
+from antisym.plan import row_name  # noqa: E402
 from antisym.preflight import check_command  # noqa: E402
 from antisym.training import run  # noqa: E402
 from antisym.training.rundir import RunDir, Status, remove_if_empty  # noqa: E402
@@ -50,6 +51,7 @@ CONF = Path(__file__).resolve().parent / "conf"
 # hydra.run.dir names the run by model.name: checked before Hydra makes the directory (conf/hydra/default.yaml).
 OmegaConf.register_new_resolver("run_name", lambda name: check_name("model.name", name), replace=True)
 OmegaConf.register_new_resolver("run_groups", run_groups, replace=True)  # --help's groups (conf/hydra/default.yaml)
+OmegaConf.register_new_resolver("plan_row", row_name, replace=True)  # a plan's run directory (make reproduce-table)
 OUTCOMES: Counter[str] = Counter()  # the jobs of a sweep trained in this process, by how they ended
 NEW_FOLDERS: set[Path] = set()  # paths.log_dir and the folders above it that this command would create
 

@@ -46,7 +46,6 @@ FREE_KEYS = (
     "logger",
     "paths",
     "tags",
-    "seeds",
     "preset",
     "hydra",
     "pack",
@@ -54,8 +53,9 @@ FREE_KEYS = (
 LENGTH_KEY = "trainer.max_steps"
 # Keys older records carry that the configs no longer have, with the key that holds the setting now: `as_current`
 # reads a saved config without them, and an override of one is refused naming its successor. dataset.max_steps was
-# the paper length trainer.max_steps read by interpolation.
-RETIRED_KEYS = {"dataset.max_steps": LENGTH_KEY}
+# the paper length trainer.max_steps read by interpolation; `seeds` the presets' seeds for make reproduce-table, now
+# its plan's (conf/campaign/tables.yaml): a run trains trainer.seed.
+RETIRED_KEYS = {"dataset.max_steps": LENGTH_KEY, "seeds": "trainer.seed"}
 # Keys added to the configs after runs were recorded, with the value those runs had: at that value a key is the same
 # setting as its absence (one configuration in the tables, no difference on resume). Any other key the saved config
 # lacks is a difference: a config missing a key is damaged or from other code, and nothing can be said to match it.
@@ -65,7 +65,7 @@ ADDED_KEYS: dict[str, Any] = {
     "model.init_reading": "variance",  # N(0, s) of Appendix C read as a variance, as every run before the key
     "optimizer.initial_accumulator_value": 0.0,  # Adagrad's starting sum of squared gradients: torch's 0
 }
-TOP_LEVEL = ("model", "dataset", "optimizer", "trainer", "data", "logger", "paths", "tags", "seeds", "preset", "quick")
+TOP_LEVEL = ("model", "dataset", "optimizer", "trainer", "data", "logger", "paths", "tags", "preset", "quick")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -91,7 +91,9 @@ def as_current(cfg: Mapping[str, Any]) -> dict[str, Any]:
     out = {section: dict(value) if isinstance(value, Mapping) else value for section, value in cfg.items()}
     for key in RETIRED_KEYS:
         section, _, name = key.partition(".")
-        if isinstance(out.get(section), dict):
+        if not name:
+            out.pop(section, None)
+        elif isinstance(out.get(section), dict):
             out[section].pop(name, None)
     dataset = out.get("dataset")
     if isinstance(dataset, dict) and dataset.get("_target_") is None and dataset.get("name") in TASKS:
@@ -147,9 +149,8 @@ def check_top_level(cfg: Mapping[str, Any]) -> None:
     unknown += [f"{s}.{k}" for s, known in sections.items() for k in sorted(cfg.get(s) or {}) if k not in known]
     if not unknown:
         return
-    # `seeds` is the reproduce driver's list, never read by a run: `+seed=3` means trainer.seed, not it.
     names = (*TOP_LEVEL, *flatten(cfg))
-    known = [k for k in names if k.split(".")[0] in TOP_LEVEL and k not in unknown and k != "seeds"]
+    known = [k for k in names if k.split(".")[0] in TOP_LEVEL and k not in unknown]
     hints = []
     for key in unknown:
         tail = key.rsplit(".", 1)[-1]

@@ -157,12 +157,6 @@ def _composition_error(loader: ConfigLoader, config_name: str, overrides: list[s
     missing = re.search(r"Could not override '([^']+)'", text)
     if missing and "To append to your config use +" in text:
         key = missing.group(1)
-        if key in RETIRED_KEYS:
-            value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), "...")
-            return ConfigError(
-                f"`{key}` is not a setting any more: {RETIRED_KEYS[key]} holds it (give {RETIRED_KEYS[key]}={value}). "
-                "Nothing was started."
-            )
         rest = _without(overrides, key)
         try:
             cfg = loader.load_configuration(config_name, rest, RunMode.RUN, validate_sweep_overrides=False)
@@ -257,7 +251,7 @@ def _jobs(loader: ConfigLoader, cfg: DictConfig, multirun: bool) -> Jobs:
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + task)
     # BasicSweeper.split_arguments: the last override of a key replaces the earlier ones in their place, so a value on
-    # the command line replaces the sweeper's params for its key (model.eps=0.01 over sweep=focus's grid).
+    # the command line replaces the sweeper's params for its key (model.eps=0.01 over sweep=paper_grid's).
     last = list({o.get_key_element(): o for o in parsed}.values())
     sweeps = [
         o for o in last
@@ -280,21 +274,17 @@ def _is_group(loader: ConfigLoader, key: str) -> bool:
     return leaf in loader.list_groups(parent)
 
 
-def _check_seeds(overrides: Sequence[str], multirun: bool) -> None:
-    """Refuse `seeds` on a run's command line: it is the presets' list for the reproduce driver, which trains one run
-    per seed through trainer.seed; a run reads trainer.seed alone, so `+seeds=3` would train seed 0 as if asked."""
+def _check_retired(overrides: Sequence[str]) -> None:
+    """Refuse a key of older code (config.RETIRED_KEYS), naming the one that holds its setting now: `+seeds=3` would
+    compose and train trainer.seed 0 as if asked for seed 3; `dataset.max_steps=5` would fail unexplained."""
     for override in overrides:
         key, _, value = override.partition("=")
-        if key.lstrip("+") != "seeds":
-            continue
-        if multirun and not ("," in value and not value.startswith("[")):
-            continue  # a list, not a sweep: the reproduce driver passes its overrides (seeds=[0,1] too) to a multirun
-        raise ConfigError(
-            f"`{override}` sets no seed of a run: `seeds` is the presets' list of seeds for make reproduce-table, "
-            "and a run trains trainer.seed alone (0 unless set), whatever `seeds` says. Give trainer.seed=3 for one "
-            "run with seed 3, or -m trainer.seed=0,1,2 for one run per seed (checked before any job started; "
-            "nothing was written)."
-        )
+        successor = RETIRED_KEYS.get(key.lstrip("+~"))
+        if successor:
+            raise ConfigError(
+                f"`{key.lstrip('+~')}` is not a setting any more: {successor} holds it (give {successor}={value}; "
+                "-m for several values). Checked before any job started; nothing was written."
+            )
 
 
 def _shared_run_dir(cfg: DictConfig, jobs: int, subdir: str, first: list[str], later: list[str]) -> ConfigError:
@@ -377,7 +367,7 @@ def check_command(argv: Sequence[str], calling_file: str, config_path: str, conf
     if (args.help or args.hydra_help or args.version or args.cfg or args.info or args.shell_completion
             or args.experimental_rerun):  # fmt: skip
         return None
-    _check_seeds(args.overrides, bool(args.multirun))
+    _check_retired(args.overrides)
     config_name = args.config_name or config_name
     overrides = _with_config_dir(args.overrides, args.config_dir)
     mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from antisym.errors import UserError
+from antisym.plan import load_plan, planned_state, planned_steps, resolve
 from antisym.training.rundir import RunDir, Status
 from antisym.training.runs import run_state
 from campaign.limits import CALL_S, CARRY_BYTES, MIB
-from campaign.plan import load_plan, planned_state, planned_steps, resolve
 
 
 def cmd_status(args: argparse.Namespace) -> int:

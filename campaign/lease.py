@@ -28,12 +28,12 @@ from typing import Any
 import torch
 
 from antisym.data import task_files
+from antisym.plan import Plan, PlannedRun, compose_run, planned_state, planned_steps, resolve
 from antisym.provenance import COMMIT_ENV
 from antisym.training.rundir import RunDir
 from antisym.training.runs import RunState, first_pack, pack_key
 from campaign import kernel_gate, progress
 from campaign.limits import FILES_BACK
-from campaign.plan import Plan, PlannedRun, compose_run, planned_state, planned_steps, resolve
 from campaign.records import archive_records
 
 log = logging.getLogger("antisym")

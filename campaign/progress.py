@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from antisym.plan import Plan, planned_state, resolve
 from antisym.provenance import cpu_name
 from antisym.training.rundir import RunDir, Status, recorded_segments
-from campaign.plan import Plan, planned_state, resolve
 
 RATE_ROWS = 200  # the latest logged training intervals of a block that its rate is measured over
 

@@ -7,10 +7,12 @@
 #   make reproduce-table LAUNCHER=packed OVERRIDES="hydra.launcher.pack_size=16"   # runs of one shape as one (GPU)
 #   make reproduce-table LAUNCHER=submitit_slurm OVERRIDES="hydra.launcher.partition=gpu"   # a SLURM cluster
 #   make reproduce-table QUICK=1 TABLE=1      # smoke run: tiny sizes, logs/quick + results/local/quick, marked QUICK
+#   make reproduce-table PLAN=focus ROWS=asym_pmnist   # another plan of conf/campaign/: a row's focused grid
 #   make reproduce-tables-only                # rebuild results/local/ from logs/reproduce (else results/runs), train nothing
 #   make reproduce-tables-only UPDATE=1       # rebuild the committed tables, results/campaign/, from results/runs/
 #
-# SEEDS=5 (seeds 0-4; SEEDS=1 is seed 0 alone) or SEEDS=0,3 replaces the presets' `seeds`; DATA=dir sets
+# PLAN= names the runs (conf/campaign/<plan>.yaml; default tables: every row x seeds 0-2, into logs/reproduce/);
+# SEEDS=5 (seeds 0-4; SEEDS=1 is seed 0 alone) or SEEDS=0,3 replaces the plan's seeds; DATA=dir sets
 # data.root; LOGS=dir the log_dir; RESULTS=dir where the tables go (default results/local, git-ignored);
 # ROWS=asym_mnist,gated_pmnist limits the rows;
 # OVERRIDES="key=value ..." is passed to every run of the rows chosen (an override a row has no key for, such as
@@ -18,6 +20,7 @@
 # REPRO_FLAGS="--dry-run" prints the plan only, "--rerun-diverged" trains diverged runs again.
 # Rerunning the same command is safe: completed runs are skipped, failed or interrupted ones resume.
 
+PLAN ?= tables
 TABLE ?= all
 LAUNCHER ?= basic
 QUICK ?=
@@ -30,13 +33,13 @@ RESULTS ?= results/local
 OVERRIDES ?=
 REPRO_FLAGS ?=
 
-REPRO_ARGS = --table $(TABLE) --launcher $(LAUNCHER) --results $(RESULTS) \
+REPRO_ARGS = --plan $(PLAN) --table $(TABLE) --launcher $(LAUNCHER) --results $(RESULTS) \
 	$(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(ROWS),--rows $(ROWS)) $(if $(JOBS),--jobs $(JOBS)) \
 	$(if $(DATA),--data $(DATA)) $(if $(LOGS),--logs $(LOGS)) $(REPRO_FLAGS)
 
 .PHONY: reproduce-table reproduce-tables-only
 
-reproduce-table: venv  ## train what Tables 1-2 miss, then rebuild them (TABLE= QUICK=1 SEEDS= ROWS=)
+reproduce-table: venv  ## train what Tables 1-2 miss, then rebuild them (TABLE= QUICK=1 SEEDS= ROWS= PLAN=)
 	$(PY) -m antisym.results.reproduce $(REPRO_ARGS) -- $(OVERRIDES)
 
 reproduce-tables-only: venv  ## rebuild the tables from the run directories, train nothing (UPDATE=1: the committed ones)

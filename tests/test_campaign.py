@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from antisym.config import settings_differences
 from antisym.errors import ConfigError
+from antisym.plan import choose_point, compose_run, expand, load_plan, plan_path, planned_state, planned_steps, resolve
 from antisym.training.rundir import RunLock
 from antisym.training.runs import compose, pack_key, run_state
 from campaign import kernel_gate
@@ -28,7 +29,6 @@ from campaign.device import device_command
 from campaign.gpu_check.parity import ParityResult
 from campaign.lease import Lease, run_lease
 from campaign.limits import FILES_BACK, MAX_COMMAND
-from campaign.plan import choose_point, compose_run, expand, load_plan, plan_path, planned_state, planned_steps, resolve
 from campaign.records import RecordError, archive_records, collect
 
 REPO = Path(__file__).resolve().parents[1]

@@ -75,8 +75,8 @@ def test_joblib_launcher_two_job_sweep_through_the_driver(tiny_data, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "hydra/launcher=joblib hydra.launcher.n_jobs=2" in proc.stdout  # the command the driver ran
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr  # Hydra's joblib launcher ran the two jobs
-    runs = tmp_path / "logs" / "quick" / "reproduce" / "table1" / "asym_mnist"
-    assert [json.loads((runs / f"seed{s}" / "summary.json").read_text())["status"] for s in (0, 1)] == [
+    runs = tmp_path / "logs" / "quick" / "reproduce" / "table1"
+    assert [json.loads((runs / f"asym_mnist_seed{s}" / "summary.json").read_text())["status"] for s in (0, 1)] == [
         "completed",
         "completed",
     ]

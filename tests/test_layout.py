@@ -14,6 +14,7 @@ LAYERS = (
     ("antisym.data", "antisym.models", "antisym.kernels"),
     ("antisym.config",),
     ("antisym.training", "antisym.preflight"),
+    ("antisym.plan",),
     ("antisym.analysis", "antisym.results", "antisym.benchmark"),
 )
 

@@ -82,7 +82,7 @@ def test_rows_that_name_nothing_are_refused_and_write_nothing(tmp_path, capsys):
     assert reproduce_main([*args, "--rows", "asym_mnst"]) == 2
     assert "did you mean asym_mnist?" in capsys.readouterr().err
     assert reproduce_main([*args, "--rows", "asym_mnist", "--table", "2"]) == 2
-    assert "asym_mnist belongs to Table 1, not to --table 2" in capsys.readouterr().err
+    assert "asym_mnist belongs to table1, not to table2" in capsys.readouterr().err
     assert not results.exists() and not (tmp_path / "logs").exists()
 
 
@@ -118,7 +118,7 @@ def test_help_lists_the_groups_a_run_chooses_from_and_nothing_else():
     assert proc.returncode == 0, proc.stderr[-2000:]
     groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     assert "model: ablation, asym, cornn, gated, lipschitz, lstm" in groups
-    assert "sweep: fig2, fig2_lstm, focus, paper_grid, paper_grid_lstm" in groups
+    assert "sweep: fig2, fig2_lstm, paper_grid, paper_grid_lstm" in groups
     assert "campaign" not in groups and "_resumable" not in groups
     assert "debug: quick, smoke" in groups and "paper_length" not in groups and "debug_dataset" not in groups
 

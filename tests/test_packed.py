@@ -246,8 +246,8 @@ def test_reproduction_pipeline_with_the_packed_launcher(tiny_data, tmp_path):
     root, _ = tiny_data
     args = quick_driver_args(root, tmp_path, "--launcher", "packed", overrides=["hydra.launcher.pack_size=2"])
     assert reproduce.main(args) == 0
-    runs = tmp_path / "logs" / "quick" / "reproduce" / "table1" / "asym_mnist"
-    summaries = [json.loads((runs / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+    runs = tmp_path / "logs" / "quick" / "reproduce" / "table1"
+    summaries = [json.loads((runs / f"asym_mnist_seed{s}" / "summary.json").read_text()) for s in (0, 1)]
     assert [s["status"] for s in summaries] == ["completed", "completed"]
     assert summaries[0]["pack"]["id"] == summaries[1]["pack"]["id"] and summaries[1]["pack"]["size"] == 2
 

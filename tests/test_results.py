@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from antisym.errors import ConfigError
 from antisym.models import build_model, count_parameters
 from antisym.results import write_tables
 from antisym.results.aggregate import QuickRunsError
@@ -80,7 +82,7 @@ def test_preset_has_the_papers_row(preset):
     paper = PAPER[table][model]
     assert preset == preset_name(model, dataset) and cfg.preset.name == preset and TABLE_OF_DATASET[dataset] == table
     assert cfg.model.hidden_size == paper.units and cfg.trainer.batch_size == 128
-    assert cfg.trainer.max_steps == ITERATIONS[dataset] and len(cfg.seeds) >= 2
+    assert cfg.trainer.max_steps == ITERATIONS[dataset] and "seeds" not in cfg  # the plan's (tables.yaml)
     # debug=smoke shortens a preset as it does a plain run: it comes after the presets in the defaults list.
     debug = compose_cfg(f"experiment={preset}", "debug=smoke").trainer
     assert (debug.max_steps, debug.eval_limit, debug.batch_size) == (20, 500, 128)
@@ -126,13 +128,13 @@ def test_preset_values_are_overridable():
         "optimizer=sgd",
         "optimizer.lr=0.3",
         "model=gated",
-        "seeds=[4,5]",
+        "trainer.seed=4",
         "trainer.max_steps=7",
         "model.hidden_size=16",
     )
     assert (cfg.model.name, cfg.model.eps, cfg.model.hidden_size) == ("gated", 0.1, 16)
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.lr == 0.3
-    assert list(cfg.seeds) == [4, 5] and cfg.trainer.max_steps == 7
+    assert cfg.trainer.seed == 4 and cfg.trainer.max_steps == 7
 
 
 def test_sweeps_compose():
@@ -141,8 +143,6 @@ def test_sweeps_compose():
     assert cfg.trainer.skip_completed and cfg.trainer.resume
     lstm = compose_cfg("experiment=table2/lstm_cifar10", "sweep=paper_grid_lstm", hydra=True)
     assert set(lstm.hydra.sweeper.params) == {"optimizer", "optimizer.lr", "model.init_std"}
-    for preset in PRESETS:
-        check_focus_sweep(preset)
     # Figure 2: T in {100, 200, 400, 800}, gamma in {0.001, 0.01, 0.1, 1, 5, 10} and the LSTM (Figure 2), all
     # into one folder, each run its model's noise-padded Table 2 preset
     fig2 = compose_cfg("sweep=fig2", hydra=True)
@@ -158,21 +158,24 @@ def test_sweeps_compose():
         assert sweep.trainer.resume is True and sweep.trainer.skip_completed is True and sweep.trainer.progress is False
 
 
-def check_focus_sweep(preset: str) -> None:
-    """`-m experiment=<preset> sweep=focus` sweeps the grid the preset lists under preset.focus: 2-3 knobs that
-    exist in the config, each grid containing the preset's own value, into sweeps/focus/<preset>/ under run names
-    that tell every grid point apart."""
-    cfg = compose_cfg(f"experiment={preset}", "sweep=focus", hydra=True)
-    grid = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)  # resolved at sweep time, as Hydra does
-    assert grid == OmegaConf.to_container(cfg.preset.focus) and 2 <= len(grid) <= 3, preset
-    subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_focus_plan_grids_each_row_around_its_own_values(preset):
+    """make reproduce-table PLAN=focus: each row's grid is 2-3 knobs that exist in its config, each containing the
+    preset's own value, and its runs' names tell every grid point apart."""
+    from antisym.plan import load_plan
+
+    runs = [r for r in load_plan("focus").runs if r.preset == preset]
+    grid: dict[str, set[str]] = {}
+    for point in (r.point for r in runs):
+        for override in point:
+            key, value = override.split("=", 1)
+            grid.setdefault(key, set()).add(value)
+    assert 2 <= len(grid) <= 3 and len(runs) == len({r.name for r in runs}) == math.prod(map(len, grid.values()))
+    cfg = compose_cfg(f"experiment={preset}")
     for key, values in grid.items():
         own = OmegaConf.select(cfg, key)
-        assert own is not None, f"{preset}: preset.focus sweeps {key}, which the config does not have"
-        assert float(own) in [float(v) for v in values.split(",")], f"{preset}: {key}={own} not in its grid {values}"
-        assert f"{{{key}}}" in subdir or f"select:{key}," in subdir, f"{preset}: {key} is not in the run name"
-    assert cfg.hydra.sweep.dir.endswith(f"sweeps/focus/{preset}")
-    assert cfg.trainer.resume is True and cfg.trainer.skip_completed is True
+        assert own is not None, f"{preset}: the focus plan sweeps {key}, which the config does not have"
+        assert float(own) in map(float, values), f"{preset}: {key}={own} not in its grid {sorted(values)}"
 
 
 def tiny_run(root: Path, run_dir: Path, preset: str, *overrides: str) -> dict:
@@ -300,8 +303,8 @@ def test_make_reproduce_table_quick_end_to_end_and_idempotent(tiny_data, tmp_pat
     proc = make(*common)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     quick = logs / "quick" / "reproduce"
-    dirs = sorted(str(p.parent.relative_to(quick)) for p in quick.glob("table1/*/seed*/summary.json"))
-    assert dirs == sorted(f"{preset_name(m, d)}/seed{s}" for m, d in table_rows(1) for s in (0, 1))
+    dirs = sorted(str(p.parent.relative_to(quick)) for p in quick.glob("table1/*_seed*/summary.json"))
+    assert dirs == sorted(f"{preset_name(m, d)}_seed{s}" for m, d in table_rows(1) for s in (0, 1))
     md = (results / "quick" / "table1.md").read_text()
     assert md.startswith("> **QUICK smoke run**") and "# Table 1 (QUICK)" in md
     assert not (results / "table1.md").exists() and not (results / "runs.csv").exists()
@@ -310,26 +313,36 @@ def test_make_reproduce_table_quick_end_to_end_and_idempotent(tiny_data, tmp_pat
     assert all(r["steps"] == "4" and r["hidden_size"] == "8" for r in runs)
 
     # Again: nothing to run, no run directory touched.
-    stamps = {p: p.stat().st_mtime_ns for p in quick.glob("table1/*/seed*/summary.json")}
+    stamps = {p: p.stat().st_mtime_ns for p in quick.glob("table1/*_seed*/summary.json")}
     proc = make(*common)
     assert proc.returncode == 0 and "nothing to run" in proc.stdout, proc.stdout[-2000:]
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
 
     # A crash midway: one run failed, one was killed after its step-2 checkpoint (no summary). Only those two run,
     # the killed one resuming at step 2; the table lists everything completed again.
-    failed, killed = quick / "table1/gated_mnist/seed1", quick / "table1/lstm_pmnist/seed0"
+    failed, killed = quick / "table1/gated_mnist_seed1", quick / "table1/lstm_pmnist_seed0"
     summary = json.loads((failed / "summary.json").read_text())
     (failed / "summary.json").write_text(json.dumps({**summary, "status": "failed", "error": "OSError: node lost"}))
     (killed / "summary.json").unlink()
     proc = make(*common)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert re.search(r"table1/gated_mnist +seed1 +failed +-> rerun", proc.stdout)
-    assert re.search(r"table1/lstm_pmnist +seed0 +interrupted +-> rerun", proc.stdout)
+    assert re.search(r"table1/gated_mnist_seed1 +failed +-> rerun", proc.stdout)
+    assert re.search(r"table1/lstm_pmnist_seed0 +interrupted +-> rerun", proc.stdout)
     assert "resumed from" in (killed / "train.log").read_text()
     rerun = {p for p in stamps if p.stat().st_mtime_ns != stamps[p]}
     assert rerun == {failed / "summary.json", killed / "summary.json"}  # the other ten untouched
     assert json.loads((killed / "summary.json").read_text())["status"] == "completed"
     assert {r["status"] for r in csv.DictReader((results / "quick" / "runs.csv").open())} == {"completed"}
+
+
+def asym_mnist_job(quick_root: Path, overrides: Sequence[str]):
+    """The QUICK tables plan's seed-0 asym_mnist run, as the driver classifies it under `overrides`."""
+    from antisym.plan import load_plan
+    from antisym.results import reproduce
+
+    spec = load_plan("tables", seeds=[0], quick=True)
+    (job,) = reproduce.plan_jobs(spec, ["table1"], quick_root, overrides, False, ["asym_mnist"])
+    return job
 
 
 def test_stale_run_is_moved_aside_and_rerun(tiny_data, tmp_path):
@@ -339,33 +352,87 @@ def test_stale_run_is_moved_aside_and_rerun(tiny_data, tmp_path):
     root, _ = tiny_data
     logs = tmp_path / "logs"
     quick = logs / "quick" / "reproduce"
-    overrides = [*reproduce.QUICK_OVERRIDES, f"data.root={root}", *TINY_DATA]
-    run(compose_cfg("experiment=table1/asym_mnist", *overrides), quick / "table1" / "asym_mnist" / "seed0")
-    (job,) = reproduce.plan([1], quick, overrides, [0], True, False, ["asym_mnist"])
-    assert job.state.status == "completed"
-    (job,) = reproduce.plan([1], quick, [*overrides, "optimizer.lr=0.2"], [0], True, False, ["asym_mnist"])
+    overrides = [f"data.root={root}", *TINY_DATA]
+    run(compose_cfg("experiment=table1/asym_mnist", "debug=quick", *overrides), quick / "table1" / "asym_mnist_seed0")
+    assert asym_mnist_job(quick, overrides).state.status == "completed"
+    job = asym_mnist_job(quick, [*overrides, "optimizer.lr=0.2"])
     assert job.state.status == "stale" and "optimizer.lr: 0.1 -> 0.2" in job.state.detail
     args = quick_driver_args(root, tmp_path, "--seeds", "1", overrides=["optimizer.lr=0.2"])
     assert reproduce.main(args) == 0
-    moved = list((logs / "quick" / "reproduce.stale").glob("*/table1/asym_mnist/seed0/summary.json"))
+    moved = list((logs / "quick" / "reproduce.stale").glob("*/table1/asym_mnist_seed0/summary.json"))
     assert len(moved) == 1
     runs = collect_runs([quick])
     assert len(runs) == 1 and runs[0].cfg["optimizer"]["lr"] == 0.2 and runs[0].status == "completed"
 
 
 def test_interrupted_run_under_changed_settings_is_stale_not_resumed(tiny_data, tmp_path):
+    root, _ = tiny_data
+    quick = tmp_path / "logs" / "quick" / "reproduce"
+    overrides = [f"data.root={root}", *TINY_DATA]
+    run_dir = quick / "table1" / "asym_mnist_seed0"
+    cfg = compose_cfg("experiment=table1/asym_mnist", "debug=quick", *overrides, "trainer.time_limit_s=1e-9")
+    assert run(cfg, run_dir)["status"] == "interrupted"
+    job = asym_mnist_job(quick, overrides)
+    assert job.state.status == "interrupted" and job.state.todo()
+    job = asym_mnist_job(quick, [*overrides, "optimizer.lr=0.2"])
+    assert job.state.status == "stale" and "optimizer.lr: 0.1 -> 0.2" in job.state.detail
+
+
+def test_runs_of_the_layout_before_plans_are_refused_with_the_move(tiny_data, tmp_path, capsys):
+    """<root>/<preset>/seed<k> (older code's layout) would be missed and trained again beside itself: the driver
+    names the move and trains nothing."""
     from antisym.results import reproduce
 
     root, _ = tiny_data
-    quick = tmp_path / "logs" / "quick" / "reproduce"
-    overrides = [*reproduce.QUICK_OVERRIDES, f"data.root={root}", *TINY_DATA]
-    run_dir = quick / "table1" / "asym_mnist" / "seed0"
-    stopped = run(compose_cfg("experiment=table1/asym_mnist", *overrides, "trainer.time_limit_s=1e-9"), run_dir)
-    assert stopped["status"] == "interrupted"
-    (job,) = reproduce.plan([1], quick, overrides, [0], True, False, ["asym_mnist"])
-    assert job.state.status == "interrupted" and job.state.todo()
-    (job,) = reproduce.plan([1], quick, [*overrides, "optimizer.lr=0.2"], [0], True, False, ["asym_mnist"])
-    assert job.state.status == "stale" and "optimizer.lr: 0.1 -> 0.2" in job.state.detail
+    old = tmp_path / "logs" / "quick" / "reproduce" / "table1" / "asym_mnist" / "seed0"
+    run(compose_cfg("experiment=table1/asym_mnist", "debug=quick", f"data.root={root}", *TINY_DATA), old)
+    assert reproduce.main(quick_driver_args(root, tmp_path, "--seeds", "1")) == 2
+    err = capsys.readouterr().err
+    assert f"mv {old} {old.parent.parent / 'asym_mnist_seed0'}" in err and "Nothing was trained" in err
+    assert not (tmp_path / "results").exists() and not (old.parent.parent / "asym_mnist_seed0").exists()
+
+
+def test_the_tables_plan_is_every_row_of_the_papers_tables():
+    """make reproduce-table's plan and the paper's rows (results/paper.py) name the same presets in the same order."""
+    from antisym.plan import load_plan
+
+    spec = load_plan("tables")
+    for table in (1, 2):
+        runs = spec.block_runs(f"table{table}")
+        assert [r.preset for r in runs if r.seed == 0] == [preset_name(m, d) for m, d in table_rows(table)]
+        assert sorted({r.seed for r in runs}) == [0, 1, 2]
+        assert all(r.rel_dir == f"{r.preset}_seed{r.seed}" for r in runs)  # the driver's hydra.sweep.subdir
+    quick = load_plan("tables", quick=True)
+    assert {r.seed for r in quick.runs} == {0, 1} and all("debug=quick" in r.overrides for r in quick.runs)
+    with pytest.raises(ConfigError, match="has no `quick` section"):
+        load_plan("paper", quick=True)
+
+
+def test_a_plans_grid_is_one_multirun_into_the_plans_run_directories(tiny_data, tmp_path):
+    """make reproduce-table PLAN=focus ROWS=lstm_mnist: the row's 6 grid points train in one Hydra multirun (so a
+    parallel or packed launcher takes them together), each into the directory the plan names it by; again: none."""
+    from antisym.plan import load_plan
+    from antisym.results import reproduce
+
+    root, _ = tiny_data
+    args = quick_driver_args(root, tmp_path, "--plan", "focus")
+    args[args.index("--rows") + 1] = "lstm_mnist"
+    assert reproduce.main(args) == 0
+    planned = {r.rel_dir for r in load_plan("focus", quick=True).runs if r.preset == "table1/lstm_mnist"}
+    trained = {str(p.parent.relative_to(tmp_path / "logs" / "quick" / "focus")) for p in
+               (tmp_path / "logs" / "quick" / "focus").glob("*/*/summary.json")}  # fmt: skip
+    assert len(planned) == 6 and trained == planned
+    statuses = {json.loads((tmp_path / "logs/quick/focus" / d / "summary.json").read_text())["status"] for d in planned}
+    assert statuses == {"completed"}
+    spec = load_plan("focus", quick=True)
+    jobs = reproduce.plan_jobs(spec, ["table1"], tmp_path / "logs/quick/focus", [f"data.root={root}", *TINY_DATA],
+                               False, ["lstm_mnist"])  # fmt: skip
+    assert [j.state.status for j in jobs] == ["completed"] * 6 and not reproduce.launch_groups(jobs)
+    (tmp_path / "logs/quick/focus" / sorted(planned)[0] / "summary.json").unlink()  # killed: that point alone again
+    jobs = reproduce.plan_jobs(spec, ["table1"], tmp_path / "logs/quick/focus", [f"data.root={root}", *TINY_DATA],
+                               False, ["lstm_mnist"])  # fmt: skip
+    (launch,) = reproduce.launch_groups(jobs)
+    assert launch.presets == ("table1/lstm_mnist",) and [len(v) for _, v in launch.grid] == [1, 1]
 
 
 def test_driver_input_errors_are_one_paragraph(tmp_path, capsys):
@@ -400,7 +467,7 @@ def test_quick_table2_runs_every_row(tiny_data, tmp_path):
     done = {r["preset"] for r in rows if r["n_seeds"] == "1"}
     assert done == {f"table2/{m}_noisy_cifar10" for m in ("asym", "gated", "lstm")} | {"table2/ablation_cifar10"}
     cfg = OmegaConf.load(
-        tmp_path / "logs" / "quick" / "reproduce" / "table2" / "gated_noisy_cifar10" / "seed0" / "config.yaml"
+        tmp_path / "logs" / "quick" / "reproduce" / "table2" / "gated_noisy_cifar10_seed0" / "config.yaml"
     )
     assert cfg.dataset.seq_len == 64 and cfg.model.hidden_size == 8 and cfg.quick
     assert "# Table 2 (QUICK)" in (tmp_path / "results" / "quick" / "table2.md").read_text()

@@ -201,7 +201,7 @@ def compose_cfg(*overrides: str):
 def test_presets_instantiate(preset, cls, m):
     """Every model key but `name` is a constructor argument, and the step schedule falls inside the run."""
     cfg = compose_cfg(f"experiment={preset}")
-    assert cfg.preset.name == preset and cfg.preset.table is None and list(cfg.seeds) == [0, 1, 2]
+    assert cfg.preset.name == preset and cfg.preset.table is None
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     del model_cfg["name"]
     model = instantiate(model_cfg, input_size=m, num_classes=10)

@@ -1,7 +1,9 @@
-"""The campaign plan (conf/campaign/<name>.yaml) expanded into the ordered list of runs, and each run's state.
+"""A plan (conf/campaign/<name>.yaml): the one way a set of runs is declared, expanded into its ordered runs.
 
-A plan is blocks in order of value per device-minute; a block lists entries, each a preset (a string) or a mapping
-{preset, overrides, grid}. Every entry x grid point x seed is one run in <records>/<block>/<run>/, composed as
+`make reproduce-table` trains the plan `tables` (every row of Tables 1-2 x its seeds) through Hydra's launchers, the
+campaign trains the plan `paper` in lanes on lent machines; any other plan runs either way. A plan is blocks in order
+of value per device-minute; a block lists entries, each a preset (a string) or a mapping {preset, overrides, grid}.
+Every entry x grid point x seed is one run in <records>/<block>/<run>/, composed as
 `train.py experiment=<preset> <plan overrides> <entry overrides> <grid point> trainer.seed=<k>`. Within a block the
 seeds are the outer loop, so every row gets its first seed before any row gets its second. The plan's
 `where_present` overrides apply to the runs whose config has the key (model.impl: the LSTM and the baselines have none).
@@ -12,6 +14,9 @@ finished (a focus screen first, then the seeds at its best point). Until then it
 the point in from the records. The choice is made once the screen is finished and so does not move; should the screen
 change after its seeds started (a point added), the trainer refuses to resume a seed under the new point rather than
 switch silently.
+
+A plan's `quick` section ({overrides, seeds}) is the same runs at a laptop's size (`load_plan(..., quick=True)`,
+`make reproduce-table QUICK=1`): its overrides after the plan's, its seeds instead of the plan's.
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from typing import Any
 
 from antisym.errors import ConfigError
 from antisym.training.rundir import FINISHED, RunDir, Status
-from antisym.training.runs import RunState, compose, compose_where_present, growing, run_state
+from antisym.training.runs import CONF_DIR, RunState, compose, compose_where_present, growing, run_state
 
-PLAN_DIR = Path(__file__).resolve().parents[1] / "conf" / "campaign"
+PLAN_DIR = CONF_DIR / "campaign"
 # An unfinished screen point whose best validation accuracy so far trails a finished point's by this much cannot win
 # in what is left of a screen (the gated Table 1 points at 3,982 of 5,000 trail the leaders by 25-75 points)
 OUT_OF_RUNNING = 0.25
@@ -111,6 +116,12 @@ def _value_tag(key: str, value: Any) -> str:
     return f"{key.rsplit('.', 1)[-1]}{value}"
 
 
+def row_name(preset: str, point: Sequence[str] = ()) -> str:
+    """A run's name without its seed: the preset's last part, then each grid value tagged by its key's last part
+    (table1/asym_pmnist at model.eps=0.01: asym_pmnist_eps0.01); train.py's `plan_row` resolver for a multirun."""
+    return "_".join([preset.rsplit("/", 1)[-1], *(_value_tag(*o.split("=", 1)) for o in point)])
+
+
 @dataclass(frozen=True)
 class _Entry:
     """One grid point of a block entry, before seeds."""
@@ -149,8 +160,8 @@ def _entry_runs(block: str, entry: Any, shared: Sequence[str], earlier: Sequence
     out = []
     for values in itertools.product(*grid.values()):
         point = dict(zip(grid, values, strict=True))
-        name = "_".join([preset.rsplit("/", 1)[-1], *(_value_tag(k, v) for k, v in point.items())])
         point_overrides = tuple(f"{k}={v}" for k, v in point.items())
+        name = row_name(preset, point_overrides)
         out.append(_Entry(name, preset, base, point_overrides, select, select_preset and str(select_preset)))
     return out
 
@@ -222,14 +233,27 @@ def _lane_entry(
     return str(block), None if seeds is None else tuple(seeds), None if names is None else tuple(names)
 
 
-def load_plan(plan: str | Path) -> Plan:
+def load_plan(plan: str | Path, seeds: Sequence[int] | None = None, quick: bool = False) -> Plan:
+    """A plan by name or file; `seeds` replaces every block's seeds, `quick` applies the plan's `quick` section."""
     from omegaconf import OmegaConf
 
     path = plan_path(plan)
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PLAN_DIR.glob("*.yaml")))
         raise ConfigError(f"no campaign plan {path}; plans in {PLAN_DIR}: {known}")
-    return expand(OmegaConf.to_container(OmegaConf.load(path), resolve=True), path.stem)
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if quick:
+        small = spec.get("quick")
+        if not isinstance(small, Mapping):
+            raise ConfigError(
+                f"plan {path.stem} has no `quick` section ({{overrides: [debug=quick], seeds: [0, 1]}}), so it has no "
+                "laptop-sized version: add one, or run it without QUICK."
+            )
+        spec["overrides"] = [*(spec.get("overrides") or []), *small.get("overrides", [])]
+        seeds = seeds if seeds is not None else small.get("seeds")
+    if seeds is not None:
+        spec["blocks"] = [{**block, "seeds": list(seeds)} for block in spec.get("blocks") or []]
+    return expand(spec, path.stem)
 
 
 def planned_state(records: Path, run: PlannedRun) -> RunState:
