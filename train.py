@@ -45,6 +45,7 @@ from antisym.groups import run_groups  # noqa: E402
 from antisym.plan import row_name  # noqa: E402
 from antisym.preflight import check_command  # noqa: E402
 from antisym.training import run  # noqa: E402
+from antisym.training.member import Checked  # noqa: E402
 from antisym.training.rundir import RunDir, Status, remove_if_empty  # noqa: E402
 
 CONF = Path(__file__).resolve().parent / "conf"
@@ -54,6 +55,7 @@ OmegaConf.register_new_resolver("run_groups", run_groups, replace=True)  # --hel
 OmegaConf.register_new_resolver("plan_row", row_name, replace=True)  # a plan's run directory (make reproduce-table)
 OUTCOMES: Counter[str] = Counter()  # the jobs of a sweep trained in this process, by how they ended
 NEW_FOLDERS: set[Path] = set()  # paths.log_dir and the folders above it that this command would create
+CHECKED: list[Checked] = []  # a single run's model, built by the command's check: the run trains it
 
 
 def again(extra: list[str]) -> str:
@@ -107,7 +109,7 @@ def main(cfg: DictConfig) -> float | None:
     logged_before = job_log.stat().st_size if job_log.is_file() else 0
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        summary = run(cfg, run_dir, overrides=overrides)
+        summary = run(cfg, run_dir, overrides=overrides, checked=CHECKED.pop() if CHECKED else None)
     except KeyboardInterrupt:  # a second Ctrl-C, or a signal while starting: recorded at the last checkpoint's step
         summary = RunDir(run_dir).summary()
         if (summary or {}).get("status") not in (
@@ -196,6 +198,8 @@ if __name__ == "__main__":
         stopped_before_any_run()
     if command is not None and command.log_dir:
         NEW_FOLDERS.update(f for f in (command.log_dir, *command.log_dir.parents) if not f.exists())
+    if command is not None and command.checked is not None:
+        CHECKED.append(command.checked)
     try:
         main()
     except KeyboardInterrupt:  # an interrupted job has printed how to resume it and the sweep

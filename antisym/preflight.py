@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra import initialize_config_dir
 from hydra.core.config_loader import ConfigLoader
@@ -44,6 +44,9 @@ from antisym.data.files import check_present
 from antisym.data.tasks import task_files
 from antisym.errors import ConfigError, RunDirError, UserError
 
+if TYPE_CHECKING:  # torch and the models load once a command composes (_check_job)
+    from antisym.training.member import Checked
+
 LOCAL_LAUNCHERS = ("BasicLauncher", "PackedLauncher")  # jobs run on this machine: its data and devices count
 _ABSENT = object()  # OmegaConf.select's answer for a key that is not there (None is a value)
 
@@ -55,6 +58,7 @@ class Command:
     multirun: bool
     jobs: int  # how many jobs it starts (1 for a single run)
     log_dir: Path | None = None  # paths.log_dir as composed, absolute: a refused run removes what it created there
+    checked: Checked | None = None  # a single run's model, built by the check: the run trains it (one build a run)
 
 
 def _one_paragraph(err: BaseException) -> str:
@@ -300,12 +304,13 @@ def _shared_run_dir(cfg: DictConfig, jobs: int, subdir: str, first: list[str], l
     )
 
 
-def _check_job(task_cfg: dict[str, Any], local: bool) -> None:
-    from antisym.training.member import check_settings  # torch and the models load once the command composes
+def _check_job(task_cfg: dict[str, Any], local: bool) -> Checked:
+    from antisym.training.member import Checked, check_settings, model_key  # torch loads once the command composes
 
-    settings, _, _ = check_settings(task_cfg, device=local)
+    settings, _, model = check_settings(task_cfg, device=local)
     if local and not settings.data.download:
         check_present(settings.data.root, task_files(settings.task))
+    return Checked(model_key(settings), model)
 
 
 def _check_writable(cfg: Any, multirun: bool) -> None:
@@ -392,10 +397,11 @@ def _check_jobs(loader: ConfigLoader, config_name: str, overrides: list[str], mo
     current: list[str] = overrides
     first_in: dict[str, list[str]] = {}  # each job's run directory (a sweep's subdir): the first job in it
     shared: tuple[str, list[str], list[str]] | None = None
+    checked = None
     try:
         for job_overrides, task_cfg, subdir in jobs.each(loader, cfg):
             current = job_overrides
-            _check_job(task_cfg, local)
+            checked = _check_job(task_cfg, local)
             if jobs.sweep and first_in.setdefault(subdir, job_overrides) is not job_overrides:
                 shared = (subdir, first_in[subdir], job_overrides)
                 break
@@ -410,4 +416,4 @@ def _check_jobs(loader: ConfigLoader, config_name: str, overrides: list[str], mo
         raise _shared_run_dir(cfg, len(jobs), *shared)
     _check_writable(cfg, multirun)
     log_dir = Path(str(cfg.paths.log_dir)).resolve() if "paths" in cfg else None
-    return Command(multirun=multirun, jobs=max(len(jobs), 1), log_dir=log_dir)
+    return Command(multirun=multirun, jobs=max(len(jobs), 1), log_dir=log_dir, checked=None if multirun else checked)

@@ -147,3 +147,32 @@ def test_config_dir_adds_a_folder_of_configs(tmp_path, monkeypatch):
 def test_a_command_that_only_shows_something_is_not_checked(flag):
     """Hydra prints and exits for these: nothing trains, so a bad value (here model.eps=-1) is not refused."""
     assert check_command([*flag, "model.eps=-1"], str(REPO / "train.py"), "conf", "config") is None
+
+
+def test_a_single_runs_model_is_built_once_by_the_check_and_trained_by_the_run(tmp_path):
+    """train.py hands the model the check built to the run (Command.checked): one build a run. It is the model the
+    run would have built (same initial weights); a run of other settings builds its own; a sweep hands none."""
+    import torch
+
+    from antisym.training.member import check_settings
+    from antisym.training.runs import compose
+
+    overrides = ["debug=smoke", "model.hidden_size=8", "data.download=true"]
+    command = check_command(
+        ["experiment=table1/asym_mnist", *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
+        str(REPO / "train.py"), "conf", "config",
+    )  # fmt: skip
+    assert command is not None and command.checked is not None
+    cfg = compose("table1/asym_mnist", overrides)
+    assert check_settings(cfg, checked=command.checked)[2] is command.checked.model
+    fresh = check_settings(cfg)[2]
+    assert fresh is not command.checked.model
+    pairs = zip(fresh.state_dict().values(), command.checked.model.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    other = compose("table1/asym_mnist", [*overrides, "trainer.seed=1"])
+    assert check_settings(other, checked=command.checked)[2] is not command.checked.model
+    sweep = check_command(
+        ["-m", "experiment=table1/asym_mnist", *overrides, "trainer.seed=0,1", f"hydra.sweep.dir={tmp_path / 's'}"],
+        str(REPO / "train.py"), "conf", "config",
+    )  # fmt: skip
+    assert sweep is not None and sweep.jobs == 2 and sweep.checked is None

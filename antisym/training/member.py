@@ -53,6 +53,15 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A model a pre-check built (its constructor checks its own ranges), and what it was built from: a run of the
+    same model, task and seed trains this very model instead of building another."""
+
+    key: str
+    model: nn.Module
+
+
 @dataclass
 class Job:
     """One run to train: its resolved config, directory and the command-line overrides that composed it."""
@@ -60,6 +69,7 @@ class Job:
     cfg: dict[str, Any]
     run_dir: Path
     overrides: list[str] | None = None
+    checked: Checked | None = None  # the model the command's pre-check built for it, trained instead of a second
 
     @property
     def dir(self) -> RunDir:
@@ -112,7 +122,7 @@ def prepare(job: Job) -> Member | dict[str, Any]:
     """Check the settings and decide what this directory does: skip (returns the completed summary), refuse (raises),
     resume or start afresh (returns the member, its settings recorded and a running summary written)."""
     cfg, run_dir = job.cfg, job.run_dir
-    settings, device, model = check_settings(cfg)  # a refusal here writes nothing
+    settings, device, model = check_settings(cfg, checked=job.checked)  # a refusal here writes nothing
     if not settings.data.download:
         check_present(to_absolute_path(settings.data.root), task_files(settings.task))
     previous = job.dir.summary()
@@ -177,15 +187,26 @@ def prepare(job: Job) -> Member | dict[str, Any]:
     return Member(job, settings, device, summary, state, source, t0, before, model=model)
 
 
-def check_settings(cfg: Any, *, device: bool = True) -> tuple[RunConfig, torch.device | None, nn.Module]:
+def model_key(settings: RunConfig) -> str:
+    """What a run's initial model is built from: its class and settings, the task's shapes, the seed."""
+    return repr((settings.model, settings.task, settings.trainer.seed))
+
+
+def check_settings(
+    cfg: Any, *, device: bool = True, checked: Checked | None = None
+) -> tuple[RunConfig, torch.device | None, nn.Module]:
     """Every check that needs neither data nor a run directory: the config's values and types, the model (built on
-    the CPU from the run's seed: its constructor checks its own ranges, and the run trains this very model) and,
-    with `device`, the device there. train.py runs it on every job of a command before Hydra starts any."""
+    the CPU from the run's seed: its constructor checks its own ranges, and the run trains this very model; `checked`'s
+    where it was built from the same settings) and, with `device`, the device there. train.py runs it on every job
+    of a command before Hydra starts any."""
     settings = RunConfig.from_cfg(cfg)
-    spec = task_spec(settings.task)
-    with GLOBAL_RNG:
-        torch.manual_seed(settings.trainer.seed)
-        model = build_model(settings.model, spec.input_size, spec.num_classes)
+    if checked is not None and checked.key == model_key(settings):
+        model = checked.model
+    else:
+        spec = task_spec(settings.task)
+        with GLOBAL_RNG:
+            torch.manual_seed(settings.trainer.seed)
+            model = build_model(settings.model, spec.input_size, spec.num_classes)
     return settings, resolve_device(settings.trainer.device) if device else None, model
 
 

@@ -27,6 +27,7 @@ from antisym.models.jacobian import jacobian_eigen_stats
 from antisym.training import pack
 from antisym.training.checkpoint import atomic_save
 from antisym.training.member import (
+    Checked,
     Job,
     Member,
     evaluate_split,
@@ -46,12 +47,15 @@ __all__ = ["Job", "run", "run_pack"]
 log = logging.getLogger("antisym")
 
 
-def run(cfg: Any, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+def run(
+    cfg: Any, run_dir: str | Path, overrides: list[str] | None = None, checked: Checked | None = None
+) -> dict[str, Any]:
     """Train one configuration into run_dir; returns the summary (also written to summary.json).
 
-    A solo run is a pack of one (`run_pack`). `overrides` is recorded as overrides.yaml when this call trains.
+    A solo run is a pack of one (`run_pack`). `overrides` is recorded as overrides.yaml when this call trains;
+    `checked` is the model a pre-check built for this run (train.py's), trained where its settings are the run's.
     """
-    (result,) = run_pack([Job(as_container(cfg), Path(run_dir), overrides)])
+    (result,) = run_pack([Job(as_container(cfg), Path(run_dir), overrides, checked)])
     if isinstance(result, BaseException):
         raise result
     return result
