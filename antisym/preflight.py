@@ -353,14 +353,15 @@ def _config_loader(calling_file: str, config_path: str) -> AbstractContextManage
 
 
 def _with_config_dir(overrides: list[str], config_dir: str | None) -> list[str]:
-    """`--config-dir D` as the search path entry it adds (after any the command gives itself)."""
+    """`--config-dir D` as the search path entry it adds: Hydra puts it after the app's own configs (conf/ wins where
+    both have a file) and before the entries of the command's hydra.searchpath."""
     if config_dir is None:
         return overrides
     if not os.path.isdir(config_dir):
         raise ConfigError(f"--config-dir {config_dir}: no such folder; give the folder of your configs.")
     given = [o for o in overrides if o.split("=", 1)[0] == "hydra.searchpath"]
     entries = [e.strip() for o in given for e in o.split("=", 1)[1].strip("[]").split(",") if e.strip()]
-    entries.append(f"file://{os.path.abspath(config_dir)}")
+    entries.insert(0, f"file://{os.path.abspath(config_dir)}")
     return [*(o for o in overrides if o not in given), f"hydra.searchpath=[{','.join(entries)}]"]
 
 

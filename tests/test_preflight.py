@@ -143,6 +143,27 @@ def test_config_dir_adds_a_folder_of_configs(tmp_path, monkeypatch):
         check_command(["-cd", str(tmp_path / "nowhere"), "model=asym"], str(REPO / "train.py"), "conf", "config")
 
 
+def test_config_dir_and_searchpath_are_checked_in_hydras_order(tmp_path):
+    """Hydra reads conf/ first, then --config-dir, then the command's hydra.searchpath: where two have a file, the
+    check composes the one Hydra trains (here the -cd folder's valid `mine`, not the search path's invalid one, and
+    conf/'s asym over a -cd file of that name)."""
+    conf = (REPO / "conf" / "model" / "asym.yaml").read_text()
+    first, later = tmp_path / "cd", tmp_path / "searchpath"
+    for folder, eps in ((first, "0.5"), (later, "-1.0")):
+        (folder / "model").mkdir(parents=True)
+        (folder / "model" / "mine.yaml").write_text(conf.replace("eps: 0.01", f"eps: {eps}"))
+        (folder / "model" / "asym.yaml").write_text(conf.replace("eps: 0.01", "eps: -1.0"))
+    assert "eps: 0.01" in conf
+    for model in ("mine", "asym"):
+        argv = ["-cd", str(first), f"model={model}", f"hydra.searchpath=[file://{later}]", "data.download=true"]
+        command = check_command([*argv, f"hydra.run.dir={tmp_path / 'run'}"], str(REPO / "train.py"), "conf", "config")
+        assert command is not None and command.checked is not None
+        assert "'eps': 0.5" in command.checked.key if model == "mine" else "'eps': 0.01" in command.checked.key
+        shown = subprocess.run([sys.executable, str(REPO / "train.py"), *argv, "--cfg", "job"], cwd=REPO,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert f"eps: {0.5 if model == 'mine' else 0.01}" in shown.stdout, shown.stderr[-2000:]
+
+
 @pytest.mark.parametrize("flag", [["--help"], ["--version"], ["--cfg", "job"], ["--info"]])
 def test_a_command_that_only_shows_something_is_not_checked(flag):
     """Hydra prints and exits for these: nothing trains, so a bad value (here model.eps=-1) is not refused."""
