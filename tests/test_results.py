@@ -402,6 +402,11 @@ def test_the_tables_plan_is_every_row_of_the_papers_tables():
         assert [r.preset for r in runs if r.seed == 0] == [preset_name(m, d) for m, d in table_rows(table)]
         assert sorted({r.seed for r in runs}) == [0, 1, 2]
         assert all(r.rel_dir == f"{r.preset}_seed{r.seed}" for r in runs)  # the driver's hydra.sweep.subdir
+    from antisym.results.reproduce import table_blocks
+
+    assert table_blocks(spec, (2,)) == ["table2"] and table_blocks(load_plan("focus"), (1, 2)) == ["table1", "table2"]
+    paper = load_plan("paper")
+    assert table_blocks(paper, (1,)) == list(paper.blocks)  # its table1 block is one of many: TABLE= picks none
     quick = load_plan("tables", quick=True)
     assert {r.seed for r in quick.runs} == {0, 1} and all("debug=quick" in r.overrides for r in quick.runs)
     with pytest.raises(ConfigError, match="has no `quick` section"):

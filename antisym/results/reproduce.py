@@ -265,9 +265,11 @@ def parse_seeds(value: str | None) -> list[int] | None:
 
 
 def table_blocks(spec: Plan, tables: Sequence[int]) -> list[str]:
-    """The blocks --table picks: table<N> where the plan has them (the tables plan), else every block."""
-    named = [f"table{t}" for t in tables if f"table{t}" in spec.blocks]
-    return named if named else list(spec.blocks)
+    """The blocks --table picks in a plan of tables (every block named table<N>: tables, focus); every block of any
+    other plan (the campaign's `paper`, whose table1 block is one of many)."""
+    if all(block in ("table1", "table2") for block in spec.blocks):
+        return [f"table{t}" for t in tables if f"table{t}" in spec.blocks]
+    return list(spec.blocks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
