@@ -3,8 +3,8 @@
 #   make figures                               # fig1, fig3, and fig2 from models at initialisation (CPU, a few minutes)
 #   make figures FIG2_SWEEP=logs/multiruns/<time>   # fig2 from the trained checkpoints of a sweep
 #   make fig2 FIG2_ARGS="--batch 4 --hidden 128"     # any extra scripts/fig2.py options
-#   make fig2-sweep [FIG2_STEPS=200] [FIG2_SWEEP_ARGS="hydra/launcher=joblib"]   # train Figure 2's 28 models
-#   make fig2 FIG2_SWEEP=logs/sweeps/fig2            # then draw it from them
+#   make fig2-sweep [FIG2_STEPS=200] [FIG2_SWEEP_ARGS="LAUNCHER=joblib"]   # train Figure 2's 28 models
+#   make fig2 FIG2_SWEEP=logs/paper/fig2             # then draw it from them
 ANTISYM_DATA ?= ./data
 FIGURES_DIR ?= $(if $(filter 1 true yes,$(UPDATE)),results/figures,results/local/figures)
 FIG2_SWEEP ?=
@@ -25,7 +25,8 @@ fig3: venv  ## Figure 3 (random 2-D RNNs, Appendix D; UPDATE=1: the committed on
 fig2: venv  ## Figure 2 (Jacobian eigenvalues; FIG2_SWEEP=<dir> from trained models)
 	$(PY) scripts/fig2.py --out $(FIGURES_DIR) --data-root $(ANTISYM_DATA) $(if $(FIG2_SWEEP),--sweep $(FIG2_SWEEP)) $(FIG2_ARGS)
 
-# The 28 training runs behind a trained Figure 2 (conf/sweep/fig2*.yaml); rerunning skips completed runs.
+# The 28 training runs behind a trained Figure 2: the block fig2 of the campaign's plan (conf/campaign/paper.yaml),
+# into logs/paper/fig2/; rerunning skips completed runs. FIG2_SWEEP_ARGS: any make reproduce-table variable.
 fig2-sweep: venv  ## train Figure 2's 28 models (FIG2_STEPS= for a short version)
-	$(PY) train.py -m sweep=fig2 data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)
-	$(PY) train.py -m sweep=fig2_lstm data.root=$(ANTISYM_DATA) $(if $(FIG2_STEPS),trainer.max_steps=$(FIG2_STEPS)) $(FIG2_SWEEP_ARGS)
+	$(MAKE) reproduce-table PLAN=paper BLOCKS=fig2 DATA=$(ANTISYM_DATA) \
+		$(if $(FIG2_STEPS),OVERRIDES="trainer.max_steps=$(FIG2_STEPS)") $(FIG2_SWEEP_ARGS)

@@ -8,6 +8,7 @@
 #   make reproduce-table LAUNCHER=submitit_slurm OVERRIDES="hydra.launcher.partition=gpu"   # a SLURM cluster
 #   make reproduce-table QUICK=1 TABLE=1      # smoke run: tiny sizes, logs/quick + results/local/quick, marked QUICK
 #   make reproduce-table PLAN=focus ROWS=asym_pmnist   # another plan of conf/campaign/: a row's focused grid
+#   make reproduce-table PLAN=paper BLOCKS=fig2        # some blocks of a plan (the campaign's, here Figure 2's models)
 #   make reproduce-tables-only                # rebuild results/local/ from logs/reproduce (else results/runs), train nothing
 #   make reproduce-tables-only UPDATE=1       # rebuild the committed tables, results/campaign/, from results/runs/
 #
@@ -26,6 +27,7 @@ LAUNCHER ?= basic
 QUICK ?=
 SEEDS ?=
 ROWS ?=
+BLOCKS ?=
 JOBS ?=
 DATA ?=
 LOGS ?=
@@ -34,7 +36,7 @@ OVERRIDES ?=
 REPRO_FLAGS ?=
 
 REPRO_ARGS = --plan $(PLAN) --table $(TABLE) --launcher $(LAUNCHER) --results $(RESULTS) \
-	$(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(ROWS),--rows $(ROWS)) $(if $(JOBS),--jobs $(JOBS)) \
+	$(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(ROWS),--rows $(ROWS)) $(if $(BLOCKS),--blocks $(BLOCKS)) $(if $(JOBS),--jobs $(JOBS)) \
 	$(if $(DATA),--data $(DATA)) $(if $(LOGS),--logs $(LOGS)) $(REPRO_FLAGS)
 
 .PHONY: reproduce-table reproduce-tables-only

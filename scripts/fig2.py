@@ -6,7 +6,7 @@ at its own dataset.seq_len. Without it, it builds the models at initialisation (
 gamma in {0.001, 0.01, 0.1, 1, 5, 10} plus an LSTM, at T in {100, 200, 400, 800}. The plot says which it shows.
 
     .venv/bin/python scripts/fig2.py --data-root ../shared/data            # at initialisation (2 CPU cores: 4-8 min)
-    .venv/bin/python scripts/fig2.py --sweep logs/sweeps/fig2               # from trained checkpoints (make fig2-sweep)
+    .venv/bin/python scripts/fig2.py --sweep logs/paper/fig2               # from trained checkpoints (make fig2-sweep)
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def test_help_lists_the_groups_a_run_chooses_from_and_nothing_else():
     assert proc.returncode == 0, proc.stderr[-2000:]
     groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     assert "model: ablation, asym, cornn, gated, lipschitz, lstm" in groups
-    assert "sweep: fig2, fig2_lstm, paper_grid, paper_grid_lstm" in groups
+    assert "sweep: paper_grid, paper_grid_lstm" in groups
     assert "campaign" not in groups and "_resumable" not in groups
     assert "debug: quick, smoke" in groups and "paper_length" not in groups and "debug_dataset" not in groups
 

@@ -143,19 +143,29 @@ def test_sweeps_compose():
     assert cfg.trainer.skip_completed and cfg.trainer.resume
     lstm = compose_cfg("experiment=table2/lstm_cifar10", "sweep=paper_grid_lstm", hydra=True)
     assert set(lstm.hydra.sweeper.params) == {"optimizer", "optimizer.lr", "model.init_std"}
-    # Figure 2: T in {100, 200, 400, 800}, gamma in {0.001, 0.01, 0.1, 1, 5, 10} and the LSTM (Figure 2), all
-    # into one folder, each run its model's noise-padded Table 2 preset
-    fig2 = compose_cfg("sweep=fig2", hydra=True)
-    assert dict(fig2.hydra.sweeper.params) == {
-        "dataset.seq_len": "100,200,400,800",
-        "model.gamma": "0.001,0.01,0.1,1.0,5.0,10.0",
-    }
-    assert fig2.preset.name == "table2/asym_noisy_cifar10" and fig2.dataset.name == "noisy_cifar10"
-    lstm = compose_cfg("sweep=fig2_lstm", hydra=True)
-    assert dict(lstm.hydra.sweeper.params) == {"dataset.seq_len": "100,200,400,800"}
-    assert lstm.model.name == "lstm" and lstm.hydra.sweep.dir == fig2.hydra.sweep.dir
-    for sweep in (fig2, lstm):  # every sweep reruns as resume + skip_completed (conf/sweep/_resumable.yaml)
-        assert sweep.trainer.resume is True and sweep.trainer.skip_completed is True and sweep.trainer.progress is False
+    assert lstm.trainer.resume is True and lstm.trainer.skip_completed is True and lstm.trainer.progress is False
+
+
+def test_figure_2s_models_are_a_block_of_the_paper_plan_and_one_multirun_each(tmp_path, capsys):
+    """Figure 2: T in {100, 200, 400, 800} x gamma in {0.001, 0.01, 0.1, 1, 5, 10} AntisymmetricRNNs and the LSTM at
+    each T, each its model's noise-padded Table 2 preset, seed 0, all in one folder; make fig2-sweep trains them
+    as two multiruns (the cell's grid and the LSTM's), not 28."""
+    from antisym.plan import load_plan
+    from antisym.results import reproduce
+
+    runs = load_plan("paper").block_runs("fig2")
+    asym = {r.point for r in runs if r.preset == "table2/asym_noisy_cifar10"}
+    assert {r.seed for r in runs} == {0} and len(asym) == 24 and len(runs) == 28
+    assert {p[0] for p in asym} == {f"dataset.seq_len={t}" for t in (100, 200, 400, 800)}
+    assert {p[1] for p in asym} == {f"model.gamma={g}" for g in (0.001, 0.01, 0.1, 1.0, 5.0, 10.0)}
+    assert {r.preset for r in runs} == {"table2/asym_noisy_cifar10", "table2/lstm_noisy_cifar10"}
+    args = ["--plan", "paper", "--blocks", "fig2", "--dry-run", "--logs", str(tmp_path)]
+    assert reproduce.main(args) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    assert len(commands) == 2 and "model.gamma=0.001,0.01,0.1,1.0,5.0,10.0" in commands[0]
+    assert all(f"hydra.sweep.dir={tmp_path / 'paper' / 'fig2'} " in c for c in commands)
+    assert reproduce.main([*args[:3], "fig3", *args[4:]]) == 2
+    assert "no block of plan paper" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -1,6 +1,6 @@
 """Train what a plan's runs still miss, then rebuild the tables: the driver behind `make reproduce-table`.
 
-    python -m antisym.results.reproduce [--plan tables] [--table 1|2|all] [--rows ...]
+    python -m antisym.results.reproduce [--plan tables] [--table 1|2|all | --blocks ...] [--rows ...]
         [--launcher basic|joblib|submitit_local|submitit_slurm|packed|packed_slurm] [--quick]
         [--seeds 0,1,2 | --seeds 5] [--data DIR] [--logs DIR] [--results DIR] [--dry-run] [-- overrides]
 
@@ -295,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--seeds", type=parse_seeds, help="N (seeds 0..N-1; 1 = seed 0 alone) or a comma list; default the plan's"
     )
+    parser.add_argument("--blocks", help="comma list of the plan's blocks to run (default: --table's, or all)")
     parser.add_argument("--rows", help="comma list of presets to limit to, e.g. asym_mnist,table1/gated_pmnist")
     parser.add_argument("--data", help="data.root (default: the config's, i.e. $ANTISYM_DATA or ./data)")
     parser.add_argument("--logs", default=os.environ.get("ANTISYM_LOGS", "logs"), help="log_dir (default logs)")
@@ -313,7 +314,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = "reproduce" if spec.name == TABLES_PLAN else spec.name
     log_root = Path(args.logs).resolve() / ("quick" if args.quick else "") / root
     out_dir = Path(args.results) / "quick" if args.quick else Path(args.results)
-    blocks = table_blocks(spec, args.table)
+    blocks = [b.strip() for b in args.blocks.split(",") if b.strip()] if args.blocks else table_blocks(spec, args.table)
+    unknown = [b for b in blocks if b not in spec.blocks]
+    if unknown:
+        print(
+            f"error: BLOCKS/--blocks names {', '.join(unknown)}, no block of plan {spec.name} (its blocks: "
+            f"{', '.join(spec.blocks)}); nothing was trained.",
+            file=sys.stderr,
+        )
+        return 2
     rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
     problem = unknown_rows(rows or [], spec, blocks)
     if problem:
