@@ -117,7 +117,16 @@ def compose_where_present(
     preset: str, overrides: Sequence[str], where_present: Sequence[str] = (), extra: Sequence[str] = ()
 ) -> tuple[dict[str, Any], list[str]]:
     """compose(preset, overrides + extra), with the `where_present` overrides added (before `extra`) where the composed
-    config has their key (model.impl: the LSTM has none); the config and the overrides that composed it."""
+    config has their key (model.impl: the LSTM has none); the config and the overrides that composed it. One
+    composition where every key is there (Hydra refuses an override of a missing key), else two."""
+    from hydra.errors import HydraException
+
+    if where_present:
+        every = [*overrides, *where_present, *extra]
+        try:
+            return compose(preset, every), every
+        except HydraException:  # a key this preset's config lacks, or a bad override (then refused below)
+            pass
     cfg = compose(preset, [*overrides, *extra])
     present = [o for o in where_present if has_key(cfg, o.split("=", 1)[0])]
     if not present:
