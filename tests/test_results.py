@@ -439,14 +439,15 @@ def test_a_plans_grid_is_one_multirun_into_the_plans_run_directories(tiny_data, 
     assert len(planned) == 6 and trained == planned
     statuses = {json.loads((tmp_path / "logs/quick/focus" / d / "summary.json").read_text())["status"] for d in planned}
     assert statuses == {"completed"}
-    spec = load_plan("focus", quick=True)
-    jobs = reproduce.plan_jobs(spec, ["table1"], tmp_path / "logs/quick/focus", [f"data.root={root}", *TINY_DATA],
-                               False, ["lstm_mnist"])  # fmt: skip
-    assert [j.state.status for j in jobs] == ["completed"] * 6 and not reproduce.launch_groups(jobs)
-    (tmp_path / "logs/quick/focus" / sorted(planned)[0] / "summary.json").unlink()  # killed: that point alone again
-    jobs = reproduce.plan_jobs(spec, ["table1"], tmp_path / "logs/quick/focus", [f"data.root={root}", *TINY_DATA],
-                               False, ["lstm_mnist"])  # fmt: skip
-    (launch,) = reproduce.launch_groups(jobs)
+    spec, root_dir = load_plan("focus", quick=True), tmp_path / "logs/quick/focus"
+
+    def jobs():
+        return reproduce.plan_jobs(spec, ["table1"], root_dir, [f"data.root={root}", *TINY_DATA], False, ["lstm_mnist"])
+
+    done = jobs()
+    assert [j.state.status for j in done] == ["completed"] * 6 and not reproduce.launch_groups(done)
+    (root_dir / sorted(planned)[0] / "summary.json").unlink()  # killed: that point alone again
+    (launch,) = reproduce.launch_groups(jobs())
     assert launch.presets == ("table1/lstm_mnist",) and [len(v) for _, v in launch.grid] == [1, 1]
 
 

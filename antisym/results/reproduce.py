@@ -203,8 +203,7 @@ def launch_groups(jobs: Sequence[Job]) -> list[Launch]:
             grid = _product_closed(group)
             for sweep in [grid] if grid is not None else [_product_closed([p]) for p in group]:
                 merged[(block, base, sweep, seeds)].append(preset)
-    return [Launch(block, base, grid or (), tuple(presets), seeds) for (block, base, grid, seeds), presets in
-            merged.items()]  # fmt: skip
+    return [Launch(block, base, grid, tuple(presets), seeds) for (block, base, grid, seeds), presets in merged.items()]
 
 
 def hydra_command(
@@ -350,14 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups = launch_groups(jobs)
     if not groups:
         print(f"{tag}reproduce: nothing to run.")
+    if not args.dry_run:  # moved aside before any multirun starts: never resumed under the new settings
+        for job in (j for j in jobs if j.state.status == Status.STALE):
+            print(f"  moved stale {job.run_dir} -> {move_stale(job, log_root)}")
     for launch in groups:
         cmd = hydra_command(launch, log_root, args.launcher, args.jobs, overrides)
         print("$ " + " ".join(cmd), flush=True)
         if args.dry_run:
             continue
-        for job in jobs:
-            if job.state.status == Status.STALE and job.run_dir.is_dir():
-                print(f"  moved stale {job.run_dir} -> {move_stale(job, log_root)}")
         proc = subprocess.run(cmd, cwd=REPO, env=child_env(args.launcher, args.jobs))
         if proc.returncode != 0:
             print(
