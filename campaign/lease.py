@@ -30,7 +30,7 @@ import torch
 from antisym.data import task_files
 from antisym.plan import Plan, PlannedRun, compose_run, planned_state, planned_steps, resolve
 from antisym.provenance import COMMIT_ENV
-from antisym.training.rundir import RunDir
+from antisym.training.rundir import RunDir, RunLockedError
 from antisym.training.runs import RunState, first_pack, pack_key
 from campaign import kernel_gate, progress
 from campaign.limits import FILES_BACK
@@ -140,13 +140,21 @@ def train_group(
                     shutil.copytree(backup, run_dir)
             return [{"outcome": "gpu failure", "error": next(e for e in errors if e)} for _ in runs]
     out = []
-    for (run, _, _), run_dir, error in zip(runs, dirs, errors, strict=True):
-        if error:
+    for (run, _, _), run_dir, result, error in zip(runs, dirs, results, errors, strict=True):
+        if isinstance(result, RunLockedError):  # another lane took it between this lane's look and its start
+            log.info("%s: another process took it first (passed over)", run.rel_dir)
+            outcome = {"outcome": "running", "error": error}
+        elif error:
             log.error("%s: %s (the lease goes on)", run.rel_dir, error)
-        summary = RunDir(run_dir).summary()
+            outcome = {"outcome": "error", "error": error}
+        else:
+            outcome = {"outcome": "trained"}
+        summary = None if outcome["outcome"] == "running" else RunDir(run_dir).summary()  # the other writer's
+        # An attempt that failed wrote no summary of its own: an earlier segment's stop reason is not this lease's.
+        stop_reason = None if error else (summary or {}).get("stop_reason")
         out.append(
-            ({"outcome": "error", "error": error} if error else {"outcome": "trained"})
-            | {"recorded": summary is not None, "stop_reason": (summary or {}).get("stop_reason")}
+            outcome
+            | {"recorded": summary is not None, "stop_reason": stop_reason}
             | {"pack_size": len(runs), "wall_s": wall_s}
         )
     return out

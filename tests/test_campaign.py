@@ -3,6 +3,7 @@ records collected into a repository's folder with the tables rebuilt, and what c
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -816,6 +817,36 @@ def test_a_second_lane_passes_over_the_run_another_lane_trains(tiny_data, tmp_pa
     report = json.loads((tmp_path / "out" / "progress.json").read_text())
     assert [r["run"] for r in report["runs"]] == ["screen/asym_mnist_lr0.3_seed0"]
     assert not (held / "summary.json").exists() and not (held / "metrics.jsonl").exists()
+
+
+def test_a_run_another_lane_takes_after_this_lane_looked_is_passed_over(tiny_data, tmp_path, monkeypatch):
+    """Two lanes started together look at the same interrupted run and both go for it: the one that loses the lock
+    passes it over and trains the next run, never reading the earlier segment's time-limit stop as its own."""
+    root, _ = tiny_data
+    plan = expand(TINY_PLAN, "tiny")
+    records, data = tmp_path / "records", mnist_only(root, tmp_path)
+    lease = Lease(plan, records, data, tmp_path / "out1", budget_s=3, margin_s=0, min_run_s=1, clock=lambda: 0.0)
+    assert run_lease(lease)[1]["stopped"] == "budget spent"
+    held = records / "tiny" / "asym_mnist_seed0"
+    assert summary(records, "asym_mnist_seed0")["stop_reason"] == "time_limit"
+    real_compose = lease_mod.compose_for_lease
+    with contextlib.ExitStack() as other_lane:
+
+        def compose_then_lose_the_race(lease: Lease, run, time_limit_s: int):
+            if run.rel_dir == "tiny/asym_mnist_seed0":
+                other_lane.enter_context(RunLock(held))  # the other lane takes it now
+            return real_compose(lease, run, time_limit_s)
+
+        monkeypatch.setattr(lease_mod, "compose_for_lease", compose_then_lose_the_race)
+        code, report = run_lease(Lease(plan, records, data, tmp_path / "out2", budget_s=300, margin_s=0, min_run_s=1))
+    assert code == 0 and report["stopped"] == "plan done"
+    outcomes = {r["run"]: (r["outcome"], r.get("recorded")) for r in report["runs"]}
+    assert outcomes == {
+        "tiny/asym_mnist_seed0": ("running", False),
+        "tiny/asym_noisy_cifar10_seed0": ("no data", None),
+        "tiny/lstm_mnist_seed0": ("trained", True),
+    }
+    assert summary(records, "asym_mnist_seed0")["stop_reason"] == "time_limit"  # the other lane's to write
 
 
 def test_make_cpu_campaign_runs_the_lane_in_the_background(tiny_data, tmp_path):
