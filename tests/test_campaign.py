@@ -169,9 +169,9 @@ def test_gap_candidates_change_one_open_choice_each_against_the_rows_own_runs():
 
 def test_paper_plan_lanes_split_the_blocks_by_device():
     """The CPU lane trains the noise-padded column first (its screen: lr at the preset's eps, then eps 0.1 and 1 at
-    lr 0.1; then seed 0 of the four rows, the gamma and layout checks, shared noise at paper length, then seeds 1
-    and 2), then the rest of Table 1's
-    screen; the GPU lane takes the other blocks, none of the CPU's Table 2 ones."""
+    lr 0.1; then seed 0 of the four rows, the gamma and layout checks), the gap ledger's candidates, Table 1's seed 0,
+    then seeds 1 and 2 of both tables, then the rest of shared noise and of Table 1's screen; the GPU lane takes the
+    other blocks, none of the CPU's Table 2 ones."""
     plan = load_plan("paper")
     cpu = plan.lane_runs("cpu")
     assert [r.rel_dir for r in cpu[:14]] == [
@@ -198,13 +198,15 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
         "table1/gated_mnist", "table1/gated_pmnist"}  # fmt: skip
     assert {p for r in finish for p in r.point} >= {"model.eps=0.01", "optimizer.lr=0.1", "optimizer.lr=0.2"}
     assert {p for r in finish for p in r.point}.isdisjoint({"model.eps=0.1", "optimizer.lr=0.5", "optimizer.lr=1.0"})
-    assert [(r.block, r.seed) for r in cpu[46:51]] == [("table1", 0)] * 4 + [("table2_noisy_shared", 0)]
+    assert [(r.block, r.seed) for r in cpu[46:50]] == [("table1", 0)] * 4
     # The rows' runs test at every validation too (a free key: records from before it still resume); no screen does.
     probed = {r.block for r in plan.runs if "trainer.test_every_eval=true" in r.overrides}
     assert probed == {"table1", "table2_noisy", "table2_pixel", "table1_lstm"}
-    assert [r.seed for r in cpu[51:59]] == [k for k in (1, 2) for _ in range(4)]
-    assert {r.block for r in cpu[51:59]} == {"table2_noisy"} and {r.block for r in cpu[59:]} == {"table1_screen"}
-    assert len(cpu[59:]) == 64 - 8  # the rest of the screen, each run listed once (a finished one is passed over)
+    # Then seeds 1 and 2 of both tables' rows, alternating (the noise-padded column's four rows, Table 1's four),
+    # the rest of the shared-noise run and of the screen, each run listed once (a finished one is passed over).
+    assert [(r.block, r.seed) for r in cpu[50:66]] == [
+        (block, seed) for seed in (1, 2) for block in ("table2_noisy", "table1") for _ in range(4)]  # fmt: skip
+    assert [r.block for r in cpu[66:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
