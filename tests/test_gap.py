@@ -60,11 +60,14 @@ def test_gap_ledger_from_real_tiny_runs_beside_the_tables(tiny_data, tmp_path):
         tiny_run(root, logs / f"setup{seed}", "table2/gated_noisy_cifar10", *tiny, f"trainer.seed={seed}")
     tiny_run(root, logs / "bias", "table2/gated_noisy_cifar10", *tiny, "model.gate_bias=1.0")
     tiny_run(root, logs / "lr", "table2/gated_noisy_cifar10", *tiny, "optimizer.lr=0.2")
+    tiny_run(root, logs / "below", "table2/gated_noisy_cifar10", *tiny, "optimizer.lr=0.05")
     setup = [*TINY, *tiny, "trainer.seed=0"]  # the seed is no setting of a setup; 0 stands for any
     spec = {**load_spec(), "rows": [{"preset": "table2/gated_noisy_cifar10", "setup": setup, "decide_at": 4}]}
     runs = collect_runs([logs])
     (row,) = ledger_rows(runs, spec)
-    assert sorted(row.base.curves) == [0, 1] and [c.label for c in row.open_choices] == ["model.gate_bias=1.0"]
+    # A point of the paper's grid is a screen; a value below it is a candidate like any open choice.
+    assert sorted(row.base.curves) == [0, 1]
+    assert [c.label for c in row.open_choices] == ["model.gate_bias=1.0", "optimizer.lr=0.05"]
     assert [c.label for c in row.screens] == ["optimizer.lr=0.2"] and not row.budget
     bias = row.open_choices[0]
     expected = 100 * (bias.curves[0][4] - (row.base.curves[0][4] + row.base.curves[1][4]) / 2)
@@ -72,6 +75,15 @@ def test_gap_ledger_from_real_tiny_runs_beside_the_tables(tiny_data, tmp_path):
     line = next(x for x in text.splitlines() if x.startswith("| model.gate_bias=1.0 |"))
     assert f"| {expected:+.1f} at 4 |" in line and "| 0 |" in line  # read at step 4 on seed 0
     assert "model.gate_bias: biases 0" in line
+    below = next(x for x in text.splitlines() if x.startswith("| optimizer.lr=0.05 |"))
+    assert "grid {0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1} (**below the grid**)" in below
+    # What is left: the two candidates' verdicts, read by the rule, counted; no paper-length number for the row.
+    read = [verdict(c.curves, row.base.curves, 4, lead=3.0, seeds=2)[0] for c in row.open_choices]
+    (left,) = [x for x in text.splitlines() if x.startswith("**What is left.**")]
+    assert left.startswith("**What is left.** Of 2 open choices tried alone, none helps at the decision step (")
+    for cand, text_read in zip(row.open_choices, read, strict=True):
+        assert (f"{cand.label} ({text_read})" in left) == (text_read not in ("hurts", "within noise"))
+    assert "no paper-length number yet" in left  # no table rows given: no gap to say stands
     # Beside the tables: gap.md written, and the table links the row's entry.
     write_tables([logs], tmp_path / "out", tables=(2,))
     assert "## AntisymmetricRNN w/ gating, noise padded (Table 2)" in (tmp_path / "out" / "gap.md").read_text()

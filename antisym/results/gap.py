@@ -13,8 +13,10 @@ noise-padded task), and given a verdict by the rule of the ledger (lead 3 points
 - otherwise, with fewer than `seeds` seeds: needs another seed; with them: within noise.
 
 A record trained longer than the paper's iterations is the budget check: its curve, never a row's number. Records of
-points of the paper's own grid (lr, eps, gamma) are the screens, listed apart. Written beside the tables
-(`write_tables`), from the same records.
+points of the paper's own grid (lr, eps, gamma: the choices with a `grid` in the spec) are the screens, listed apart;
+a value off that grid (below its lowest lr, say) is a candidate like any open choice. Each row ends with what is left:
+the verdicts counted, and whether the gap still stands. Written beside the tables (`write_tables`), from the same
+records.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from antisym.training.runs import compose
 SPEC = Path(__file__).resolve().parents[2] / "conf" / "campaign" / "gap.yaml"
 # What a record may differ from the setup in and still be one of the setup's runs (or a candidate's, seed aside).
 CADENCE = {"trainer.seed", "trainer.max_steps", "trainer.eval_every"}
-GRID = {"optimizer.lr", "model.eps", "model.gamma"}  # the paper's own grid: screens, listed apart
 SLOPE_SPAN = 1000  # iterations over which "still rising faster" is read
 
 
@@ -117,6 +118,14 @@ def changes(settings: Mapping[str, Any], setup: Mapping[str, Any], iterations: i
     return tuple(sorted(out.items()))
 
 
+def on_grid(change: tuple[tuple[str, Any], ...], grids: Mapping[str, Sequence[float]]) -> bool:
+    """Whether every setting the change makes is a value of the paper's own grid for it."""
+    return bool(change) and all(
+        key in grids and value is not None and any(abs(float(value) - g) < 1e-12 for g in grids[key])
+        for key, value in change
+    )
+
+
 @dataclass
 class LedgerRow:
     preset: str
@@ -126,6 +135,7 @@ class LedgerRow:
     setup_label: str
     base: Change
     candidates: list[Change]
+    grids: Mapping[str, Sequence[float]] = field(default_factory=dict)  # the paper's grid per setting that has one
 
     @property
     def anchor(self) -> str:
@@ -137,7 +147,7 @@ class LedgerRow:
 
     @property
     def screens(self) -> list[Change]:
-        return [c for c in self.candidates if dict(c.change).keys() <= GRID]
+        return [c for c in self.candidates if on_grid(c.change, self.grids)]
 
     @property
     def open_choices(self) -> list[Change]:
@@ -152,6 +162,7 @@ def ledger_rows(runs: Sequence[Any], spec: Mapping[str, Any]) -> list[LedgerRow]
     """Each spec row's setup, its own runs and its candidates, from the records (rows.Run)."""
 
     rows = []
+    grids = {key: choice["grid"] for key, choice in spec["choices"].items() if "grid" in choice}
     for entry in spec["rows"]:
         cfg = compose(entry["preset"], list(entry.get("setup") or []))
         model, dataset = row_model(cfg["model"]), row_dataset(cfg["dataset"])
@@ -164,7 +175,7 @@ def ledger_rows(runs: Sequence[Any], spec: Mapping[str, Any]) -> list[LedgerRow]
         base = groups.pop((), Change(()))
         setup_label = ", ".join(entry.get("setup") or []) or "the preset as it is"
         rows.append(LedgerRow(entry["preset"], model, dataset, int(entry["decide_at"]), setup_label, base,
-                              sorted(groups.values(), key=lambda c: c.label)))  # fmt: skip
+                              sorted(groups.values(), key=lambda c: c.label), grids))  # fmt: skip
     return rows
 
 
@@ -190,11 +201,20 @@ def _runs_cell(cand: Change, base_dir: Path) -> str:
                        f"{int(run.knobs['trainer'].get('max_steps', 0)):,})" for run in cand.runs)  # fmt: skip
 
 
+def _off_grid(value: Any, grid: Sequence[float]) -> str:
+    """Where a value lies against the paper's grid: '' on it, else below, above or between its points."""
+    if value is None or any(abs(float(value) - g) < 1e-12 for g in grid):
+        return ""
+    where = "below" if float(value) < min(grid) else "above" if float(value) > max(grid) else "between the points of"
+    return f" (**{where} the grid**)"
+
+
 def _paper_says(cand: Change, choices: Mapping[str, Any], dataset: str) -> str:
     said = []
     for key, value in cand.change:
         off = PAPER_TASK.get(dataset, {}).get(key.removeprefix("dataset."))
-        text = (choices.get(key) or {}).get("paper", "—")
+        choice = choices.get(key) or {}
+        text = choice.get("paper", "—") + (_off_grid(value, choice["grid"]) if "grid" in choice else "")
         said.append(f"{key}: {text}" + (f" (**off the paper's task: compared, never adopted**; it says {off})"
                                         if off is not None and off != value else ""))  # fmt: skip
     return "; ".join(said)
@@ -235,6 +255,26 @@ def budget_line(row: LedgerRow, cand: Change, base_dir: Path) -> str:
         marked = ", ".join(f"{s:,}: {100 * setup[s]:.1f}" for s in same if s % every == 0)
         agree = f"; the setup's seed {seed} at the same steps: {marked}"
     return f"- Budget: {_runs_cell(cand, base_dir)}, seed {seed}, validation at {points}{climb}{agree}."
+
+
+def left_line(row: LedgerRow, gap: float | None, lead: float, seeds: int) -> str:
+    """What is left of a row's gap: its open choices' verdicts counted, and whether any explains the gap."""
+    read = {cand.label: verdict(cand.curves, row.base.curves, decision_step(row, cand), lead, seeds)[0]
+            for cand in row.open_choices}  # fmt: skip
+    helps = [label for label, text in read.items() if text == "helps"]
+    settled = {"within noise": "within noise", "hurts": "hurt"}
+    counts = [f"{sum(t == text for t in read.values())} {word}" for text, word in settled.items()
+              if text in read.values()]  # fmt: skip
+    pending = [f"{label} ({text})" for label, text in read.items() if text not in settled and text != "helps"]
+    so_far = " so far" if pending else ""
+    stands = f"the gap of {gap:+.1f} points stands{so_far}" if gap is not None else "no paper-length number yet"
+    if helps:
+        verdict_text = f"{', '.join(helps)} helps: by the rule the presets take it (conf/experiment/README.md)"
+    else:
+        verdict_text = f"none helps at the decision step ({', '.join(counts) or 'none decided'}): {stands}"
+    waiting = f"; not decided yet: {'; '.join(pending)}" if pending else ""
+    tried = f"{len(read)} open choice{'s' * (len(read) > 1)}"
+    return f"**What is left.** Of {tried} tried alone, {verdict_text}{waiting}."
 
 
 def render_gap(rows: Sequence[LedgerRow], table_rows: Mapping[tuple[str, str], Any], spec: Mapping[str, Any],
@@ -282,7 +322,8 @@ def render_gap(rows: Sequence[LedgerRow], table_rows: Mapping[tuple[str, str], A
         paper = PAPER[TABLE_OF_DATASET[row.dataset]][row.model].acc[row.dataset]
         title = f"{METHODS[row.model]}, {COLUMNS[row.dataset]} (Table {TABLE_OF_DATASET[row.dataset]})"
         out += ["", f'<a id="{row.anchor}"></a>', "", f"## {title}", ""]
-        if ours is not None and ours.delta is not None:
+        delta = ours.delta if ours is not None else None
+        if delta is not None:
             n = len(ours.chosen.results)
             gap = f"ours {100 * ours.test_mean:.1f} ({n} seed{'s' * (n > 1)}) against the paper's {paper}: " \
                   f"{ours.delta:+.1f} points"  # fmt: skip
@@ -303,6 +344,8 @@ def render_gap(rows: Sequence[LedgerRow], table_rows: Mapping[tuple[str, str], A
         else:
             out.append("No candidate trained yet.")
         out += [budget_line(row, c, base_dir) for c in row.budget]
+        if row.open_choices:
+            out += ["", left_line(row, delta, lead, seeds)]
         if row.screens:
             out += ["", f"Points of the paper's grid (screens), read the same way ({len(row.screens)}):", "",
                     "| point | runs | steps | val | setup's val | seeds there | Δ | verdict |",
