@@ -156,7 +156,14 @@ def _entry_runs(block: str, entry: Any, shared: Sequence[str], earlier: Sequence
     select_preset = entry.get("select_preset")
     if select_preset is not None and select is None:
         raise ConfigError(f"block {block}: `select_preset` names the preset of a `select` block; add `select`.")
-    base = (*shared, *map(str, entry.get("overrides") or []))
+    overrides = list(entry.get("overrides") or [])
+    nested = [o for o in overrides if not isinstance(o, str)]
+    if nested:
+        raise ConfigError(
+            f"block {block}: the overrides of {preset} must be strings key=value, got {nested!r} (a YAML alias inside "
+            "a list nests its list there, it does not splice it: write the items out)."
+        )
+    base = (*shared, *overrides)
     out = []
     for values in itertools.product(*grid.values()):
         point = dict(zip(grid, values, strict=True))

@@ -162,9 +162,14 @@ def test_gap_candidates_change_one_open_choice_each_against_the_rows_own_runs():
         eps, gamma, lr = screen[run.preset]
         base = compose(run.preset, ["trainer.max_steps=5000", f"model.eps={eps}", f"model.gamma={gamma}",
                                     f"optimizer.lr={lr}"])  # fmt: skip
-        diff = _changed(compose_run(run, [])[0], base)
+        cfg = compose_run(run, [])[0]
+        diff = _changed(cfg, base)
         diff.pop("optimizer.lr", None)  # the accumulator is also tried at lr 1.0
+        # pMNIST's lr 1.0 trailed at 5,000 but rose faster: the same run continues to 10,000 (the ledger's rule)
+        continued = run.name == "asym_pmnist_initial_accumulator_value0.1_lr1.0_seed0"
+        assert cfg["trainer"]["max_steps"] == (10000 if continued else 5000)
         assert diff in ({"dataset.normalize": (False, True)}, {"optimizer.initial_accumulator_value": (None, 0.1)})
+    assert "gap_table1" in plan.keep_last  # so that a continued run trains on from its own last.pt
 
 
 def test_paper_plan_lanes_split_the_blocks_by_device():
@@ -183,30 +188,36 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
         "table2_noisy_layout/gated_noisy_cifar10_noiseshared_seed0",
     ]
     # The gap ledger's candidates come before the rest of the shared-noise run and before seeds 1 and 2.
-    assert [r.block for r in cpu[14:37]] == (
-        ["gap_noisy"] * 9 + ["gap_noisy_seed1"] * 6 + ["gap_noisy_below"] * 2 + ["gap_table1"] * 6)  # fmt: skip
+    assert [r.block for r in cpu[14:40]] == (
+        ["gap_noisy"] * 9 + ["gap_noisy_seed1"] * 6 + ["gap_noisy_below"] * 2 + ["gap_table1"] * 6
+        + ["gap_table1_seed1"] * 3)  # fmt: skip
     assert [r.point for r in cpu[29:31]] == [("optimizer.lr=0.05",), ("model.eps=0.005",)]  # below the paper's grid
     assert [r.name for r in cpu[23:29]] == [  # seed 1 where seed 0 came within 3 points
         "gated_noisy_cifar10_gate_bias1.0_seed1", "asym_noisy_cifar10_init_std0.0625_seed1",
         "asym_noisy_cifar10_init_std0.0_seed1", "asym_noisy_cifar10_init_std4.0_seed1",
         "asym_noisy_cifar10_normalizeTrue_seed1", "asym_noisy_cifar10_init_readingstd_seed1"]  # fmt: skip
+    # Table 1's candidates within 3 points on seed 0 get seed 1, beside the setup's own seed 1 at the same length.
+    seed1 = {r.name: compose_run(r, [])[0] for r in cpu[37:40]}
+    assert [(n, c["optimizer"]["lr"], c["trainer"]["max_steps"]) for n, c in seed1.items()] == [
+        ("asym_pmnist_seed1", 0.5, 5000), ("asym_pmnist_normalizeTrue_lr0.5_seed1", 0.5, 5000),
+        ("asym_pmnist_initial_accumulator_value0.1_lr0.5_seed1", 0.5, 5000)]  # fmt: skip
     # Then the gated Table 1 screen's points that can still win (eps 0.01, lr 0.1 and 0.2), the budget run (it
     # needs 20,000 iterations; a candidate answers its question in 2,000) and Table 1's seed 0.
-    finish = cpu[37:45]
-    assert cpu[45].rel_dir == "gap_budget/asym_noisy_cifar10_seed0"
+    finish = cpu[40:48]
+    assert cpu[48].rel_dir == "gap_budget/asym_noisy_cifar10_seed0"
     assert {r.block for r in finish} == {"table1_screen"} and {r.preset for r in finish} == {
         "table1/gated_mnist", "table1/gated_pmnist"}  # fmt: skip
     assert {p for r in finish for p in r.point} >= {"model.eps=0.01", "optimizer.lr=0.1", "optimizer.lr=0.2"}
     assert {p for r in finish for p in r.point}.isdisjoint({"model.eps=0.1", "optimizer.lr=0.5", "optimizer.lr=1.0"})
-    assert [(r.block, r.seed) for r in cpu[46:50]] == [("table1", 0)] * 4
+    assert [(r.block, r.seed) for r in cpu[49:53]] == [("table1", 0)] * 4
     # The rows' runs test at every validation too (a free key: records from before it still resume); no screen does.
     probed = {r.block for r in plan.runs if "trainer.test_every_eval=true" in r.overrides}
     assert probed == {"table1", "table2_noisy", "table2_pixel", "table1_lstm"}
     # Then seeds 1 and 2 of both tables' rows, alternating (the noise-padded column's four rows, Table 1's four),
     # the rest of the shared-noise run and of the screen, each run listed once (a finished one is passed over).
-    assert [(r.block, r.seed) for r in cpu[50:66]] == [
+    assert [(r.block, r.seed) for r in cpu[53:69]] == [
         (block, seed) for seed in (1, 2) for block in ("table2_noisy", "table1") for _ in range(4)]  # fmt: skip
-    assert [r.block for r in cpu[66:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
+    assert [r.block for r in cpu[69:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
@@ -259,6 +270,12 @@ def test_plan_refuses_other_launchers_and_shared_dirs():
     twice = {"blocks": [{"name": "b", "runs": ["table1/asym_mnist", "table1/asym_mnist"]}]}
     with pytest.raises(ConfigError, match="share a directory"):
         expand(twice, "x")
+    # A YAML alias inside a flow list nests the aliased list instead of splicing it: refused, not composed as text.
+    spliced = OmegaConf.to_container(OmegaConf.create(
+        "blocks:\n  - name: b\n    runs:\n      - {preset: table1/asym_mnist, overrides: &k [trainer.max_steps=2]}\n"
+        "      - {preset: table1/asym_pmnist, overrides: [*k, optimizer.lr=0.5]}\n"))  # fmt: skip
+    with pytest.raises(ConfigError, match="overrides of table1/asym_pmnist must be strings key=value"):
+        expand(spliced, "x")
 
 
 SCREEN_PLAN = {
