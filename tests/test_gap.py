@@ -29,6 +29,11 @@ BASE = curves({1000: 0.28, 2000: 0.325}, {1000: 0.27, 2000: 0.31})  # the setup:
         (curves({1000: 0.30, 2000: 0.29}), ("within noise so far: needs seed 1", -2.75)),
         (curves({1000: 0.26, 2000: 0.27}), ("hurts", -4.75)),  # rose 1 point, the setup 4.25
         (curves({1000: 0.20, 2000: 0.27}), ("trails, rising faster: continue to 5,000", -4.75)),  # rose 7
+        # continued to 5,000 while the setup stopped at 2,000: read at 2,000 until the setup's runs get there too
+        (
+            curves({1000: 0.20, 2000: 0.27, 5000: 0.40}),
+            ("trails at 2,000, rose faster; at 5,000 now: waits for the setup's runs there", -4.75),
+        ),
         (curves({1000: 0.30}), (f"not at {2000:,} yet", None)),
     ],
 )

@@ -100,7 +100,10 @@ def verdict(
     if delta <= -lead:
         faster = rise(cand, at), rise(base, at)
         if patient and None not in faster and faster[0] > faster[1]:
-            return f"trails, rising faster: continue to {max(5000, 2 * at):,}", delta
+            target = max(5000, 2 * at)
+            if at_step(cand, target):  # continued already: read there once the setup's runs get there too
+                return f"trails at {at:,}, rose faster; at {target:,} now: waits for the setup's runs there", delta
+            return f"trails, rising faster: continue to {target:,}", delta
         return "hurts", delta
     if len(mine) < seeds:
         what = "leads" if delta >= lead else "within noise so far"
