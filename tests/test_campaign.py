@@ -189,15 +189,17 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
     ]
     # The gap ledger's candidates come before the rest of the shared-noise run and before seeds 1 and 2.
     assert [r.block for r in cpu[14:40]] == (
-        ["gap_noisy"] * 9 + ["gap_noisy_seed1"] * 6 + ["gap_noisy_below"] * 2 + ["gap_table1"] * 6
-        + ["gap_table1_seed1"] * 3)  # fmt: skip
+        ["gap_noisy"] * 9 + ["gap_noisy_seed1"] * 6 + ["gap_noisy_below"] * 2 + ["gap_table1"] * 3
+        + ["gap_table1_seed1"] * 3 + ["gap_table1"] * 3)  # fmt: skip
+    assert {r.preset for r in cpu[31:37]} == {"table1/asym_pmnist"} and {r.preset for r in cpu[37:40]} == {
+        "table1/asym_mnist"}  # fmt: skip
     assert [r.point for r in cpu[29:31]] == [("optimizer.lr=0.05",), ("model.eps=0.005",)]  # below the paper's grid
     assert [r.name for r in cpu[23:29]] == [  # seed 1 where seed 0 came within 3 points
         "gated_noisy_cifar10_gate_bias1.0_seed1", "asym_noisy_cifar10_init_std0.0625_seed1",
         "asym_noisy_cifar10_init_std0.0_seed1", "asym_noisy_cifar10_init_std4.0_seed1",
         "asym_noisy_cifar10_normalizeTrue_seed1", "asym_noisy_cifar10_init_readingstd_seed1"]  # fmt: skip
     # Table 1's candidates within 3 points on seed 0 get seed 1, beside the setup's own seed 1 at the same length.
-    seed1 = {r.name: compose_run(r, [])[0] for r in cpu[37:40]}
+    seed1 = {r.name: compose_run(r, [])[0] for r in cpu[34:37]}
     assert [(n, c["optimizer"]["lr"], c["trainer"]["max_steps"]) for n, c in seed1.items()] == [
         ("asym_pmnist_seed1", 0.5, 5000), ("asym_pmnist_normalizeTrue_lr0.5_seed1", 0.5, 5000),
         ("asym_pmnist_initial_accumulator_value0.1_lr0.5_seed1", 0.5, 5000)]  # fmt: skip
