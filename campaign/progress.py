@@ -67,26 +67,32 @@ def _rate(intervals: list[tuple[int, float]]) -> float | None:
 
 def rates_here(plan: Plan, records: Path, machine: str | None = None) -> dict[str, Any]:
     """The iterations per second runs trained at on this machine (its CPU model; `machine` names another), over
-    the latest RATE_ROWS logged intervals: per block, with the block it was measured on (a block with no run trained
-    here takes the rate of a block whose runs share its task), and per preset (`presets`), wherever it trained."""
+    the latest RATE_ROWS logged intervals: per block, with what it was measured on (a block with no run trained here
+    takes the rate of one of its presets trained here in another block, else that of a block sharing one of its
+    tasks), and per preset (`presets`), wherever it trained."""
     machine = machine or f"cpu: {cpu_name()}"
     by_block: dict[str, list] = {}
     by_preset: dict[str, list] = {}
-    task_of: dict[str, str] = {}
+    tasks: dict[str, set[str]] = {}
     for block in plan.blocks:
         for run in plan.block_runs(block):
-            task_of.setdefault(block, run.preset.split("/")[-1].split("_", 1)[-1])  # <model>_<task>
+            tasks.setdefault(block, set()).add(run.preset.split("/")[-1].split("_", 1)[-1])  # <model>_<task>
             intervals = _intervals(records / run.rel_dir, machine)
             by_block.setdefault(block, []).extend(intervals)
             by_preset.setdefault(run.preset, []).extend(intervals)
     measured = {b: r for b, i in by_block.items() if (r := _rate(i)) is not None}
+    presets = {p: r for p, i in by_preset.items() if (r := _rate(i)) is not None}
     rates: dict[str, Any] = {block: (rate, block) for block, rate in measured.items()}
     for block in plan.blocks:
-        if block not in rates:
-            alike = [b for b in measured if task_of.get(b) == task_of.get(block)]
-            if alike:
-                rates[block] = (measured[alike[0]], alike[0])
-    rates["presets"] = {p: r for p, i in by_preset.items() if (r := _rate(i)) is not None}
+        if block in rates:
+            continue
+        own = [p for p in dict.fromkeys(r.preset for r in plan.block_runs(block)) if p in presets]
+        alike = [b for b in measured if tasks[b] & tasks[block]]
+        if own:
+            rates[block] = (presets[own[0]], own[0])
+        elif alike:
+            rates[block] = (measured[alike[0]], alike[0])
+    rates["presets"] = presets
     return rates
 
 
@@ -113,8 +119,9 @@ def rate_lines(rows: Sequence[Mapping[str, Any]], rates: Mapping[str, Any], mach
         lines.append(f"| {row['block']} | {rate:.2f} | {source} | {seconds / side_by_side / 3600:,.1f} h{mark} |")
     if any(row["block"] not in rates for row in rows):
         lines += ["", "Rates are per machine (another CPU or GPU trains at another speed): a block shows one once a "
-                  "run of it, or of a block with its task, has logged training here (`make cpu-campaign` does within "
-                  "minutes); results/bench_threads_cpu.md times one iteration."]  # fmt: skip
+                  "run of it, of one of its presets or of a block with its task, has logged training here "
+                  "(`make cpu-campaign` does within minutes); results/bench_threads_cpu.md times one "
+                  "iteration."]  # fmt: skip
     if untimed:
         named = ", ".join(f"{p} ({n:,} iterations)" for p, n in sorted(untimed.items()))
         lines += ["", f"\\* includes presets not yet timed on this machine, counted at their block's rate (set by its "

@@ -940,8 +940,9 @@ def test_committed_tables_rebuild_from_committed_records(tmp_path):
 
 def test_status_rate_is_measured_on_this_machine_and_lent_to_blocks_of_the_same_task(tmp_path):
     """The rate of a block is its runs' logged iterations over their wall time on this machine, resumes excluded;
-    a block that has not trained here borrows the rate of one with the same task; another machine's runs count not,
-    nor the steps a run trained elsewhere before it was resumed here. Time left takes each preset at its own rate."""
+    a block that has not trained here borrows the rate of one of its presets trained here in another block, else of
+    a block sharing one of its tasks; another machine's runs count not, nor the steps a run trained elsewhere before
+    it was resumed here. Time left takes each preset at its own rate."""
     from campaign.progress import rate_lines, rates_here
 
     plan, records = expand(SCREEN_PLAN, "screen"), tmp_path / "records"
@@ -963,7 +964,18 @@ def test_status_rate_is_measured_on_this_machine_and_lent_to_blocks_of_the_same_
     rates = rates_here(plan, records, "cpu: here-cpu")
     assert rates["presets"] == {"table1/asym_mnist": 2.0, "table1/asym_pmnist": 0.5}
     assert rates["screen"] == (50 / 55, "screen")  # 30 iterations in 15 s and 20 in 40 s
-    assert rates["seeds"] == (50 / 55, "screen")  # the same task (MNIST), not trained here yet
+    assert rates["seeds"] == (2.0, "table1/asym_mnist")  # its first preset, trained here in the screen
+    # A block none of whose presets trained here borrows a block sharing any of its tasks (not only its first run's).
+    mixed = {
+        **SCREEN_PLAN,
+        "blocks": [
+            *SCREEN_PLAN["blocks"],
+            {"name": "mixed", "runs": ["table2/lstm_noisy_cifar10", "table1/gated_pmnist"]},
+            {"name": "cifar", "runs": ["table2/asym_cifar10"]},
+        ],
+    }
+    rates = rates_here(expand(mixed, "screen"), records, "cpu: here-cpu")
+    assert rates["mixed"] == (50 / 55, "screen") and "cifar" not in rates
     left = {"table1/asym_mnist": 3600, "table1/asym_pmnist": 900}  # 1,800 s + 1,800 s
     row = {"block": "screen", "steps_planned": 7200, "steps_done": 2700, "runs": 6, "completed": 5}
     assert "| screen | 0.91 | screen | 1.0 h |" in rate_lines([{**row, "left_by_preset": left}], rates, "cpu: here-cpu")
