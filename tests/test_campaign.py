@@ -71,7 +71,7 @@ def test_paper_plan_order_and_presets():
     assert plan.blocks == (
         "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_noisy_layout",
         "table2_noisy_shared", "gap_budget", "gap_noisy", "gap_noisy_seed1", "gap_noisy_below", "gap_table1",
-        "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
+        "gap_table1_seed1", "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -87,6 +87,7 @@ def test_paper_plan_order_and_presets():
         "gap_noisy_seed1": 6,
         "gap_noisy_below": 2,
         "gap_table1": 6,
+        "gap_table1_seed1": 3,
         "table2_pixel": 12,
         "table1_lstm": 6,
         "fig2": 28,
