@@ -121,12 +121,14 @@ def changes(settings: Mapping[str, Any], setup: Mapping[str, Any], iterations: i
     return tuple(sorted(out.items()))
 
 
+def in_grid(value: Any, grid: Sequence[float]) -> bool:
+    """Whether a setting's value is one of the paper's grid values for it (None, a setting removed, is not)."""
+    return value is not None and any(abs(float(value) - g) < 1e-12 for g in grid)
+
+
 def on_grid(change: tuple[tuple[str, Any], ...], grids: Mapping[str, Sequence[float]]) -> bool:
     """Whether every setting the change makes is a value of the paper's own grid for it."""
-    return bool(change) and all(
-        key in grids and value is not None and any(abs(float(value) - g) < 1e-12 for g in grids[key])
-        for key, value in change
-    )
+    return bool(change) and all(key in grids and in_grid(value, grids[key]) for key, value in change)
 
 
 @dataclass
@@ -206,7 +208,7 @@ def _runs_cell(cand: Change, base_dir: Path) -> str:
 
 def _off_grid(value: Any, grid: Sequence[float]) -> str:
     """Where a value lies against the paper's grid: '' on it, else below, above or between its points."""
-    if value is None or any(abs(float(value) - g) < 1e-12 for g in grid):
+    if value is None or in_grid(value, grid):
         return ""
     where = "below" if float(value) < min(grid) else "above" if float(value) > max(grid) else "between the points of"
     return f" (**{where} the grid**)"
@@ -329,7 +331,7 @@ def render_gap(rows: Sequence[LedgerRow], table_rows: Mapping[tuple[str, str], A
         if delta is not None:
             n = len(ours.chosen.results)
             gap = f"ours {100 * ours.test_mean:.1f} ({n} seed{'s' * (n > 1)}) against the paper's {paper}: " \
-                  f"{ours.delta:+.1f} points"  # fmt: skip
+                  f"{delta:+.1f} points"  # fmt: skip
         else:
             gap = f"no paper-length result yet; the paper's {paper}"
         base_seeds = ", ".join(f"{s} (validated to {max(c):,})" for s, c in row.base.curves.items()) or "none"
