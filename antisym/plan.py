@@ -93,15 +93,22 @@ class Plan:
         """The runs a lane trains, in its block order (every run in plan order where lane is None)."""
         if lane is None:
             return list(self.runs)
+        return [r for _, runs in self.lane_items(lane) for r in runs]
+
+    def lane_items(self, lane: str) -> list[tuple[str, list[PlannedRun]]]:
+        """A lane's list item by item: a label ("table1 seeds 0", "table1_screen: 8 runs") and the runs it adds; a
+        run an earlier item listed keeps its first place (a block listed again trains the rest)."""
         if lane not in self.lanes:
             raise ConfigError(f"plan {self.name} has no lane {lane!r}; its lanes: {', '.join(self.lanes) or 'none'}.")
-        runs = (
-            r
-            for block, seeds, names in self.lanes[lane]
-            for r in self.block_runs(block)
-            if (seeds is None or r.seed in seeds) and (names is None or r.name in names)
-        )
-        return list(dict.fromkeys(runs))  # a run listed again (a block's other seeds) keeps its first place
+        seen: set[PlannedRun] = set()
+        items = []
+        for block, seeds, names in self.lanes[lane]:
+            runs = [r for r in self.block_runs(block) if r not in seen and (seeds is None or r.seed in seeds)
+                    and (names is None or r.name in names)]  # fmt: skip
+            seen.update(runs)
+            label = block + (f" seeds {', '.join(map(str, seeds))}" if seeds else "")
+            items.append((label + (f": {len(names)} runs" if names else ""), runs))
+        return items
 
 
 def plan_path(plan: str | Path) -> Path:

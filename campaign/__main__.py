@@ -1,8 +1,9 @@
 """python -m campaign {status,next,run,collect,command}: the campaign's command line.
 
-status   [--plan paper] [--records results/runs] [--lanes N]
+status   [--plan paper] [--records results/runs] [--lanes N] [--lane cpu]
                                                         per block: runs completed / total, iterations done / planned,
-                                                        rate here, time left with N lanes (default: those training)
+                                                        rate here, time left with N lanes (default: those training);
+                                                        the lane's items in order and when each would finish
 next     [-n 10] [--lane cpu]                           the runs the next lease (or lane) trains, in order
 run      --budget-s 540 --data-root DIR --out DIR [--device auto] [--commit SHA] [--gpu-check JSON]
                                                         one lease (on the device)
@@ -32,7 +33,7 @@ from campaign.limits import CALL_S, CARRY_BYTES, MIB
 
 def cmd_status(args: argparse.Namespace) -> int:
     from antisym.provenance import cpu_name
-    from campaign.progress import block_lines, blocks, rate_lines, rates_here
+    from campaign.progress import block_lines, blocks, lane_schedule, rate_lines, rates_here, schedule_lines
 
     plan = load_plan(args.plan)
     rows = blocks(plan, args.records, planned_steps(plan))
@@ -40,7 +41,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("\n".join(block_lines(rows)))
     machine = f"cpu: {cpu_name()}"
     lanes = args.lanes or max(1, sum(row["states"].get(Status.RUNNING, 0) for row in rows))  # the runs training now
-    print("\n" + "\n".join(rate_lines(rows, rates_here(plan, args.records, machine), machine, lanes)))
+    rates = rates_here(plan, args.records, machine)
+    print("\n" + "\n".join(rate_lines(rows, rates, machine, lanes)))
+    lane = args.lane or ("cpu" if "cpu" in plan.lanes else None)  # the lane this machine trains (make cpu-campaign)
+    if lane is not None:
+        items = lane_schedule(plan, args.records, planned_steps(plan), rates, lane, lanes)
+        print("\n" + "\n".join(schedule_lines(items, lane, lanes)))
     return 0
 
 
@@ -184,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--records", type=Path, default=Path("results/runs"), help="records folder")
     status = sub.add_parser("status", parents=[common])
     status.add_argument("--lanes", type=int, default=None, help="time left with N lanes (default: runs training now)")
+    status.add_argument("--lane", default=None, help="the plan's lane to schedule (default: cpu, where it has one)")
     status.set_defaults(func=cmd_status)
     nxt = sub.add_parser("next", parents=[common])
     nxt.add_argument("-n", type=int, default=10)

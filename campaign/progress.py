@@ -129,6 +129,55 @@ def rate_lines(rows: Sequence[Mapping[str, Any]], rates: Mapping[str, Any], mach
     return lines
 
 
+def lane_schedule(
+    plan: Plan, records: Path, planned: Mapping[str, int], rates: Mapping[str, Any], lane: str, lanes: int
+) -> list[dict[str, Any]]:
+    """The lane's items in order: runs and iterations left, their lane-hours at each preset's rate here (else its
+    block's: `guessed`), and in how many hours the last of them finishes with `lanes` lanes, each taking the next run
+    in order as it frees (the runs training now hold their lanes first; a run waiting for its screen's choice counts
+    where it stands: its screen comes earlier in the lane); `done_h` is None from a run with no rate on."""
+    plan = resolve(plan, records)
+    presets = rates.get("presets", {})
+    items, todo = [], []
+    for label, runs in plan.lane_items(lane):
+        item = {"item": label, "runs": 0, "steps": 0, "lane_h": 0.0, "guessed": False, "ends": []}
+        for run in runs:
+            state = planned_state(records, run)
+            if state.todo() or state.status in (Status.RUNNING, Status.WAITING):
+                left = planned[run.rel_dir] - min(state.steps, planned[run.rel_dir])
+                rate = presets.get(run.preset) or (rates.get(run.block) or (None,))[0]
+                item["runs"] += 1
+                item["steps"] += left
+                item["guessed"] |= run.preset not in presets
+                item["lane_h"] += left / rate / 3600 if rate else 0.0
+                todo.append((state.status != Status.RUNNING, len(todo), item, left / rate if rate else None))
+        items.append(item)
+    free = [0.0] * max(1, lanes)
+    unknown = False
+    for _, _, item, seconds in sorted(todo, key=lambda t: t[:2]):  # the runs training now first, then lane order
+        unknown |= seconds is None
+        lane_at = free.index(min(free))
+        free[lane_at] += seconds or 0.0
+        item["ends"].append(None if unknown else free[lane_at] / 3600)
+    for item in items:
+        ends = item.pop("ends")
+        item["done_h"] = max(ends) if ends and None not in ends else None
+    return items
+
+
+def schedule_lines(items: Sequence[Mapping[str, Any]], lane: str, lanes: int) -> list[str]:
+    """A markdown table of `lane_schedule` items with work left (how many earlier ones are done, in one line)."""
+    left = [i for i in items if i["runs"]]
+    lines = [f"Lane `{lane}` in its order, with {lanes} lane{'s' * (lanes > 1)} each taking the next run as it frees "
+             f"({len(items) - len(left)} of its {len(items)} items done):", "",
+             "| item | runs left | iterations left | lane-hours | finished in |", "|---|---|---|---|---|"]  # fmt: skip
+    for i in left:
+        mark = " *" if i["guessed"] else ""
+        done = f"{i['done_h']:,.1f} h" if i["done_h"] is not None else "—"
+        lines.append(f"| {i['item']} | {i['runs']} | {i['steps']:,} | {i['lane_h']:,.1f}{mark} | {done} |")
+    return lines
+
+
 def _pct(row: Mapping[str, Any]) -> str:
     """The block's iterations done, as a percentage of those planned."""
     return f"{100 * row['steps_done'] / max(1, row['steps_planned']):.1f}%"

@@ -205,7 +205,7 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
     assert [(n, c["optimizer"]["lr"], c["trainer"]["max_steps"]) for n, c in seed1.items()] == [
         ("asym_pmnist_seed1", 0.5, 5000), ("asym_pmnist_normalizeTrue_lr0.5_seed1", 0.5, 5000),
         ("asym_pmnist_initial_accumulator_value0.1_lr0.5_seed1", 0.5, 5000)]  # fmt: skip
-    mnist1 = {r.name: compose_run(r, [])[0] for r in cpu[40:42]}  # MNIST's accumulator trailed by more than 3: no seed 1
+    mnist1 = {r.name: compose_run(r, [])[0] for r in cpu[40:42]}  # MNIST's accumulator trailed by 3+: it continues
     assert [(n, c["optimizer"]["lr"], c["model"]["gamma"]) for n, c in mnist1.items()] == [
         ("asym_mnist_seed1", 0.5, 0.1), ("asym_mnist_normalizeTrue_lr0.5_seed1", 0.5, 0.1)]  # fmt: skip
     # Then the gated Table 1 screen's points that can still win (eps 0.01, lr 0.1 and 0.2), the budget run (it
@@ -997,3 +997,46 @@ def test_status_rate_is_measured_on_this_machine_and_lent_to_blocks_of_the_same_
     lines = rate_lines([row, {**row, "block": "elsewhere"}], rates, "cpu: x")
     assert "| elsewhere | — | no run trained here | — |" in lines and lines[-1].startswith("Rates are per machine")
     assert not any("*" in line for line in rate_lines([{**row, "left_by_preset": left}], rates, "cpu: x", 2))
+
+
+def test_status_schedules_the_lane_in_order_with_the_runs_training_now_first(tmp_path):
+    """`campaign status` says when each item of the lane finishes: each lane takes the next run in the lane's order as
+    it frees, the runs training now hold their lanes first, runs waiting for their screen count where they stand; a
+    preset not timed here takes its block's rate (marked), and with no rate at all nothing after it has a time."""
+    from campaign.progress import lane_schedule, schedule_lines
+
+    spec = {**SCREEN_PLAN, "lanes": {"cpu": [
+        {"block": "screen", "runs": ["asym_mnist_lr0.1_gamma0.01_seed0", "asym_mnist_lr0.1_gamma0.1_seed0"]},
+        "seeds", "screen"]}}  # fmt: skip
+    plan, records = expand(spec, "screen"), tmp_path / "records"
+    first, second = (records / "screen" / n for n in spec["lanes"]["cpu"][0]["runs"])
+    for run, summary in ((first, {"status": "completed", "steps": 2, "best_val_acc": 0.5}),
+                         (second, {"status": "interrupted", "steps": 1})):  # fmt: skip
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps(summary))
+    hour = 2 / 3600  # it/s at which a 2-iteration run takes an hour
+    rates = {"presets": {"table1/asym_mnist": hour}, "screen": (hour, "screen"), "seeds": (hour, "screen")}
+    planned = planned_steps(plan)
+    assert planned["seeds/asym_pmnist_seed0"] == 3 and planned["screen/asym_pmnist_lr0.3_seed0"] == 2
+    with RunLock(records / "screen/asym_pmnist_lr0.3_seed0"):  # another lane trains the lane's last run now
+        items = lane_schedule(plan, records, planned, rates, "cpu", 2)
+    # Lanes free at [0, 0]; the running run (1 h) -> [1, 0]; the interrupted one (0.5 h) -> [1, 0.5]; the seeds,
+    # waiting, in order mnist 0 (1 h) -> [1, 1.5], pmnist 0 (3 iterations at its block's rate: 1.5 h) -> [2.5, 1.5],
+    # mnist 1 -> [2.5, 2.5], pmnist 1 -> [4, 2.5]; the screen's other three runs, 1 h each -> [4, 3.5] -> [4, 4.5]
+    # -> [5, 4.5].
+    done = [(i["item"], i["runs"], i["steps"], round(i["lane_h"], 6), i["guessed"], round(i["done_h"], 6))
+            for i in items]  # fmt: skip
+    assert done == [
+        ("screen: 2 runs", 1, 1, 0.5, False, 0.5),
+        ("seeds", 4, 10, 5.0, True, 4.0),
+        ("screen", 4, 8, 4.0, True, 5.0),
+    ]  # fmt: skip
+    lines = schedule_lines(items, "cpu", 2)
+    assert lines[0].startswith("Lane `cpu` in its order, with 2 lanes") and "0 of its 3 items done" in lines[0]
+    assert "| seeds | 4 | 10 | 5.0 * | 4.0 h |" in lines
+    # One lane: the times add up. No rate for a run: no time from it on, the items before keep theirs.
+    assert [round(i["done_h"], 6) for i in lane_schedule(plan, records, planned, rates, "cpu", 1)] == [0.5, 5.5, 9.5]
+    del rates["seeds"]
+    assert [i["done_h"] for i in lane_schedule(plan, records, planned, rates, "cpu", 2)][1:] == [None, None]
+    assert "| seeds | 4 | 10 | 2.0 * | — |" in schedule_lines(lane_schedule(plan, records, planned, rates, "cpu", 2),
+                                                           "cpu", 2)  # fmt: skip

@@ -35,7 +35,7 @@ gpu-campaign-collect: venv  ## check and unpack a lease's archives into results/
 		--tables $(CAMPAIGN_TABLES) --leases results/leases
 	$(PY) -m campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
 
-campaign-status: venv  ## per block: runs completed, iterations done / planned, the rate here and the time left
+campaign-status: venv  ## per block: progress, the rate here and the time left; the CPU lane item by item, when each ends
 	$(PY) -m campaign status --plan $(CAMPAIGN_PLAN) --records $(CAMPAIGN_RECORDS)
 
 # The campaign's CPU lane (the plan's `lanes.cpu`: the noise-padded column first), trained here in the background
