@@ -551,7 +551,7 @@ def test_a_screens_progress_is_not_shown_as_progress_towards_the_paper_length_ro
     write_tables([logs], tmp_path / "out", tables=(1,))
     line = next(x for x in (tmp_path / "out" / "table1.md").read_text().splitlines() if "| table1/gated_mnist |" in x)
     assert "| *unfinished* (screen: 2 of 4 iterations); best so far: val " in line
-    assert "(a run at 2 of its 4 iterations) |" in line and "of 50,000" not in line.split("|")[4]
+    assert "(screen/seed0, at 2 of its 4 iterations) |" in line and "of 50,000" not in line.split("|")[4]
     paper_length = tiny_run(root, logs / "preset" / "seed0", "table1/gated_mnist", "trainer.max_steps=50000",
                             "trainer.time_limit_s=1e-9")  # fmt: skip
     assert (paper_length["status"], paper_length["steps"]) == ("interrupted", 0)

@@ -92,7 +92,8 @@ def acc_cell(row: RowResult) -> str:
         test = f", test {pct(lead.get('test_acc'))}" if lead.get("test_acc") is not None else ""
         of = int(lead.knobs["trainer"].get("max_steps", 0))
         return (f"*unfinished* ({progress_cell(row)}); best so far: val {pct(lead.get('best_val_acc'))}{test} "
-                f"(a run at {int(lead.get('steps') or 0):,} of its {of:,} iterations)")  # fmt: skip
+                f"({lead.path.parent.name}/{lead.path.name}, at {int(lead.get('steps') or 0):,} of its {of:,} "
+                "iterations)")  # fmt: skip
     mean, std = row.test_mean, row.chosen.std("test_acc")
     return f"{pct(mean)} ± {pct(std)}" if std is not None else f"{pct(mean)} (1 seed)"
 
