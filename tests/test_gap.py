@@ -34,7 +34,9 @@ BASE = curves({1000: 0.28, 2000: 0.325}, {1000: 0.27, 2000: 0.31})  # the setup:
             curves({1000: 0.20, 2000: 0.27, 5000: 0.40}),
             ("trails at 2,000, rose faster; at 5,000 now: waits for the setup's runs there", -4.75),
         ),
-        (curves({1000: 0.30}), (f"not at {2000:,} yet", None)),
+        # short of the decision step: where it stands at the latest step both have, and no verdict
+        (curves({1000: 0.30}), (f"not at {2000:,} yet: +2.5 at 1,000", None)),
+        (curves({500: 0.30}), (f"not at {2000:,} yet", None)),
     ],
 )
 def test_verdict_follows_the_ledger_rule(cand, expected):

@@ -10,7 +10,8 @@ noise-padded task), and given a verdict by the rule of the ledger (lead 3 points
 - leads by `lead` or more with `seeds` seeds: helps (the presets may take it, conf/experiment/README.md);
 - trails by `lead` or more: hurts, unless its validation rose faster than the setup's over its last 1,000
   iterations before the decision step: then it continues to 5,000 first (a short screen favours fast starters);
-- otherwise, with fewer than `seeds` seeds: needs another seed; with them: within noise.
+- otherwise, with fewer than `seeds` seeds: needs another seed; with them: within noise;
+- short of the decision step: no verdict, only where it stands at the latest step both have.
 
 A record trained longer than the paper's iterations is the budget check: its curve, never a row's number. Records of
 points of the paper's own grid (lr, eps, gamma: the choices with a `grid` in the spec) are the screens, listed apart;
@@ -93,7 +94,11 @@ def verdict(
     candidate that rose faster continues (the paper's own grid points, screens, are read without it)."""
     mine, theirs = at_step(cand, at), at_step(base, at)
     if not mine:
-        return f"not at {at:,} yet", None
+        shared = [k for k in sorted({k for c in cand.values() for k in c}, reverse=True) if at_step(base, k)]
+        if not shared:
+            return f"not at {at:,} yet", None
+        so_far = 100 * (statistics.fmean(at_step(cand, shared[0])) - statistics.fmean(at_step(base, shared[0])))
+        return f"not at {at:,} yet: {so_far:+.1f} at {shared[0]:,}", None  # where it stands, no verdict
     if not theirs:
         return f"the setup has no validation at {at:,}", None
     delta = 100 * (statistics.fmean(mine) - statistics.fmean(theirs))
