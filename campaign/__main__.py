@@ -36,7 +36,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from campaign.progress import block_lines, blocks, lane_schedule, rate_lines, rates_here, schedule_lines
 
     plan = load_plan(args.plan)
-    rows = blocks(plan, args.records, planned_steps(plan))
+    planned = planned_steps(plan)
+    rows = blocks(plan, args.records, planned)
     print(f"campaign {plan.name}: {len(plan.runs)} runs in {len(plan.blocks)} blocks, records in {args.records}")
     print("\n".join(block_lines(rows)))
     machine = f"cpu: {cpu_name()}"
@@ -45,7 +46,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("\n" + "\n".join(rate_lines(rows, rates, machine, lanes)))
     lane = args.lane or ("cpu" if "cpu" in plan.lanes else None)  # the lane this machine trains (make cpu-campaign)
     if lane is not None:
-        items = lane_schedule(plan, args.records, planned_steps(plan), rates, lane, lanes)
+        items = lane_schedule(plan, args.records, planned, rates, lane, lanes)
         print("\n" + "\n".join(schedule_lines(items, lane, lanes)))
     return 0
 
