@@ -96,6 +96,12 @@ def rates_here(plan: Plan, records: Path, machine: str | None = None) -> dict[st
     return rates
 
 
+def _run_rate(rates: Mapping[str, Any], preset: str, block: str) -> float | None:
+    """A run's iterations per second here: its preset's rate wherever it trained, else its block's (a guess: another
+    model can train several-fold slower or faster); None where neither has trained here."""
+    return rates.get("presets", {}).get(preset) or (rates.get(block) or (None,))[0]
+
+
 def rate_lines(rows: Sequence[Mapping[str, Any]], rates: Mapping[str, Any], machine: str, lanes: int = 1) -> list[str]:
     """A markdown table: per block, one run's rate measured on this machine and the time left with `lanes` runs
     training side by side (a lane trains one run at a time; a block with fewer runs left uses fewer): each preset's
@@ -111,7 +117,7 @@ def rate_lines(rows: Sequence[Mapping[str, Any]], rates: Mapping[str, Any], mach
             continue
         rate, source = rates[row["block"]]
         left = row.get("left_by_preset") or {"": row["steps_planned"] - row["steps_done"]}
-        seconds = sum(steps / presets.get(preset, rate) for preset, steps in left.items())
+        seconds = sum(steps / _run_rate(rates, preset, row["block"]) for preset, steps in left.items())
         guessed = {p: n for p, n in left.items() if p and n > 0 and p not in presets}
         untimed.update(guessed)
         side_by_side = max(1, min(lanes, row["runs"] - row["completed"]))
@@ -145,7 +151,7 @@ def lane_schedule(
             state = planned_state(records, run)
             if state.todo() or state.status in (Status.RUNNING, Status.WAITING):
                 left = planned[run.rel_dir] - min(state.steps, planned[run.rel_dir])
-                rate = presets.get(run.preset) or (rates.get(run.block) or (None,))[0]
+                rate = _run_rate(rates, run.preset, run.block)
                 item["runs"] += 1
                 item["steps"] += left
                 item["guessed"] |= run.preset not in presets

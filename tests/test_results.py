@@ -536,6 +536,16 @@ def test_tables_count_right(tiny_data, tmp_path, capsys):
     best = max(float(r.get("best_val_acc")) for r in asym.runs)
     assert (f"| AntisymmetricRNN | *unfinished* (1,234 of 50,000 iterations); best so far: val {100 * best:.1f}"
             in (tmp_path / "out" / "table1.md").read_text())  # fmt: skip
+    # A second configuration starts at paper length, behind the first: the row names each one's furthest run.
+    other = logs / "new_setup" / "seed0"
+    shutil.copytree(longer, other)
+    cfg.optimizer.lr = 0.5
+    OmegaConf.save(cfg, other / "config.yaml")
+    (other / "summary.json").write_text(json.dumps({**summary, "status": "interrupted", "steps": 567}))
+    write_tables([logs], tmp_path / "out", tables=(1,))
+    assert ("| AntisymmetricRNN | *unfinished* (1,234 of 50,000 iterations; the furthest run of each configuration: "
+            "paper_length/seed0 at 1,234, new_setup/seed0 at 567); best so far"
+            in (tmp_path / "out" / "table1.md").read_text())  # fmt: skip
 
 
 def test_a_screens_progress_is_not_shown_as_progress_towards_the_paper_length_row(tiny_data, tmp_path):

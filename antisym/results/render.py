@@ -58,14 +58,22 @@ def pct(x: float | None, digits: int = 1) -> str:
 
 def progress_cell(row: RowResult) -> str:
     """How far an unfinished row is, never a partial accuracy: its paper-length runs' progress towards the row's
-    iterations; where it has none, its screens' progress labelled as theirs, towards their own shorter length (a
-    5,000-iteration screen at 3,982 is not 3,982 of the paper's 50,000 done)."""
+    iterations, and where several configurations train at that length, each one's furthest run (a new setup's run
+    starts behind an old one's); where it has none, its screens' progress labelled as theirs, towards their own
+    shorter length (a 5,000-iteration screen at 3,982 is not 3,982 of the paper's 50,000 done)."""
     runs = row.on_task
     if not runs:
         return "not run on the paper's task (only on other data settings)"
-    full = [r for r in runs if full_length(r)]
-    if full:
-        return f"{max(int(r.get('steps') or 0) for r in full):,} of {row.iterations:,} iterations"
+
+    def steps(run: Run) -> int:
+        return int(run.get("steps") or 0)
+
+    full = [[r for r in c.runs if full_length(r)] for c in row.on_task_candidates]
+    furthest = sorted((max(f, key=steps) for f in full if f), key=steps, reverse=True)
+    if furthest:
+        cell = f"{steps(furthest[0]):,} of {row.iterations:,} iterations"
+        each = ", ".join(f"{r.path.parent.name}/{r.path.name} at {steps(r):,}" for r in furthest)
+        return cell + (f"; the furthest run of each configuration: {each}" if len(furthest) > 1 else "")
     done, length = max((int(r.get("steps") or 0), int(r.knobs["trainer"].get("max_steps", 0))) for r in runs)
     return f"screen: {done:,} of {length:,} iterations"
 
