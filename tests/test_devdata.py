@@ -194,6 +194,18 @@ def test_cli_runs_on_the_standard_library_alone(tiny_data, tmp_path):
     np.testing.assert_array_equal(images.numpy(), arrays["mnist_t10k"])
 
 
+def test_make_devdata_splits_as_gpu_campaign_calls_it(tiny_data, tmp_path):
+    """`make gpu-campaign` runs `make devdata` first: the target itself (not only the module) splits the data and
+    prints the device call, with the interpreter the Makefile names."""
+    src, _ = tiny_data
+    out = tmp_path / ".devdata"
+    make = ["make", "-s", "devdata", f"DEVDATA_SRC={src}", f"DEVDATA_OUT={out}", "DEVDATA_SETS=mnist"]
+    done = subprocess.run(make, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "manifest.json").read_text())["parts"][0]["folder"] == "p0"
+    assert "receive --part" in done.stdout and "assemble" in done.stdout
+
+
 @pytest.mark.parametrize("protocol", [2, 5])
 def test_cifar_pickles_read_without_numpy(tmp_path, protocol):
     labels = [3, 1, 4, 1, 5, 9, 2]

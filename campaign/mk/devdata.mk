@@ -6,6 +6,7 @@
 #   make devdata                                  # MNIST: one part, one call
 #   make devdata DEVDATA_SETS=mnist,cifar10       # both: 3 parts, 3 calls back to back
 #   make devdata DEVDATA_SRC=../shared/data       # source folder (default $(ANTISYM_DATA), else ./data)
+#   make devdata DEVDATA_OUT=/tmp/parts           # where the parts go (default .devdata: the device calls carry it)
 #   make devdata-report DEVDATA_SETS=mnist,cifar10   # also times a local receive + assemble, compares gz/xz/tar
 #                                                    # and writes results/devdata_transfer.md
 #   make devdata-clean                            # remove .devdata/
@@ -17,15 +18,16 @@ DEVDATA_SRC ?= $(or $(ANTISYM_DATA),./data)
 DEVDATA_SETS ?= mnist
 DEVDATA_PART_MIB ?= 60
 DEVDATA_REPORT ?= results/devdata_transfer.md
-DEVDATA_ARGS = split --src $(DEVDATA_SRC) --out .devdata --sets $(DEVDATA_SETS) --part-mib $(DEVDATA_PART_MIB)
+DEVDATA_OUT ?= .devdata
+DEVDATA_ARGS = split --src $(DEVDATA_SRC) --out $(DEVDATA_OUT) --sets $(DEVDATA_SETS) --part-mib $(DEVDATA_PART_MIB)
 
 .PHONY: devdata devdata-report devdata-clean
 
 devdata:  ## split data sets into .devdata/pK/ parts for the GPU machine (DEVDATA_SETS=mnist,cifar10)
-	$(PYTHON) campaign/devdata.py $(DEVDATA_ARGS)
+	$(PYTHON) -m campaign.devdata $(DEVDATA_ARGS)
 
 devdata-report:  ## split and measure the transfer into results/devdata_transfer.md
-	$(PYTHON) campaign/devdata.py $(DEVDATA_ARGS) --report $(DEVDATA_REPORT) --compare
+	$(PYTHON) -m campaign.devdata $(DEVDATA_ARGS) --report $(DEVDATA_REPORT) --compare
 
 devdata-clean:  ## remove .devdata/
-	rm -rf .devdata
+	rm -rf $(DEVDATA_OUT)
