@@ -1,4 +1,4 @@
-"""python -m campaign {status,next,run,collect,command}: the campaign's command line.
+"""python -m campaign {status,next,run,lane,collect,command,rehearse}: the campaign's command line.
 
 status   [--plan paper] [--records results/runs] [--lanes N] [--lane cpu]
                                                         per block: runs completed / total, iterations done / planned,
@@ -11,6 +11,8 @@ collect  FILES... [--tables results/campaign] [--leases results/leases]
                                                         unpack + check a lease's archives, rebuild the tables,
                                                         keep its report; prints the commit message
 command  [--budget-s 540] [--check-s 0]                 the device command and carry list (make gpu-campaign)
+rehearse [--budget-s 180] [--scratch DIR]               that command run here on a scratch copy of what travels,
+                                                        its archives collected there (make gpu-campaign-rehearse)
 lane     --budget-s S --data-root DIR [--lane cpu] [--threads 1]
                                                         a lane trained here, records in place (make cpu-campaign):
                                                         tables rebuilt, a commit message printed
@@ -144,6 +146,33 @@ def cmd_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    import time
+
+    from antisym.provenance import git_commit
+    from campaign.rehearse import rehearse
+
+    started = time.monotonic()
+    scratch = args.scratch.resolve()
+    done = rehearse(args.plan, args.budget_s, scratch, args.commit or git_commit())
+    (scratch / "command.sh").write_text(done.command + "\n")
+    took = f"{time.monotonic() - started:.0f} s"
+    stopped = next((line[2:] for line in done.progress.splitlines() if line.startswith("- stopped:")), "no report")
+    if done.code != 0:
+        print(f"rehearsal FAILED after {took} (exit {done.code}); the command as run: {scratch}/command.sh",
+              done.collected, sep="\n", file=sys.stderr)  # fmt: skip
+        return done.code
+    if not done.archives:
+        print(f"rehearsal incomplete ({took}): the lease trained nothing ({stopped}), so nothing was archived or "
+              "collected; give it a larger --budget-s (its start, its 60 s margin and a shortest run of 30 s)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    moved = next((line for line in done.collected.splitlines() if line.startswith("commit message:")), "")
+    print(f"rehearsal passed in {took}: wheels installed, data assembled, the lease trained ({stopped}), "
+          f"{len(done.archives)} archive(s) collected into {scratch}/tree/results/runs; {moved}")  # fmt: skip
+    return 0
+
+
 def cmd_lane(args: argparse.Namespace) -> int:
     """One stretch of a lane on this machine: the lease machinery with the records trained in place (no archives),
     one run at a time on a CPU (packs gain nothing there: results/bench_packed_cpu.md), then the tables rebuilt."""
@@ -228,6 +257,11 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--check-s", type=float, default=0.0, help="run campaign/gpu_check first for this long")
     cmd.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
     cmd.set_defaults(func=cmd_command)
+    reh = sub.add_parser("rehearse", parents=[common])
+    reh.add_argument("--budget-s", type=float, default=180.0, help="the rehearsed lease's seconds (its margin: 60)")
+    reh.add_argument("--scratch", type=Path, default=Path("/tmp/antisym-rehearsal"), help="emptied, then filled")
+    reh.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
+    reh.set_defaults(func=cmd_rehearse)
     lane = sub.add_parser("lane", parents=[common])
     lane.add_argument("--lane", default="cpu", help="the plan's lane to train (default cpu)")
     lane.add_argument("--budget-s", type=float, required=True, help="wall-clock seconds; stops cleanly before")

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 WHEELS = ".whl/campaign"
 DEVDATA = ".devdata"
 DEST = "/tmp/antisym-data"
+SITE = "/tmp/site"  # where the carried wheels install
 CHECK_OUT = "/tmp/gpu_check"
 CHECK_ARGS = "--train-steps 150 --sharing 1,4"  # a shorter check, so that the lease keeps most of the call
 
@@ -30,7 +31,7 @@ def path_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def tree_bytes(repo: Path = REPO) -> int:
+def tree_files(repo: Path = REPO) -> list[str]:
     """What travels without being carried: tracked files and untracked ones git does not ignore."""
     names = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -38,7 +39,11 @@ def tree_bytes(repo: Path = REPO) -> int:
         capture_output=True,
         check=True,
     ).stdout.split(b"\0")
-    return sum(p.stat().st_size for n in names if n and (p := repo / n.decode()).is_file())
+    return [n.decode() for n in names if n and (repo / n.decode()).is_file()]
+
+
+def tree_bytes(repo: Path = REPO) -> int:
+    return sum((repo / n).stat().st_size for n in tree_files(repo))
 
 
 def data_parts(devdata: Path) -> list[str]:
@@ -66,8 +71,8 @@ def device_command(plan: str, budget_s: float, commit: str, parts: list[str], ch
         lease = f"--budget-s $(({budget_s:.0f} - SECONDS)) --gpu-check {CHECK_OUT}/gpu_check.json"
     steps = [
         "set -o pipefail",
-        f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "
-        f"{WHEELS}/*.whl && export PYTHONPATH=/tmp/site || exit",
+        f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target {SITE} "
+        f"{WHEELS}/*.whl && export PYTHONPATH={SITE} || exit",
         " && ".join([*receive, f"python3 -m campaign.devdata assemble --dest {DEST} --root {DEST}/root"]) + " || exit",
         *check,
         f"PYTHONUNBUFFERED=1 python3 -m campaign run --plan {shlex.quote(plan)} --lane gpu {lease} "

@@ -1,6 +1,7 @@
 # The paper-length campaign (conf/campaign/paper.yaml): every GPU lease advances it by one prepared device call.
 #
 #   make gpu-campaign [DEVDATA_SRC=../shared/data]     # here: wheels + MNIST part; prints the device call
+#   make gpu-campaign-rehearse                         # here, before the lease: that call on a scratch copy (CPU)
 #   (device call: the printed command and carry list, timeout_s 600)
 #   make gpu-campaign-collect FILES="<files_at>/records-*.tar.gz"   # check, unpack into results/runs, rebuild tables,
 #                                      keep progress.md + campaign.log in results/leases/, print a commit message
@@ -11,13 +12,14 @@
 # builds it, pure Python). The records in results/runs/ are tracked, so each lease's copy of the tree resumes them.
 CAMPAIGN_PLAN ?= paper
 CAMPAIGN_BUDGET_S ?= 540
+REHEARSE_BUDGET_S ?= 180  # the rehearsed lease's seconds: its start, its 60 s margin and one short stretch of training
 CAMPAIGN_CHECK_S ?= 0     # >0: campaign/gpu_check first (a new kernel or device); the lease picks its launcher from it
 CAMPAIGN_RECORDS ?= results/runs
 CAMPAIGN_TABLES ?= results/campaign
 CAMPAIGN_WHEELS := hydra-core omegaconf antlr4-python3-runtime
 FILES ?=
 
-.PHONY: gpu-campaign gpu-campaign-collect campaign-status campaign-wheels
+.PHONY: gpu-campaign gpu-campaign-rehearse gpu-campaign-collect campaign-status campaign-wheels
 
 campaign-wheels: venv  ## build the Hydra wheels a GPU lease carries (.whl/campaign)
 	rm -rf .whl/campaign && mkdir -p .whl/campaign
@@ -28,6 +30,11 @@ gpu-campaign: campaign-wheels  ## prepare a GPU lease: wheels, MNIST part, and p
 	$(MAKE) --no-print-directory devdata DEVDATA_SETS=mnist >/dev/null
 	$(PY) -m campaign command --plan $(CAMPAIGN_PLAN) --budget-s $(CAMPAIGN_BUDGET_S) --check-s $(CAMPAIGN_CHECK_S) \
 		--records $(CAMPAIGN_RECORDS)
+
+# The same call run here first, on a scratch copy of what travels (CPU, one thread, no GPU), its archives collected there.
+gpu-campaign-rehearse: campaign-wheels  ## run the device call here first: wheels, data, lease, collect (REHEARSE_BUDGET_S=)
+	$(MAKE) --no-print-directory devdata DEVDATA_SETS=mnist >/dev/null
+	$(PY) -m campaign rehearse --plan $(CAMPAIGN_PLAN) --budget-s $(REHEARSE_BUDGET_S)
 
 gpu-campaign-collect: venv  ## check and unpack a lease's archives into results/runs (FILES=...)
 	@test -n "$(FILES)" || { echo 'FILES="..." names the records-*.tar.gz a lease returned'; exit 2; }
