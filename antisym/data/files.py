@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import Tensor
 
 from antisym.errors import DataError
@@ -68,14 +67,17 @@ def _missing(paths: list[Path]) -> list[Path]:
     return [p for p in paths if not p.is_file()]
 
 
-def _download(dataset: type, root: Path, expected: list[Path], offline_hint: str) -> None:
-    """Let torchvision fetch the files; offline, fail with one paragraph that names the folder and files.
+def _download(dataset: str, root: Path, expected: list[Path], offline_hint: str) -> None:
+    """Let torchvision's `dataset` class fetch the files; offline, fail with one paragraph that names the folder and
+    files.
 
     Folders the failed attempt created (and left empty) are removed, so a mistyped root leaves nothing behind.
     """
     created = [p for p in expected[0].parents if not p.exists()]
+    import torchvision  # here, not at the top: its import takes seconds, and most commands never read data
+
     try:
-        dataset(str(root), train=True, download=True)
+        getattr(torchvision.datasets, dataset)(str(root), train=True, download=True)
     except Exception as err:  # torchvision raises RuntimeError or URLError depending on where it fails
         for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
             if folder.is_dir() and not any(folder.iterdir()):
@@ -222,14 +224,16 @@ def _read_mnist(root: Path, train: bool, download: bool, allow_subset: bool) -> 
     if _missing(expected):
         if not download:
             raise _not_found(root, _missing(every))
-        _download(torchvision.datasets.MNIST, root, every, "MNIST is four IDX files of about 55 MB in all.")
+        _download("MNIST", root, every, "MNIST is four IDX files of about 55 MB in all.")
+    from torchvision.datasets.mnist import read_image_file, read_label_file  # as in _download
+
     images_path, labels_path = expected
     try:
-        images = torchvision.datasets.mnist.read_image_file(str(images_path))
+        images = read_image_file(str(images_path))
     except (AssertionError, RuntimeError, TypeError, ValueError) as err:
         raise _corrupt(images_path, str(err) or "bad IDX header") from None
     try:
-        labels = torchvision.datasets.mnist.read_label_file(str(labels_path))
+        labels = read_label_file(str(labels_path))
     except (AssertionError, RuntimeError, TypeError, ValueError) as err:
         raise _corrupt(labels_path, str(err) or "bad IDX header") from None
     if tuple(images.shape[1:]) != (28, 28):
@@ -283,7 +287,7 @@ def _read_cifar10(root: Path, train: bool, download: bool, allow_subset: bool) -
     if _missing(expected):
         if not download:
             raise _not_found(root, _missing(every))
-        _download(torchvision.datasets.CIFAR10, root, every, "CIFAR-10 is a 163 MB archive.")
+        _download("CIFAR10", root, every, "CIFAR-10 is a 163 MB archive.")
     parts = [_read_cifar_batch(p) for p in expected]
     for path, (images, _) in zip(expected, parts, strict=True):
         _check_count(path, len(images), CIFAR_BATCH_SIZE, allow_subset)
