@@ -599,6 +599,32 @@ def test_an_unwritable_run_directory_is_one_paragraph_and_leaves_no_partial_file
     assert torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
 
 
+def test_two_writers_of_one_file_each_replace_it_whole(tmp_path):
+    """Two lanes that stop together rebuild the same tables: each write is whole and neither renames the other's
+    temporary file away (a shared temporary name failed the second lane with FileNotFoundError)."""
+    from threading import Barrier, Thread
+
+    from antisym.training.rundir import atomic_write_bytes
+
+    path, errors, start = tmp_path / "runs.csv", [], Barrier(2)
+    contents = {k: str(k).encode() * 200_000 for k in range(2)}
+
+    def write(k: int) -> None:
+        start.wait()
+        try:
+            for _ in range(100):
+                atomic_write_bytes(path, contents[k])
+        except OSError as err:
+            errors.append(err)
+
+    threads = [Thread(target=write, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and path.read_bytes() in contents.values() and not list(tmp_path.glob("*.tmp"))
+
+
 def read_rows_safe(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()[:-1]] if path.is_file() else []

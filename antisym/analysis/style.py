@@ -6,6 +6,7 @@ commit, date, device, settings, wall time, library versions) and a one-line foot
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ import matplotlib
 matplotlib.use("Agg")  # figures are files; never open a window (scripts run headless and under pytest)
 
 import matplotlib.pyplot as plt  # noqa: E402
+
+from antisym.training.rundir import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 #: ggplot-like: grey panel, white grid, no spines (the paper's Figure 1 look), with readable sizes.
 RC = {
@@ -65,9 +68,11 @@ def save_figure(fig: plt.Figure, out_dir: str | Path, name: str, meta: Mapping[s
     y_bottom = fig.get_tightbbox(fig.canvas.get_renderer()).y0 / fig.get_figheight()
     fig.text(0.995, y_bottom - 0.004, footer_text(meta), ha="right", va="top", fontsize=6.5, color="#777777")
     paths = [out / f"{name}.png", out / f"{name}.pdf", out / f"{name}.json"]
-    fig.savefig(paths[0], bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    paths[2].write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    for path in paths[:2]:  # whole or not at all, as the tables beside them (two lanes may rebuild them at once)
+        image = io.BytesIO()
+        fig.savefig(image, format=path.suffix[1:], bbox_inches="tight")
+        atomic_write_bytes(path, image.getvalue())
+    atomic_write_text(paths[2], json.dumps(meta, indent=2, default=str) + "\n")
     plt.close(fig)
     return paths
 

@@ -19,7 +19,7 @@ how the tables read render.py's; this module writes the files.
 from __future__ import annotations
 
 import csv
-import os
+import io
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -44,6 +44,7 @@ from antisym.results.rows import (
     build_rows,
     scan_runs,
 )
+from antisym.training.rundir import atomic_write_text
 
 RUNS_CSV_FIELDS = (
     "table",
@@ -160,13 +161,12 @@ def row_record(row: RowResult) -> dict[str, Any]:
 
 
 def write_csv(path: Path, fieldnames: Sequence[str], records: Iterable[Mapping[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fieldnames))
-        writer.writeheader()
-        for rec in records:
-            writer.writerow({k: "" if rec.get(k) is None else rec.get(k) for k in fieldnames})
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(fieldnames))
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({k: "" if rec.get(k) is None else rec.get(k) for k in fieldnames})
+    atomic_write_text(path, text.getvalue())
 
 
 class QuickRunsError(ValueError):
@@ -209,14 +209,11 @@ def write_tables(
                 "over seeds with a min-max band, the seeds and how far each reaches in the legend; dashed: the test "
                 "accuracy reported, the paper's or a successor's authors').\n"
             )
-        tmp = out_dir / f"table{table}.md.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out_dir / f"table{table}.md")
+        atomic_write_text(out_dir / f"table{table}.md", text)
     if ledger:
         by_row = {(row.model, row.dataset): row for rows in result.values() for row in rows}
         text = render_gap(ledger, by_row, spec, len(runs), out_dir, command_line())
-        (out_dir / "gap.md.tmp").write_text(text)
-        os.replace(out_dir / "gap.md.tmp", out_dir / "gap.md")
+        atomic_write_text(out_dir / "gap.md", text)
     selected = {id(r) for rows in result.values() for row in rows if row.chosen for r in row.chosen.results}
     write_csv(out_dir / "runs.csv", RUNS_CSV_FIELDS, (run_record(r, id(r) in selected, out_dir) for r in runs))
     write_csv(out_dir / "rows.csv", ROWS_CSV_FIELDS, (row_record(row) for rows in result.values() for row in rows))

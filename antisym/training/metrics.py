@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from antisym.training.rundir import read_metrics
+from antisym.training.rundir import atomic_write_text, read_metrics
 
 WANDB_ID_FILE = "antisym_run_id"  # inside <run dir>/wandb/: a resume continues the same W&B run
 
@@ -32,9 +32,7 @@ class MetricsLogger:
         self.path = path
         if resume_step is not None and path.is_file():
             kept = [r for r in read_metrics(path) if r["step"] <= resume_step and r["split"] != "test"]
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            tmp.replace(path)
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
         self.file = open(path, "a")  # noqa: SIM115 - held open for the whole run
         self.wandb_run = None
         if wandb_cfg is not None and wandb_cfg.mode != "disabled":

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -73,8 +74,10 @@ class SettingsChangedError(UserError):
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file whole or not at all: a temporary file renamed into place; on any failure (a full disk, a
-    read-only folder) the temporary file is removed and the old file stays as it was."""
-    tmp = path.with_name(path.name + ".tmp")
+    read-only folder) the temporary file is removed and the old file stays as it was. The temporary name is this
+    process's and thread's own, so two writers of one file (two lanes rebuilding the tables as they stop together)
+    never rename each other's."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
