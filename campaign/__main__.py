@@ -32,6 +32,8 @@ from antisym.training.rundir import RunDir, Status
 from antisym.training.runs import run_state
 from campaign.limits import CALL_S, CARRY_BYTES, MIB
 
+PLAN_HELP = "a plan in conf/campaign/ or a .yaml file (default paper)"
+
 
 def cmd_status(args: argparse.Namespace) -> int:
     from antisym.provenance import cpu_name
@@ -216,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = ap.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--plan", default="paper", help="a plan in conf/campaign/ or a .yaml file (default paper)")
+    common.add_argument("--plan", default="paper", help=PLAN_HELP)
     common.add_argument("--records", type=Path, default=Path("results/runs"), help="records folder")
     status = sub.add_parser("status", parents=[common])
     status.add_argument("--lanes", type=int, default=None, help="time left with N lanes (default: runs training now)")
@@ -257,7 +259,8 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--check-s", type=float, default=0.0, help="run campaign/gpu_check first for this long")
     cmd.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
     cmd.set_defaults(func=cmd_command)
-    reh = sub.add_parser("rehearse", parents=[common])
+    reh = sub.add_parser("rehearse")  # no --records: the lease resumes the scratch copy's, as the device's copy
+    reh.add_argument("--plan", default="paper", help=PLAN_HELP)
     reh.add_argument("--budget-s", type=float, default=180.0, help="the rehearsed lease's seconds (its margin: 60)")
     reh.add_argument("--scratch", type=Path, default=Path("/tmp/antisym-rehearsal"), help="emptied, then filled")
     reh.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
