@@ -26,7 +26,7 @@ def row_curve(row: Any) -> dict[str, Any] | None:
     runs has a validation row yet."""
 
     def progress(c: Any) -> tuple[int, float]:
-        return max((int(r.get("steps") or 0), float(r.get("best_val_acc") or 0.0)) for r in c.runs)
+        return max((r.steps, float(r.get("best_val_acc") or 0.0)) for r in c.runs)
 
     cand = row.chosen or max(row.on_task_candidates, key=progress, default=None)
     per_run = [(run.seed, curve) for run in (cand.runs if cand else []) if (curve := run.curve())]

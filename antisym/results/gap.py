@@ -61,7 +61,7 @@ class Change:
         further-trained one first. Read once (every candidate of a row is set against the setup's curves), after
         ledger_rows has filed every run."""
         out: dict[int, Curve] = {}
-        for run in sorted(self.runs, key=lambda r: -int(r.get("steps") or 0)):
+        for run in sorted(self.runs, key=lambda r: -r.steps):
             curve = out.setdefault(run.seed, {})
             for step, acc in run.curve().items():
                 curve.setdefault(step, acc)

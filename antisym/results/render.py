@@ -64,17 +64,13 @@ def progress_cell(row: RowResult) -> str:
     runs = row.on_task
     if not runs:
         return "not run on the paper's task (only on other data settings)"
-
-    def steps(run: Run) -> int:
-        return int(run.get("steps") or 0)
-
     full = [[r for r in c.runs if full_length(r)] for c in row.on_task_candidates]
-    furthest = sorted((max(f, key=steps) for f in full if f), key=steps, reverse=True)
+    furthest = sorted((max(f, key=lambda r: r.steps) for f in full if f), key=lambda r: r.steps, reverse=True)
     if furthest:
-        cell = f"{steps(furthest[0]):,} of {row.iterations:,} iterations"
-        each = ", ".join(f"{r.path.parent.name}/{r.path.name} at {steps(r):,}" for r in furthest)
+        cell = f"{furthest[0].steps:,} of {row.iterations:,} iterations"
+        each = ", ".join(f"{r.path.parent.name}/{r.path.name} at {r.steps:,}" for r in furthest)
         return cell + (f"; the furthest run of each configuration: {each}" if len(furthest) > 1 else "")
-    done, length = max((int(r.get("steps") or 0), int(r.knobs["trainer"].get("max_steps", 0))) for r in runs)
+    done, length = max((r.steps, int(r.knobs["trainer"].get("max_steps", 0))) for r in runs)
     return f"screen: {done:,} of {length:,} iterations"
 
 
@@ -100,7 +96,7 @@ def acc_cell(row: RowResult) -> str:
         test = f", test {pct(lead.get('test_acc'))}" if lead.get("test_acc") is not None else ""
         of = int(lead.knobs["trainer"].get("max_steps", 0))
         return (f"*unfinished* ({progress_cell(row)}); best so far: val {pct(lead.get('best_val_acc'))}{test} "
-                f"({lead.path.parent.name}/{lead.path.name}, at {int(lead.get('steps') or 0):,} of its {of:,} "
+                f"({lead.path.parent.name}/{lead.path.name}, at {lead.steps:,} of its {of:,} "
                 "iterations)")  # fmt: skip
     mean, std = row.test_mean, row.chosen.std("test_acc")
     return f"{pct(mean)} ± {pct(std)}" if std is not None else f"{pct(mean)} (1 seed)"

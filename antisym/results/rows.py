@@ -212,6 +212,11 @@ class Run:
     def get(self, key: str) -> Any:
         return (self.summary or {}).get(key)
 
+    @property
+    def steps(self) -> int:
+        """Iterations trained, as its summary says (0 before its first checkpoint)."""
+        return int(self.get("steps") or 0)
+
     def curve(self, split: str = "val") -> dict[int, float]:
         """Accuracy by step on a split of metrics.jsonl: validation, or TEST_PROBE (trainer.test_every_eval)."""
         rows = self.dir.metrics()
@@ -272,7 +277,7 @@ def collect_runs(roots: Iterable[str | Path]) -> list[Run]:
 
 
 def _progress(run: Run) -> tuple[bool, int]:
-    return run.status == Status.COMPLETED, int(run.get("steps") or 0)
+    return run.status == Status.COMPLETED, run.steps
 
 
 def on_other_data(run: Run) -> bool:
@@ -407,7 +412,7 @@ class RowResult:
     def leading(self) -> Run | None:
         """While no configuration is chosen: the on-task run with the best validation accuracy so far."""
         runs = [r for r in self.on_task if r.get("best_val_acc") is not None]
-        return max(runs, key=lambda r: (float(r.get("best_val_acc")), int(r.get("steps") or 0)), default=None)
+        return max(runs, key=lambda r: (float(r.get("best_val_acc")), r.steps), default=None)
 
     @property
     def iterations(self) -> int | None:
@@ -435,7 +440,7 @@ class RowResult:
     def steps(self) -> str:
         if not self.chosen:
             return "—"
-        values = sorted({int(r.get("steps") or 0) for r in self.chosen.results})
+        values = sorted({r.steps for r in self.chosen.results})
         return "/".join(f"{v:,}" for v in values)
 
     @property
