@@ -33,6 +33,7 @@ from antisym.training.runs import run_state
 from campaign.limits import CALL_S, CARRY_BYTES, MIB
 
 PLAN_HELP = "a plan in conf/campaign/ or a .yaml file (default paper)"
+COMMIT_HELP = "default: HEAD, -dirty when tracked files differ"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -257,13 +258,13 @@ def parser() -> argparse.ArgumentParser:
     cmd = sub.add_parser("command", parents=[common])
     cmd.add_argument("--budget-s", type=float, default=540.0, help="the lease's seconds (with --check-s: the call's)")
     cmd.add_argument("--check-s", type=float, default=0.0, help="run campaign/gpu_check first for this long")
-    cmd.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
+    cmd.add_argument("--commit", default=None, help=COMMIT_HELP)
     cmd.set_defaults(func=cmd_command)
     reh = sub.add_parser("rehearse")  # no --records: the lease resumes the scratch copy's, as the device's copy
     reh.add_argument("--plan", default="paper", help=PLAN_HELP)
     reh.add_argument("--budget-s", type=float, default=180.0, help="the rehearsed lease's seconds (its margin: 60)")
     reh.add_argument("--scratch", type=Path, default=Path("/tmp/antisym-rehearsal"), help="emptied, then filled")
-    reh.add_argument("--commit", default=None, help="default: HEAD, -dirty when tracked files differ")
+    reh.add_argument("--commit", default=None, help=COMMIT_HELP)
     reh.set_defaults(func=cmd_rehearse)
     lane = sub.add_parser("lane", parents=[common])
     lane.add_argument("--lane", default="cpu", help="the plan's lane to train (default cpu)")
