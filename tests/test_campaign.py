@@ -71,7 +71,7 @@ def test_paper_plan_order_and_presets():
     assert plan.blocks == (
         "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_noisy_layout",
         "table2_noisy_shared", "gap_budget", "gap_noisy", "gap_noisy_seed1", "gap_noisy_below", "gap_table1",
-        "gap_table1_seed1", "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
+        "gap_table1_seed1", "gap_table1_below", "gap_table1_init", "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -88,6 +88,8 @@ def test_paper_plan_order_and_presets():
         "gap_noisy_below": 2,
         "gap_table1": 6,
         "gap_table1_seed1": 5,
+        "gap_table1_below": 2,
+        "gap_table1_init": 8,
         "table2_pixel": 12,
         "table1_lstm": 6,
         "fig2": 28,
@@ -172,6 +174,23 @@ def test_gap_candidates_change_one_open_choice_each_against_the_rows_own_runs():
         assert cfg["trainer"]["max_steps"] == (10000 if continued else 5000)
         assert diff in ({"dataset.normalize": (False, True)}, {"optimizer.initial_accumulator_value": (None, 0.1)})
     assert "gap_table1" in plan.keep_last  # so that a continued run trains on from its own last.pt
+    # Below the grid's edge (eps 0.005) and the init the screen held fixed (sigma_w; the gated rows' gate bias).
+    setups = {**screen, "table1/gated_mnist": (0.01, 0.01, 0.2), "table1/gated_pmnist": (0.01, 0.1, 0.2)}
+    changed = {}
+    for run in plan.block_runs("gap_table1_below") + plan.block_runs("gap_table1_init"):
+        eps, gamma, lr = setups[run.preset]
+        base = compose(run.preset, ["trainer.max_steps=5000", f"model.eps={eps}", f"model.gamma={gamma}",
+                                    f"optimizer.lr={lr}"])  # fmt: skip
+        cfg = compose_run(run, [])[0]
+        assert cfg["trainer"]["max_steps"] == 5000
+        changed[run.name] = _changed(cfg, base)
+    assert changed == {
+        **{f"{row}_eps0.005_lr0.5_seed0": {"model.eps": (0.01, 0.005)} for row in ("asym_mnist", "asym_pmnist")},
+        **{f"{row}_init_std{s}_lr0.5_seed0": {"model.init_std": (1.0, s)}
+           for row in ("asym_mnist", "asym_pmnist") for s in (2.0, 4.0, 0.0)},
+        **{f"gated_{task}_gate_bias1.0_lr0.2_seed0": {"model.gate_bias": (None, 1.0)} for task in ("mnist", "pmnist")},
+    }  # fmt: skip
+    assert {"gap_table1_below", "gap_table1_init"} <= plan.keep_last
 
 
 def test_paper_plan_lanes_split_the_blocks_by_device():
@@ -209,23 +228,25 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
     mnist1 = {r.name: compose_run(r, [])[0] for r in cpu[41:43]}  # MNIST's accumulator trailed by 3+: it continues
     assert [(n, c["optimizer"]["lr"], c["model"]["gamma"]) for n, c in mnist1.items()] == [
         ("asym_mnist_seed1", 0.5, 0.1), ("asym_mnist_normalizeTrue_lr0.5_seed1", 0.5, 0.1)]  # fmt: skip
-    # Then the gated Table 1 screen's points that can still win (eps 0.01, lr 0.1 and 0.2), the budget run (it
-    # needs 20,000 iterations; a candidate answers its question in 2,000) and Table 1's seed 0.
+    # Then the gated Table 1 screen's points that can still win (eps 0.01, lr 0.1 and 0.2), Table 1's candidates
+    # below the grid and on the init, the budget run (it needs 20,000 iterations; a candidate answers its question in
+    # 2,000) and Table 1's seed 0.
     finish = cpu[43:51]
-    assert cpu[51].rel_dir == "gap_budget/asym_noisy_cifar10_seed0"
+    assert [r.block for r in cpu[51:61]] == ["gap_table1_below"] * 2 + ["gap_table1_init"] * 8
+    assert cpu[61].rel_dir == "gap_budget/asym_noisy_cifar10_seed0"
     assert {r.block for r in finish} == {"table1_screen"} and {r.preset for r in finish} == {
         "table1/gated_mnist", "table1/gated_pmnist"}  # fmt: skip
     assert {p for r in finish for p in r.point} >= {"model.eps=0.01", "optimizer.lr=0.1", "optimizer.lr=0.2"}
     assert {p for r in finish for p in r.point}.isdisjoint({"model.eps=0.1", "optimizer.lr=0.5", "optimizer.lr=1.0"})
-    assert [(r.block, r.seed) for r in cpu[52:56]] == [("table1", 0)] * 4
+    assert [(r.block, r.seed) for r in cpu[62:66]] == [("table1", 0)] * 4
     # The rows' runs test at every validation too (a free key: records from before it still resume); no screen does.
     probed = {r.block for r in plan.runs if "trainer.test_every_eval=true" in r.overrides}
     assert probed == {"table1", "table2_noisy", "table2_pixel", "table1_lstm"}
     # Then seeds 1 and 2 of both tables' rows, alternating (the noise-padded column's four rows, Table 1's four),
     # the rest of the shared-noise run and of the screen, each run listed once (a finished one is passed over).
-    assert [(r.block, r.seed) for r in cpu[56:72]] == [
+    assert [(r.block, r.seed) for r in cpu[66:82]] == [
         (block, seed) for seed in (1, 2) for block in ("table2_noisy", "table1") for _ in range(4)]  # fmt: skip
-    assert [r.block for r in cpu[72:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
+    assert [r.block for r in cpu[82:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
