@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from antisym.results import write_tables
+from antisym.results.curves import plot_gap_curves
 from antisym.results.gap import changes, ledger_rows, load_spec, render_gap, verdict
 from antisym.results.rows import collect_runs, select
 from tests.test_results import TINY, tiny_run
@@ -95,6 +98,19 @@ def test_gap_ledger_from_real_tiny_runs_beside_the_tables(tiny_data, tmp_path):
     write_tables([logs], tmp_path / "out", tables=(2,))
     assert "## AntisymmetricRNN w/ gating, noise padded (Table 2)" in (tmp_path / "out" / "gap.md").read_text()
     assert "(gap.md#gated-noisy_cifar10)" in (tmp_path / "out" / "table2.md").read_text()
+    assert "Curves: `gap_curves.png`" in (tmp_path / "out" / "gap.md").read_text()
+    # The curves: the row's open choices (never its screen point) against the setup's seeds, whose mean and range at
+    # each step are read here from the records' metrics.jsonl.
+    paths = plot_gap_curves([row], tmp_path / "fig")
+    assert [p.name for p in paths] == ["gap_curves.png", "gap_curves.pdf", "gap_curves.json"]
+    (panel,) = json.loads(paths[2].read_text())["panels"]
+    assert panel["title"] == "AntisymmetricRNN w/ gating, noise padded: open choices" and panel["decide_at"] == 4
+    assert [c["label"] for c in panel["candidates"]] == ["model.gate_bias=1.0 (seed 0)", "optimizer.lr=0.05 (seed 0)"]
+    val = [{r["step"]: r["acc"] for r in map(json.loads, (logs / f"setup{seed}" / "metrics.jsonl").open())
+            if r["split"] == "val"} for seed in (0, 1)]  # fmt: skip
+    assert panel["setup"]["label"] == "the setup (seeds 0, 1)" and panel["setup"]["steps"] == [2, 4]
+    assert panel["setup"]["mean"] == pytest.approx([(val[0][s] + val[1][s]) / 2 for s in (2, 4)])
+    assert panel["setup"]["low"] == pytest.approx([min(val[0][s], val[1][s]) for s in (2, 4)])
     # A configuration longer than the row's length is compared, never chosen (the budget check).
     group = [r for r in runs if r.path.name == "bias"]
     cands, chosen = select(group, {"max_steps": 2})

@@ -233,6 +233,9 @@ def test_tables_from_real_tiny_runs(tiny_data, tmp_path):
     rows = write_tables([logs], out, tables=(1,))
     files = [
         "gap.md",
+        "gap_curves.json",
+        "gap_curves.pdf",
+        "gap_curves.png",
         "rows.csv",
         "runs.csv",
         "table1.md",

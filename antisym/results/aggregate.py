@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from antisym.results.curves import plot_learning_curves
+from antisym.results.curves import plot_gap_curves, plot_learning_curves
 from antisym.results.gap import ledger_rows, load_spec, render_gap
 from antisym.results.paper import (
     preset_file,
@@ -213,6 +213,12 @@ def write_tables(
     if ledger:
         by_row = {(row.model, row.dataset): row for rows in result.values() for row in rows}
         text = render_gap(ledger, by_row, spec, len(runs), out_dir, command_line())
+        if plot_gap_curves(ledger, out_dir):
+            text += (
+                "\nCurves: `gap_curves.png`, per row its open choices' validation curves (mean over seeds, min-max "
+                "band) beside the setup's (dashed), cut where the candidates stop; the decision step dotted; a budget "
+                "run in a panel of its own.\n"
+            )
         atomic_write_text(out_dir / "gap.md", text)
     selected = {id(r) for rows in result.values() for row in rows if row.chosen for r in row.chosen.results}
     write_csv(out_dir / "runs.csv", RUNS_CSV_FIELDS, (run_record(r, id(r) in selected, out_dir) for r in runs))

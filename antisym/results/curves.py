@@ -9,15 +9,41 @@ where).
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from antisym.provenance import provenance
-from antisym.results.paper import COLUMNS, DATASETS, reference_iterations
+from antisym.results.paper import COLUMNS, DATASETS, METHODS, reference_iterations
+
+
+def band(curves: Iterable[Mapping[int, float]], until: float = math.inf) -> dict[str, list]:
+    """Seeds' validation curves (step -> accuracy) as one: at each step some seed reached (up to `until`), the mean,
+    the lowest and the highest over the seeds there, and how many they are."""
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for curve in curves:
+        for step, acc in curve.items():
+            if step <= until:
+                by_step[step].append(acc)
+    steps = sorted(by_step)
+    return {
+        "steps": steps,
+        "mean": [statistics.fmean(by_step[s]) for s in steps],
+        "low": [min(by_step[s]) for s in steps],
+        "high": [max(by_step[s]) for s in steps],
+        "seeds_per_step": [len(by_step[s]) for s in steps],
+    }
+
+
+def draw_band(ax: Any, curve: Mapping[str, Any], color: str, label: str, **line: Any) -> None:
+    """A band's mean as a line with markers and its lowest-to-highest range shaded, in percent."""
+    pct = [[100 * v for v in curve[k]] for k in ("mean", "low", "high")]
+    ax.plot(curve["steps"], pct[0], color=color, lw=1.4, marker="o", ms=3, label=label, **line)
+    ax.fill_between(curve["steps"], pct[1], pct[2], color=color, alpha=0.2, lw=0)
 
 
 def row_curve(row: Any) -> dict[str, Any] | None:
@@ -35,11 +61,6 @@ def row_curve(row: Any) -> dict[str, Any] | None:
     reach: dict[int, int] = {}
     for seed, curve in per_run:
         reach[seed] = max(reach.get(seed, 0), max(curve))
-    by_step: dict[int, list[float]] = defaultdict(list)
-    for _, curve in per_run:
-        for step, acc in curve.items():
-            by_step[step].append(acc)
-    steps = sorted(by_step)
     return {
         "method": row.method,
         "model": row.model,
@@ -47,11 +68,7 @@ def row_curve(row: Any) -> dict[str, Any] | None:
         "config": cand.label,
         "finished": cand is row.chosen,
         "runs": len(per_run),
-        "steps": steps,
-        "mean": [statistics.fmean(by_step[s]) for s in steps],
-        "low": [min(by_step[s]) for s in steps],
-        "high": [max(by_step[s]) for s in steps],
-        "seeds_per_step": [len(by_step[s]) for s in steps],
+        **band(curve for _, curve in per_run),
         "seeds_reach": {str(seed): step for seed, step in sorted(reach.items())},  # each seed's last validation
         "reference_acc": row.paper_acc,
         "successor": row.baseline,
@@ -88,17 +105,7 @@ def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list
             drawn = [c for c in curves if c["dataset"] == dataset]
             for i, c in enumerate(drawn):
                 color = f"C{i}"
-                pct = [[100 * v for v in c[k]] for k in ("mean", "low", "high")]
-                ax.plot(
-                    c["steps"],
-                    pct[0],
-                    color=color,
-                    lw=1.4,
-                    marker="o",
-                    ms=3,
-                    label=f"{c['method']} ({seeds_label(c)}{'' if c['finished'] else ', unfinished'})",
-                )
-                ax.fill_between(c["steps"], pct[1], pct[2], color=color, alpha=0.2, lw=0)
+                draw_band(ax, c, color, f"{c['method']} ({seeds_label(c)}{'' if c['finished'] else ', unfinished'})")
                 if c["reference_acc"] is not None:
                     ax.axhline(c["reference_acc"], color=color, lw=1.0, ls="--", alpha=0.8)
                     if c["reference_iterations"] and c["reference_iterations"] <= right:
@@ -115,3 +122,58 @@ def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list
                 ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="#777777")
         meta = provenance("antisym.results", {"table": table}, started) | {"curves": curves}
         return save_figure(fig, out_dir, f"table{table}_curves", meta)
+
+
+def _seeds(curves: Mapping[int, Mapping[int, float]]) -> str:
+    return f"seed{'s' * (len(curves) > 1)} {', '.join(map(str, curves))}"
+
+
+def gap_panels(ledger: Sequence[Any]) -> list[dict[str, Any]]:
+    """What gap_curves draws, per gap.LedgerRow: its open choices against the setup's runs, cut where the candidates
+    stop (the setup's seed 0 may be a paper-length run), and its budget run against the same runs as far as it got."""
+    panels = []
+    for row in ledger:
+        name = f"{METHODS[row.model]}, {COLUMNS[row.dataset]}"
+        groups = [("open choices", [c for c in row.open_choices if c.curves]), ("budget", [c for c in row.budget
+                                                                                            if c.curves])]  # fmt: skip
+        for what, cands in groups:
+            if not cands:
+                continue
+            until = max(step for c in cands for curve in c.curves.values() for step in curve)
+            panels.append({
+                "title": f"{name}: {what}",
+                "decide_at": row.decide_at,
+                "setup": {"label": f"the setup ({_seeds(row.base.curves)})", **band(row.base.curves.values(), until)},
+                "candidates": [{"label": f"{c.label} ({_seeds(c.curves)})", **band(c.curves.values())} for c in cands],
+            })  # fmt: skip
+    return panels
+
+
+def plot_gap_curves(ledger: Sequence[Any], out_dir: Path) -> list[Path] | None:
+    """gap_curves.{png,pdf,json} in out_dir: a panel per ledger row's open choices (and one per budget run), each
+    candidate's validation curve beside the setup's at matched steps, the decision step marked; None when no
+    candidate has a validation yet."""
+    from antisym.analysis.style import figure_style, plt, save_figure
+
+    started = time.time()
+    panels = gap_panels(ledger)
+    if not panels:
+        return None
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
+    with figure_style():
+        fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 4.6 * rows), squeeze=False)
+        for ax, panel in zip(axes.flat, panels, strict=False):
+            draw_band(ax, panel["setup"], "black", panel["setup"]["label"], ls="--")
+            for i, cand in enumerate(panel["candidates"]):
+                draw_band(ax, cand, f"C{i % 10}", cand["label"], ls=("-", "-.")[i // 10 % 2])  # 10 colours, then -.
+            ax.axvline(panel["decide_at"], color="#777777", lw=0.9, ls=":")
+            ax.set_title(f"{panel['title']} (dotted: the decision step)")
+            ax.set_xlabel("iteration")
+            ax.set_ylabel("validation accuracy (%)")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False, fontsize=7)
+        for ax in list(axes.flat)[len(panels) :]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        meta = provenance("antisym.results", {"figure": "gap_curves"}, started) | {"panels": panels}
+        return save_figure(fig, out_dir, "gap_curves", meta)
