@@ -58,11 +58,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_next(args: argparse.Namespace) -> int:
     plan = resolve(load_plan(args.plan), args.records)
-    todo = [(r, s) for r in plan.lane_runs(args.lane) if (s := planned_state(args.records, r)).todo(args.retry_failed)]
+    states = {r: planned_state(args.records, r) for r in plan.lane_runs(args.lane)}
+    todo = [(r, s) for r, s in states.items() if s.todo(args.retry_failed)]
     print(f"campaign {plan.name}: {len(todo)} of {len(plan.runs)} runs to do; the next {min(args.n, len(todo))}:")
     for run, state in todo[: args.n]:
         chosen = f"  at the point of {run.chosen}" if run.chosen else ""
         print(f"  {run.rel_dir:60s} {state.status:11s} step {state.steps:>6,}  experiment={run.preset}{chosen}")
+    running = [f"{r.rel_dir} ({s.steps:,} steps recorded)" for r, s in states.items() if s.status == Status.RUNNING]
+    if running:  # a lane or a launcher holds their locks: no other lane takes them
+        print(f"in training now: {', '.join(running)}")
     waiting = sorted({f"{r.select} ({r.preset})" for r in plan.runs if r.waiting})
     if waiting:
         print(f"waiting for a screen to finish: {', '.join(waiting)}")

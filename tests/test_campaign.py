@@ -355,8 +355,14 @@ def test_select_takes_the_screens_best_point_once_it_is_finished(tmp_path, capsy
     assert compose_run(seeds[0])[0]["model"]["gamma"] == 0.1 and planned_state(records, seeds[1]).status == "missing"
     assert planned_state(records, seeds[0]).status == "interrupted"  # chosen: it resumes (if trained at that point)
     # The pMNIST row still waits for its own points (none recorded).
-    assert main(["next", "--plan", _write_plan(tmp_path, SCREEN_PLAN), "--records", str(records)]) == 0
-    assert "waiting for a screen to finish: screen (table1/asym_pmnist)" in capsys.readouterr().out
+    next_cmd = ["next", "--plan", _write_plan(tmp_path, SCREEN_PLAN), "--records", str(records)]
+    assert main(next_cmd) == 0
+    out = capsys.readouterr().out
+    assert "waiting for a screen to finish: screen (table1/asym_pmnist)" in out and "in training now" not in out
+    with RunLock(records / seeds[0].rel_dir):  # a lane trains the chosen row's seed 0: named apart, not to do
+        assert main(next_cmd) == 0
+    out = capsys.readouterr().out
+    assert f"in training now: {seeds[0].rel_dir} (2 steps recorded)" in out and f"  {seeds[0].rel_dir} " not in out
     with pytest.raises(ConfigError, match="needs no grid of its own and a block listed before"):
         expand({"blocks": [{"name": "b", "runs": [{"preset": "table1/asym_mnist", "select": "later"}]},
                            {"name": "later", "runs": ["table1/asym_mnist"]}]}, "x")  # fmt: skip
