@@ -71,8 +71,8 @@ def test_paper_plan_order_and_presets():
     assert plan.blocks == (
         "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_noisy_layout",
         "table2_noisy_shared", "gap_budget", "gap_noisy", "gap_noisy_seed1", "gap_noisy_below", "gap_table1",
-        "gap_table1_seed1", "gap_table1_below", "gap_table1_init", "table2_pixel", "table1_lstm", "fig2", "baselines",
-        "table1_preset",
+        "gap_table1_seed1", "gap_table1_below", "gap_table1_init", "gap_table1_below_init_seed1", "table2_pixel",
+        "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {
@@ -91,6 +91,7 @@ def test_paper_plan_order_and_presets():
         "gap_table1_seed1": 5,
         "gap_table1_below": 2,
         "gap_table1_init": 8,
+        "gap_table1_below_init_seed1": 6,
         "table2_pixel": 12,
         "table1_lstm": 6,
         "fig2": 28,
@@ -191,7 +192,14 @@ def test_gap_candidates_change_one_open_choice_each_against_the_rows_own_runs():
            for row in ("asym_mnist", "asym_pmnist") for s in (2.0, 4.0, 0.0)},
         **{f"gated_{task}_gate_bias1.0_lr0.2_seed0": {"model.gate_bias": (None, 1.0)} for task in ("mnist", "pmnist")},
     }  # fmt: skip
-    assert {"gap_table1_below", "gap_table1_init"} <= plan.keep_last
+    assert {"gap_table1_below", "gap_table1_init", "gap_table1_below_init_seed1"} <= plan.keep_last
+    # Seed 1 of those within 3 points on seed 0: the same candidates, at seed 1.
+    seed0 = {
+        run.name.removesuffix("_seed0")
+        for run in plan.block_runs("gap_table1_below") + plan.block_runs("gap_table1_init")
+    }
+    for run in plan.block_runs("gap_table1_below_init_seed1"):
+        assert run.name.removesuffix("_seed1") in seed0 and compose_run(run, [])[0]["trainer"]["seed"] == 1
 
 
 def test_paper_plan_lanes_split_the_blocks_by_device():
@@ -234,20 +242,23 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
     # 2,000) and Table 1's seed 0.
     finish = cpu[43:51]
     assert [r.block for r in cpu[51:61]] == ["gap_table1_below"] * 2 + ["gap_table1_init"] * 8
-    assert cpu[61].rel_dir == "gap_budget/asym_noisy_cifar10_seed0"
+    # Seed 1 of the candidates within the setup's seed spread first; the others' after Table 1's seed 0.
+    assert [r.name for r in cpu[61:64]] == [f"asym_mnist_init_std{s}_lr0.5_seed1" for s in (2.0, 0.0, 4.0)]
+    assert cpu[64].rel_dir == "gap_budget/asym_noisy_cifar10_seed0"
+    assert {r.block for r in cpu[69:72]} == {"gap_table1_below_init_seed1"}
     assert {r.block for r in finish} == {"table1_screen"} and {r.preset for r in finish} == {
         "table1/gated_mnist", "table1/gated_pmnist"}  # fmt: skip
     assert {p for r in finish for p in r.point} >= {"model.eps=0.01", "optimizer.lr=0.1", "optimizer.lr=0.2"}
     assert {p for r in finish for p in r.point}.isdisjoint({"model.eps=0.1", "optimizer.lr=0.5", "optimizer.lr=1.0"})
-    assert [(r.block, r.seed) for r in cpu[62:66]] == [("table1", 0)] * 4
+    assert [(r.block, r.seed) for r in cpu[65:69]] == [("table1", 0)] * 4
     # The rows' runs test at every validation too (a free key: records from before it still resume); no screen does.
     probed = {r.block for r in plan.runs if "trainer.test_every_eval=true" in r.overrides}
     assert probed == {"table1", "table2_noisy", "table2_pixel", "table1_lstm"}
     # Then seeds 1 and 2 of both tables' rows, alternating (the noise-padded column's four rows, Table 1's four),
     # the rest of the shared-noise run and of the screen, each run listed once (a finished one is passed over).
-    assert [(r.block, r.seed) for r in cpu[66:82]] == [
+    assert [(r.block, r.seed) for r in cpu[72:88]] == [
         (block, seed) for seed in (1, 2) for block in ("table2_noisy", "table1") for _ in range(4)]  # fmt: skip
-    assert [r.block for r in cpu[82:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
+    assert [r.block for r in cpu[88:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
