@@ -134,9 +134,8 @@ def gap_panels(ledger: Sequence[Any]) -> list[dict[str, Any]]:
     panels = []
     for row in ledger:
         name = f"{METHODS[row.model]}, {COLUMNS[row.dataset]}"
-        groups = [("open choices", [c for c in row.open_choices if c.curves]), ("budget", [c for c in row.budget
-                                                                                            if c.curves])]  # fmt: skip
-        for what, cands in groups:
+        for what, changes in (("open choices", row.open_choices), ("budget", row.budget)):
+            cands = [c for c in changes if c.curves]
             if not cands:
                 continue
             until = max(step for c in cands for curve in c.curves.values() for step in curve)

@@ -207,7 +207,7 @@ def decision_step(row: LedgerRow, cand: Change) -> int:
 
 
 def _runs_cell(cand: Change, base_dir: Path) -> str:
-    return "<br>".join(f"[{run.path.name}]({shown(run.path, base_dir)}) ({int(run.get('steps') or 0):,} of "
+    return "<br>".join(f"[{run.path.name}]({shown(run.path, base_dir)}) ({run.steps:,} of "
                        f"{int(run.knobs['trainer'].get('max_steps', 0)):,})" for run in cand.runs)  # fmt: skip
 
 

@@ -347,7 +347,7 @@ def verify_run(
     may name and the user trusts to be imported (antisym.trust); a run naming any other is neither built nor
     re-evaluated."""
     summary = run.summary or {}
-    verdict = Verdict(run.path, run.status, int(summary.get("steps") or 0))
+    verdict = Verdict(run.path, run.status, run.steps)
     if run.status == Status.RUNNING:
         return verdict
     try:
