@@ -69,7 +69,7 @@ class Change:
 
     @property
     def max_steps(self) -> int:
-        return max(int(r.knobs["trainer"].get("max_steps", 0)) for r in self.runs)
+        return max(r.max_steps for r in self.runs)
 
     @property
     def label(self) -> str:

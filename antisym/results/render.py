@@ -70,7 +70,7 @@ def progress_cell(row: RowResult) -> str:
         cell = f"{furthest[0].steps:,} of {row.iterations:,} iterations"
         each = ", ".join(f"{r.path.parent.name}/{r.path.name} at {r.steps:,}" for r in furthest)
         return cell + (f"; the furthest run of each configuration: {each}" if len(furthest) > 1 else "")
-    done, length = max((r.steps, int(r.knobs["trainer"].get("max_steps", 0))) for r in runs)
+    done, length = max((r.steps, r.max_steps) for r in runs)
     return f"screen: {done:,} of {length:,} iterations"
 
 
@@ -94,7 +94,7 @@ def acc_cell(row: RowResult) -> str:
         if lead is None:
             return progress_cell(row) if row.runs else "not run"
         test = f", test {pct(lead.get('test_acc'))}" if lead.get("test_acc") is not None else ""
-        of = int(lead.knobs["trainer"].get("max_steps", 0))
+        of = lead.max_steps
         return (f"*unfinished* ({progress_cell(row)}); best so far: val {pct(lead.get('best_val_acc'))}{test} "
                 f"({lead.path.parent.name}/{lead.path.name}, at {lead.steps:,} of its {of:,} "
                 "iterations)")  # fmt: skip

@@ -217,6 +217,11 @@ class Run:
         """Iterations trained, as its summary says (0 before its first checkpoint)."""
         return int(self.get("steps") or 0)
 
+    @property
+    def max_steps(self) -> int:
+        """Iterations it was configured for (trainer.max_steps; 0 where the record does not say)."""
+        return int(self.knobs["trainer"].get("max_steps", 0))
+
     def curve(self, split: str = "val") -> dict[int, float]:
         """Accuracy by step on a split of metrics.jsonl: validation, or TEST_PROBE (trainer.test_every_eval)."""
         rows = self.dir.metrics()
@@ -293,7 +298,7 @@ def on_other_data(run: Run) -> bool:
 
 def full_length(run: Run) -> bool:
     """Configured for the row's reference iterations (the paper's; a successor's preset's) or more."""
-    return int(run.knobs["trainer"].get("max_steps", 0)) >= (reference_iterations(run.model, run.dataset) or 0)
+    return run.max_steps >= (reference_iterations(run.model, run.dataset) or 0)
 
 
 @dataclass
@@ -333,7 +338,7 @@ class Candidate:
         evaluation on part of the splits (`trainer.eval_limit`), whose accuracies mean something else."""
         data, trainer = self.runs[0].knobs["dataset"], self.runs[0].knobs["trainer"]
         off = {k: data[k] for k, v in task.items() if k != "max_steps" and k in data and data[k] != v}
-        steps = int(trainer.get("max_steps", 0))
+        steps = self.runs[0].max_steps
         if "max_steps" in task and steps > task["max_steps"]:
             off["max_steps"] = steps
         if trainer.get("eval_limit"):
@@ -417,7 +422,7 @@ class RowResult:
     @property
     def iterations(self) -> int | None:
         """reference_iterations, or for a successor without a preset the longest its runs were configured for."""
-        own = (int(r.knobs["trainer"].get("max_steps", 0)) for r in self.runs)
+        own = (r.max_steps for r in self.runs)
         return reference_iterations(self.model, self.dataset) or max(own, default=None)
 
     @property
@@ -446,9 +451,7 @@ class RowResult:
     @property
     def short(self) -> bool:
         """The chosen runs were configured for fewer iterations than the paper's (a successor's: its preset's)."""
-        return bool(self.chosen) and any(
-            int(r.knobs["trainer"].get("max_steps", 0)) < (self.iterations or 0) for r in self.chosen.results
-        )
+        return bool(self.chosen) and any(r.max_steps < (self.iterations or 0) for r in self.chosen.results)
 
 
 def select(runs: Sequence[Run], task: Mapping[str, Any] | None = None) -> tuple[list[Candidate], Candidate | None]:
