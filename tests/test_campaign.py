@@ -91,7 +91,7 @@ def test_paper_plan_order_and_presets():
         "gap_table1_seed1": 5,
         "gap_table1_below": 2,
         "gap_table1_init": 8,
-        "gap_table1_below_init_seed1": 8,
+        "gap_table1_below_init_seed1": 12,
         "table2_pixel": 12,
         "table1_lstm": 6,
         "fig2": 28,
@@ -193,13 +193,23 @@ def test_gap_candidates_change_one_open_choice_each_against_the_rows_own_runs():
         **{f"gated_{task}_gate_bias1.0_lr0.2_seed0": {"model.gate_bias": (None, 1.0)} for task in ("mnist", "pmnist")},
     }  # fmt: skip
     assert {"gap_table1_below", "gap_table1_init", "gap_table1_below_init_seed1"} <= plan.keep_last
-    # Seed 1 of those within 3 points on seed 0: the same candidates, at seed 1.
+    # Seed 1 of those within 3 points on seed 0: the same candidates, at seed 1; and the gated setups' own seed 1,
+    # composed as the setup's seed 0 in the screen (its only seed), so that the ledger reads it as the setup's.
     seed0 = {
         run.name.removesuffix("_seed0")
         for run in plan.block_runs("gap_table1_below") + plan.block_runs("gap_table1_init")
     }
+    setups1 = {}
     for run in plan.block_runs("gap_table1_below_init_seed1"):
-        assert run.name.removesuffix("_seed1") in seed0 and compose_run(run, [])[0]["trainer"]["seed"] == 1
+        cfg = compose_run(run, [])[0]
+        assert cfg["trainer"]["seed"] == 1
+        if run.name.removesuffix("_seed1") not in seed0:
+            setups1[run.name] = cfg
+    screen0 = {r.name: compose_run(r, [])[0] for r in plan.block_runs("table1_screen")}
+    assert set(setups1) == {"gated_mnist_seed1", "gated_pmnist_seed1"}
+    for name, point in (("gated_mnist", "eps0.01_gamma0.01_lr0.2"), ("gated_pmnist", "eps0.01_gamma0.1_lr0.2")):
+        mine, screened = setups1[f"{name}_seed1"], screen0[f"{name}_{point}_seed0"]
+        assert _changed(mine, screened) == {} and mine["trainer"]["max_steps"] == screened["trainer"]["max_steps"]
 
 
 def test_paper_plan_lanes_split_the_blocks_by_device():
@@ -245,7 +255,7 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
     # Seed 1 of the candidates within the setup's seed spread first; the others' after Table 1's seed 0.
     assert [r.name for r in cpu[61:64]] == [f"asym_mnist_init_std{s}_lr0.5_seed1" for s in (2.0, 0.0, 4.0)]
     assert cpu[64].rel_dir == "gap_budget/asym_noisy_cifar10_seed0"
-    assert {r.block for r in cpu[69:74]} == {"gap_table1_below_init_seed1"}
+    assert {r.block for r in cpu[69:78]} == {"gap_table1_below_init_seed1"}
     assert {r.block for r in finish} == {"table1_screen"} and {r.preset for r in finish} == {
         "table1/gated_mnist", "table1/gated_pmnist"}  # fmt: skip
     assert {p for r in finish for p in r.point} >= {"model.eps=0.01", "optimizer.lr=0.1", "optimizer.lr=0.2"}
@@ -256,9 +266,9 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
     assert probed == {"table1", "table2_noisy", "table2_pixel", "table1_lstm"}
     # Then seeds 1 and 2 of both tables' rows, alternating (the noise-padded column's four rows, Table 1's four),
     # the rest of the shared-noise run and of the screen, each run listed once (a finished one is passed over).
-    assert [(r.block, r.seed) for r in cpu[74:90]] == [
+    assert [(r.block, r.seed) for r in cpu[78:94]] == [
         (block, seed) for seed in (1, 2) for block in ("table2_noisy", "table1") for _ in range(4)]  # fmt: skip
-    assert [r.block for r in cpu[90:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
+    assert [r.block for r in cpu[94:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
