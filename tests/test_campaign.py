@@ -205,10 +205,10 @@ def test_gap_candidates_change_one_open_choice_each_against_the_rows_own_runs():
         assert cfg["trainer"]["seed"] == 1
         if run.name.removesuffix("_seed1") not in seed0:
             setups1[run.name] = cfg
-    screen0 = {r.name: compose_run(r, [])[0] for r in plan.block_runs("table1_screen")}
+    screen = {r.name: r for r in plan.block_runs("table1_screen")}
     assert set(setups1) == {"gated_mnist_seed1", "gated_pmnist_seed1"}
     for name, point in (("gated_mnist", "eps0.01_gamma0.01_lr0.2"), ("gated_pmnist", "eps0.01_gamma0.1_lr0.2")):
-        mine, screened = setups1[f"{name}_seed1"], screen0[f"{name}_{point}_seed0"]
+        mine, screened = setups1[f"{name}_seed1"], compose_run(screen[f"{name}_{point}_seed0"], [])[0]
         assert _changed(mine, screened) == {} and mine["trainer"]["max_steps"] == screened["trainer"]["max_steps"]
 
 

@@ -208,7 +208,7 @@ def decision_step(row: LedgerRow, cand: Change) -> int:
 
 def _runs_cell(cand: Change, base_dir: Path) -> str:
     return "<br>".join(f"[{run.path.name}]({shown(run.path, base_dir)}) ({run.steps:,} of "
-                       f"{int(run.knobs['trainer'].get('max_steps', 0)):,})" for run in cand.runs)  # fmt: skip
+                       f"{run.max_steps:,})" for run in cand.runs)  # fmt: skip
 
 
 def _off_grid(value: Any, grid: Sequence[float]) -> str:

@@ -382,7 +382,7 @@ def _not_finished(rows: Sequence[RowResult], runs: Sequence[Run], base: Path) ->
         out += ["| row | seed | status | steps | detail | run directory |", "|---|---|---|---|---|---|"]
         for r in bad:
             detail = str(r.get("error") or unfinished_detail(r)).replace("|", "\\|").replace("\n", " ")[:200]
-            steps = f"{r.steps:,} / {int(r.knobs['trainer'].get('max_steps', 0)):,}"
+            steps = f"{r.steps:,} / {r.max_steps:,}"
             out.append(
                 f"| {method_of(r.model)}, {COLUMNS[r.dataset]} | {r.seed} | {r.status} | {steps} | {detail} "
                 f"| `{shown(r.path, base)}` |"
