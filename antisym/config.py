@@ -30,6 +30,7 @@ from antisym.models import model_config
 FREE_KEYS = (
     "trainer.device",
     "trainer.resume",
+    "trainer.init_from",  # a branch is the run its settings name (antisym/training/branch.py checks that)
     "trainer.skip_completed",
     "trainer.progress",
     "trainer.log_every",
@@ -176,6 +177,7 @@ class TrainerConfig(Section):
     seed: int
     device: str = "auto"
     resume: bool | str = False
+    init_from: str | None = None
     skip_completed: bool = False
     grad_clip: float = 0.0
     lr_schedule: Literal["constant", "cosine", "step"] = "constant"
@@ -200,6 +202,9 @@ class TrainerConfig(Section):
                 raise ConfigError(f"trainer.{key} must be >= 0 (0 turns it off), got {getattr(self, key)}.")
         if self.seed > MAX_SEED:
             raise ConfigError(f"trainer.seed={self.seed} is out of range: seeds go from 0 to {MAX_SEED} (2**63 - 2).")
+        if self.init_from is not None and not self.init_from.strip():
+            raise ConfigError("trainer.init_from is empty; name a run dir, a .pt checkpoint or <commit>:<run dir>, "
+                              "or leave it null.")  # fmt: skip
         if self.lr_decay_factor <= 0:
             raise ConfigError(f"trainer.lr_decay_factor must be > 0, got {self.lr_decay_factor}.")
         base = self.device.split(":")[0]

@@ -79,6 +79,21 @@ def commit_known(commit: str) -> bool | None:
     return _git("cat-file", "-e", f"{commit}^{{commit}}") is not None
 
 
+def resolve_commit(rev: str) -> str | None:
+    """The full hash of the commit `rev` names in this checkout's history, or None (not a commit here, no git)."""
+    return _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+
+
+def committed_file(commit: str, path: str) -> bytes | None:
+    """A file's bytes as `commit` holds it (`path` from the repository's root), or None where it holds none."""
+    try:
+        out = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO_ROOT, capture_output=True, timeout=60,
+                             check=True)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
 def git_commit() -> str:
     """The commit, with -dirty when tracked files have uncommitted changes, or 'unknown'."""
     commit, dirty = git_state()

@@ -92,7 +92,9 @@ def describe(knobs: Mapping[str, Any], data_changes: Mapping[str, Any] | None = 
         parts += [f"{k}={v}" for k, v in sorted(model.items()) if k not in ("_target_", "name", "hidden_size", "impl")]
     if trainer.get("grad_clip"):
         parts.append(f"clip={trainer['grad_clip']}")
-    if trainer.get("lr_schedule", "constant") != "constant":
+    if trainer.get("lr_schedule", "constant") == "step":
+        parts.append(f"schedule=step x{trainer.get('lr_decay_factor')} at {trainer.get('lr_decay_steps')}")
+    elif trainer.get("lr_schedule", "constant") != "constant":
         parts.append(f"schedule={trainer['lr_schedule']}")
     if trainer.get("batch_size") != 128:
         parts.append(f"batch={trainer.get('batch_size')}")

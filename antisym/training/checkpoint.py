@@ -32,12 +32,13 @@ def atomic_save(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_data(path: Path, what_to_do: str) -> Any:
+def load_data(path: Path | str, what_to_do: str, raw: bytes | None = None) -> Any:
     """torch.load on the CPU of tensors and plain containers only, or one CheckpointError naming the file and
     `what_to_do`. weights_only: a record's .pt files are data, and records travel between machines, so a pickle that
-    would import or call anything is refused before any of it runs."""
+    would import or call anything is refused before any of it runs. `raw`: the file's bytes, read elsewhere (a
+    committed file), `path` naming it."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path if raw is None else io.BytesIO(raw), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist. {what_to_do}") from None
     except pickle.UnpicklingError as err:
@@ -58,12 +59,12 @@ def load_data(path: Path, what_to_do: str) -> Any:
         ) from None
 
 
-def load_checkpoint(path: Path, what_to_do: str) -> dict[str, Any]:
+def load_checkpoint(path: Path | str, what_to_do: str, raw: bytes | None = None) -> dict[str, Any]:
     """A checkpoint (`load_data`), or one CheckpointError naming the file and `what_to_do`.
 
     CPU first: generator states must stay CPU tensors; load_state_dict moves the rest to the model's device.
     """
-    state = load_data(path, what_to_do)
+    state = load_data(path, what_to_do, raw)
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a checkpoint of this suite (no model state). {what_to_do}")
     return state

@@ -25,6 +25,7 @@ from antisym.data.files import check_present, fingerprint
 from antisym.errors import ConfigError, UserError
 from antisym.models import build_model, count_parameters
 from antisym.provenance import code_version, device_description
+from antisym.training.branch import open_branch
 from antisym.training.checkpoint import atomic_save, load_checkpoint, restore_train_state
 from antisym.training.devices import DTYPES, resolve_device
 from antisym.training.evaluation import eval_size, evaluate
@@ -129,21 +130,30 @@ def prepare(job: Job) -> Member | dict[str, Any]:
     t = settings.trainer
     if skips_completed(run_dir, cfg, previous, t.skip_completed, t.resume):
         return previous
+    if t.init_from is not None and not isinstance(t.resume, bool):
+        raise ConfigError(
+            f"trainer.resume={t.resume} and trainer.init_from={t.init_from} both name a run to continue; give one "
+            "(init_from: a new run from another's checkpoint; resume: the same run, its settings kept)."
+        )
     source = resume_source(run_dir, cfg, t.resume)
+    branch = None
+    if t.init_from is not None and source is None:  # a fresh start: from the source's checkpoint
+        branch = open_branch(t.init_from, cfg, t, to_absolute_path)  # read and checked; nothing written yet
+        previous = branch.summary  # the data files and segments the branch inherits
     if source is not None and source.parent.parent == run_dir:  # the metrics a resume rewrites: refused if not rows
         job.dir.metrics(strict=True)
-    state = None
+    state = branch.state if branch is not None else None
     if source is not None:
         state = load_checkpoint(
             source,
             "Resume from a good copy, or start again with trainer.resume=false (the old files are kept in "
             "superseded/).",
         )
-        if state.get("step", 0) > t.max_steps:
-            raise ConfigError(
-                f"trainer.max_steps={t.max_steps} is below the step of the checkpoint to resume ({state['step']}, "
-                f"{source}); set trainer.max_steps >= {state['step']} or start a new run."
-            )
+    if state is not None and state.get("step", 0) > t.max_steps:
+        raise ConfigError(
+            f"trainer.max_steps={t.max_steps} is below the step of the checkpoint to continue ({state['step']}, "
+            f"{source or t.init_from}); set trainer.max_steps >= {state['step']} or start a new run."
+        )
     start_step = state.get("step", 0) if state is not None else 0
     imported = (settings.model.target, settings.optimizer.target, task_class(settings.task))
     version = code_version(modules=[cls.__module__ for cls in imported])
@@ -168,6 +178,8 @@ def prepare(job: Job) -> Member | dict[str, Any]:
         "dataset": cfg.get("dataset", {}).get("name"),
         "tags": list(cfg.get("tags") or []),
     }
+    if branch is not None:
+        segment["branched_from"] = branch.record
     before = take_over(run_dir, source)
     summary["segments"] = [*(segments_before(state, previous) if state is not None else []), segment]
     if state is not None:
@@ -176,6 +188,9 @@ def prepare(job: Job) -> Member | dict[str, Any]:
         summary["started_at"] = state.get("started_at", summary["started_at"])
     summary["device"] = segment["device"]
     try:
+        if branch is not None:  # the source's files, as a resume of this directory reads them
+            branch.write(run_dir, before.written)
+            source = job.dir.last_checkpoint
         job.dir.record_settings(cfg, job.overrides)
         job.dir.write_summary(summary)
     except BaseException:  # a full disk, a signal: the directory as it was, nothing half-recorded

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -284,6 +284,7 @@ class Snapshot:
     files: dict[str, bytes | None]
     existed: bool  # whether the directory was there before this call (its lock makes it)
     moved_to: Path | None = None  # where move_aside put an earlier run's files
+    written: list[Path] = field(default_factory=list)  # other files written before the first step (a branch's)
 
     WRITTEN = (CONFIG_FILE, OVERRIDES_FILE, SUMMARY_FILE, METRICS_FILE, PERMUTATION_FILE)  # before the first step
 
@@ -293,6 +294,9 @@ class Snapshot:
         return cls(run_dir, files, existed=any(p.name != LOCK_FILE for p in run_dir.iterdir()))
 
     def restore(self) -> None:
+        for path in self.written:
+            path.unlink(missing_ok=True)
+        remove_if_empty(self.run_dir / CHECKPOINT_DIR)
         for name, data in self.files.items():
             path = self.run_dir / name
             if data is None or self.moved_to is not None:
