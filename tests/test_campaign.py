@@ -70,9 +70,9 @@ def test_paper_plan_order_and_presets():
     assert (plan.launcher, plan.pack_size, plan.concurrent) == ("packed", 32, 2)
     assert plan.blocks == (
         "table1_screen", "table1", "table2_noisy_screen", "table2_noisy", "table2_noisy_gamma", "table2_noisy_layout",
-        "table2_noisy_shared", "gap_table1_late", "gap_budget", "gap_noisy", "gap_noisy_seed1", "gap_noisy_below", "gap_table1",
-        "gap_table1_seed1", "gap_table1_below", "gap_table1_init", "gap_table1_below_init_seed1", "table2_pixel",
-        "table1_lstm", "fig2", "baselines", "table1_preset",
+        "table2_noisy_shared", "gap_table1_late", "gap_budget", "gap_noisy", "gap_noisy_seed1", "gap_noisy_below",
+        "gap_table1", "gap_table1_seed1", "gap_table1_below", "gap_table1_init", "gap_table1_below_init_seed1",
+        "table2_pixel", "table1_lstm", "fig2", "baselines", "table1_preset",
     )  # fmt: skip
     counts = {b: len(plan.block_runs(b)) for b in plan.blocks}
     assert counts == {

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from antisym.config import flatten
 from antisym.results.paper import (
@@ -445,12 +446,18 @@ def _provenance(runs: Sequence[Run]) -> list[str]:
     ]
 
 
+def grid_value(value: Any) -> str:
+    """A setting's value in a sweep grid: `default` where a configuration lacks the key, a list as written."""
+    return "default" if value is None else str(list(value) if isinstance(value, tuple) else value)
+
+
 def sweep_grid(row: RowResult) -> list[str]:
     """A row's configurations as the grid of the keys that vary between them: the values of the one with the most
     (a length never) as columns, the others' as rows; a cell is the mean best validation accuracy (seeds in
     brackets), ✗ where a run diverged, · where the point was not trained. Nothing where no key varies."""
-    settings = [(c, {k: v for k, v in flatten(c.runs[0].knobs).items() if k != "trainer.eval_every"})
-                for c in row.candidates]  # fmt: skip
+    flat = [(c, flatten(c.runs[0].knobs).items()) for c in row.candidates]
+    settings = [(c, {k: tuple(v) if isinstance(v, list) else v for k, v in items if k != "trainer.eval_every"})
+                for c, items in flat]  # fmt: skip
     keys = sorted(k for k in set().union(*(s for _, s in settings)) if len({repr(s.get(k)) for _, s in settings}) > 1)
     if not keys:
         return []
@@ -467,11 +474,11 @@ def sweep_grid(row: RowResult) -> list[str]:
     head = ", ".join(k.split(".", 1)[1] if "." in k else k for k in outer) or " "
     lines = [f"{row.method}, {COLUMNS[row.dataset]}:", "",
              f"| {head} \\ {inner.split('.', 1)[-1]} | "
-             + " | ".join("default" if v is None else str(v) for v in values[inner]) + " |",
+             + " | ".join(grid_value(v) for v in values[inner]) + " |",
              "|---|" + "---|" * len(values[inner])]  # fmt: skip
     for combo in itertools.product(*(values[k] for k in outer)):
         if not any(key[: len(outer)] == combo for key in cells):
             continue
-        label = ", ".join("default" if v is None else str(v) for v in combo) or "all"
+        label = ", ".join(grid_value(v) for v in combo) or "all"
         lines.append(f"| {label} | " + " | ".join(cells.get((*combo, v), "·") for v in values[inner]) + " |")
     return [*lines, ""]
