@@ -87,6 +87,8 @@ def test_a_best_checkpoint_the_source_trained_past_is_refused(tiny_data, source,
         run(compose_cfg(root, *COMMON, *DECAY, f"trainer.init_from={moved}"), tmp_path / "branch")
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         run(compose_cfg(root, *COMMON, *DECAY, f"trainer.init_from={tmp_path / 'nothing'}"), tmp_path / "branch")
+    with pytest.raises(CheckpointError, match="names no commit of this checkout"):
+        run(compose_cfg(root, *COMMON, *DECAY, "trainer.init_from=0000000:results/runs/x"), tmp_path / "branch")
 
 
 def test_a_branch_refused_on_other_data_leaves_its_directory_as_found(tiny_data, source, tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,12 @@ class Source:
         (`absolute` makes it so, as Hydra's to_absolute_path)."""
         rev, sep, rest = spec.partition(":")
         commit = resolve_commit(rev) if sep and rest else None
+        if sep and rest and commit is None and re.fullmatch(r"[0-9a-f]{7,40}", rev):
+            raise CheckpointError(
+                f"trainer.init_from={spec}: {rev} names no commit of this checkout's history (a shallow clone, or a "
+                "commit of another clone). Fetch it (git fetch --unshallow, or from the clone that made it), or "
+                "name the source's run directory on disk."
+            )
         path = Path(rest) if commit else Path(absolute(spec))
         if path.suffix == ".pt":
             return cls(spec, str(path.parent.parent), str(Path(path.parent.name) / path.name), commit)

@@ -139,6 +139,8 @@ def prepare(job: Job) -> Member | dict[str, Any]:
     branch = None
     if t.init_from is not None and source is None:  # a fresh start: from the source's checkpoint
         branch = open_branch(t.init_from, cfg, t, to_absolute_path)  # read and checked; nothing written yet
+        log.info("%s: a branch of %s at step %d (trainer.init_from)", run_dir, branch.source.where(
+            branch.source.checkpoint), branch.step)  # fmt: skip
         previous = branch.summary  # the data files and segments the branch inherits
     if source is not None and source.parent.parent == run_dir:  # the metrics a resume rewrites: refused if not rows
         job.dir.metrics(strict=True)
