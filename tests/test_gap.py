@@ -136,5 +136,7 @@ def test_a_branch_is_a_candidate_of_its_row_read_against_the_setup_after_its_ste
     (cand,) = row.open_choices
     assert cand.label == "trainer.lr_decay_steps=[2] trainer.lr_schedule=step"
     assert cand.curves[0][2] == row.base.curves[0][2]  # one computation up to the branch's step
+    cands, chosen = select(collect_runs([logs]), {"max_steps": 4})
+    assert len(cands) == 2 and chosen is not None and chosen.runs[0].path.name.startswith("setup")  # never the branch
     line = next(x for x in render_gap([row], {}, spec, 3, tmp_path, "test").splitlines() if x.startswith("| trainer."))
     assert "trainer.lr_schedule: silent (Appendix C names none)" in line and " at 4 |" in line

@@ -348,6 +348,12 @@ class Candidate:
         return off
 
     @property
+    def branched(self) -> bool:
+        """A branch (trainer.init_from) is a reading of the run it started from, whose first steps it shares: the
+        ledger compares it, the tables never choose it over the row's own runs."""
+        return any("branched_from" in seg for r in self.runs for seg in (r.summary or {}).get("segments", []))
+
+    @property
     def other_data(self) -> bool:
         """Trained or tested on other examples than the task's official release: fewer (data.allow_subset), or files
         whose content differs from it (altered pixels or labels)."""
@@ -461,13 +467,14 @@ def select(runs: Sequence[Run], task: Mapping[str, Any] | None = None) -> tuple[
     Where the row has a paper-length run, only paper-length configurations are chosen: a short screen stays in the
     comparison, and the row shows "k of N iterations" until its paper-length runs finish. A configuration trained on
     data settings other than `task`'s (the paper's statement of the task), or evaluated on part of the splits, is
-    compared, never chosen: it answers another question than the paper's row. Where the row has runs on the official
-    release's data, a configuration trained on other data (a subset, altered examples) is never chosen either."""
+    compared, never chosen: it answers another question than the paper's row; so is a branch. Where the row has
+    runs on the official release's data, a configuration trained on other data (a subset, altered examples) is never
+    chosen either."""
     groups: dict[str, Candidate] = {}
     for run in runs:
         groups.setdefault(run.key, Candidate(run.key)).runs.append(run)
     candidates = sorted(groups.values(), key=lambda c: c.label)
-    on_task = [c for c in candidates if not c.off_task(task or {})]
+    on_task = [c for c in candidates if not c.off_task(task or {}) and not c.branched]
     if any(not c.other_data for c in on_task):
         on_task = [c for c in on_task if not c.other_data]
     paper_length = any(full_length(r) for c in on_task for r in c.runs)
