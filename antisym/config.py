@@ -113,14 +113,16 @@ def experiment_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def settings_differences(saved: Mapping[str, Any], new: Mapping[str, Any], *, allow_longer: bool = True) -> list[str]:
-    """'key: saved -> new' for each experiment setting that differs between two resolved configs.
+def settings_differences(
+    saved: Mapping[str, Any], new: Mapping[str, Any], *, allow_longer: bool = True, ignore: Sequence[str] = ()
+) -> list[str]:
+    """'key: saved -> new' for each experiment setting that differs between two resolved configs (but `ignore`'s).
 
     A key only the saved config has is retired and not compared; a key only the new one has is a difference (an
     ADDED_KEYS key at its old value is not a key here at all, `experiment_settings`). With `allow_longer`, a larger
     max_steps is not a difference unless the schedule is cosine (whose shape depends on max_steps).
     """
-    a, b = experiment_settings(saved), experiment_settings(new)
+    a, b = ({k: v for k, v in experiment_settings(c).items() if k not in ignore} for c in (saved, new))
     cosine = "cosine" in (a.get("trainer.lr_schedule"), b.get("trainer.lr_schedule"))
     diffs = [f"{key}: missing from the saved config -> {b[key]!r}" for key in sorted(b.keys() - a.keys())]
     for key in sorted(a.keys() & b.keys()):

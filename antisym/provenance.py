@@ -21,12 +21,17 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _git(*args: str) -> str | None:
+def _git_bytes(*args: str, timeout: float = 10) -> bytes | None:
     try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, timeout=timeout, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip()
+    return out.stdout
+
+
+def _git(*args: str) -> str | None:
+    out = _git_bytes(*args)
+    return None if out is None else out.decode(errors="replace").strip()
 
 
 # Names the commit where the code runs from a copy without .git (a lent device's copy of the tree, a tarball or
@@ -86,12 +91,7 @@ def resolve_commit(rev: str) -> str | None:
 
 def committed_file(commit: str, path: str) -> bytes | None:
     """A file's bytes as `commit` holds it (`path` from the repository's root), or None where it holds none."""
-    try:
-        out = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO_ROOT, capture_output=True, timeout=60,
-                             check=True)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout
+    return _git_bytes("show", f"{commit}:{path}", timeout=60)
 
 
 def git_commit() -> str:

@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from antisym.config import experiment_settings
 from antisym.results.paper import COLUMNS, ITERATIONS, METHODS, PAPER, PAPER_TASK, TABLE_OF_DATASET
-from antisym.results.render import shown
+from antisym.results.render import as_written, hashable, shown
 from antisym.results.rows import row_dataset, row_model
 from antisym.training.runs import compose
 
@@ -73,7 +73,7 @@ class Change:
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in self.change)
+        return " ".join(f"{k}={as_written(v)}" for k, v in self.change)
 
 
 def at_step(curves: Mapping[int, Curve], step: int) -> list[float]:
@@ -119,7 +119,7 @@ def verdict(
 def changes(settings: Mapping[str, Any], setup: Mapping[str, Any], iterations: int) -> tuple[tuple[str, Any], ...]:
     """The settings a record changes from the setup; its length only where longer than the paper's."""
     out = {k: settings.get(k) for k in settings.keys() | setup.keys() if k not in CADENCE}
-    out = {k: tuple(v) if isinstance(v, list) else v for k, v in out.items() if v != setup.get(k)}  # hashable
+    out = {k: hashable(v) for k, v in out.items() if v != setup.get(k)}
     steps = int(settings.get("trainer.max_steps", 0))
     if steps > iterations:
         out["trainer.max_steps"] = steps

@@ -446,18 +446,26 @@ def _provenance(runs: Sequence[Run]) -> list[str]:
     ]
 
 
+def hashable(value: Any) -> Any:
+    """A setting's value as a key (a list, e.g. trainer.lr_decay_steps, as a tuple); `as_written` undoes it."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def as_written(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def grid_value(value: Any) -> str:
     """A setting's value in a sweep grid: `default` where a configuration lacks the key, a list as written."""
-    return "default" if value is None else str(list(value) if isinstance(value, tuple) else value)
+    return "default" if value is None else str(as_written(value))
 
 
 def sweep_grid(row: RowResult) -> list[str]:
     """A row's configurations as the grid of the keys that vary between them: the values of the one with the most
     (a length never) as columns, the others' as rows; a cell is the mean best validation accuracy (seeds in
     brackets), ✗ where a run diverged, · where the point was not trained. Nothing where no key varies."""
-    flat = [(c, flatten(c.runs[0].knobs).items()) for c in row.candidates]
-    settings = [(c, {k: tuple(v) if isinstance(v, list) else v for k, v in items if k != "trainer.eval_every"})
-                for c, items in flat]  # fmt: skip
+    settings = [(c, {k: hashable(v) for k, v in flatten(c.runs[0].knobs).items() if k != "trainer.eval_every"})
+                for c in row.candidates]  # fmt: skip
     keys = sorted(k for k in set().union(*(s for _, s in settings)) if len({repr(s.get(k)) for _, s in settings}) > 1)
     if not keys:
         return []

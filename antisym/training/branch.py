@@ -34,6 +34,7 @@ from antisym.training.rundir import (
     PERMUTATION_FILE,
     SUMMARY_FILE,
     atomic_write_bytes,
+    parse_settings,
 )
 
 # The settings a branch may change: their effect is the learning rate at each step, compared below up to k.
@@ -130,9 +131,7 @@ def open_branch(spec: str, cfg: dict[str, Any], trainer: TrainerConfig, absolute
             f"trainer.init_from={spec}: {source.where(CONFIG_FILE)} is missing, so the settings that trained the "
             f"checkpoint are unknown and nothing can be said to agree with them. {refuse}"
         )
-    from omegaconf import OmegaConf
-
-    source_cfg = OmegaConf.to_container(OmegaConf.create(saved.decode()), resolve=False)
+    source_cfg = parse_settings(saved.decode(errors="replace"), source.where(CONFIG_FILE))
     step = int(state.get("step", 0))
     check_agreement(source_cfg, cfg, trainer, step, spec)
     files = {LAST_CHECKPOINT: raw, **{n: d for n in COPIED if (d := source.read(n)) is not None}}
@@ -158,8 +157,7 @@ def open_branch(spec: str, cfg: dict[str, Any], trainer: TrainerConfig, absolute
 def check_agreement(source_cfg: dict[str, Any], cfg: dict[str, Any], t: TrainerConfig, step: int, spec: str) -> None:
     """Refuse a branch whose settings differ from its source's before `step`: any setting but the schedule's (and a
     longer run), or a schedule whose learning rate differs at some step below `step`."""
-    diffs = settings_differences(source_cfg, cfg, allow_longer=False)
-    early = [d for d in diffs if d.partition(":")[0] not in LATE_KEYS]
+    early = settings_differences(source_cfg, cfg, allow_longer=False, ignore=LATE_KEYS)
     if early:
         raise ConfigError(
             f"trainer.init_from={spec}: this run's settings differ from those that trained the checkpoint in "

@@ -314,13 +314,19 @@ class Snapshot:
 def saved_settings(run_dir: Path) -> dict[str, Any] | None:
     """The settings a run directory was trained under; None where it holds none; CheckpointError where its
     config.yaml is damaged (unparseable, emptied, a section missing): nothing could be said to match it."""
-    from omegaconf import OmegaConf
-
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         return None
+    return parse_settings(path.read_text(errors="replace"), str(path))
+
+
+def parse_settings(text: str, path: str) -> dict[str, Any]:
+    """A config.yaml's settings (`text`, read from `path`: a file, or a committed one), or CheckpointError where it
+    is damaged, as `saved_settings` says."""
+    from omegaconf import OmegaConf
+
     try:
-        saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        saved = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
     except Exception as err:  # YAML errors of every kind
         saved, why = None, f"it does not parse ({type(err).__name__})"
     if saved is not None:
