@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from antisym.errors import ConfigError
+from antisym.training.branch import branch_start
 from antisym.training.rundir import FINISHED, RunDir, Status
 from antisym.training.runs import CONF_DIR, RunState, compose, compose_where_present, growing, run_state
 
@@ -279,6 +280,8 @@ def planned_state(records: Path, run: PlannedRun) -> RunState:
     grows = growing(records / run.rel_dir, state.status, state.steps, longer[-1]) if longer else None
     if grows is not None:  # a plan that raised the length of a run that kept its last checkpoint (keep_last)
         return grows
+    if state.status == Status.MISSING and (start := branch_start(run.overrides)):
+        return RunState(Status.MISSING, start, f"a branch: starts at step {start:,}, its source's checkpoint")
     if run.waiting and not state.finished and state.status != Status.RUNNING:
         detail = f"{state.steps:,} steps recorded; " if state.status != Status.MISSING else ""
         return RunState(Status.WAITING, state.steps, f"{detail}waits for {run.select} to choose its point")

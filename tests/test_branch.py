@@ -12,10 +12,10 @@ import torch
 from antisym.config import RunConfig
 from antisym.data import DataError
 from antisym.errors import CheckpointError, ConfigError
-from antisym.plan import compose_run, load_plan
+from antisym.plan import compose_run, load_plan, planned_state
 from antisym.provenance import resolve_commit
 from antisym.training import run
-from antisym.training.branch import open_branch
+from antisym.training.branch import branch_start, open_branch
 from tests.conftest import make_tiny_data
 from tests.test_train import compose_cfg, read_rows
 
@@ -128,3 +128,19 @@ def test_the_plans_branch_agrees_with_its_committed_source():
     cfg["trainer"]["lr_decay_steps"] = [30000]
     with pytest.raises(ConfigError, match="at step 30,000"):
         open_branch(spec, cfg, RunConfig.from_cfg(cfg).trainer, str)
+
+
+def test_a_branch_not_yet_trained_counts_its_sources_steps(source, tmp_path):
+    """Before it trains, a branch's first k iterations are done (they are its source's): the campaign's progress and
+    time left count it from k, not 0; a run from step 0, or a source with no checkpoint, counts from 0."""
+    assert branch_start([f"trainer.init_from={source}", "trainer.max_steps=8"]) == 4
+    best = source / "checkpoints" / "best.pt"  # a named checkpoint: its own step (the best validation's, before 4)
+    assert branch_start([f"trainer.init_from='{best}'"]) == torch.load(best, weights_only=False)["step"] < 4
+    assert branch_start(["trainer.max_steps=8"]) is None and branch_start(["trainer.init_from=null"]) is None
+    assert branch_start([f"trainer.init_from={tmp_path}"]) is None
+    (planned,) = load_plan("paper").block_runs("gap_table1_late")
+    (spec,) = [o.split("=", 1)[1].strip("'") for o in planned.overrides if o.startswith("trainer.init_from=")]
+    if resolve_commit(spec.partition(":")[0]) is None:
+        pytest.skip("the source's commit is not in this checkout's history (a shallow clone)")
+    state = planned_state(tmp_path, planned)  # no record of it under these records: not trained yet
+    assert (state.status, state.steps) == ("missing", 34846) and "a branch" in state.detail

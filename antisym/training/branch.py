@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,6 +153,21 @@ def open_branch(spec: str, cfg: dict[str, Any], trainer: TrainerConfig, absolute
         raise CheckpointError(f"trainer.init_from={spec}: {source.where(SUMMARY_FILE)} is damaged (not JSON), so "
                               f"the data files the source trained on are unknown. {refuse}") from None  # fmt: skip
     return Branch(source, state, summary, files)
+
+
+def branch_start(overrides: list[str] | tuple[str, ...]) -> int | None:
+    """The step a run given these overrides starts at when it branches (`trainer.init_from`: its source checkpoint's
+    step), None for a run from step 0 or a source that cannot be read here (a plan counts a branch that has not
+    trained yet as done up to that step: its first k iterations are the source's)."""
+    specs = [o.split("=", 1)[1].strip("'\"") for o in overrides if o.lstrip("+").startswith("trainer.init_from=")]
+    if not specs or specs[-1] in ("", "null"):
+        return None
+    try:
+        source = Source.parse(specs[-1], os.path.abspath)
+        raw = source.read(source.checkpoint)
+        return None if raw is None else int(load_checkpoint(source.where(source.checkpoint), "", raw).get("step", 0))
+    except (CheckpointError, ConfigError, OSError):
+        return None
 
 
 def check_agreement(source_cfg: dict[str, Any], cfg: dict[str, Any], t: TrainerConfig, step: int, spec: str) -> None:
