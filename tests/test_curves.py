@@ -6,7 +6,7 @@ import json
 import statistics
 
 from antisym.results import write_tables
-from antisym.results.curves import seeds_label
+from antisym.results.curves import legend_label, seeds_label
 from antisym.training.rundir import read_metrics
 from tests.test_results import tiny_run
 
@@ -52,6 +52,8 @@ def test_an_unfinished_row_draws_its_leading_configuration_marked_unfinished(tin
     drawn = next(c for c in row.candidates if c.label == curve["config"])
     assert row.chosen is None and curve["finished"] is False and len(set(best.values())) > 1, best
     assert best[drawn.runs[0].path.name.removeprefix("lr")] == max(best.values())
+    method, config = legend_label(curve).split("\n")
+    assert method.endswith(", unfinished)") and f"lr={drawn.runs[0].path.name.removeprefix('lr')}" in config
 
 
 def test_a_curve_whose_seeds_stop_at_different_steps_says_how_many_it_averages_where():

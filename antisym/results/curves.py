@@ -4,7 +4,7 @@ Per row, validation accuracy against iteration for the row's reported configurat
 result, the configuration whose runs went furthest): the mean over seeds with a band from the lowest to the highest
 seed, and the paper's final number (a successor's: its authors' reported one) as a dashed level, with a star at its
 iteration count where the runs shown reach that far (the x-axis fits the runs; the legend says which seeds reach
-where).
+where, and the configuration they trained under).
 """
 
 from __future__ import annotations
@@ -89,6 +89,13 @@ def seeds_label(curve: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def legend_label(curve: Mapping[str, Any]) -> str:
+    """The method, its seeds' reach, whether it is unfinished, and on a second line the configuration drawn (while a
+    row is unfinished, the one furthest along may be a superseded setup)."""
+    state = "" if curve["finished"] else ", unfinished"
+    return f"{curve['method']} ({seeds_label(curve)}{state})\n{curve['config']}"
+
+
 def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list[Path] | None:
     """table<N>_curves.{png,pdf,json} in out_dir, one panel per column of the table; None when nothing to draw."""
     from antisym.analysis.style import figure_style, plt, save_figure
@@ -105,7 +112,7 @@ def plot_learning_curves(rows: Sequence[Any], table: int, out_dir: Path) -> list
             drawn = [c for c in curves if c["dataset"] == dataset]
             for i, c in enumerate(drawn):
                 color = f"C{i}"
-                draw_band(ax, c, color, f"{c['method']} ({seeds_label(c)}{'' if c['finished'] else ', unfinished'})")
+                draw_band(ax, c, color, legend_label(c))
                 if c["reference_acc"] is not None:
                     ax.axhline(c["reference_acc"], color=color, lw=1.0, ls="--", alpha=0.8)
                     if c["reference_iterations"] and c["reference_iterations"] <= right:
