@@ -38,7 +38,15 @@ COMMIT_HELP = "default: HEAD, -dirty when tracked files differ"
 
 def cmd_status(args: argparse.Namespace) -> int:
     from antisym.provenance import cpu_name
-    from campaign.progress import block_lines, blocks, lane_schedule, rate_lines, rates_here, schedule_lines
+    from campaign.progress import (
+        block_lines,
+        blocks,
+        lane_schedule,
+        rate_lines,
+        rates_here,
+        schedule_lines,
+        training_lines,
+    )
 
     plan = load_plan(args.plan)
     planned = planned_steps(plan)
@@ -53,6 +61,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if lane is not None:
         items = lane_schedule(plan, args.records, planned, rates, lane, lanes)
         print("\n" + "\n".join(schedule_lines(items, lane, lanes)))
+    if training := training_lines(plan, args.records, planned):
+        print("\n" + "\n".join(training))
     return 0
 
 

@@ -184,6 +184,25 @@ def schedule_lines(items: Sequence[Mapping[str, Any]], lane: str, lanes: int) ->
     return lines
 
 
+def training_lines(plan: Plan, records: Path, planned: Mapping[str, int]) -> list[str]:
+    """A markdown table of the runs a lane or launcher trains now: how far each is (its metrics' latest step) and
+    its validation so far, latest and best (what a note on a long row quotes); no lines while none trains."""
+    lines = []
+    for run in resolve(plan, records).runs:
+        state = planned_state(records, run)
+        if state.status != Status.RUNNING:
+            continue
+        rows = RunDir(records / run.rel_dir).metrics()
+        val = [(int(r["step"]), 100 * float(r["acc"])) for r in rows if r.get("split") == "val" and "acc" in r]
+        step = max([state.steps, *(int(r["step"]) for r in rows if "step" in r)])
+        latest = f"{val[-1][1]:.1f} at {val[-1][0]:,}" if val else "—"
+        best = "{1:.1f} at {0:,}".format(*max(val, key=lambda v: v[1])) if val else "—"
+        lines.append(f"| {run.rel_dir} | {step:,} / {planned[run.rel_dir]:,} | {latest} | {best} |")
+    if not lines:
+        return []
+    return ["Training now:", "", "| run | steps | validation, latest (%) | best (%) |", "|---|---|---|---|", *lines]
+
+
 def _pct(row: Mapping[str, Any]) -> str:
     """The block's iterations done, as a percentage of those planned."""
     return f"{100 * row['steps_done'] / max(1, row['steps_planned']):.1f}%"

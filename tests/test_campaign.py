@@ -387,6 +387,15 @@ def test_select_takes_the_screens_best_point_once_it_is_finished(tmp_path, capsy
         assert main(next_cmd) == 0
     out = capsys.readouterr().out
     assert f"in training now: {seeds[0].rel_dir} (2 steps recorded)" in out and f"  {seeds[0].rel_dir} " not in out
+    status_cmd = ["status", "--plan", next_cmd[2], "--records", str(records)]
+    assert main(status_cmd) == 0 and "Training now" not in capsys.readouterr().out  # no run trains: no table
+    rows = [{"step": 1, "split": "val", "acc": 0.75}, {"step": 2, "split": "train", "loss": 0.1},
+            {"step": 2, "split": "val", "acc": 0.625}]  # fmt: skip
+    (records / seeds[0].rel_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (records / seeds[0].rel_dir / "summary.json").write_text(json.dumps({"status": "interrupted", "steps": 1}))
+    with RunLock(records / seeds[0].rel_dir):  # its summary says 1 step (its last checkpoint); its metrics say 2
+        assert main(status_cmd) == 0
+    assert f"| {seeds[0].rel_dir} | 2 / 2 | 62.5 at 2 | 75.0 at 1 |" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="needs no grid of its own and a block listed before"):
         expand({"blocks": [{"name": "b", "runs": [{"preset": "table1/asym_mnist", "select": "later"}]},
                            {"name": "later", "runs": ["table1/asym_mnist"]}]}, "x")  # fmt: skip
