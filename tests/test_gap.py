@@ -120,23 +120,29 @@ def test_gap_ledger_from_real_tiny_runs_beside_the_tables(tiny_data, tmp_path):
 
 def test_a_branch_is_a_candidate_of_its_row_read_against_the_setup_after_its_step(tiny_data, tmp_path):
     """A branch (trainer.init_from) of the setup's seed 0 with the lr decayed from step 2 on: one candidate of the
-    row (its schedule, a list-valued setting, in the label), equal to the setup up to step 2, read at 4."""
+    row (its schedule, a list-valued setting, in the label), equal to the setup up to step 2, read at 6 and on
+    average over its validations after 2, paired with the setup's seed 0."""
     root, _ = tiny_data
     logs = tmp_path / "logs"
     tiny = ("dataset.seq_len=33", "trainer.eval_every=2", "model.hidden_size=4")
     for seed in (0, 1):
-        tiny_run(root, logs / f"setup{seed}", "table2/gated_noisy_cifar10", *tiny, "trainer.max_steps=4",
+        tiny_run(root, logs / f"setup{seed}", "table2/gated_noisy_cifar10", *tiny, "trainer.max_steps=6",
                  f"trainer.seed={seed}")  # fmt: skip
     tiny_run(root, tmp_path / "source", "table2/gated_noisy_cifar10", *tiny, "trainer.max_steps=2")
     decay = ("trainer.lr_schedule=step", "trainer.lr_decay_steps=[2]", f"trainer.init_from={tmp_path / 'source'}")
-    tiny_run(root, logs / "decay", "table2/gated_noisy_cifar10", *tiny, "trainer.max_steps=4", *decay)
+    tiny_run(root, logs / "decay", "table2/gated_noisy_cifar10", *tiny, "trainer.max_steps=6", *decay)
     setup = [*TINY, *tiny, "trainer.max_steps=4", "trainer.seed=0"]
     spec = {**load_spec(), "rows": [{"preset": "table2/gated_noisy_cifar10", "setup": setup, "decide_at": 4}]}
     (row,) = ledger_rows(collect_runs([logs]), spec)
     (cand,) = row.open_choices
     assert cand.label == "trainer.lr_decay_steps=[2] trainer.lr_schedule=step"
     assert cand.curves[0][2] == row.base.curves[0][2]  # one computation up to the branch's step
-    cands, chosen = select(collect_runs([logs]), {"max_steps": 4})
+    cands, chosen = select(collect_runs([logs]), {"max_steps": 6})
     assert len(cands) == 2 and chosen is not None and chosen.runs[0].path.name.startswith("setup")  # never the branch
     line = next(x for x in render_gap([row], {}, spec, 3, tmp_path, "test").splitlines() if x.startswith("| trainer."))
-    assert "trainer.lr_schedule: silent (Appendix C names none)" in line and " at 4 |" in line
+    val = [{r["step"]: r["acc"] for r in map(json.loads, (logs / name / "metrics.jsonl").open()) if r["split"] == "val"}
+           for name in ("decay", "setup0")]  # fmt: skip
+    mean = 100 * ((val[0][4] - val[1][4]) + (val[0][6] - val[1][6])) / 2
+    assert "trainer.lr_schedule: silent (Appendix C names none)" in line
+    read = f"{100 * (val[0][6] - val[1][6]):+.1f} at 6; {mean:+.2f} on average over its 2 validations 4-6"
+    assert f"{read} (a branch at 2) |" in line

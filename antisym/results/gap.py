@@ -13,6 +13,9 @@ noise-padded task), and given a verdict by the rule of the ledger (lead 3 points
 - otherwise, with fewer than `seeds` seeds: needs another seed; with them: within noise;
 - short of the decision step: no verdict, only where it stands at the latest step both have.
 
+A branch (trainer.init_from: a setting that acts late, started from the setup's own checkpoint at step k) is read
+the same way, and its Δ also on average over its validations after k, each against the setup's run of its seed.
+
 A record trained longer than the paper's iterations is the budget check: its curve, never a row's number. Records of
 points of the paper's own grid (lr, eps, gamma: the choices with a `grid` in the spec) are the screens, listed apart;
 a value off that grid (below its lowest lr, say) is a candidate like any open choice. Each row ends with what is left:
@@ -206,6 +209,28 @@ def decision_step(row: LedgerRow, cand: Change) -> int:
     return max(common, default=row.decide_at)
 
 
+def branch_point(cand: Change) -> int | None:
+    """The step a branch candidate's runs started from their source's checkpoint (trainer.init_from), None for a
+    candidate trained from step 0: before it, the branch's curve is its source's own."""
+    steps = [int(seg["branched_from"]["step"]) for r in cand.runs for seg in (r.summary or {}).get("segments", [])
+             if "branched_from" in seg]  # fmt: skip
+    return min(steps) if steps else None
+
+
+def paired_after(cand: Change, base: Change, k: int) -> tuple[float, list[int]] | None:
+    """A branch read the way it was designed: the mean difference in points from the setup's run of the same seed at
+    every validation step after the branch point k (one step's difference is mostly evaluation noise), and those
+    steps; None where no seed has both past k."""
+    diffs: dict[int, list[float]] = {}
+    for seed, curve in cand.curves.items():
+        theirs = base.curves.get(seed, {})
+        for step in (s for s in curve if s > k and s in theirs):
+            diffs.setdefault(step, []).append(curve[step] - theirs[step])
+    if not diffs:
+        return None
+    return 100 * statistics.fmean(d for ds in diffs.values() for d in ds), sorted(diffs)
+
+
 def _runs_cell(cand: Change, base_dir: Path) -> str:
     return "<br>".join(f"[{run.path.name}]({shown(run.path, base_dir)}) ({run.steps:,} of "
                        f"{run.max_steps:,})" for run in cand.runs)  # fmt: skip
@@ -240,10 +265,15 @@ def candidate_line(row: LedgerRow, cand: Change, spec: Mapping[str, Any], base_d
     theirs = " / ".join(_pct(at_step(row.base.curves, s)) for s in steps)
     seeds = ", ".join(str(s) for s, c in cand.curves.items() if at in c) or "none"
     said = f"{_paper_says(cand, spec['choices'], row.dataset)} | " if paper else ""
+    shift = "—" if delta is None else f"{delta:+.1f} at {at:,}"
+    k = branch_point(cand)
+    if delta is not None and k is not None and (paired := paired_after(cand, row.base, k)):
+        mean, after = paired
+        span = f"{len(after)} validations {after[0]:,}-{after[-1]:,}"
+        shift += f"; {mean:+.2f} on average over its {span} (a branch at {k:,})"
     return (
         f"| {cand.label} | {said}{_runs_cell(cand, base_dir)} | "
-        f"{' / '.join(f'{s:,}' for s in steps)} | {mine} | {theirs} | {seeds} | "
-        f"{'—' if delta is None else f'{delta:+.1f} at {at:,}'} | {text} |"
+        f"{' / '.join(f'{s:,}' for s in steps)} | {mine} | {theirs} | {seeds} | {shift} | {text} |"
     )
 
 
@@ -303,7 +333,8 @@ def render_gap(rows: Sequence[LedgerRow], table_rows: Mapping[tuple[str, str], A
         f"deficit of {lead:g} or more *hurts*, unless the candidate rose faster than the setup over its last",
         f"{SLOPE_SPAN:,} iterations (then it continues to 5,000 first); anything else needs a seed more, and with",
         f"{seeds} seeds is *within noise*. Candidates combine only once each has led alone. A budget run (longer than",
-        "the paper) shows its curve; the rows' numbers stay their paper-length runs'.",
+        "the paper) shows its curve; the rows' numbers stay their paper-length runs'. A branch (a run started from",
+        "the setup's checkpoint at step k) is also read on average over its validations after k, paired by seed.",
         "",
         "## The choices",
         "",
