@@ -195,9 +195,8 @@ def training_lines(plan: Plan, records: Path, planned: Mapping[str, int]) -> lis
         rows = RunDir(records / run.rel_dir).metrics()
         val = [(int(r["step"]), 100 * float(r["acc"])) for r in rows if r.get("split") == "val" and "acc" in r]
         step = max([state.steps, *(int(r["step"]) for r in rows if "step" in r)])
-        latest = f"{val[-1][1]:.1f} at {val[-1][0]:,}" if val else "—"
-        best = "{1:.1f} at {0:,}".format(*max(val, key=lambda v: v[1])) if val else "—"
-        lines.append(f"| {run.rel_dir} | {step:,} / {planned[run.rel_dir]:,} | {latest} | {best} |")
+        shown = [f"{acc:.1f} at {at:,}" for at, acc in (val[-1], max(val, key=lambda v: v[1]))] if val else ["—"] * 2
+        lines.append(f"| {run.rel_dir} | {step:,} / {planned[run.rel_dir]:,} | {shown[0]} | {shown[1]} |")
     if not lines:
         return []
     return ["Training now:", "", "| run | steps | validation, latest (%) | best (%) |", "|---|---|---|---|", *lines]
