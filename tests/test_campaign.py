@@ -83,7 +83,7 @@ def test_paper_plan_order_and_presets():
         "table2_noisy_gamma": 2,
         "table2_noisy_layout": 2,
         "table2_noisy_shared": 1,
-        "gap_table1_late": 1,
+        "gap_table1_late": 2,
         "gap_budget": 1,
         "gap_noisy": 9,
         "gap_noisy_seed1": 7,
@@ -256,22 +256,23 @@ def test_paper_plan_lanes_split_the_blocks_by_device():
     # Seed 1 of the candidates within the setup's seed spread first; the others' after Table 1's seed 0.
     assert [r.name for r in cpu[61:64]] == [f"asym_mnist_init_std{s}_lr0.5_seed1" for s in (2.0, 0.0, 4.0)]
     # The late-acting choice as a branch of the MNIST row's own run (tests/test_branch.py), then the budget run.
-    assert cpu[64].rel_dir == "gap_table1_late/asym_mnist_lr_decay_factor0.1_seed0"
-    assert cpu[65].rel_dir == "gap_budget/asym_noisy_cifar10_seed0"
-    assert {r.block for r in cpu[70:79]} == {"gap_table1_below_init_seed1"}
+    late = [f"gap_table1_late/asym_mnist_lr_decay_factor{factor}_seed0" for factor in (0.1, 2.0)]
+    assert [r.rel_dir for r in cpu[64:66]] == late
+    assert cpu[66].rel_dir == "gap_budget/asym_noisy_cifar10_seed0"
+    assert {r.block for r in cpu[71:80]} == {"gap_table1_below_init_seed1"}
     assert {r.block for r in finish} == {"table1_screen"} and {r.preset for r in finish} == {
         "table1/gated_mnist", "table1/gated_pmnist"}  # fmt: skip
     assert {p for r in finish for p in r.point} >= {"model.eps=0.01", "optimizer.lr=0.1", "optimizer.lr=0.2"}
     assert {p for r in finish for p in r.point}.isdisjoint({"model.eps=0.1", "optimizer.lr=0.5", "optimizer.lr=1.0"})
-    assert [(r.block, r.seed) for r in cpu[66:70]] == [("table1", 0)] * 4
+    assert [(r.block, r.seed) for r in cpu[67:71]] == [("table1", 0)] * 4
     # The rows' runs test at every validation too (a free key: records from before it still resume); no screen does.
     probed = {r.block for r in plan.runs if "trainer.test_every_eval=true" in r.overrides}
     assert probed == {"table1", "table2_noisy", "table2_pixel", "table1_lstm", "gap_table1_late"}  # a row's branch
     # Then seeds 1 and 2 of both tables' rows, alternating (the noise-padded column's four rows, Table 1's four),
     # the rest of the shared-noise run and of the screen, each run listed once (a finished one is passed over).
-    assert [(r.block, r.seed) for r in cpu[79:95]] == [
+    assert [(r.block, r.seed) for r in cpu[80:96]] == [
         (block, seed) for seed in (1, 2) for block in ("table2_noisy", "table1") for _ in range(4)]  # fmt: skip
-    assert [r.block for r in cpu[95:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
+    assert [r.block for r in cpu[96:]] == ["table2_noisy_shared"] + ["table1_screen"] * (64 - 8)
     # The layout check: one choice changed at a time, at the point the gated row's seed 0 trains (the same run to 2k).
     layout = [compose_run(r, [])[0] for r in plan.block_runs("table2_noisy_layout")]
     assert [(c["dataset"]["row_order"], c["dataset"]["noise"]) for c in layout] == [
