@@ -145,4 +145,8 @@ def test_a_branch_is_a_candidate_of_its_row_read_against_the_setup_after_its_ste
     mean = 100 * ((val[0][4] - val[1][4]) + (val[0][6] - val[1][6])) / 2
     assert "trainer.lr_schedule: silent (Appendix C names none)" in line
     read = f"{100 * (val[0][6] - val[1][6]):+.1f} at 6; {mean:+.2f} on average over its 2 validations 4-6"
-    assert f"{read} (a branch at 2) |" in line
+    train = [{r["step"]: r["acc"] for r in map(json.loads, (logs / name / "metrics.jsonl").open())
+              if r["split"] == "train" and r["step"] > 2} for name in ("decay", "setup0")]  # fmt: skip
+    assert sorted(train[0]) == sorted(train[1]) == [3, 4, 5, 6]  # log_every=1
+    fit = [f"{100 * sum(t.values()) / 4:.1f}%" for t in train]
+    assert f"{read} (a branch at 2); training batches {fit[0]} against {fit[1]} (the same 4 logged steps) |" in line

@@ -14,7 +14,8 @@ noise-padded task), and given a verdict by the rule of the ledger (lead 3 points
 - short of the decision step: no verdict, only where it stands at the latest step both have.
 
 A branch (trainer.init_from: a setting that acts late, started from the setup's own checkpoint at step k) is read
-the same way, and its Δ also on average over its validations after k, each against the setup's run of its seed.
+the same way, and its Δ also on average over its validations after k, each against the setup's run of its seed,
+beside the two runs' training-batch accuracy over the same steps (whether the change let an underfitting row fit).
 
 A record trained longer than the paper's iterations is the budget check: its curve, never a row's number. Records of
 points of the paper's own grid (lr, eps, gamma: the choices with a `grid` in the spec) are the screens, listed apart;
@@ -73,6 +74,11 @@ class Change:
     @property
     def max_steps(self) -> int:
         return max(r.max_steps for r in self.runs)
+
+    def furthest(self, seed: int) -> Any | None:
+        """The further-trained record of a seed (rows.Run), the one whose curve a merged seed follows past the
+        other's end; None where the change has no run of that seed."""
+        return max((r for r in self.runs if r.seed == seed), key=lambda r: r.steps, default=None)
 
     @property
     def label(self) -> str:
@@ -231,6 +237,21 @@ def paired_after(cand: Change, base: Change, k: int) -> tuple[float, list[int]] 
     return 100 * statistics.fmean(d for ds in diffs.values() for d in ds), sorted(diffs)
 
 
+def fit_after(cand: Change, base: Change, k: int) -> tuple[float, float, int] | None:
+    """How well a branch fits its training batches after k beside the setup's run of its seed: the mean accuracy (%)
+    of the batches both logged at the same steps past k, the branch's and the setup's, and how many (validation says
+    whether it generalises; this, whether the change let it fit: what an underfitting row is read on)."""
+    pairs = []
+    for seed in cand.curves:
+        mine, theirs = cand.furthest(seed), base.furthest(seed)
+        if mine is not None and theirs is not None:
+            other = theirs.curve("train")
+            pairs += [(acc, other[s]) for s, acc in mine.curve("train").items() if s > k and s in other]
+    if not pairs:
+        return None
+    return 100 * statistics.fmean(p[0] for p in pairs), 100 * statistics.fmean(p[1] for p in pairs), len(pairs)
+
+
 def _runs_cell(cand: Change, base_dir: Path) -> str:
     return "<br>".join(f"[{run.path.name}]({shown(run.path, base_dir)}) ({run.steps:,} of "
                        f"{run.max_steps:,})" for run in cand.runs)  # fmt: skip
@@ -269,8 +290,10 @@ def candidate_line(row: LedgerRow, cand: Change, spec: Mapping[str, Any], base_d
     k = branch_point(cand)
     if delta is not None and k is not None and (paired := paired_after(cand, row.base, k)):
         mean, after = paired
-        span = f"{len(after)} validations {after[0]:,}-{after[-1]:,}"
+        span = f"{len(after)} validation{'s' * (len(after) > 1)} {after[0]:,}-{after[-1]:,}"
         shift += f"; {mean:+.2f} on average over its {span} (a branch at {k:,})"
+        if fit := fit_after(cand, row.base, k):
+            shift += f"; training batches {fit[0]:.1f}% against {fit[1]:.1f}% (the same {fit[2]:,} logged steps)"
     return (
         f"| {cand.label} | {said}{_runs_cell(cand, base_dir)} | "
         f"{' / '.join(f'{s:,}' for s in steps)} | {mine} | {theirs} | {seeds} | {shift} | {text} |"
@@ -334,7 +357,8 @@ def render_gap(rows: Sequence[LedgerRow], table_rows: Mapping[tuple[str, str], A
         f"{SLOPE_SPAN:,} iterations (then it continues to 5,000 first); anything else needs a seed more, and with",
         f"{seeds} seeds is *within noise*. Candidates combine only once each has led alone. A budget run (longer than",
         "the paper) shows its curve; the rows' numbers stay their paper-length runs'. A branch (a run started from",
-        "the setup's checkpoint at step k) is also read on average over its validations after k, paired by seed.",
+        "the setup's checkpoint at step k) is also read on average over its validations after k, paired by seed,",
+        "with both runs' training-batch accuracy over the same steps.",
         "",
         "## The choices",
         "",
