@@ -218,9 +218,7 @@ def decision_step(row: LedgerRow, cand: Change) -> int:
 def branch_point(cand: Change) -> int | None:
     """The step a branch candidate's runs started from their source's checkpoint (trainer.init_from), None for a
     candidate trained from step 0: before it, the branch's curve is its source's own."""
-    steps = [int(seg["branched_from"]["step"]) for r in cand.runs for seg in (r.summary or {}).get("segments", [])
-             if "branched_from" in seg]  # fmt: skip
-    return min(steps) if steps else None
+    return min((r.branched_at for r in cand.runs if r.branched_at is not None), default=None)
 
 
 def paired_after(cand: Change, base: Change, k: int) -> tuple[float, list[int]] | None:

@@ -224,6 +224,13 @@ class Run:
         """Iterations it was configured for (trainer.max_steps; 0 where the record does not say)."""
         return int(self.knobs["trainer"].get("max_steps", 0))
 
+    @property
+    def branched_at(self) -> int | None:
+        """The step a branch (trainer.init_from) started at, its source checkpoint's; None for a run from step 0."""
+        steps = [int(seg["branched_from"]["step"]) for seg in (self.summary or {}).get("segments", [])
+                 if "branched_from" in seg]  # fmt: skip
+        return min(steps) if steps else None
+
     def curve(self, split: str = "val") -> dict[int, float]:
         """Accuracy by step on a split of metrics.jsonl: validation, or TEST_PROBE (trainer.test_every_eval)."""
         rows = self.dir.metrics()
@@ -351,7 +358,7 @@ class Candidate:
     def branched(self) -> bool:
         """A branch (trainer.init_from) is a reading of the run it started from, whose first steps it shares: the
         ledger compares it, the tables never choose it over the row's own runs."""
-        return any("branched_from" in seg for r in self.runs for seg in (r.summary or {}).get("segments", []))
+        return any(r.branched_at is not None for r in self.runs)
 
     @property
     def other_data(self) -> bool:
